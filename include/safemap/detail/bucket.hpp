@@ -1,0 +1,130 @@
+// safemap/detail/bucket.hpp - the bucket of safemap::Map and its tophash byte matching.
+//
+// # Bucket layout (after Go's runtime/map.go, bmap)
+// A bucket holds up to 8 entries. For each, one "tophash" byte: the top 8 bits of the entry's
+// hash, or a small reserved marker. Then the 8 entry slots, then a pointer to an overflow
+// bucket that continues the chain when more than 8 keys land in the same bucket.
+//
+//   +--------------------+-------------------------------------------+----------+
+//   | tophash[8] (8 B)   | slot[8]: std::pair<const K, V>             | overflow |
+//   +--------------------+-------------------------------------------+----------+
+//
+// Go stores keys and values in two arrays to avoid padding; safemap stores pairs because the
+// iterator's reference type is std::pair<const K, V>& (the std-like contract), which needs a
+// real pair object per entry.
+//
+// # tophash markers (Go's values)
+//   empty_rest      0  this slot is empty, and so is every later slot and overflow bucket
+//   empty_one       1  this slot is empty
+//   evacuated_x     2  (old table) entry moved to the first half of the new table
+//   evacuated_y     3  (old table) entry moved to the second half
+//   evacuated_empty 4  (old table) slot was empty and the bucket is evacuated
+//   min_top_hash    5  smallest tophash of a full slot; computed values below it are bumped
+// A freshly initialized bucket is all zeros: every slot empty_rest. evacuated(b) is read from
+// tophash[0] of a bucket in the old table, where all 8 bytes are markers once it is evacuated.
+//
+// # Matching several slots at once
+// The 8 tophash bytes are loaded as one 64-bit word and compared bytewise with SWAR bit tricks
+// (exact: no false positives), so a probe of a bucket is one load and a few ALU operations
+// whatever the key type; the key itself is compared only on a tophash match (1/251 chance
+// for a non-matching key per slot).
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+
+namespace safemap::detail {
+
+inline constexpr unsigned bucket_cnt = 8;          // slots per bucket (Go's bucketCnt)
+inline constexpr unsigned bucket_cnt_bits = 3;
+
+inline constexpr std::uint8_t empty_rest = 0;
+inline constexpr std::uint8_t empty_one = 1;
+inline constexpr std::uint8_t evacuated_x = 2;
+inline constexpr std::uint8_t evacuated_y = 3;
+inline constexpr std::uint8_t evacuated_empty = 4;
+inline constexpr std::uint8_t min_top_hash = 5;
+
+inline constexpr std::uint8_t tophash_of(std::size_t hash) noexcept {
+  auto top = static_cast<std::uint8_t>(static_cast<std::uint64_t>(hash) >> 56);
+  return top < min_top_hash ? static_cast<std::uint8_t>(top + min_top_hash) : top;
+}
+
+inline constexpr bool is_empty(std::uint8_t th) noexcept { return th <= empty_one; }
+
+// A set of slot indices [0, 8), one bit per slot, as produced by the matchers below.
+class slot_mask {
+ public:
+  constexpr explicit slot_mask(std::uint64_t high_bits) noexcept : bits_(high_bits) {}
+  constexpr explicit operator bool() const noexcept { return bits_ != 0; }
+  constexpr unsigned lowest() const noexcept {
+    return static_cast<unsigned>(std::countr_zero(bits_)) >> 3;
+  }
+  constexpr void clear_lowest() noexcept { bits_ &= bits_ - 1; }
+  constexpr bool contains(unsigned i) const noexcept { return (bits_ >> (i * 8 + 7)) & 1; }
+
+ private:
+  std::uint64_t bits_;  // bit 8*i+7 set <=> slot i is in the set
+};
+
+// The tophash bytes of one bucket as a little-endian word (byte i = slot i).
+class tophash_group {
+  static constexpr std::uint64_t lsb = 0x0101010101010101ULL;
+  static constexpr std::uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL;
+  static constexpr std::uint64_t msb = 0x8080808080808080ULL;
+
+  // High bit of each byte set exactly where that byte of x is zero (no borrow between bytes).
+  static constexpr std::uint64_t zero_bytes(std::uint64_t x) noexcept {
+    return ~(((x & low7) + low7) | x | low7);
+  }
+
+ public:
+  explicit tophash_group(const std::uint8_t* tophash) noexcept {
+    std::memcpy(&word_, tophash, sizeof word_);
+    if constexpr (std::endian::native == std::endian::big) word_ = __builtin_bswap64(word_);
+  }
+  // Slots whose tophash equals top.
+  slot_mask match(std::uint8_t top) const noexcept {
+    return slot_mask(zero_bytes(word_ ^ (lsb * top)));
+  }
+  // Empty slots (empty_one or empty_rest: the byte is 0 or 1).
+  slot_mask match_empty() const noexcept {
+    return slot_mask(zero_bytes(word_ & ~lsb));
+  }
+  // Full slots (tophash >= min_top_hash); valid in live buckets, where no evacuation markers are.
+  slot_mask match_full() const noexcept { return slot_mask(~zero_bytes(word_ & ~lsb) & msb); }
+  // Whether some slot is empty_rest: the chain has no entry from there on.
+  bool has_empty_rest() const noexcept { return zero_bytes(word_) != 0; }
+
+ private:
+  std::uint64_t word_;
+};
+
+// One bucket. Trivially default-constructible on purpose: a new table's buckets are not
+// touched when the table is allocated (growth must not zero O(n) bytes on one insert); each is
+// initialized by init() just before its first use (see Map's evacuation).
+template <class Slot>
+struct bucket {
+  std::uint8_t tophash[bucket_cnt];
+  alignas(Slot) unsigned char storage[bucket_cnt * sizeof(Slot)];
+  bucket* overflow;
+
+  void init() noexcept {
+    std::memset(tophash, 0, sizeof tophash);
+    overflow = nullptr;
+  }
+  Slot* slot(unsigned i) noexcept { return std::launder(reinterpret_cast<Slot*>(storage) + i); }
+  const Slot* slot(unsigned i) const noexcept {
+    return std::launder(reinterpret_cast<const Slot*>(storage) + i);
+  }
+  void* raw_slot(unsigned i) noexcept { return storage + i * sizeof(Slot); }
+  tophash_group group() const noexcept { return tophash_group(tophash); }
+  bool evacuated() const noexcept {
+    return tophash[0] > empty_one && tophash[0] < min_top_hash;
+  }
+};
+
+}  // namespace safemap::detail

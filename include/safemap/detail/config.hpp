@@ -1,0 +1,40 @@
+// safemap/detail/config.hpp - build-configuration macros shared by every header.
+//
+// SAFEMAP_NO_MISUSE_CHECKS compiles the misuse detector out of safemap::Map. The maps are
+// templates, so a program could include them in one translation unit with the checks and in
+// another without; to keep that from being an ODR violation (two different definitions of
+// one class), the table types live in an inline namespace whose name says which variant it
+// is. Code naming safemap::Map is unaffected.
+#pragma once
+
+#if defined(SAFEMAP_NO_MISUSE_CHECKS)
+#define SAFEMAP_MISUSE_CHECKS 0
+#define SAFEMAP_TABLE_NS_BEGIN inline namespace unchecked {
+#else
+#define SAFEMAP_MISUSE_CHECKS 1
+#define SAFEMAP_TABLE_NS_BEGIN inline namespace checked {
+#endif
+#define SAFEMAP_TABLE_NS_END }
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SAFEMAP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SAFEMAP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SAFEMAP_NOINLINE __attribute__((noinline))
+#define SAFEMAP_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SAFEMAP_LIKELY(x) (x)
+#define SAFEMAP_UNLIKELY(x) (x)
+#define SAFEMAP_NOINLINE
+#define SAFEMAP_ALWAYS_INLINE inline
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define SAFEMAP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SAFEMAP_TSAN 1
+#endif
+#endif
+#ifndef SAFEMAP_TSAN
+#define SAFEMAP_TSAN 0
+#endif

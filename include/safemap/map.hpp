@@ -1,0 +1,1254 @@
+// safemap/map.hpp - safemap::Map, Go's classic runtime map in C++.
+//
+// A map is just a hash table. The data is arranged into an array of 2^B buckets; each bucket
+// holds up to 8 entries (see detail/bucket.hpp for its layout and the tophash markers). The
+// low B bits of a key's hash select a bucket; the top 8 bits ("tophash") are kept per slot so
+// a probe compares keys only where the tophash matches. More than 8 keys in a bucket chain on
+// overflow buckets. This is Go's runtime/map.go (go1.20, before Swiss tables), ported to C++
+// and written afresh; the Go names are kept in snake_case (B, tophash, nevacuate, hash_grow,
+// grow_work, evacuate) so the two can be read side by side.
+//
+// # Growth
+// When the table holds more than 6.5 entries per bucket on average (Go's loadFactor 13/2,
+// chosen in Go from its measurements of %overflow, bytes/entry and probes at each load), a
+// new array of twice the buckets is allocated and the entries move there *incrementally*: each
+// write that touches a bucket of the old array first evacuates it, plus one more in order
+// (grow_work), so no single insert pays for rehashing the table. Until a bucket is evacuated,
+// lookups and iteration read it in the old array. The new array is not written when it is
+// allocated (its buckets are initialized as their old bucket is evacuated), so even the insert
+// that starts a growth does O(1) work. When overflow buckets pile up (many deletes and
+// inserts), a same-size growth compacts the chains.
+//
+// # Iteration (Go's semantics)
+// The order is unspecified and deliberately randomized on every begin(), as in Go. Erasing or
+// inserting through the same thread while iterating is allowed and never invalidates the
+// iterator or the walk: every entry present for the whole iteration is visited exactly once;
+// entries inserted or erased during it may or may not be visited. Go achieves this with a
+// garbage collector keeping old arrays alive; safemap instead pauses growth while an iterator
+// is live: no entry moves and no array is freed while any iterator of the map exists (writes
+// still succeed, with longer overflow chains if many happen). Consequences a user sees:
+//   - references to entries stay valid during an iteration, across inserts (not for the
+//     erased entry itself);
+//   - keep iterations short: a map with a forgotten live iterator does not grow;
+//   - an iterator must be destroyed before its map (unlike std containers, even destroying a
+//     stale iterator after its map is undefined behaviour); moving, swapping or assigning
+//     the map invalidates its iterators. Reaching end() releases an iterator early.
+//
+// # Misuse detection (misuse.hpp)
+// Map is for one writer at a time, like Go's map. A "writing" bit in the header is set for the
+// duration of every write and checked on every read, write and iteration step; an overlap is
+// reported through the misuse handler with Go's message. Defining SAFEMAP_NO_MISUSE_CHECKS
+// compiles the checks out. Concurrent readers (const member functions, iteration) are safe.
+//
+// # Exceptions
+// A single insert whose key or value constructor throws leaves the map unchanged and valid
+// (strong guarantee). Entries are relocated with their move constructors when those are
+// noexcept; otherwise evacuation copies a whole bucket first and only then destroys the
+// originals, so a throwing copy leaves that bucket unevacuated and the map intact.
+//
+// Concurrency: not thread-safe for writers; any number of concurrent readers. Use LockedMap,
+// ShardedMap, SyncMap or CowMap to share a map between writing threads.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+
+#include "safemap/detail/bucket.hpp"
+#include "safemap/detail/config.hpp"
+#include "safemap/detail/random.hpp"
+#include "safemap/hash.hpp"
+#include "safemap/misuse.hpp"
+
+namespace safemap {
+
+// A snapshot of a Map's table shape, for operators and tests.
+struct MapStats {
+  std::size_t size = 0;                  // entries
+  unsigned log2_buckets = 0;             // B
+  std::size_t buckets = 0;               // 2^B, or 0 before the first insert
+  std::size_t overflow_buckets = 0;      // overflow buckets chained in the current array
+  double load_factor = 0;                // entries per bucket (size / buckets)
+  bool growing = false;                  // an old array is still being evacuated
+  bool same_size_grow = false;           // the growth compacts rather than doubles
+  std::size_t old_buckets = 0;           // buckets in the old array (0 when not growing)
+  std::size_t old_overflow_buckets = 0;  // overflow buckets still chained in the old array
+  std::size_t evacuated = 0;             // old buckets evacuated so far in this growth
+  std::size_t bytes = 0;                 // memory held by bucket arrays and overflow buckets
+};
+
+namespace detail {
+template <class H>
+concept avalanching_hash = requires { typename H::is_avalanching; };
+template <class T>
+concept transparent = requires { typename T::is_transparent; };
+template <class H>
+concept reseedable = requires(H& h) { h.reseed(); };
+
+// Go's loadFactorNum/loadFactorDen: grow when count > 6.5 * 2^B (and more than one bucket's
+// worth). At 6.5 Go measured ~20% overflow buckets, ~10.8 bytes/entry of overhead and ~4
+// probes per miss; lower wastes memory, higher lengthens chains.
+inline constexpr std::size_t load_factor_num = 13;
+inline constexpr std::size_t load_factor_den = 2;
+
+constexpr bool over_load_factor(std::size_t count, unsigned B) noexcept {
+  return count > bucket_cnt && count > load_factor_num * ((std::size_t{1} << B) / load_factor_den);
+}
+
+// Go's tooManyOverflowBuckets: as many overflow buckets as buckets (capped at 2^15) means
+// the chains are mostly holes left by deletes; a same-size growth compacts them.
+constexpr bool too_many_overflow_buckets(std::size_t noverflow, unsigned B) noexcept {
+  return noverflow >= (std::size_t{1} << std::min(B, 15u));
+}
+
+constexpr unsigned log2_buckets_for(std::size_t hint) noexcept {
+  unsigned B = 0;
+  while (over_load_factor(hint, B)) ++B;
+  return B;
+}
+}  // namespace detail
+
+SAFEMAP_TABLE_NS_BEGIN
+
+template <class K, class V, class Hash = safemap::Hash<K>, class Eq = std::equal_to<>,
+          class Alloc = std::allocator<std::pair<const K, V>>>
+class Map {
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using value_type = std::pair<const K, V>;
+  using size_type = std::size_t;
+  using difference_type = std::ptrdiff_t;
+  using hasher = Hash;
+  using key_equal = Eq;
+  using allocator_type = Alloc;
+  using reference = value_type&;
+  using const_reference = const value_type&;
+
+ private:
+  using slot_type = value_type;
+  using bucket_type = detail::bucket<slot_type>;
+  using alloc_traits = std::allocator_traits<Alloc>;
+  using bucket_allocator = typename alloc_traits::template rebind_alloc<bucket_type>;
+  using bucket_traits = std::allocator_traits<bucket_allocator>;
+
+  static_assert(std::is_same_v<typename alloc_traits::value_type, value_type>,
+                "safemap::Map: Alloc::value_type must be std::pair<const K, V>");
+
+  // Lookups take Q != K only when hasher and key_equal both opt in (like std::unordered_map).
+  template <class Q>
+  static constexpr bool heterogeneous =
+      detail::transparent<Hash> && detail::transparent<Eq> && !std::is_same_v<Q, K>;
+
+ public:
+  template <bool Const>
+  class basic_iterator;
+  using iterator = basic_iterator<false>;
+  using const_iterator = basic_iterator<true>;
+
+  // --- construction -------------------------------------------------------------------------
+
+  Map() = default;
+
+  // Allocates a table for size_hint entries up front (no growth until then).
+  explicit Map(size_type size_hint, const Hash& hash = Hash(), const Eq& eq = Eq(),
+               const Alloc& alloc = Alloc())
+      : hash_(hash), eq_(eq), alloc_(alloc) {
+    if (size_hint > 0) init_table(detail::log2_buckets_for(size_hint));
+  }
+
+  explicit Map(const Alloc& alloc) : alloc_(alloc) {}
+
+  Map(const Map& other)
+      : hash_(other.hash_),
+        eq_(other.eq_),
+        alloc_(bucket_traits::select_on_container_copy_construction(other.alloc_)) {
+    copy_from(other);
+  }
+
+  Map(Map&& other) noexcept
+      : hash_(std::move(other.hash_)), eq_(std::move(other.eq_)), alloc_(std::move(other.alloc_)) {
+    steal(other);
+  }
+
+  Map& operator=(const Map& other) {
+    if (this != &other) {
+      Map tmp(other);
+      if constexpr (bucket_traits::propagate_on_container_copy_assignment::value) {
+        tmp.alloc_ = other.alloc_;
+      }
+      swap(tmp);
+    }
+    return *this;
+  }
+
+  Map& operator=(Map&& other) noexcept(
+      bucket_traits::propagate_on_container_move_assignment::value ||
+      bucket_traits::is_always_equal::value) {
+    if (this == &other) return *this;
+    write_scope w(*this);
+    if constexpr (bucket_traits::propagate_on_container_move_assignment::value ||
+                  bucket_traits::is_always_equal::value) {
+      destroy_all();
+      hash_ = std::move(other.hash_);
+      eq_ = std::move(other.eq_);
+      if constexpr (bucket_traits::propagate_on_container_move_assignment::value) {
+        alloc_ = std::move(other.alloc_);
+      }
+      steal(other);
+    } else if (alloc_ == other.alloc_) {
+      destroy_all();
+      hash_ = std::move(other.hash_);
+      eq_ = std::move(other.eq_);
+      steal(other);
+    } else {
+      // Unequal, non-propagating allocators: move the elements one by one into our memory.
+      Map tmp(alloc_type_for(alloc_));
+      tmp.hash_ = other.hash_;
+      tmp.eq_ = other.eq_;
+      tmp.reserve(other.size());
+      for (auto& [k, v] : other) tmp.try_emplace(std::move(const_cast<K&>(k)), std::move(v));
+      other.clear();
+      swap_contents(tmp);
+    }
+    return *this;
+  }
+
+  ~Map() { destroy_all(); }
+
+  // --- capacity -----------------------------------------------------------------------------
+
+  size_type size() const noexcept { return count_; }
+  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+
+  // Destroys every entry and draws a new hash seed (as Go's clear does). Keeps the current
+  // bucket array for reuse. Safe during iteration: the walk then sees only entries inserted
+  // after the clear, if any.
+  void clear() {
+    write_scope w(*this);
+    clear_locked_by_writer();
+  }
+
+  // Makes room for n entries without growth. Finishes any growth in progress. A no-op while
+  // an iterator is live (nothing may move then).
+  void reserve(size_type n) {
+    write_scope w(*this);
+    if (iterators_.load(std::memory_order_relaxed) != 0) return;
+    const unsigned want = detail::log2_buckets_for(n);
+    if (buckets_ == nullptr) {
+      init_table(want);
+      return;
+    }
+    if (want <= B_ && oldbuckets_ == nullptr) return;
+    rebuild(std::max<unsigned>(want, B_));
+  }
+
+  // --- lookup (reads: concurrent readers are safe) ------------------------------------------
+
+  V* find(const K& key) { return value_or_null(find_slot(key)); }
+  const V* find(const K& key) const { return value_or_null(find_slot(key)); }
+  template <class Q>
+    requires heterogeneous<Q>
+  V* find(const Q& key) {
+    return value_or_null(find_slot(key));
+  }
+  template <class Q>
+    requires heterogeneous<Q>
+  const V* find(const Q& key) const {
+    return value_or_null(find_slot(key));
+  }
+
+  bool contains(const K& key) const { return find_slot(key) != nullptr; }
+  template <class Q>
+    requires heterogeneous<Q>
+  bool contains(const Q& key) const {
+    return find_slot(key) != nullptr;
+  }
+
+  V& at(const K& key) { return at_impl(find_slot(key)); }
+  const V& at(const K& key) const { return at_impl(find_slot(key)); }
+  template <class Q>
+    requires heterogeneous<Q>
+  V& at(const Q& key) {
+    return at_impl(find_slot(key));
+  }
+  template <class Q>
+    requires heterogeneous<Q>
+  const V& at(const Q& key) const {
+    return at_impl(find_slot(key));
+  }
+
+  // --- modifiers (writes: one writer at a time) ---------------------------------------------
+
+  // Inserts a value-initialized V when key is absent.
+  V& operator[](const K& key) {
+    return emplace_impl(key, [&](void* p) { ::new (p) slot_type(key, V()); }).first->second;
+  }
+  V& operator[](K&& key) {
+    return emplace_impl(key, [&](void* p) { ::new (p) slot_type(std::move(key), V()); })
+        .first->second;
+  }
+
+  // Constructs V from args only when key is absent. Returns the value and whether it was
+  // inserted.
+  template <class... Args>
+  std::pair<V*, bool> try_emplace(K key, Args&&... args) {
+    auto [slot, inserted] = emplace_impl(key, [&](void* p) {
+      ::new (p) slot_type(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
+                          std::forward_as_tuple(std::forward<Args>(args)...));
+    });
+    return {&slot->second, inserted};
+  }
+
+  // true if inserted, false if an existing value was assigned.
+  bool insert_or_assign(K key, V value) {
+    auto [slot, inserted] = emplace_impl(key, [&](void* p) {
+      ::new (p) slot_type(std::move(key), std::move(value));
+    });
+    if (!inserted) slot->second = std::move(value);
+    return inserted;
+  }
+
+  // Returns the number of entries removed (0 or 1).
+  size_type erase(const K& key) { return erase_impl(key); }
+  template <class Q>
+    requires heterogeneous<Q>
+  size_type erase(const Q& key) {
+    return erase_impl(key);
+  }
+
+  void swap(Map& other) noexcept {
+    using std::swap;
+    swap(hash_, other.hash_);
+    swap(eq_, other.eq_);
+    if constexpr (bucket_traits::propagate_on_container_swap::value) swap(alloc_, other.alloc_);
+    swap_contents(other);
+  }
+  friend void swap(Map& a, Map& b) noexcept { a.swap(b); }
+
+  // --- iteration ----------------------------------------------------------------------------
+
+  iterator begin() { return iterator(this); }
+  const_iterator begin() const { return const_iterator(this); }
+  const_iterator cbegin() const { return const_iterator(this); }
+  iterator end() noexcept { return iterator(); }
+  const_iterator end() const noexcept { return const_iterator(); }
+  const_iterator cend() const noexcept { return const_iterator(); }
+
+  // Calls f(const K&, V&) for each entry; f may return bool, false stops. Same semantics as
+  // iteration (f may insert and erase through this thread).
+  template <class F>
+  void for_each(F&& f) {
+    for_each_impl(*this, f);
+  }
+  // Calls f(const K&, const V&) for each entry.
+  template <class F>
+  void for_each(F&& f) const {
+    for_each_impl(*this, f);
+  }
+
+  // --- observers ----------------------------------------------------------------------------
+
+  MapStats stats() const {
+    read_check();
+    MapStats s;
+    s.size = count_;
+    s.log2_buckets = B_;
+    s.buckets = buckets_ ? nbuckets() : 0;
+    s.overflow_buckets = noverflow_;
+    s.load_factor = s.buckets ? static_cast<double>(count_) / static_cast<double>(s.buckets) : 0;
+    s.growing = oldbuckets_ != nullptr;
+    s.same_size_grow = oldbuckets_ && same_size_grow_;
+    s.old_buckets = oldbuckets_ ? noldbuckets() : 0;
+    s.old_overflow_buckets = oldbuckets_ ? old_noverflow_ : 0;
+    s.evacuated = oldbuckets_ ? evacuated_ : 0;
+    s.bytes = (s.buckets + s.overflow_buckets + s.old_buckets + s.old_overflow_buckets) *
+              sizeof(bucket_type);
+    return s;
+  }
+
+  hasher hash_function() const { return hash_; }
+  key_equal key_eq() const { return eq_; }
+  allocator_type get_allocator() const { return allocator_type(alloc_); }
+
+  // Equal when both hold the same keys mapped to equal values (order is irrelevant).
+  friend bool operator==(const Map& a, const Map& b) {
+    if (&a == &b) return true;
+    if (a.size() != b.size()) return false;
+    bool equal = true;
+    a.for_each([&](const K& k, const V& v) {
+      const V* other = b.find(k);
+      equal = other != nullptr && *other == v;
+      return equal;
+    });
+    return equal;
+  }
+
+ private:
+  // ---- misuse detection (Go's hashWriting flag) ----------------------------------------------
+#if SAFEMAP_MISUSE_CHECKS
+  static constexpr std::uint8_t hash_writing = 1;
+
+  void read_check() const {
+    if (SAFEMAP_UNLIKELY(flags_.load(std::memory_order_relaxed) & hash_writing)) {
+      detail::report_misuse(misuse_kind::concurrent_read_write);
+    }
+  }
+  void iteration_check() const {
+    if (SAFEMAP_UNLIKELY(flags_.load(std::memory_order_relaxed) & hash_writing)) {
+      detail::report_misuse(misuse_kind::concurrent_iteration_write);
+    }
+  }
+
+  // Holds the writing bit for one write. Plain load/store, not an atomic RMW: like Go's
+  // flags ^= hashWriting this costs two ordinary moves and catches overlaps best-effort; the
+  // atomic type only keeps the detector itself free of data races.
+  class write_scope {
+   public:
+    explicit write_scope(Map& m) : m_(m), exceptions_(std::uncaught_exceptions()) {
+      const std::uint8_t f = m_.flags_.load(std::memory_order_relaxed);
+      if (SAFEMAP_UNLIKELY(f & hash_writing)) detail::report_misuse(misuse_kind::concurrent_writes);
+      m_.flags_.store(static_cast<std::uint8_t>(f | hash_writing), std::memory_order_relaxed);
+    }
+    ~write_scope() noexcept(false) {
+      const std::uint8_t f = m_.flags_.load(std::memory_order_relaxed);
+      m_.flags_.store(static_cast<std::uint8_t>(f & ~hash_writing), std::memory_order_relaxed);
+      // Another writer cleared our bit meanwhile (Go's second check). Not while unwinding:
+      // a second exception would terminate.
+      if (SAFEMAP_UNLIKELY(!(f & hash_writing)) && std::uncaught_exceptions() == exceptions_) {
+        detail::report_misuse(misuse_kind::concurrent_writes);
+      }
+    }
+    write_scope(const write_scope&) = delete;
+    write_scope& operator=(const write_scope&) = delete;
+
+   private:
+    Map& m_;
+    int exceptions_;
+  };
+#else
+  void read_check() const noexcept {}
+  void iteration_check() const noexcept {}
+  struct write_scope {
+    explicit write_scope(Map&) noexcept {}
+  };
+#endif
+
+  // ---- hashing and shape ---------------------------------------------------------------------
+
+  template <class Q>
+  std::size_t hash_of(const Q& key) const {
+    if constexpr (detail::avalanching_hash<Hash>) {
+      return static_cast<std::size_t>(hash_(key));
+    } else {
+      return static_cast<std::size_t>(detail::post_mix(static_cast<std::uint64_t>(hash_(key))));
+    }
+  }
+
+  // Relocation may move entries with their move constructors (one pass, nothing can throw)
+  // only when moves and the hasher are noexcept; otherwise copy first, destroy after.
+  static constexpr bool nothrow_relocate =
+      std::is_nothrow_move_constructible_v<K> && std::is_nothrow_move_constructible_v<V> &&
+      noexcept(std::declval<const Hash&>()(std::declval<const K&>()));
+
+  std::size_t nbuckets() const noexcept { return std::size_t{1} << B_; }
+  std::size_t bucket_mask() const noexcept { return nbuckets() - 1; }
+  // Old array size: half the new one for a doubling growth, the same for a same-size growth.
+  std::size_t noldbuckets() const noexcept {
+    return same_size_grow_ ? nbuckets() : nbuckets() >> 1;
+  }
+  std::size_t old_bucket_mask() const noexcept { return noldbuckets() - 1; }
+
+  // The bucket whose chain holds hash's key: the old one while it is not evacuated.
+  bucket_type* bucket_for(std::size_t hash, bool* in_old = nullptr) const noexcept {
+    bucket_type* b = buckets_ + (hash & bucket_mask());
+    if (oldbuckets_ != nullptr) {
+      bucket_type* ob = oldbuckets_ + (hash & old_bucket_mask());
+      if (!ob->evacuated()) {
+        if (in_old) *in_old = true;
+        return ob;
+      }
+    }
+    if (in_old) *in_old = false;
+    return b;
+  }
+
+  // ---- lookup ----------------------------------------------------------------------------------
+
+  template <class Q>
+  slot_type* find_slot(const Q& key) const {
+    read_check();
+    if (count_ == 0) return nullptr;
+    const std::size_t hash = hash_of(key);
+    const std::uint8_t top = detail::tophash_of(hash);
+    bucket_type* b = bucket_for(hash);
+    do {
+      const detail::tophash_group g = b->group();
+      for (detail::slot_mask m = g.match(top); m; m.clear_lowest()) {
+        slot_type* s = b->slot(m.lowest());
+        if (eq_(key, s->first)) return s;
+      }
+      if (g.has_empty_rest()) return nullptr;
+      b = b->overflow;
+    } while (b != nullptr);
+    return nullptr;
+  }
+
+  static V* value_or_null(slot_type* s) noexcept { return s ? &s->second : nullptr; }
+  static V& at_impl(slot_type* s) {
+    if (s == nullptr) throw std::out_of_range("safemap::Map::at: key not found");
+    return s->second;
+  }
+
+  // ---- insert (Go's mapassign) -------------------------------------------------------------
+
+  // Finds key; when absent calls construct(raw slot memory) to build the entry there.
+  // construct may throw: nothing is linked or counted before it returns.
+  template <class Q, class Construct>
+  std::pair<slot_type*, bool> emplace_impl(const Q& key, Construct&& construct) {
+    const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
+    write_scope w(*this);
+    if (buckets_ == nullptr) init_table(0);
+    const std::uint8_t top = detail::tophash_of(hash);
+  again:
+    if (oldbuckets_ != nullptr) grow_work(hash & bucket_mask());
+    bool in_old = false;
+    bucket_type* const first = bucket_for(hash, &in_old);
+    bucket_type* insert_b = nullptr;
+    unsigned insert_i = 0;
+    bucket_type* last = first;
+    for (bucket_type* b = first; b != nullptr; b = b->overflow) {
+      last = b;
+      const detail::tophash_group g = b->group();
+      for (detail::slot_mask m = g.match(top); m; m.clear_lowest()) {
+        slot_type* s = b->slot(m.lowest());
+        if (eq_(key, s->first)) return {s, false};
+      }
+      if (insert_b == nullptr) {
+        if (const detail::slot_mask e = g.match_empty()) {
+          insert_b = b;
+          insert_i = e.lowest();
+        }
+      }
+      if (g.has_empty_rest()) break;
+    }
+
+    // Not found. Start growing if the table is overloaded and nothing pins it, then retry
+    // so the key lands in the new array (Go: "growing the table invalidates everything").
+    if (oldbuckets_ == nullptr && iterators_.load(std::memory_order_relaxed) == 0 &&
+        (detail::over_load_factor(count_ + 1, B_) ||
+         detail::too_many_overflow_buckets(noverflow_, B_))) {
+      hash_grow();
+      goto again;
+    }
+
+    if (insert_b != nullptr) {
+      construct(insert_b->raw_slot(insert_i));
+      insert_b->tophash[insert_i] = top;
+    } else {
+      // All full: chain a new overflow bucket, linked only once the entry is built.
+      bucket_type* ov = new_bucket();
+      try {
+        construct(ov->raw_slot(0));
+      } catch (...) {
+        free_bucket(ov);
+        throw;
+      }
+      ov->tophash[0] = top;
+      last->overflow = ov;
+      ++(in_old ? old_noverflow_ : noverflow_);
+      insert_b = ov;
+      insert_i = 0;
+    }
+    ++count_;
+    return {insert_b->slot(insert_i), true};
+  }
+
+  // ---- erase (Go's mapdelete) --------------------------------------------------------------
+
+  template <class Q>
+  size_type erase_impl(const Q& key) {
+    write_scope w(*this);
+    if (count_ == 0) return 0;
+    const std::size_t hash = hash_of(key);
+    if (oldbuckets_ != nullptr) grow_work(hash & bucket_mask());
+    const std::uint8_t top = detail::tophash_of(hash);
+    bucket_type* const first = bucket_for(hash);
+    for (bucket_type* b = first; b != nullptr; b = b->overflow) {
+      const detail::tophash_group g = b->group();
+      for (detail::slot_mask m = g.match(top); m; m.clear_lowest()) {
+        const unsigned i = m.lowest();
+        if (!eq_(key, b->slot(i)->first)) continue;
+        std::destroy_at(b->slot(i));
+        b->tophash[i] = detail::empty_one;
+        mark_empty_rest(first, b, i);
+        if (--count_ == 0) reseed();  // Go: a fresh seed whenever the map empties
+        return 1;
+      }
+      if (g.has_empty_rest()) break;
+    }
+    return 0;
+  }
+
+  // Slot i of b (in the chain starting at first) was just emptied. If the chain now ends in
+  // a run of empty_one slots, turn them into empty_rest so probes stop early (Go's logic).
+  static void mark_empty_rest(bucket_type* first, bucket_type* b, unsigned i) noexcept {
+    if (i == detail::bucket_cnt - 1) {
+      if (b->overflow != nullptr && b->overflow->tophash[0] != detail::empty_rest) return;
+    } else if (b->tophash[i + 1] != detail::empty_rest) {
+      return;
+    }
+    for (;;) {
+      b->tophash[i] = detail::empty_rest;
+      if (i == 0) {
+        if (b == first) break;
+        bucket_type* c = b;
+        for (b = first; b->overflow != c; b = b->overflow) {
+        }
+        i = detail::bucket_cnt - 1;
+      } else {
+        --i;
+      }
+      if (b->tophash[i] != detail::empty_one) break;
+    }
+  }
+
+  void reseed() noexcept {
+    if constexpr (detail::reseedable<Hash>) hash_.reseed();
+  }
+
+  // ---- growth (Go's hashGrow, growWork, evacuate, advanceEvacuationMark) -------------------
+
+  void hash_grow() {
+    const bool bigger = detail::over_load_factor(count_ + 1, B_);
+    // The new array is left uninitialized: each bucket is initialized when its old bucket
+    // is evacuated, so this step is O(1) however large the table.
+    bucket_type* const nb = allocate_buckets(B_ + (bigger ? 1 : 0));
+    oldbuckets_ = buckets_;
+    buckets_ = nb;
+    same_size_grow_ = !bigger;
+    B_ = static_cast<std::uint8_t>(B_ + (bigger ? 1 : 0));
+    nevacuate_ = 0;
+    evacuated_ = 0;
+    old_noverflow_ = noverflow_;
+    noverflow_ = 0;
+  }
+
+  // Bounded work per write: the bucket about to be used, plus the next one in order, so the
+  // growth finishes within noldbuckets/2 writes and the new array never overloads.
+  void grow_work(std::size_t bucket) {
+    if (iterators_.load(std::memory_order_relaxed) != 0) return;  // nothing moves under an iterator
+    evacuate(bucket & old_bucket_mask());
+    if (oldbuckets_ != nullptr) evacuate(nevacuate_);
+  }
+
+  // Where the entries of one old bucket go: a chain in the new array, filled in order.
+  struct evac_dest {
+    bucket_type* b;
+    unsigned i;
+  };
+
+  // Appends into d's chain and returns the raw slot; tophash is set by the caller after
+  // construction succeeds.
+  void* dest_slot(evac_dest& d) {
+    if (d.i == detail::bucket_cnt) {
+      bucket_type* ov = new_bucket();
+      d.b->overflow = ov;
+      ++noverflow_;
+      d.b = ov;
+      d.i = 0;
+    }
+    return d.b->raw_slot(d.i);
+  }
+
+  void evacuate(std::size_t oldbucket) {
+    bucket_type* const ob = oldbuckets_ + oldbucket;
+    const std::size_t newbit = noldbuckets();
+    if (!ob->evacuated()) {
+      // X is the bucket with the same index in the new array; Y (doubling only) is X+newbit.
+      evac_dest dst[2] = {{buckets_ + oldbucket, 0}, {nullptr, 0}};
+      dst[0].b->init();
+      if (!same_size_grow_) {
+        dst[1].b = buckets_ + oldbucket + newbit;
+        dst[1].b->init();
+      }
+      relocate_chain(ob, dst, newbit);
+      for (bucket_type* ov = ob->overflow; ov != nullptr;) {
+        bucket_type* next = ov->overflow;
+        free_bucket(ov);
+        --old_noverflow_;
+        ov = next;
+      }
+      ob->overflow = nullptr;
+      ++evacuated_;
+    }
+    if (oldbucket == nevacuate_) advance_evacuation_mark(newbit);
+  }
+
+  // Moves (or, when that could throw, copies and then destroys) every entry of ob's chain into
+  // the X/Y destinations, and marks ob's tophash bytes evacuated_x/y/empty.
+  void relocate_chain(bucket_type* ob, evac_dest (&dst)[2], std::size_t newbit) {
+    auto target = [&](const slot_type& s) -> unsigned {
+      if (same_size_grow_) return 0;
+      return (hash_of(s.first) & newbit) != 0 ? 1 : 0;
+    };
+    if constexpr (nothrow_relocate) {
+      for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
+        for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+          const std::uint8_t th = b->tophash[i];
+          if (detail::is_empty(th)) {
+            b->tophash[i] = detail::evacuated_empty;
+            continue;
+          }
+          slot_type* s = b->slot(i);
+          const unsigned t = target(*s);
+          evac_dest& d = dst[t];
+          relocate_slot(s, dest_slot(d));
+          d.b->tophash[d.i++] = th;
+          b->tophash[i] = static_cast<std::uint8_t>(detail::evacuated_x + t);
+        }
+      }
+    } else {
+      // Copy everything first; on an exception destroy the copies and leave ob as it was.
+      bucket_type* const heads[2] = {dst[0].b, dst[1].b};
+      std::uint8_t marks[detail::bucket_cnt];  // ob's markers, written once all copies exist
+      try {
+        for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
+          for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+            if (b == ob) marks[i] = detail::evacuated_empty;
+            if (detail::is_empty(b->tophash[i])) continue;
+            const slot_type& s = *b->slot(i);
+            const unsigned t = target(s);
+            evac_dest& d = dst[t];
+            ::new (dest_slot(d)) slot_type(s);
+            d.b->tophash[d.i++] = b->tophash[i];
+            if (b == ob) marks[i] = static_cast<std::uint8_t>(detail::evacuated_x + t);
+          }
+        }
+      } catch (...) {
+        for (bucket_type* h : heads) {
+          if (h != nullptr) noverflow_ -= destroy_chain(h);
+        }
+        throw;
+      }
+      for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
+        for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+          if (!detail::is_empty(b->tophash[i])) std::destroy_at(b->slot(i));
+        }
+      }
+      std::memcpy(ob->tophash, marks, sizeof marks);
+    }
+  }
+
+  static void relocate_slot(slot_type* src, void* dst) noexcept {
+    // The key is a const member of the pair; moving from it is what every flat map does to
+    // relocate (the source is destroyed right after and never read again).
+    ::new (dst) slot_type(std::move(const_cast<K&>(src->first)), std::move(src->second));
+    std::destroy_at(src);
+  }
+
+  void advance_evacuation_mark(std::size_t newbit) {
+    ++nevacuate_;
+    // Go bounds the scan to keep this O(1): evacuated buckets beyond it are found later.
+    const std::size_t stop = std::min(nevacuate_ + 1024, newbit);
+    while (nevacuate_ != stop && (oldbuckets_ + nevacuate_)->evacuated()) ++nevacuate_;
+    if (nevacuate_ == newbit) {
+      // Every old bucket is evacuated (their overflow buckets were freed on the way).
+      deallocate_buckets(oldbuckets_, newbit);
+      oldbuckets_ = nullptr;
+      same_size_grow_ = false;
+      old_noverflow_ = 0;
+    }
+  }
+
+  // ---- whole-table operations --------------------------------------------------------------
+
+  // Rebuilds into a fresh, fully initialized array of 2^newB buckets (reserve). Not
+  // incremental: an explicit reserve pays for it on purpose.
+  void rebuild(unsigned newB) {
+    bucket_type* const nb = allocate_buckets(newB);
+    const std::size_t n = std::size_t{1} << newB;
+    for (std::size_t j = 0; j < n; ++j) nb[j].init();
+    std::size_t new_overflow = 0;
+    auto place = [&](slot_type* s, bool move) {
+      const std::size_t h = hash_of(s->first);
+      bucket_type* b = nb + (h & (n - 1));
+      for (;;) {
+        if (const detail::slot_mask e = b->group().match_empty()) {
+          const unsigned i = e.lowest();
+          if (move) {
+            relocate_slot(s, b->raw_slot(i));
+          } else {
+            ::new (b->raw_slot(i)) slot_type(*s);
+          }
+          b->tophash[i] = detail::tophash_of(h);
+          return;
+        }
+        if (b->overflow == nullptr) {
+          b->overflow = new_bucket();
+          ++new_overflow;
+        }
+        b = b->overflow;
+      }
+    };
+    const size_type count = count_;
+    if constexpr (nothrow_relocate) {
+      for_each_live_slot([&](slot_type* s) { place(s, true); });
+      free_tables_without_destroying();
+    } else {
+      try {
+        for_each_live_slot([&](slot_type* s) { place(s, false); });
+      } catch (...) {
+        for (std::size_t j = 0; j < n; ++j) destroy_chain(nb + j);
+        deallocate_buckets(nb, n);
+        throw;
+      }
+      destroy_tables();
+    }
+    buckets_ = nb;
+    B_ = static_cast<std::uint8_t>(newB);
+    noverflow_ = new_overflow;
+    count_ = count;
+  }
+
+  // Calls f(slot*) on every entry of both arrays.
+  template <class F>
+  void for_each_live_slot(F&& f) {
+    auto chain = [&](bucket_type* b) {
+      for (; b != nullptr; b = b->overflow) {
+        for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+          if (!detail::is_empty(b->tophash[i])) f(b->slot(i));
+        }
+      }
+    };
+    if (buckets_ == nullptr) return;
+    if (oldbuckets_ != nullptr) {
+      const std::size_t nold = noldbuckets();
+      for (std::size_t k = 0; k < nold; ++k) {
+        if (!oldbuckets_[k].evacuated()) chain(oldbuckets_ + k);
+      }
+    }
+    const std::size_t n = nbuckets();
+    for (std::size_t j = 0; j < n; ++j) {
+      if (new_bucket_initialized(j)) chain(buckets_ + j);
+    }
+  }
+
+  // During growth a new bucket is initialized exactly when its old bucket is evacuated.
+  bool new_bucket_initialized(std::size_t j) const noexcept {
+    return oldbuckets_ == nullptr || oldbuckets_[j & old_bucket_mask()].evacuated();
+  }
+
+  // Destroys every entry of b's chain and frees its overflow buckets; b itself stays
+  // allocated (its contents are garbage afterwards). Returns the overflow buckets freed.
+  std::size_t destroy_chain(bucket_type* b) noexcept {
+    std::size_t freed = 0;
+    for (bucket_type* cur = b; cur != nullptr;) {
+      for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+        if (cur->tophash[i] >= detail::min_top_hash) {
+          std::destroy_at(cur->slot(i));
+        }
+      }
+      bucket_type* next = cur->overflow;
+      if (cur != b) {
+        free_bucket(cur);
+        ++freed;
+      }
+      cur = next;
+    }
+    return freed;
+  }
+
+  // Destroys all entries and frees both arrays and every overflow bucket.
+  void destroy_tables() noexcept {
+    if (buckets_ == nullptr) return;
+    if (oldbuckets_ != nullptr) {
+      const std::size_t nold = noldbuckets();
+      for (std::size_t k = 0; k < nold; ++k) {
+        if (!oldbuckets_[k].evacuated()) destroy_chain(oldbuckets_ + k);
+      }
+    }
+    const std::size_t n = nbuckets();
+    for (std::size_t j = 0; j < n; ++j) {
+      if (new_bucket_initialized(j)) destroy_chain(buckets_ + j);
+    }
+    free_arrays();
+  }
+
+  // Frees both arrays and every overflow bucket; the entries were relocated already.
+  void free_tables_without_destroying() noexcept {
+    auto free_overflow = [&](bucket_type* b) {
+      for (bucket_type* cur = b->overflow; cur != nullptr;) {
+        bucket_type* next = cur->overflow;
+        free_bucket(cur);
+        cur = next;
+      }
+    };
+    if (oldbuckets_ != nullptr) {
+      const std::size_t nold = noldbuckets();
+      for (std::size_t k = 0; k < nold; ++k) {
+        if (!oldbuckets_[k].evacuated()) free_overflow(oldbuckets_ + k);
+      }
+    }
+    const std::size_t n = nbuckets();
+    for (std::size_t j = 0; j < n; ++j) {
+      if (new_bucket_initialized(j)) free_overflow(buckets_ + j);
+    }
+    free_arrays();
+  }
+
+  void free_arrays() noexcept {
+    if (oldbuckets_ != nullptr) deallocate_buckets(oldbuckets_, noldbuckets());
+    if (buckets_ != nullptr) deallocate_buckets(buckets_, nbuckets());
+    buckets_ = oldbuckets_ = nullptr;
+    B_ = 0;
+    count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = 0;
+    same_size_grow_ = false;
+  }
+
+  void destroy_all() noexcept { destroy_tables(); }
+
+  void clear_locked_by_writer() {
+    if (buckets_ == nullptr) return;
+    if (iterators_.load(std::memory_order_relaxed) != 0) {
+      // Live iterators may stand on any bucket: destroy entries but keep every bucket and
+      // the growth state, so their walk stays valid.
+      auto empty_chain = [](bucket_type* b) {
+        for (; b != nullptr; b = b->overflow) {
+          for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+            if (!detail::is_empty(b->tophash[i])) std::destroy_at(b->slot(i));
+            b->tophash[i] = detail::empty_rest;
+          }
+        }
+      };
+      if (oldbuckets_ != nullptr) {
+        const std::size_t nold = noldbuckets();
+        for (std::size_t k = 0; k < nold; ++k) {
+          if (!oldbuckets_[k].evacuated()) empty_chain(oldbuckets_ + k);
+        }
+      }
+      const std::size_t n = nbuckets();
+      for (std::size_t j = 0; j < n; ++j) {
+        if (new_bucket_initialized(j)) empty_chain(buckets_ + j);
+      }
+      count_ = 0;
+    } else {
+      // Keep the current array (as Go 1.21 clear does), drop the rest.
+      const unsigned B = B_;
+      bucket_type* keep = buckets_;
+      const bool keep_initialized = oldbuckets_ == nullptr;
+      if (oldbuckets_ != nullptr) {
+        const std::size_t nold = noldbuckets();
+        for (std::size_t k = 0; k < nold; ++k) {
+          if (!oldbuckets_[k].evacuated()) destroy_chain(oldbuckets_ + k);
+        }
+      }
+      const std::size_t n = nbuckets();
+      for (std::size_t j = 0; j < n; ++j) {
+        if (keep_initialized || new_bucket_initialized(j)) destroy_chain(buckets_ + j);
+      }
+      if (oldbuckets_ != nullptr) deallocate_buckets(oldbuckets_, noldbuckets());
+      for (std::size_t j = 0; j < n; ++j) keep[j].init();
+      buckets_ = keep;
+      oldbuckets_ = nullptr;
+      B_ = static_cast<std::uint8_t>(B);
+      count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = 0;
+      same_size_grow_ = false;
+    }
+    reseed();
+  }
+
+  void init_table(unsigned B) {
+    const std::size_t n = std::size_t{1} << B;
+    buckets_ = allocate_buckets(B);
+    for (std::size_t j = 0; j < n; ++j) buckets_[j].init();
+    B_ = static_cast<std::uint8_t>(B);
+  }
+
+  // Copies other's entries into this empty map. A map that is not growing is cloned chain by
+  // chain (same seed, same B: no rehashing, chains compacted); a growing one is re-inserted.
+  void copy_from(const Map& other) {
+    other.read_check();
+    if (other.count_ == 0) return;
+    try {
+      if (other.oldbuckets_ == nullptr) {
+        init_table(other.B_);
+        const std::size_t n = nbuckets();
+        for (std::size_t j = 0; j < n; ++j) {
+          evac_dest d{buckets_ + j, 0};
+          for (const bucket_type* b = other.buckets_ + j; b != nullptr; b = b->overflow) {
+            for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+              if (detail::is_empty(b->tophash[i])) continue;
+              ::new (dest_slot(d)) slot_type(*b->slot(i));
+              d.b->tophash[d.i++] = b->tophash[i];
+              ++count_;
+            }
+          }
+        }
+      } else {
+        init_table(detail::log2_buckets_for(other.count_));
+        for (const auto& [k, v] : other) {
+          emplace_impl(k, [&](void* p) { ::new (p) slot_type(k, v); });
+        }
+      }
+    } catch (...) {
+      destroy_all();
+      throw;
+    }
+  }
+
+  void steal(Map& other) noexcept {
+    buckets_ = std::exchange(other.buckets_, nullptr);
+    oldbuckets_ = std::exchange(other.oldbuckets_, nullptr);
+    count_ = std::exchange(other.count_, 0);
+    nevacuate_ = std::exchange(other.nevacuate_, 0);
+    noverflow_ = std::exchange(other.noverflow_, 0);
+    old_noverflow_ = std::exchange(other.old_noverflow_, 0);
+    evacuated_ = std::exchange(other.evacuated_, 0);
+    B_ = std::exchange(other.B_, 0);
+    same_size_grow_ = std::exchange(other.same_size_grow_, false);
+  }
+
+  void swap_contents(Map& other) noexcept {
+    using std::swap;
+    swap(buckets_, other.buckets_);
+    swap(oldbuckets_, other.oldbuckets_);
+    swap(count_, other.count_);
+    swap(nevacuate_, other.nevacuate_);
+    swap(noverflow_, other.noverflow_);
+    swap(old_noverflow_, other.old_noverflow_);
+    swap(evacuated_, other.evacuated_);
+    swap(B_, other.B_);
+    swap(same_size_grow_, other.same_size_grow_);
+  }
+
+  static Alloc alloc_type_for(const bucket_allocator& a) { return Alloc(a); }
+
+  // ---- memory --------------------------------------------------------------------------------
+
+  bucket_type* allocate_buckets(unsigned B) {
+    return bucket_traits::allocate(alloc_, std::size_t{1} << B);
+  }
+  void deallocate_buckets(bucket_type* p, std::size_t n) noexcept {
+    bucket_traits::deallocate(alloc_, p, n);
+  }
+  bucket_type* new_bucket() {
+    bucket_type* b = bucket_traits::allocate(alloc_, 1);
+    b->init();
+    return b;
+  }
+  void free_bucket(bucket_type* b) noexcept { bucket_traits::deallocate(alloc_, b, 1); }
+
+  // ---- iteration helpers -------------------------------------------------------------------
+
+  template <class Self, class F>
+  static void for_each_impl(Self& self, F& f) {
+    for (auto it = self.begin(); it != self.end(); ++it) {
+      if constexpr (std::is_convertible_v<decltype(f(it->first, it->second)), bool>) {
+        if (!f(it->first, it->second)) return;
+      } else {
+        f(it->first, it->second);
+      }
+    }
+  }
+
+  // ---- data ----------------------------------------------------------------------------------
+  // Invariants (checked by tests/core/map_invariants_test.cpp through stats() and iteration):
+  //  - buckets_ has 2^B_ buckets; during growth (oldbuckets_ != nullptr) oldbuckets_ has
+  //    noldbuckets() and bucket j of buckets_ is initialized iff old bucket j & old_mask is
+  //    evacuated; a key lives in its old bucket iff that bucket is not evacuated.
+  //  - old buckets below nevacuate_ are all evacuated; the growth ends when it reaches
+  //    noldbuckets(), and the old array is freed then.
+  //  - while iterators_ > 0 no growth starts and no entry is evacuated or relocated.
+  //  - count_ is the number of entries in both arrays.
+  bucket_type* buckets_ = nullptr;     // current array; nullptr until the first insert
+  bucket_type* oldbuckets_ = nullptr;  // previous array, only while growing
+  size_type count_ = 0;                // live entries (Go's count)
+  std::size_t nevacuate_ = 0;          // progress counter: old buckets below are evacuated
+  std::size_t noverflow_ = 0;          // overflow buckets in buckets_' chains (exact)
+  std::size_t old_noverflow_ = 0;      // overflow buckets still in oldbuckets_' chains
+  std::size_t evacuated_ = 0;          // old buckets evacuated in this growth (stats)
+  std::uint8_t B_ = 0;                 // log2 of the bucket count
+  bool same_size_grow_ = false;        // the current growth keeps B (compaction)
+#if SAFEMAP_MISUSE_CHECKS
+  std::atomic<std::uint8_t> flags_{0};  // hash_writing while a write is in progress
+#endif
+  mutable std::atomic<std::uint32_t> iterators_{0};  // live (not yet at end) iterators
+  [[no_unique_address]] Hash hash_{};
+  [[no_unique_address]] Eq eq_{};
+  [[no_unique_address]] bucket_allocator alloc_{};
+
+ public:
+  // Forward iterator with Go's map-iteration semantics (see the top of this file). Walks the
+  // 2^B logical buckets from a random start, each chain from a random slot offset; where a
+  // growth is in progress and the old bucket is not evacuated, walks the old bucket and keeps
+  // only the entries that belong to the logical bucket (Go's checkBucket).
+  template <bool Const>
+  class basic_iterator {
+    using map_ptr = const Map*;
+
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = Map::value_type;
+    using difference_type = std::ptrdiff_t;
+    using reference = std::conditional_t<Const, const value_type&, value_type&>;
+    using pointer = std::conditional_t<Const, const value_type*, value_type*>;
+
+    basic_iterator() noexcept = default;
+    basic_iterator(const basic_iterator& o) noexcept { copy(o); }
+    basic_iterator(basic_iterator&& o) noexcept {
+      copy(o);
+      o.release();
+    }
+    // iterator -> const_iterator
+    template <bool C = Const>
+      requires C
+    basic_iterator(const basic_iterator<false>& o) noexcept {  // NOLINT(google-explicit-constructor)
+      m_ = o.m_;
+      b_ = o.b_;
+      cur_ = o.cur_;
+      start_ = o.start_;
+      step_ = o.step_;
+      check_bucket_ = o.check_bucket_;
+      i_ = o.i_;
+      offset_ = o.offset_;
+      acquire();
+    }
+    basic_iterator& operator=(const basic_iterator& o) noexcept {
+      if (this != &o) {
+        release();
+        copy(o);
+      }
+      return *this;
+    }
+    basic_iterator& operator=(basic_iterator&& o) noexcept {
+      if (this != &o) {
+        release();
+        copy(o);
+        o.release();
+      }
+      return *this;
+    }
+    ~basic_iterator() { release(); }
+
+    reference operator*() const noexcept { return *cur_; }
+    pointer operator->() const noexcept { return cur_; }
+    basic_iterator& operator++() {
+      advance();
+      return *this;
+    }
+    basic_iterator operator++(int) {
+      basic_iterator tmp(*this);
+      advance();
+      return tmp;
+    }
+    friend bool operator==(const basic_iterator& a, const basic_iterator& b) noexcept {
+      return a.cur_ == b.cur_;
+    }
+
+   private:
+    friend class Map;
+    template <bool>
+    friend class basic_iterator;
+
+    static constexpr std::size_t no_check = ~std::size_t{0};
+
+    explicit basic_iterator(map_ptr m) {
+      m->iteration_check();
+      if (m->count_ == 0) return;  // end
+      m_ = m;
+      acquire();
+      const std::uint64_t r = detail::random_u64();
+      start_ = static_cast<std::size_t>(r) & m->bucket_mask();
+      offset_ = static_cast<unsigned>(r >> 58) & (detail::bucket_cnt - 1);
+      advance_unchecked();
+    }
+
+    void copy(const basic_iterator& o) noexcept {
+      m_ = o.m_;
+      b_ = o.b_;
+      cur_ = o.cur_;
+      start_ = o.start_;
+      step_ = o.step_;
+      check_bucket_ = o.check_bucket_;
+      i_ = o.i_;
+      offset_ = o.offset_;
+      acquire();
+    }
+    void acquire() const noexcept {
+      if (m_ != nullptr) m_->iterators_.fetch_add(1, std::memory_order_relaxed);
+    }
+    void release() noexcept {
+      if (m_ != nullptr) m_->iterators_.fetch_sub(1, std::memory_order_relaxed);
+      m_ = nullptr;
+      cur_ = nullptr;
+    }
+
+    void advance() {
+      m_->iteration_check();
+      advance_unchecked();
+    }
+
+    // The table's shape (B, growth state, evacuation marks) cannot change while this
+    // iterator is live (see grow_work), so positions computed earlier stay meaningful.
+    void advance_unchecked() {
+      const Map* m = m_;
+      const std::size_t n = m->nbuckets();
+      for (;;) {
+        if (b_ == nullptr) {
+          if (step_ == n) {
+            release();  // end: stop pinning the table
+            return;
+          }
+          const std::size_t bucket = (start_ + step_++) & (n - 1);
+          check_bucket_ = no_check;
+          b_ = m->buckets_ + bucket;
+          if (m->oldbuckets_ != nullptr) {
+            bucket_type* ob = m->oldbuckets_ + (bucket & m->old_bucket_mask());
+            if (!ob->evacuated()) {
+              b_ = ob;
+              if (!m->same_size_grow_) check_bucket_ = bucket;
+            }
+          }
+          i_ = 0;
+        }
+        for (; i_ < detail::bucket_cnt; ++i_) {
+          const unsigned slot = (i_ + offset_) & (detail::bucket_cnt - 1);
+          if (detail::is_empty(b_->tophash[slot])) continue;
+          slot_type* s = b_->slot(slot);
+          if (check_bucket_ != no_check && (m->hash_of(s->first) & (n - 1)) != check_bucket_) {
+            continue;  // this old entry belongs to the other half of the new array
+          }
+          cur_ = s;
+          ++i_;
+          return;
+        }
+        b_ = b_->overflow;
+        i_ = 0;
+      }
+    }
+
+    map_ptr m_ = nullptr;  // nullptr once at end (then not counted in iterators_)
+    bucket_type* b_ = nullptr;
+    slot_type* cur_ = nullptr;
+    std::size_t start_ = 0;
+    std::size_t step_ = 0;
+    std::size_t check_bucket_ = no_check;
+    unsigned i_ = 0;
+    unsigned offset_ = 0;
+  };
+};
+
+SAFEMAP_TABLE_NS_END
+
+}  // namespace safemap
