@@ -1,0 +1,185 @@
+// bench/bench_support.hpp - keys, hashers, allocators and map adapters shared by the benchmarks.
+//
+// What every benchmark here relies on:
+//  - Keys are generated outside the timed code, deterministically (fixed seeds), and are
+//    distinct by construction: integer keys are splitmix64's finalizer (a bijection) of a
+//    counter, so hit keys (counter in [0, n)) and miss keys (counter from 2^62) never collide.
+//    String keys are 16-24 characters: a random prefix of 0-8 letters and 16 hex digits of
+//    such an integer key, so they too are distinct and a miss key is never a hit key.
+//  - Peers get the same good hasher (peer_hash): std::hash<std::uint64_t> is the identity,
+//    which would make std::unordered_map look better than it is on random keys and punish
+//    any table that uses the top bits; a one-round mulx mixer (the one Boost applies to
+//    non-avalanching hashes) is used for every peer, and XXH3 (the hash safemap uses) for
+//    string keys. safemap::Map keeps its own seeded safemap::Hash: that is what users get.
+//  - Adapters hide the one API difference that matters: safemap::Map::find returns V*,
+//    the peers return an iterator.
+//
+// This header is included by misuse_overhead_bench.cpp and misuse_overhead_unchecked.cpp,
+// which see different safemap::Map types (checked/unchecked inline namespaces): nothing
+// non-template here may mention safemap::Map, or the two translation units would define it
+// differently (an ODR violation).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <random>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "safemap/hash.hpp"  // XXH3 (inline), detail::mum
+
+namespace safemap_bench {
+
+// ---- keys -------------------------------------------------------------------------------------
+
+// splitmix64's finalizer: a bijection of 64-bit integers with good avalanche.
+constexpr std::uint64_t fmix64(std::uint64_t x) noexcept {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+inline constexpr std::uint64_t miss_base = std::uint64_t{1} << 62;
+
+// n distinct random-looking integers; counters [first, first + n).
+inline std::vector<std::uint64_t> make_u64_keys(std::size_t n, std::uint64_t first = 0) {
+  std::vector<std::uint64_t> keys(n);
+  for (std::size_t i = 0; i < n; ++i) keys[i] = fmix64(first + i);
+  return keys;
+}
+
+// n distinct strings of 16-24 characters (see the top of this file).
+inline std::vector<std::string> make_string_keys(std::size_t n, std::uint64_t first = 0) {
+  static constexpr char hex[] = "0123456789abcdef";
+  static constexpr char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  std::vector<std::string> keys(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint64_t r = fmix64((first + i) ^ 0x5bd1e9955bd1e995ULL);
+    const std::size_t prefix = r % 9;
+    std::string& s = keys[i];
+    s.reserve(prefix + 16);
+    for (std::size_t j = 0; j < prefix; ++j) {
+      r = fmix64(r + j);
+      s.push_back(letters[r % (sizeof letters - 1)]);
+    }
+    std::uint64_t v = fmix64(first + i);
+    for (int j = 0; j < 16; ++j, v >>= 4) s.push_back(hex[v & 15]);
+  }
+  return keys;
+}
+
+template <class K>
+std::vector<K> make_keys(std::size_t n, std::uint64_t first = 0) {
+  if constexpr (std::is_same_v<K, std::string>) {
+    return make_string_keys(n, first);
+  } else {
+    return make_u64_keys(n, first);
+  }
+}
+
+// The keys of one benchmark size: inserted in `keys` order, looked up in `shuffled` order,
+// `misses` are absent from every map built from `keys`.
+template <class K>
+struct key_set {
+  std::vector<K> keys;
+  std::vector<K> shuffled;
+  std::vector<K> misses;
+
+  explicit key_set(std::size_t n)
+      : keys(make_keys<K>(n)), shuffled(keys), misses(make_keys<K>(n, miss_base)) {
+    std::mt19937_64 rng(0x243f6a8885a308d3ULL ^ n);
+    std::shuffle(shuffled.begin(), shuffled.end(), rng);
+  }
+};
+
+// ---- hashers for the peers --------------------------------------------------------------------
+
+// One 64x64->128 multiply folded (Boost's mulx): strong enough for flat tables' top/low bit
+// splits, as cheap as a good integer hash gets.
+struct peer_u64_hash {
+  using is_avalanching = void;  // Boost: do not post-mix again
+  std::size_t operator()(std::uint64_t k) const noexcept {
+    return static_cast<std::size_t>(safemap::detail::mum(k, 0x9e3779b97f4a7c15ULL));
+  }
+};
+
+// XXH3, unseeded: the function safemap::Hash<std::string> uses, so string results compare
+// table designs, not hash functions.
+struct peer_string_hash {
+  using is_avalanching = void;
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return static_cast<std::size_t>(XXH3_64bits(s.data(), s.size()));
+  }
+};
+
+template <class K>
+using peer_hash = std::conditional_t<std::is_same_v<K, std::string>, peer_string_hash, peer_u64_hash>;
+
+// ---- counting allocator -----------------------------------------------------------------------
+
+// Bytes requested through one map's allocator (live now and peak). Requested bytes exclude
+// malloc's own per-chunk header (8 bytes per allocation with glibc), which matters only for
+// node-based maps (std::unordered_map: one allocation per entry); docs/benchmarks.md says so.
+struct alloc_counter {
+  std::size_t live = 0;
+  std::size_t peak = 0;
+  std::size_t allocations = 0;
+};
+
+template <class T>
+struct counting_allocator {
+  using value_type = T;
+  alloc_counter* counter;
+
+  explicit counting_allocator(alloc_counter* c) noexcept : counter(c) {}
+  template <class U>
+  counting_allocator(const counting_allocator<U>& o) noexcept : counter(o.counter) {}
+
+  T* allocate(std::size_t n) {
+    T* p = std::allocator<T>{}.allocate(n);
+    counter->live += n * sizeof(T);
+    counter->peak = std::max(counter->peak, counter->live);
+    ++counter->allocations;
+    return p;
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    counter->live -= n * sizeof(T);
+    std::allocator<T>{}.deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const counting_allocator<U>& o) const noexcept {
+    return counter == o.counter;
+  }
+};
+
+// ---- map adapters -----------------------------------------------------------------------------
+
+// safemap::Map::find returns V* (nullptr when absent); the peers return an iterator.
+template <class M, class K>
+const typename M::mapped_type* lookup(const M& m, const K& key) {
+  if constexpr (std::is_pointer_v<decltype(m.find(key))>) {
+    return m.find(key);
+  } else {
+    const auto it = m.find(key);
+    return it == m.end() ? nullptr : &it->second;
+  }
+}
+
+// Keeps a value (and what it points to) alive in the eyes of the optimizer.
+template <class T>
+inline void escape(const T& value) noexcept {
+  asm volatile("" : : "r,m"(value) : "memory");
+}
+inline void clobber() noexcept { asm volatile("" : : : "memory"); }
+
+}  // namespace safemap_bench

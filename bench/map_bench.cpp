@@ -1,0 +1,216 @@
+// bench/map_bench.cpp - safemap::Map against std::unordered_map, absl::flat_hash_map and
+// boost::unordered_flat_map, single-threaded, in one run.
+//
+// Benchmarks are named <op>/<key>/<map>/<N>:
+//   op   insert      fill a fresh map with N keys, no reserve (the timed part includes every
+//                    growth; the maps are destroyed outside it)
+//        lookup_hit  find each of the N keys once, in random order, summing the values
+//        lookup_miss find N absent keys
+//        erase       erase all N keys of a freshly filled map, in random order
+//        iterate     walk the whole map once, summing the values
+//   key  u64 (uint64 -> uint64) or str (16-24 character std::string -> uint64)
+//   N    1e3, 1e5, 1e6; insert/u64 also 1e7 (one fill per repetition: it takes seconds)
+// items_per_second (and the ns_per_op counter) are per key operation. Small N is batched
+// (several maps per timed iteration) so each timed iteration does at least 1e5 operations and
+// the cost of pausing the timer around setup is negligible. Every lookup/erase/iterate result
+// is checked (a wrong count stops the benchmark with an error) and summed into `checksum`,
+// which must be equal across the maps of one row: a wrong result cannot look fast.
+//
+// How to run and read the results: docs/benchmarks.md (bench/compare.py makes the tables).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench_support.hpp"
+#include "peers.hpp"
+#include "safemap/map.hpp"
+
+namespace {
+
+using namespace safemap_bench;
+
+template <class K>
+const key_set<K>& keys_for(std::size_t n) {
+  static std::map<std::size_t, std::unique_ptr<key_set<K>>> cache;
+  auto& slot = cache[n];
+  if (!slot) slot = std::make_unique<key_set<K>>(n);
+  return *slot;
+}
+
+// Each timed iteration touches at least this many keys (several maps when N is small).
+constexpr std::size_t min_ops_per_iteration = 100'000;
+
+std::size_t batch_for(std::size_t n) { return std::max<std::size_t>(1, min_ops_per_iteration / n); }
+
+template <class M>
+void fill(M& m, const std::vector<typename M::key_type>& keys) {
+  for (std::size_t i = 0; i < keys.size(); ++i) m.try_emplace(keys[i], value_t(i + 1));
+}
+
+// Sum of the values 1..n: what a full walk or n hits must add up to.
+value_t expected_sum(std::size_t n) { return value_t(n) * value_t(n + 1) / 2; }
+
+void finish(benchmark::State& st, std::size_t ops_per_iteration, value_t checksum) {
+  const auto items = static_cast<std::int64_t>(ops_per_iteration) * st.iterations();
+  st.SetItemsProcessed(items);
+  st.counters["ns_per_op"] = benchmark::Counter(
+      static_cast<double>(ops_per_iteration) * 1e-9,
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  st.counters["checksum"] = static_cast<double>(checksum % 1'000'000'007);
+}
+
+template <class M>
+struct insert_bench {
+  static void run(benchmark::State& st) {
+    const auto n = static_cast<std::size_t>(st.range(0));
+    const auto& ks = keys_for<typename M::key_type>(n);
+    const std::size_t batch = batch_for(n);
+    std::vector<M> maps;
+    for (auto _ : st) {
+      st.PauseTiming();
+      maps.clear();  // the previous iteration's maps die outside the timed part
+      maps.resize(batch);
+      st.ResumeTiming();
+      for (M& m : maps) fill(m, ks.keys);
+      clobber();
+    }
+    std::size_t size = 0;
+    for (const M& m : maps) size += m.size();
+    if (size != batch * n) st.SkipWithError("insert: wrong size");
+    finish(st, batch * n, size);
+  }
+};
+
+template <class M>
+struct lookup_hit_bench {
+  static void run(benchmark::State& st) {
+    const auto n = static_cast<std::size_t>(st.range(0));
+    const auto& ks = keys_for<typename M::key_type>(n);
+    M m;
+    fill(m, ks.keys);
+    value_t sum = 0;
+    for (auto _ : st) {
+      sum = 0;
+      for (const auto& k : ks.shuffled) {
+        const value_t* v = lookup(m, k);
+        if (v != nullptr) sum += *v;
+      }
+      escape(sum);
+    }
+    if (sum != expected_sum(n)) st.SkipWithError("lookup_hit: wrong sum");
+    finish(st, n, sum);
+  }
+};
+
+template <class M>
+struct lookup_miss_bench {
+  static void run(benchmark::State& st) {
+    const auto n = static_cast<std::size_t>(st.range(0));
+    const auto& ks = keys_for<typename M::key_type>(n);
+    M m;
+    fill(m, ks.keys);
+    std::size_t found = 0;
+    for (auto _ : st) {
+      found = 0;
+      for (const auto& k : ks.misses) found += lookup(m, k) != nullptr;
+      escape(found);
+    }
+    if (found != 0) st.SkipWithError("lookup_miss: found an absent key");
+    finish(st, n, found);
+  }
+};
+
+template <class M>
+struct erase_bench {
+  static void run(benchmark::State& st) {
+    const auto n = static_cast<std::size_t>(st.range(0));
+    const auto& ks = keys_for<typename M::key_type>(n);
+    const std::size_t batch = batch_for(n);
+    std::vector<M> maps;
+    std::size_t erased = 0;
+    for (auto _ : st) {
+      st.PauseTiming();
+      maps.clear();
+      maps.resize(batch);
+      for (M& m : maps) fill(m, ks.keys);
+      st.ResumeTiming();
+      erased = 0;
+      for (M& m : maps) {
+        for (const auto& k : ks.shuffled) erased += m.erase(k);
+      }
+      escape(erased);
+    }
+    if (erased != batch * n) st.SkipWithError("erase: wrong count");
+    finish(st, batch * n, erased);
+  }
+};
+
+template <class M>
+struct iterate_bench {
+  static void run(benchmark::State& st) {
+    const auto n = static_cast<std::size_t>(st.range(0));
+    const auto& ks = keys_for<typename M::key_type>(n);
+    M m;
+    fill(m, ks.keys);
+    value_t sum = 0;
+    for (auto _ : st) {
+      sum = 0;
+      for (const auto& [k, v] : m) sum += v;
+      escape(sum);
+    }
+    if (sum != expected_sum(n)) st.SkipWithError("iterate: wrong sum");
+    finish(st, n, sum);
+  }
+};
+
+template <template <class> class Bench, class M>
+void add(const std::string& op, const char* key, const char* map, std::int64_t n) {
+  auto* b = benchmark::RegisterBenchmark((op + "/" + key + "/" + map).c_str(), &Bench<M>::run);
+  b->Arg(n)->Unit(benchmark::kMillisecond);
+  if (n >= 10'000'000) b->Iterations(1);  // one fill takes seconds; repetitions give the spread
+}
+
+// All maps of one (op, key, N) are registered next to each other, so they run close in time.
+template <template <class> class Bench, class K>
+void add_op(const std::string& op, const char* key, const std::vector<std::int64_t>& sizes) {
+  for (const std::int64_t n : sizes) {
+    add<Bench, safemap::Map<K, value_t>>(op, key, "safemap", n);
+#if SAFEMAP_BENCH_HAVE_ABSL
+    add<Bench, absl_map<K>>(op, key, "absl", n);
+#endif
+#if SAFEMAP_BENCH_HAVE_BOOST
+    add<Bench, boost_map<K>>(op, key, "boost", n);
+#endif
+    add<Bench, std_map<K>>(op, key, "std", n);
+  }
+}
+
+template <class K>
+void add_all(const char* key, bool with_1e7_insert) {
+  std::vector<std::int64_t> sizes = {1'000, 100'000, 1'000'000};
+  std::vector<std::int64_t> insert_sizes = sizes;
+  if (with_1e7_insert) insert_sizes.push_back(10'000'000);
+  add_op<insert_bench, K>("insert", key, insert_sizes);
+  add_op<lookup_hit_bench, K>("lookup_hit", key, sizes);
+  add_op<lookup_miss_bench, K>("lookup_miss", key, sizes);
+  add_op<erase_bench, K>("erase", key, sizes);
+  add_op<iterate_bench, K>("iterate", key, sizes);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  add_all<std::uint64_t>("u64", true);
+  add_all<std::string>("str", false);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
