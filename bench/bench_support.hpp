@@ -123,7 +123,8 @@ struct peer_string_hash {
 };
 
 template <class K>
-using peer_hash = std::conditional_t<std::is_same_v<K, std::string>, peer_string_hash, peer_u64_hash>;
+using peer_hash =
+    std::conditional_t<std::is_same_v<K, std::string>, peer_string_hash, peer_u64_hash>;
 
 // ---- counting allocator -----------------------------------------------------------------------
 
@@ -180,6 +181,8 @@ template <class T>
 inline void escape(const T& value) noexcept {
   asm volatile("" : : "r,m"(value) : "memory");
 }
-inline void clobber() noexcept { asm volatile("" : : : "memory"); }
+inline void clobber() noexcept {
+  asm volatile("" : : : "memory");
+}
 
 }  // namespace safemap_bench

@@ -46,7 +46,9 @@ const key_set<K>& keys_for(std::size_t n) {
 // Each timed iteration touches at least this many keys (several maps when N is small).
 constexpr std::size_t min_ops_per_iteration = 100'000;
 
-std::size_t batch_for(std::size_t n) { return std::max<std::size_t>(1, min_ops_per_iteration / n); }
+std::size_t batch_for(std::size_t n) {
+  return std::max<std::size_t>(1, min_ops_per_iteration / n);
+}
 
 template <class M>
 void fill(M& m, const std::vector<typename M::key_type>& keys) {
@@ -54,7 +56,9 @@ void fill(M& m, const std::vector<typename M::key_type>& keys) {
 }
 
 // Sum of the values 1..n: what a full walk or n hits must add up to.
-value_t expected_sum(std::size_t n) { return value_t(n) * value_t(n + 1) / 2; }
+value_t expected_sum(std::size_t n) {
+  return value_t(n) * value_t(n + 1) / 2;
+}
 
 void finish(benchmark::State& st, std::size_t ops_per_iteration, value_t checksum) {
   const auto items = static_cast<std::int64_t>(ops_per_iteration) * st.iterations();

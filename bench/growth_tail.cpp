@@ -1,0 +1,297 @@
+// bench/growth_tail.cpp - single-insert latency while a map grows, and memory per entry.
+//
+// Part 1 (tail latency). Inserts N (default 1e7) distinct random uint64 keys one at a time
+// into an empty map (no reserve) and times every insert with std::chrono::steady_clock (the
+// TSC through the vDSO on Linux/x86: ~20 ns per read, included in every sample alike). A
+// table that rehashes all at once pays for the whole table on one insert; safemap::Map
+// evacuates incrementally, so its worst insert should stay far below. Reports p50, p99.9,
+// p99.99 and max per map, where the max happened (insert index), and peers' max divided by
+// safemap's max. The max of one run also catches whatever the OS does to the thread (page
+// faults, preemption): run with --reps to see the spread.
+//
+// Part 2 (memory). Inserts uint64 keys into each map with a counting allocator (safemap::Map
+// too) and reports the bytes held per entry at exactly M entries (default 1e6, --mem-n), the
+// peak during the fill (old and new arrays coexist while growing), and the average over 8
+// sizes spaced geometrically across [M, 2M) (each table's load factor saws up and down with
+// size, so one size can flatter or punish a table).
+//
+// Usage: safemap_growth_tail [--n=10000000] [--reps=1] [--mem-n=1000000] [--maps=a,b,...]
+//                            [--no-tail] [--no-mem]
+// maps: safemap, absl, boost, std (the peers that were found at build time).
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bench_support.hpp"
+#include "peers.hpp"
+#include "safemap/map.hpp"
+
+namespace {
+
+using namespace safemap_bench;
+using clock_type = std::chrono::steady_clock;
+using u64_key = std::uint64_t;
+using pair_t = std::pair<const u64_key, value_t>;
+using count_alloc = counting_allocator<pair_t>;
+
+struct options {
+  std::size_t n = 10'000'000;
+  std::size_t mem_n = 1'000'000;
+  int reps = 1;
+  std::string maps = "safemap,absl,boost,std";
+  bool tail = true;
+  bool mem = true;
+};
+
+// Whether name is in the comma-separated --maps list. (Compared piece by piece: GCC 12's
+// -Wrestrict misfires on "," + std::string + ",".)
+bool wanted(const options& o, std::string_view name) {
+  std::string_view list = o.maps;
+  while (!list.empty()) {
+    const std::size_t comma = list.find(',');
+    if (list.substr(0, comma) == name) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// ---- part 1: tail latency -------------------------------------------------------------------
+
+struct tail_result {
+  const char* name;
+  double total_s = 0;
+  std::uint32_t p50 = 0, p999 = 0, p9999 = 0, max = 0;
+  std::size_t max_at = 0;    // index of the slowest insert (map size before it)
+  std::size_t over_1ms = 0;  // inserts slower than 1 ms
+};
+
+template <class M>
+tail_result run_tail(const char* name, const std::vector<u64_key>& keys,
+                     std::vector<std::uint32_t>& lat) {
+  tail_result r{name};
+  const auto start = clock_type::now();
+  {
+    M m;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const auto t0 = clock_type::now();
+      clobber();
+      auto res = m.try_emplace(keys[i], value_t(i + 1));
+      escape(res);
+      clobber();
+      const auto t1 = clock_type::now();
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
+      lat[i] = static_cast<std::uint32_t>(std::min<std::int64_t>(ns, UINT32_MAX));
+    }
+    r.total_s = std::chrono::duration<double>(clock_type::now() - start).count();
+    if (m.size() != keys.size()) {
+      std::fprintf(stderr, "%s: size %zu, expected %zu\n", name, m.size(), keys.size());
+      std::exit(1);
+    }
+  }  // destruction is not part of the result
+  const auto max_it = std::max_element(lat.begin(), lat.end());
+  r.max = *max_it;
+  r.max_at = static_cast<std::size_t>(max_it - lat.begin());
+  r.over_1ms = static_cast<std::size_t>(
+      std::count_if(lat.begin(), lat.end(), [](std::uint32_t v) { return v > 1'000'000; }));
+  std::sort(lat.begin(), lat.end());
+  auto pct = [&](double p) {
+    const auto i = static_cast<std::size_t>(std::ceil(p * static_cast<double>(lat.size()))) - 1;
+    return lat[std::min(i, lat.size() - 1)];
+  };
+  r.p50 = pct(0.50);
+  r.p999 = pct(0.999);
+  r.p9999 = pct(0.9999);
+  return r;
+}
+
+void print_tail(const std::vector<tail_result>& rs, std::size_t n, int rep) {
+  std::printf("\n## growth tail: %zu uint64 inserts, no reserve (rep %d)\n\n", n, rep);
+  std::printf(
+      "| map | total s | mean ns | p50 ns | p99.9 ns | p99.99 ns | max us | max at insert"
+      " | >1ms | max / safemap max |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  double safemap_max = 0;
+  for (const auto& r : rs) {
+    if (std::strcmp(r.name, "safemap") == 0) safemap_max = r.max;
+  }
+  for (const auto& r : rs) {
+    char ratio[32] = "-";
+    if (safemap_max > 0) std::snprintf(ratio, sizeof ratio, "%.1fx", r.max / safemap_max);
+    std::printf("| %s | %.3f | %.1f | %" PRIu32 " | %" PRIu32 " | %" PRIu32
+                " | %.1f | %zu | %zu | %s |\n",
+                r.name, r.total_s, r.total_s * 1e9 / static_cast<double>(n), r.p50, r.p999, r.p9999,
+                r.max / 1e3, r.max_at, r.over_1ms, ratio);
+  }
+  std::fflush(stdout);
+}
+
+// ---- part 2: memory per entry ---------------------------------------------------------------
+
+struct mem_result {
+  const char* name;
+  double at_n = 0;      // live bytes / entries at exactly n entries
+  double peak_n = 0;    // peak live bytes during the fill to n, / n
+  double avg = 0;       // mean of live bytes / entries over 8 sizes in [n, 2n)
+  double stats_n = -1;  // safemap only: Map::stats().bytes / n (cross-check)
+};
+
+template <class M>
+mem_result run_mem(const char* name, const std::vector<u64_key>& keys, std::size_t n) {
+  mem_result r{name};
+  alloc_counter counter;
+  {
+    M m{count_alloc(&counter)};
+    std::size_t next_sample = 0;
+    double sum = 0;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      m.try_emplace(keys[i], value_t(i + 1));
+      const std::size_t size = i + 1;
+      if (size == n) {
+        r.at_n = static_cast<double>(counter.live) / static_cast<double>(n);
+        r.peak_n = static_cast<double>(counter.peak) / static_cast<double>(n);
+        if constexpr (requires { m.stats().bytes; }) {
+          r.stats_n = static_cast<double>(m.stats().bytes) / static_cast<double>(n);
+        }
+      }
+      // Samples at n * 2^(j/8), j = 0..7.
+      if (next_sample < 8 &&
+          size == static_cast<std::size_t>(static_cast<double>(n) *
+                                           std::exp2(static_cast<double>(next_sample) / 8))) {
+        sum += static_cast<double>(counter.live) / static_cast<double>(size);
+        ++next_sample;
+      }
+    }
+    r.avg = sum / 8;
+  }
+  if (counter.live != 0) {
+    std::fprintf(stderr, "%s: %zu bytes leaked\n", name, counter.live);
+    std::exit(1);
+  }
+  return r;
+}
+
+void print_mem(const std::vector<mem_result>& rs, std::size_t n) {
+  std::printf("\n## memory per entry, uint64 -> uint64 (16-byte entries), no reserve\n\n");
+  std::printf(
+      "| map | bytes/entry at %zu | peak during fill / %zu | mean over [%zu, %zu) |"
+      " / absl at %zu | / absl mean |\n",
+      n, n, n, 2 * n, n);
+  std::printf("|---|---:|---:|---:|---:|---:|\n");
+  const mem_result* absl = nullptr;
+  for (const auto& r : rs) {
+    if (std::strcmp(r.name, "absl") == 0) absl = &r;
+  }
+  for (const auto& r : rs) {
+    char ra[32] = "-", rb[32] = "-";
+    if (absl != nullptr) {
+      std::snprintf(ra, sizeof ra, "%.2f", r.at_n / absl->at_n);
+      std::snprintf(rb, sizeof rb, "%.2f", r.avg / absl->avg);
+    }
+    std::printf("| %s | %.1f | %.1f | %.1f | %s | %s |\n", r.name, r.at_n, r.peak_n, r.avg, ra, rb);
+  }
+  for (const auto& r : rs) {
+    if (r.stats_n >= 0) std::printf("\n%s: Map::stats().bytes / entry = %.1f\n", r.name, r.stats_n);
+  }
+  std::fflush(stdout);
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* flag) -> const char* {
+      const std::size_t len = std::strlen(flag);
+      return a.compare(0, len, flag) == 0 ? a.c_str() + len : nullptr;
+    };
+    if (const char* v = value("--n=")) {
+      o.n = static_cast<std::size_t>(std::strtod(v, nullptr));  // accepts 1e7
+    } else if (const char* v = value("--mem-n=")) {
+      o.mem_n = static_cast<std::size_t>(std::strtod(v, nullptr));
+    } else if (const char* v = value("--reps=")) {
+      o.reps = std::max(1, std::atoi(v));
+    } else if (const char* v = value("--maps=")) {
+      o.maps = v;
+    } else if (a == "--no-tail") {
+      o.tail = false;
+    } else if (a == "--no-mem") {
+      o.mem = false;
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--n=10000000] [--reps=1] [--mem-n=1000000] "
+                   "[--maps=safemap,absl,boost,std] [--no-tail] [--no-mem]\n",
+                   argv[0]);
+      std::exit(a == "--help" || a == "-h" ? 0 : 2);
+    }
+  }
+  if (o.n == 0 || o.mem_n == 0) {
+    std::fprintf(stderr, "--n and --mem-n must be positive\n");
+    std::exit(2);
+  }
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const options o = parse(argc, argv);
+  std::printf("# safemap_growth_tail (peers:%s%s std)\n",
+#if SAFEMAP_BENCH_HAVE_ABSL
+              " absl",
+#else
+              "",
+#endif
+#if SAFEMAP_BENCH_HAVE_BOOST
+              " boost"
+#else
+              ""
+#endif
+  );
+
+  if (o.tail) {
+    const std::vector<u64_key> keys = make_u64_keys(o.n);
+    std::vector<std::uint32_t> lat(o.n, 0);  // touched now, not while timing
+    for (int rep = 1; rep <= o.reps; ++rep) {
+      std::vector<tail_result> rs;
+      if (wanted(o, "safemap"))
+        rs.push_back(run_tail<safemap::Map<u64_key, value_t>>("safemap", keys, lat));
+#if SAFEMAP_BENCH_HAVE_ABSL
+      if (wanted(o, "absl")) rs.push_back(run_tail<absl_map<u64_key>>("absl", keys, lat));
+#endif
+#if SAFEMAP_BENCH_HAVE_BOOST
+      if (wanted(o, "boost")) rs.push_back(run_tail<boost_map<u64_key>>("boost", keys, lat));
+#endif
+      if (wanted(o, "std")) rs.push_back(run_tail<std_map<u64_key>>("std", keys, lat));
+      print_tail(rs, o.n, rep);
+    }
+  }
+
+  if (o.mem) {
+    const std::vector<u64_key> keys = make_u64_keys(2 * o.mem_n);
+    std::vector<mem_result> rs;
+    using safemap_counted =
+        safemap::Map<u64_key, value_t, safemap::Hash<u64_key>, std::equal_to<>, count_alloc>;
+    if (wanted(o, "safemap")) rs.push_back(run_mem<safemap_counted>("safemap", keys, o.mem_n));
+#if SAFEMAP_BENCH_HAVE_ABSL
+    if (wanted(o, "absl"))
+      rs.push_back(run_mem<absl_map<u64_key, count_alloc>>("absl", keys, o.mem_n));
+#endif
+#if SAFEMAP_BENCH_HAVE_BOOST
+    if (wanted(o, "boost")) {
+      rs.push_back(run_mem<boost_map<u64_key, count_alloc>>("boost", keys, o.mem_n));
+    }
+#endif
+    if (wanted(o, "std"))
+      rs.push_back(run_mem<std_map<u64_key, count_alloc>>("std", keys, o.mem_n));
+    print_mem(rs, o.mem_n);
+  }
+  return 0;
+}
