@@ -10,11 +10,12 @@
 //        iterate     walk the whole map once, summing the values
 //   key  u64 (uint64 -> uint64) or str (16-24 character std::string -> uint64)
 //   N    1e3, 1e5, 1e6; insert/u64 also 1e7 (one fill per repetition: it takes seconds)
-// items_per_second (and the ns_per_op counter) are per key operation. Small N is batched
-// (several maps per timed iteration) so each timed iteration does at least 1e5 operations and
-// the cost of pausing the timer around setup is negligible. Every lookup/erase/iterate result
-// is checked (a wrong count stops the benchmark with an error) and summed into `checksum`,
-// which must be equal across the maps of one row: a wrong result cannot look fast.
+// items_per_second counts key operations (bench/compare.py turns it into ns per operation). Small N
+// is batched (several maps per timed iteration) so each timed iteration does at least 1e5
+// operations and the cost of pausing the timer around setup is negligible. Every
+// lookup/erase/iterate result is checked (a wrong count stops the benchmark with an error) and
+// summed into `checksum`, which must be equal across the maps of one row: a wrong result cannot
+// look fast.
 //
 // How to run and read the results: docs/benchmarks.md (bench/compare.py makes the tables).
 #include <benchmark/benchmark.h>
@@ -63,9 +64,6 @@ value_t expected_sum(std::size_t n) {
 void finish(benchmark::State& st, std::size_t ops_per_iteration, value_t checksum) {
   const auto items = static_cast<std::int64_t>(ops_per_iteration) * st.iterations();
   st.SetItemsProcessed(items);
-  st.counters["ns_per_op"] = benchmark::Counter(
-      static_cast<double>(ops_per_iteration) * 1e-9,
-      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
   st.counters["checksum"] = static_cast<double>(checksum % 1'000'000'007);
 }
 
@@ -176,7 +174,7 @@ struct iterate_bench {
 template <template <class> class Bench, class M>
 void add(const std::string& op, const char* key, const char* map, std::int64_t n) {
   auto* b = benchmark::RegisterBenchmark((op + "/" + key + "/" + map).c_str(), &Bench<M>::run);
-  b->Arg(n)->Unit(benchmark::kMillisecond);
+  b->Arg(n)->Unit(n >= 1'000'000 ? benchmark::kMillisecond : benchmark::kMicrosecond);
   if (n >= 10'000'000) b->Iterations(1);  // one fill takes seconds; repetitions give the spread
 }
 

@@ -48,9 +48,6 @@ void fill(map_type& m) {
 
 void finish(benchmark::State& st) {
   st.SetItemsProcessed(static_cast<std::int64_t>(n) * st.iterations());
-  st.counters["ns_per_op"] = benchmark::Counter(
-      static_cast<double>(n) * 1e-9,
-      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
 void lookup_hit(benchmark::State& st) {
