@@ -138,10 +138,11 @@ void print_tail(const std::vector<tail_result>& rs, std::size_t n, int rep) {
 
 struct mem_result {
   const char* name;
-  double at_n = 0;      // live bytes / entries at exactly n entries
-  double peak_n = 0;    // peak live bytes during the fill to n, / n
-  double avg = 0;       // mean of live bytes / entries over 8 sizes in [n, 2n)
-  double stats_n = -1;  // safemap only: Map::stats().bytes / n (cross-check)
+  double at_n = 0;              // live bytes / entries at exactly n entries
+  double peak_n = 0;            // peak live bytes during the fill to n, / n
+  double avg = 0;               // mean of live bytes / entries over 8 sizes in [n, 2n)
+  double stats_n = -1;          // safemap only: Map::stats().bytes / n (cross-check)
+  std::size_t allocations = 0;  // allocator calls during the fill to n
 };
 
 template <class M>
@@ -158,6 +159,7 @@ mem_result run_mem(const char* name, const std::vector<u64_key>& keys, std::size
       if (size == n) {
         r.at_n = static_cast<double>(counter.live) / static_cast<double>(n);
         r.peak_n = static_cast<double>(counter.peak) / static_cast<double>(n);
+        r.allocations = counter.allocations;
         if constexpr (requires { m.stats().bytes; }) {
           r.stats_n = static_cast<double>(m.stats().bytes) / static_cast<double>(n);
         }
@@ -183,9 +185,9 @@ void print_mem(const std::vector<mem_result>& rs, std::size_t n) {
   std::printf("\n## memory per entry, uint64 -> uint64 (16-byte entries), no reserve\n\n");
   std::printf(
       "| map | bytes/entry at %zu | peak during fill / %zu | mean over [%zu, %zu) |"
-      " / absl at %zu | / absl mean |\n",
-      n, n, n, 2 * n, n);
-  std::printf("|---|---:|---:|---:|---:|---:|\n");
+      " / absl at %zu | / absl mean | allocations to %zu |\n",
+      n, n, n, 2 * n, n, n);
+  std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
   const mem_result* absl = nullptr;
   for (const auto& r : rs) {
     if (std::strcmp(r.name, "absl") == 0) absl = &r;
@@ -196,7 +198,8 @@ void print_mem(const std::vector<mem_result>& rs, std::size_t n) {
       std::snprintf(ra, sizeof ra, "%.2f", r.at_n / absl->at_n);
       std::snprintf(rb, sizeof rb, "%.2f", r.avg / absl->avg);
     }
-    std::printf("| %s | %.1f | %.1f | %.1f | %s | %s |\n", r.name, r.at_n, r.peak_n, r.avg, ra, rb);
+    std::printf("| %s | %.1f | %.1f | %.1f | %s | %s | %zu |\n", r.name, r.at_n, r.peak_n, r.avg,
+                ra, rb, r.allocations);
   }
   for (const auto& r : rs) {
     if (r.stats_n >= 0) std::printf("\n%s: Map::stats().bytes / entry = %.1f\n", r.name, r.stats_n);
@@ -239,58 +242,109 @@ options parse(int argc, char** argv) {
   return o;
 }
 
+// One map under test: how to run each part on it.
+struct contender {
+  const char* name;
+  tail_result (*tail)(const char*, const std::vector<u64_key>&, std::vector<std::uint32_t>&);
+  mem_result (*mem)(const char*, const std::vector<u64_key>&, std::size_t);
+};
+
+std::vector<contender> contenders(const options& o) {
+  using safemap_counted =
+      safemap::Map<u64_key, value_t, safemap::Hash<u64_key>, std::equal_to<>, count_alloc>;
+  std::vector<contender> all = {
+    {"safemap", &run_tail<safemap::Map<u64_key, value_t>>, &run_mem<safemap_counted>},
+#if SAFEMAP_BENCH_HAVE_ABSL
+    {"absl", &run_tail<absl_map<u64_key>>, &run_mem<absl_map<u64_key, count_alloc>>},
+#endif
+#if SAFEMAP_BENCH_HAVE_BOOST
+    {"boost", &run_tail<boost_map<u64_key>>, &run_mem<boost_map<u64_key, count_alloc>>},
+#endif
+    {"std", &run_tail<std_map<u64_key>>, &run_mem<std_map<u64_key, count_alloc>>},
+  };
+  std::vector<contender> chosen;
+  for (const auto& c : all) {
+    if (wanted(o, c.name)) chosen.push_back(c);
+  }
+  return chosen;
+}
+
+// Medians over the repetitions, the summary docs/benchmarks.md quotes.
+void print_tail_summary(const std::vector<std::vector<tail_result>>& reps, std::size_t n) {
+  if (reps.empty()) return;
+  const std::size_t maps = reps.front().size();
+  auto median = [&](std::size_t m, auto field) {
+    std::vector<double> v;
+    for (const auto& rep : reps) v.push_back(static_cast<double>(field(rep[m])));
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  };
+  auto min_max = [&](std::size_t m) {
+    std::uint32_t best = UINT32_MAX;
+    for (const auto& rep : reps) best = std::min(best, rep[m].max);
+    return best;
+  };
+  std::printf("\n## growth tail summary: %zu uint64 inserts, median of %zu reps\n\n", n,
+              reps.size());
+  std::printf(
+      "| map | mean ns | p50 ns | p99.9 ns | p99.99 ns | max us (median) | max us (best rep)"
+      " | median max / safemap's | best max / safemap's |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::size_t s = maps;
+  for (std::size_t m = 0; m < maps; ++m) {
+    if (std::strcmp(reps.front()[m].name, "safemap") == 0) s = m;
+  }
+  for (std::size_t m = 0; m < maps; ++m) {
+    const double mean =
+        median(m, [](const tail_result& r) { return r.total_s; }) * 1e9 / static_cast<double>(n);
+    const double mx = median(m, [](const tail_result& r) { return r.max; });
+    char r1[32] = "-", r2[32] = "-";
+    if (s != maps) {
+      std::snprintf(r1, sizeof r1, "%.1fx",
+                    mx / median(s, [](const tail_result& r) { return r.max; }));
+      std::snprintf(r2, sizeof r2, "%.1fx",
+                    static_cast<double>(min_max(m)) / static_cast<double>(min_max(s)));
+    }
+    std::printf("| %s | %.0f | %.0f | %.0f | %.0f | %.1f | %.1f | %s | %s |\n",
+                reps.front()[m].name, mean, median(m, [](const tail_result& r) { return r.p50; }),
+                median(m, [](const tail_result& r) { return r.p999; }),
+                median(m, [](const tail_result& r) { return r.p9999; }), mx / 1e3, min_max(m) / 1e3,
+                r1, r2);
+  }
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const options o = parse(argc, argv);
-  std::printf("# safemap_growth_tail (peers:%s%s std)\n",
-#if SAFEMAP_BENCH_HAVE_ABSL
-              " absl",
-#else
-              "",
-#endif
-#if SAFEMAP_BENCH_HAVE_BOOST
-              " boost"
-#else
-              ""
-#endif
-  );
+  const std::vector<contender> cs = contenders(o);
+  std::printf("# safemap_growth_tail:");
+  for (const auto& c : cs) std::printf(" %s", c.name);
+  std::printf("\n");
 
-  if (o.tail) {
+  if (o.tail && !cs.empty()) {
     const std::vector<u64_key> keys = make_u64_keys(o.n);
     std::vector<std::uint32_t> lat(o.n, 0);  // touched now, not while timing
-    for (int rep = 1; rep <= o.reps; ++rep) {
-      std::vector<tail_result> rs;
-      if (wanted(o, "safemap"))
-        rs.push_back(run_tail<safemap::Map<u64_key, value_t>>("safemap", keys, lat));
-#if SAFEMAP_BENCH_HAVE_ABSL
-      if (wanted(o, "absl")) rs.push_back(run_tail<absl_map<u64_key>>("absl", keys, lat));
-#endif
-#if SAFEMAP_BENCH_HAVE_BOOST
-      if (wanted(o, "boost")) rs.push_back(run_tail<boost_map<u64_key>>("boost", keys, lat));
-#endif
-      if (wanted(o, "std")) rs.push_back(run_tail<std_map<u64_key>>("std", keys, lat));
-      print_tail(rs, o.n, rep);
+    std::vector<std::vector<tail_result>> reps;
+    for (int rep = 0; rep < o.reps; ++rep) {
+      // Each repetition starts with the next map, so no map always runs first (fresh heap,
+      // cold machine) or last.
+      std::vector<tail_result> rs(cs.size());
+      for (std::size_t k = 0; k < cs.size(); ++k) {
+        const std::size_t m = (k + static_cast<std::size_t>(rep)) % cs.size();
+        rs[m] = cs[m].tail(cs[m].name, keys, lat);
+      }
+      print_tail(rs, o.n, rep + 1);
+      reps.push_back(rs);
     }
+    if (o.reps > 1) print_tail_summary(reps, o.n);
   }
 
-  if (o.mem) {
+  if (o.mem && !cs.empty()) {
     const std::vector<u64_key> keys = make_u64_keys(2 * o.mem_n);
     std::vector<mem_result> rs;
-    using safemap_counted =
-        safemap::Map<u64_key, value_t, safemap::Hash<u64_key>, std::equal_to<>, count_alloc>;
-    if (wanted(o, "safemap")) rs.push_back(run_mem<safemap_counted>("safemap", keys, o.mem_n));
-#if SAFEMAP_BENCH_HAVE_ABSL
-    if (wanted(o, "absl"))
-      rs.push_back(run_mem<absl_map<u64_key, count_alloc>>("absl", keys, o.mem_n));
-#endif
-#if SAFEMAP_BENCH_HAVE_BOOST
-    if (wanted(o, "boost")) {
-      rs.push_back(run_mem<boost_map<u64_key, count_alloc>>("boost", keys, o.mem_n));
-    }
-#endif
-    if (wanted(o, "std"))
-      rs.push_back(run_mem<std_map<u64_key, count_alloc>>("std", keys, o.mem_n));
+    for (const auto& c : cs) rs.push_back(c.mem(c.name, keys, o.mem_n));
     print_mem(rs, o.mem_n);
   }
   return 0;

@@ -37,7 +37,13 @@ class allocation_arena {
     std::lock_guard lock(mu_);
     if (fail_countdown_ >= 0 && fail_countdown_-- == 0) throw std::bad_alloc();
     void* p = ::operator new(bytes, std::align_val_t(align));
-    live_.emplace(p, bytes);
+    // An address can come back while this arena still lists it when a block of ours was
+    // freed through another arena (counted there as foreign): forget the stale entry.
+    auto [it, fresh] = live_.try_emplace(p, bytes);
+    if (!fresh) {
+      live_bytes_ -= it->second;
+      it->second = bytes;
+    }
     ++allocations_;
     live_bytes_ += bytes;
     return p;

@@ -1,0 +1,428 @@
+// safemap/cow_map.hpp - CowMap: an immutable snapshot swapped atomically, copy on write.
+//
+// # What it is
+// A CowMap is one pointer to an immutable safemap::Map (a "snapshot") plus the version number
+// of that snapshot. Readers load the pointer and search the snapshot; nothing they do writes
+// shared memory. A writer takes the writer mutex, copies the current snapshot, changes the
+// copy, publishes it with one atomic store and hands the old snapshot to deferred
+// reclamation (reclaim.hpp), which frees it once every reader that could still see it is done.
+//
+// # When to use it (and when not)
+// Choose CowMap for read-mostly data: configuration, routing tables, feature flags, caches
+// refreshed in batches. Reads are wait-free and scale with cores (no lock, no shared
+// reference count, no allocation), and every read of a snapshot is a point-in-time view for
+// free. Every write costs a copy of the whole map (O(size) time and memory), so do not use it
+// for write-heavy maps or large maps written often: LockedMap, ShardedMap or SyncMap are
+// better there. Batch many changes into one copy with update(). Memory: while readers are in
+// flight, retired snapshots wait for their grace period, so a burst of writes to a big map
+// can hold several copies at once.
+//
+// # Concurrency design
+// Read path (load, contains, visit, range, size, version, snapshot, read, stats):
+//   1. enter an rcu::read_guard (thread-local state only);
+//   2. current_.load(acquire): pairs with the writer's release store, so the fully built
+//      snapshot is visible;
+//   3. use the snapshot; it is never modified after publication and is not freed before the
+//      guard ends.
+// Write path (store, load_or_store, load_and_delete, erase, swap, compare_and_swap,
+// compare_and_delete, compute, update, clear):
+//   1. refuse a write from inside compute/update's callback on this map (it would deadlock on
+//      the writer mutex): detail::report_reentrant_write();
+//   2. lock writer_mutex_; the current snapshot cannot be retired while we hold it (only a
+//      writer retires, and only the snapshot it replaces), so it is read without a guard;
+//   3. decide on the current snapshot whether anything changes. A write that changes nothing
+//      (erase of an absent key, a failed compare-and-swap, a load_or_store hit...) returns
+//      here: no copy, no publication, version unchanged;
+//   4. copy the Map (Map's copy constructor clones chain by chain without rehashing), change
+//      the copy, move it into a new snapshot with version + 1, store it (release), and
+//      rcu::retire the old snapshot. A writer never waits for a grace period.
+// A write that throws (a copy constructor, the allocator, compute's f) publishes nothing: the
+// map is unchanged (strong guarantee).
+//
+// # Callbacks and re-entrancy
+// range and visit callbacks run inside the read guard only, holding no lock: they may call
+// any method of the same map, writes included (a write then publishes a new snapshot; the
+// running range keeps walking the one it started with). compute's and update's f run under
+// the writer mutex: reads of the same map work (they see the snapshot before this write),
+// but a write is reported as misuse_kind::reentrant_call (never a deadlock).
+//
+// # Versions
+// version() is the version of the published snapshot: 0 for a new map, +1 for each
+// publication. Writes that change nothing publish nothing and leave it unchanged. A write
+// that succeeds always publishes, even when the stored value equals the old one (store, a
+// compare_and_swap with expected == desired, compute returning the current value, update).
+//
+// Concurrency: every member function is thread-safe, except construction and destruction.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "safemap/concurrent.hpp"
+#include "safemap/detail/config.hpp"
+#include "safemap/detail/lock.hpp"
+#include "safemap/hash.hpp"
+#include "safemap/map.hpp"
+#include "safemap/reclaim.hpp"
+
+namespace safemap {
+
+// Counters of a CowMap, for operators and tests. size, version and map describe one
+// published snapshot; the counters are read separately and may be a write apart from it.
+struct CowMapStats {
+  std::size_t size = 0;             // entries in the current snapshot
+  std::uint64_t version = 0;        // version of the current snapshot
+  MapStats map;                     // table shape of the current snapshot
+  std::uint64_t copies = 0;         // snapshots copied by writes (update's included)
+  std::uint64_t retired = 0;        // snapshots replaced and handed to rcu::retire
+  std::uint64_t copies_avoided = 0;  // writes that changed nothing, so copied nothing
+};
+
+template <class K, class V, class Hash = safemap::Hash<K>, class Eq = std::equal_to<>>
+class CowMap {
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using hasher = Hash;
+  using key_equal = Eq;
+  using map_type = Map<K, V, Hash, Eq>;
+
+  // An empty map, version 0.
+  CowMap() : CowMap(map_type()) {}
+
+  // Adopts `initial` as the first snapshot (version 0); its hasher and key_equal are kept.
+  explicit CowMap(map_type initial) : current_(new snapshot_node(std::move(initial), 0)) {}
+
+  CowMap(const CowMap&) = delete;
+  CowMap& operator=(const CowMap&) = delete;
+
+  // Frees the current snapshot now; retired ones are freed by RCU after their grace period
+  // (call rcu::barrier() to wait for that). Concurrency: no other thread may use the map.
+  ~CowMap() { delete current_.load(std::memory_order_relaxed); }
+
+  // --- reads: wait-free, no lock, no shared write ---------------------------------------------
+
+  // The value for key, or nullopt. Concurrency: wait-free.
+  template <class Q>
+  std::optional<V> load(const Q& key) const {
+    rcu::read_guard guard;
+    if (const V* v = current_guarded().find(key)) return *v;
+    return std::nullopt;
+  }
+
+  // Concurrency: wait-free.
+  template <class Q>
+  bool contains(const Q& key) const {
+    rcu::read_guard guard;
+    return current_guarded().contains(key);
+  }
+
+  // Calls f(const V&) on the stored value in place, if present; returns whether it was.
+  // Concurrency: wait-free apart from f; f runs inside the read guard and may call any method
+  // of this map (a write it makes does not change the value f is looking at).
+  template <class Q, class F>
+  bool visit(const Q& key, F f) const {
+    rcu::read_guard guard;
+    const V* v = current_guarded().find(key);
+    if (v == nullptr) return false;
+    f(*v);
+    return true;
+  }
+
+  // Calls f(const K&, const V&) for each entry of one snapshot (a point-in-time view); f may
+  // return bool, false stops. Concurrency: lock-free; f runs inside the read guard and may call
+  // any method of this map, writes included (they do not affect this walk).
+  template <class F>
+  void range(F f) const {
+    rcu::read_guard guard;
+    current_guarded().for_each(
+        [&f](const K& k, const V& v) { return detail::invoke_range_callback(f, k, v); });
+  }
+
+  // Calls f(const Map&) on the current snapshot and returns its result: a consistent view of
+  // the whole map without a copy. f must not keep references into the map after it returns.
+  // Concurrency: as range.
+  template <class F>
+  auto read(F&& f) const {
+    rcu::read_guard guard;
+    return std::forward<F>(f)(current_guarded());
+  }
+
+  // Exact: the size of the published snapshot. Concurrency: wait-free.
+  std::size_t size() const {
+    rcu::read_guard guard;
+    return current_guarded().size();
+  }
+
+  // A copy of the current snapshot (point-in-time). Concurrency: lock-free; O(size).
+  map_type snapshot() const {
+    rcu::read_guard guard;
+    return map_type(current_guarded());
+  }
+
+  // The published snapshot's version: +1 per publication. Concurrency: wait-free.
+  std::uint64_t version() const {
+    rcu::read_guard guard;
+    return current_.load(std::memory_order_acquire)->version;
+  }
+
+  // Concurrency: lock-free (reads the counters with relaxed loads).
+  CowMapStats stats() const {
+    CowMapStats s;
+    {
+      rcu::read_guard guard;
+      const snapshot_node* cur = current_.load(std::memory_order_acquire);
+      s.size = cur->map.size();
+      s.version = cur->version;
+      s.map = cur->map.stats();
+    }
+    s.copies = copies_.load(std::memory_order_relaxed);
+    s.retired = retired_.load(std::memory_order_relaxed);
+    s.copies_avoided = copies_avoided_.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  // --- writes: serialized on the writer mutex, one copy each ----------------------------------
+
+  // Inserts or overwrites. Concurrency: takes the writer mutex; copies the map.
+  void store(K key, V value) {
+    auto lock = lock_writer();
+    copy_modify_publish_locked(
+        [&](map_type& next) { next.insert_or_assign(std::move(key), std::move(value)); });
+  }
+
+  // The existing value and true, or value and false after storing it. Concurrency: takes the
+  // writer mutex; copies the map only when it stores.
+  std::pair<V, bool> load_or_store(K key, V value) {
+    auto lock = lock_writer();
+    if (const V* existing = current_locked().map.find(key)) {
+      note_copy_avoided_locked();
+      return {*existing, true};
+    }
+    copy_modify_publish_locked([&](map_type& next) { next.try_emplace(std::move(key), value); });
+    return {std::move(value), false};
+  }
+
+  // Removes key; returns the removed value. Concurrency: takes the writer mutex; copies the
+  // map only when key is present.
+  template <class Q>
+  std::optional<V> load_and_delete(const Q& key) {
+    auto lock = lock_writer();
+    const V* existing = current_locked().map.find(key);
+    if (existing == nullptr) {
+      note_copy_avoided_locked();
+      return std::nullopt;
+    }
+    std::optional<V> removed;
+    copy_modify_publish_locked([&](map_type& next) {
+      removed.emplace(std::move(*next.find(key)));
+      next.erase(key);
+    });
+    return removed;
+  }
+
+  // true if key was present and removed. Concurrency: takes the writer mutex; copies the map
+  // only when key is present.
+  template <class Q>
+  bool erase(const Q& key) {
+    auto lock = lock_writer();
+    if (!current_locked().map.contains(key)) {
+      note_copy_avoided_locked();
+      return false;
+    }
+    copy_modify_publish_locked([&](map_type& next) { next.erase(key); });
+    return true;
+  }
+
+  // Stores value; returns the previous value if any. Concurrency: takes the writer mutex;
+  // copies the map.
+  std::optional<V> swap(K key, V value) {
+    auto lock = lock_writer();
+    std::optional<V> previous;
+    copy_modify_publish_locked([&](map_type& next) {
+      auto [slot, inserted] = next.try_emplace(std::move(key), std::move(value));
+      if (!inserted) previous.emplace(std::exchange(*slot, std::move(value)));
+    });
+    return previous;
+  }
+
+  // Replaces the value with desired only if key is present and its value == expected.
+  // Concurrency: takes the writer mutex; copies the map only when it succeeds.
+  template <class Q>
+  bool compare_and_swap(const Q& key, const V& expected, V desired) {
+    auto lock = lock_writer();
+    const V* existing = current_locked().map.find(key);
+    if (existing == nullptr || !(*existing == expected)) {
+      note_copy_avoided_locked();
+      return false;
+    }
+    copy_modify_publish_locked([&](map_type& next) { *next.find(key) = std::move(desired); });
+    return true;
+  }
+
+  // Removes key only if present and its value == expected. Concurrency: takes the writer
+  // mutex; copies the map only when it succeeds.
+  template <class Q>
+  bool compare_and_delete(const Q& key, const V& expected) {
+    auto lock = lock_writer();
+    const V* existing = current_locked().map.find(key);
+    if (existing == nullptr || !(*existing == expected)) {
+      note_copy_avoided_locked();
+      return false;
+    }
+    copy_modify_publish_locked([&](map_type& next) { next.erase(key); });
+    return true;
+  }
+
+  // Atomically replaces key's state with f(current): f(std::optional<V>) -> std::optional<V>,
+  // nullopt erases. Returns the new state. f is called exactly once, under the writer mutex:
+  // it may read this map (seeing the state before this write) but a write to it is reported
+  // as misuse_kind::reentrant_call. Concurrency: takes the writer mutex; copies the map unless
+  // f returns nullopt for an absent key.
+  template <class F>
+  std::optional<V> compute(const K& key, F f) {
+    auto lock = lock_writer();
+    const V* existing = current_locked().map.find(key);
+    std::optional<V> next_value;
+    {
+      detail::held_locks::scope held(&writer_mutex_, detail::held_locks::mode::exclusive);
+      next_value = f(existing != nullptr ? std::optional<V>(*existing) : std::optional<V>());
+    }
+    if (!next_value) {
+      if (existing == nullptr) {
+        note_copy_avoided_locked();
+        return std::nullopt;
+      }
+      copy_modify_publish_locked([&](map_type& next) { next.erase(key); });
+      return std::nullopt;
+    }
+    copy_modify_publish_locked([&](map_type& next) { next.insert_or_assign(key, *next_value); });
+    return next_value;
+  }
+
+  // Applies many changes with one copy and one publication: calls f(Map&) exactly once on a
+  // private copy of the current snapshot, then publishes the copy (version + 1). If f returns
+  // bool, false discards the copy (nothing published, version unchanged). Returns whether a
+  // snapshot was published. Readers see all of f's changes or none. If f throws, nothing is
+  // published. f must not keep references into the Map after it returns. f runs under the
+  // writer mutex: reads of this CowMap work (they see the snapshot before the update), writes
+  // are reported as misuse_kind::reentrant_call. Concurrency: takes the writer mutex; one
+  // copy.
+  template <class F>
+  bool update(F&& f) {
+    auto lock = lock_writer();
+    map_type next(current_locked().map);
+    note_copy_locked();
+    bool publish = true;
+    {
+      detail::held_locks::scope held(&writer_mutex_, detail::held_locks::mode::exclusive);
+      if constexpr (std::is_void_v<std::invoke_result_t<F&, map_type&>>) {
+        f(next);
+      } else {
+        publish = static_cast<bool>(f(next));
+      }
+    }
+    if (publish) publish_locked(std::move(next));
+    return publish;
+  }
+
+  // Removes every entry (publishes a new empty snapshot with a fresh hash seed; copies
+  // nothing). Clearing an empty map publishes nothing. Concurrency: takes the writer mutex.
+  void clear() {
+    auto lock = lock_writer();
+    const map_type& cur = current_locked().map;
+    if (cur.empty()) {
+      note_copy_avoided_locked();
+      return;
+    }
+    Hash hash = cur.hash_function();
+    if constexpr (detail::reseedable<Hash>) hash.reseed();
+    publish_locked(map_type(0, hash, cur.key_eq()));
+  }
+
+ private:
+  // A published (or once published) snapshot: immutable after construction, so any number of
+  // readers may use it; freed by RCU after it is replaced.
+  struct snapshot_node final : rcu::retirable<snapshot_node> {
+    snapshot_node(map_type&& m, std::uint64_t v) noexcept : map(std::move(m)), version(v) {}
+    const map_type map;
+    const std::uint64_t version;  // of the CowMap: 0 for the first snapshot, +1 per publication
+  };
+
+  // The current snapshot. Caller is inside an rcu::read_guard that outlives every use.
+  const map_type& current_guarded() const noexcept {
+    return current_.load(std::memory_order_acquire)->map;
+  }
+
+  // The current snapshot. Caller holds writer_mutex_ (so it is not retired meanwhile, and the
+  // last store to current_ happened before under the same mutex: relaxed suffices).
+  const snapshot_node& current_locked() const noexcept {
+    return *current_.load(std::memory_order_relaxed);
+  }
+
+  // Locks the writer mutex for one write, after refusing a write made from inside compute's
+  // or update's f on this map (the mutex is not recursive). One thread-local load when no
+  // callback runs on this thread.
+  std::unique_lock<std::mutex> lock_writer() {
+    if (SAFEMAP_UNLIKELY(!detail::held_locks::empty()) &&
+        detail::held_locks::held(&writer_mutex_) != detail::held_locks::mode::none) {
+      detail::report_reentrant_write();
+    }
+    return std::unique_lock<std::mutex>(writer_mutex_);
+  }
+
+  // Copies the current snapshot, applies modify(Map&) to the copy and publishes it. Caller
+  // holds writer_mutex_. If the copy or modify throws, nothing is published.
+  template <class Modify>
+  void copy_modify_publish_locked(Modify&& modify) {
+    map_type next(current_locked().map);
+    note_copy_locked();
+    std::forward<Modify>(modify)(next);
+    publish_locked(std::move(next));
+  }
+
+  // Publishes next as the new current snapshot (version + 1) and retires the old one. Caller
+  // holds writer_mutex_. The release store orders the whole construction of the new snapshot
+  // before any reader's acquire load that sees it; the old snapshot is unreachable for new
+  // readers once the store is done, which is what rcu::retire requires. If allocating the
+  // node throws, next is untouched and nothing is published.
+  void publish_locked(map_type&& next) {
+    snapshot_node* old = current_.load(std::memory_order_relaxed);
+    auto* fresh = new snapshot_node(std::move(next), old->version + 1);
+    current_.store(fresh, std::memory_order_release);
+    rcu::retire(old);
+    bump_locked(retired_);
+  }
+
+  // The counters have a single writer at a time (writer_mutex_ is held), so a relaxed load and
+  // store replace an atomic read-modify-write; readers of stats() only need tear-free values.
+  static void bump_locked(std::atomic<std::uint64_t>& counter) noexcept {
+    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  void note_copy_locked() noexcept { bump_locked(copies_); }
+  void note_copy_avoided_locked() noexcept { bump_locked(copies_avoided_); }
+
+  // Invariant: never null; points to an immutable snapshot. Loaded (acquire) by readers inside
+  // an rcu::read_guard; stored (release) only with writer_mutex_ held, and the snapshot it
+  // replaces is retired right after. On its own cache line: every reader loads it, and the
+  // writer's mutex and counters below must not share the line.
+  alignas(64) std::atomic<snapshot_node*> current_;
+
+  // Serializes writers. Never held while waiting for readers or for a grace period; held
+  // while compute's and update's f run (marked in detail::held_locks so a write from f is
+  // reported instead of deadlocking).
+  alignas(64) std::mutex writer_mutex_;
+
+  // Statistics. Written only with writer_mutex_ held (bump_locked); read relaxed by stats().
+  std::atomic<std::uint64_t> copies_{0};
+  std::atomic<std::uint64_t> retired_{0};
+  std::atomic<std::uint64_t> copies_avoided_{0};
+};
+
+}  // namespace safemap

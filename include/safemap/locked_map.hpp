@@ -1,0 +1,403 @@
+// safemap/locked_map.hpp - LockedMap: one reader/writer lock around a safemap::Map.
+//
+// # What it is
+// The simplest concurrent map that is correct: every call takes one lock (shared for reads,
+// exclusive for writes) and runs the plain single-writer Map underneath. It is what Go
+// programmers write by hand as `struct { sync.RWMutex; m map[K]V }`, with the lock made
+// impossible to forget and values returned by copy so no reference outlives the lock.
+//
+// # When to use it (and when not)
+//  - Few threads, or writes rare and cheap, or a map that must give a point-in-time view of
+//    everything (range, snapshot) at the lowest cost: a snapshot is one table copy under one
+//    shared lock.
+//  - Many threads writing: every write serializes the whole map. Use ShardedMap (writes to
+//    different shards proceed in parallel), or SyncMap/CowMap for read-mostly maps where
+//    readers should not touch a shared lock word at all.
+//
+// # The lock (detail::rw_lock)
+// A pthread rwlock with PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP: once a writer waits,
+// new readers queue behind it, so a steady stream of readers cannot starve writers (glibc's
+// default, used by std::shared_mutex, prefers readers and can). The price of the policy is
+// that the lock is not recursive: a thread that already holds it shared and asks again queues
+// behind a waiting writer that waits for it - a deadlock. Hence the re-entrancy rules below.
+// The lock counts acquisitions that had to wait (stats().contended_acquisitions) only on the
+// contended path; the uncontended path writes nothing shared besides the lock word.
+//
+// # Consistency
+// Every call is linearizable: it takes effect at one instant while the lock is held. range()
+// runs its callback under the shared lock, so it sees one point-in-time state, as does
+// snapshot(). size() and version() read atomics kept next to the lock and take no lock: exact
+// whenever no write is in flight.
+//
+// # Callbacks and re-entrancy (DESIGN.md §4)
+// visit(), range() (shared lock) and compute() (exclusive lock) call user code while holding
+// the lock. For its duration the thread is marked in detail::held_locks, and every public
+// call first looks there (one thread-local load when no callback runs on the thread):
+//  - read calls (load, contains, visit, range, size, snapshot, version, stats) from inside a
+//    callback run without taking the lock again: the thread already holds it, and the table
+//    is not being modified (compute calls its function before it writes);
+//  - write calls from inside a callback cannot be made safe (the shared lock cannot be
+//    upgraded, and a write inside compute would change the table under compute's feet), so
+//    they are reported as misuse_kind::reentrant_call through the misuse handler and refused
+//    with safemap::misuse_error. The lock is released as the exception unwinds; the map stays
+//    consistent and usable.
+// Calling another map from a callback is allowed; the usual lock-order rules apply between
+// maps (two threads each calling the other's map from callbacks can deadlock).
+//
+// # What is deliberately absent
+// No iterators (a reference into the table cannot outlive the lock), no operator[] (it would
+// hand out a reference), no bulk update under one lock (use compute per key, or a CowMap
+// update for many keys at once).
+//
+// Concurrency: every member function may be called from any number of threads at once.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <type_traits>
+#include <utility>
+
+#include "safemap/concurrent.hpp"
+#include "safemap/detail/config.hpp"
+#include "safemap/detail/lock.hpp"
+#include "safemap/hash.hpp"
+#include "safemap/map.hpp"
+
+namespace safemap {
+
+// LockedMap::stats(): the table and the lock, read under one shared lock.
+struct LockedMapStats {
+  std::size_t size = 0;                      // entries
+  MapStats table;                            // the Map's shape (buckets, overflow, growth)
+  std::uint64_t contended_acquisitions = 0;  // lock acquisitions that had to wait, ever
+  std::uint64_t version = 0;                 // version() at the time of the call
+};
+
+template <class K, class V, class Hash = safemap::Hash<K>, class Eq = std::equal_to<>>
+class LockedMap {
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using hasher = Hash;
+  using key_equal = Eq;
+  using size_type = std::size_t;
+  using map_type = Map<K, V, Hash, Eq>;
+
+ private:
+  // Lookups take Q != K only when hasher and key_equal both opt in (as Map does).
+  template <class Q>
+  static constexpr bool heterogeneous =
+      detail::transparent<Hash> && detail::transparent<Eq> && !std::is_same_v<Q, K>;
+  using held_locks = detail::held_locks;
+
+ public:
+  // Concurrency: construction and destruction are not concurrent with any other call.
+  LockedMap() = default;
+  // Allocates the table for size_hint entries up front.
+  explicit LockedMap(size_type size_hint) : map_(size_hint) {}
+  LockedMap(const LockedMap&) = delete;
+  LockedMap& operator=(const LockedMap&) = delete;
+
+  // --- reads (shared lock; from inside a callback of this map: no relock) --------------------
+
+  // The value for key, or nullopt.
+  // Concurrency: shared lock; runs in parallel with other reads.
+  std::optional<V> load(const K& key) const { return load_impl(key); }
+  template <class Q>
+    requires heterogeneous<Q>
+  std::optional<V> load(const Q& key) const {
+    return load_impl(key);
+  }
+
+  // Concurrency: shared lock; runs in parallel with other reads.
+  bool contains(const K& key) const { return contains_impl(key); }
+  template <class Q>
+    requires heterogeneous<Q>
+  bool contains(const Q& key) const {
+    return contains_impl(key);
+  }
+
+  // Calls f(const V&) on the stored value, in place, if key is present; returns whether it
+  // was. f must not block; it may call read methods of this map (they do not relock), and a
+  // write from f is reported as misuse_kind::reentrant_call.
+  // Concurrency: f runs under the shared lock, in parallel with other readers.
+  template <class F>
+  bool visit(const K& key, F f) const {
+    return visit_impl(key, f);
+  }
+  template <class Q, class F>
+    requires heterogeneous<Q>
+  bool visit(const Q& key, F f) const {
+    return visit_impl(key, f);
+  }
+
+  // Calls f(const K&, const V&) for every entry; f may return bool, false stops. Sees one
+  // point-in-time state. f may call read methods of this map; writes are reported as
+  // misuse_kind::reentrant_call.
+  // Concurrency: the whole walk runs under the shared lock (writers wait until it ends).
+  template <class F>
+  void range(F f) const {
+    auto walk = [&] {
+      map_.for_each(
+          [&](const K& k, const V& v) { return detail::invoke_range_callback(f, k, v); });
+    };
+    if (SAFEMAP_UNLIKELY(held_by_this_thread())) {
+      walk();  // a callback of ours already holds the lock and marks it
+      return;
+    }
+    std::shared_lock lock(lock_);
+    held_locks::scope mark(&lock_, held_locks::mode::shared);
+    walk();
+  }
+
+  // Entries, exact when no write is in flight.
+  // Concurrency: lock-free (one atomic load).
+  size_type size() const noexcept { return size_.load(std::memory_order_acquire); }
+
+  // A copy of the whole map at one point in time (its own hash seed).
+  // Concurrency: shared lock for the duration of the copy.
+  map_type snapshot() const {
+    return read_locked([&]() -> map_type { return map_; });
+  }
+
+  // Grows by at least 1 on every call that changes the map (an overwrite counts even when the
+  // value is equal); calls that change nothing (a failed compare_and_swap, erasing an absent
+  // key, clearing an empty map) leave it alone. A change whose version a thread has read is
+  // visible to that thread's later reads.
+  // Concurrency: lock-free (one atomic load).
+  std::uint64_t version() const noexcept { return version_.load(std::memory_order_acquire); }
+
+  // Table shape and lock contention.
+  // Concurrency: shared lock.
+  LockedMapStats stats() const {
+    return read_locked([&] {
+      LockedMapStats s;
+      s.size = map_.size();
+      s.table = map_.stats();
+      s.contended_acquisitions = lock_.contended();
+      s.version = version_.load(std::memory_order_relaxed);
+      return s;
+    });
+  }
+
+  // --- writes (exclusive lock; from inside a callback of this map: reported) -----------------
+
+  // Inserts or overwrites.
+  // Concurrency: exclusive lock.
+  void store(K key, V value) {
+    std::unique_lock lock = lock_for_write();
+    map_.insert_or_assign(std::move(key), std::move(value));
+    changed_locked();
+  }
+
+  // The existing value and true, or value and false after storing it.
+  // Concurrency: exclusive lock.
+  std::pair<V, bool> load_or_store(K key, V value) {
+    std::unique_lock lock = lock_for_write();
+    // try_emplace constructs from `value` only when it inserts, so `value` is intact otherwise.
+    auto [stored, inserted] = map_.try_emplace(std::move(key), std::move(value));
+    if (inserted) changed_locked();
+    return {*stored, !inserted};
+  }
+
+  // Removes key; the removed value, or nullopt if it was absent.
+  // Concurrency: exclusive lock.
+  std::optional<V> load_and_delete(const K& key) { return load_and_delete_impl(key); }
+  template <class Q>
+    requires heterogeneous<Q>
+  std::optional<V> load_and_delete(const Q& key) {
+    return load_and_delete_impl(key);
+  }
+
+  // true if something was removed.
+  // Concurrency: exclusive lock.
+  bool erase(const K& key) { return erase_impl(key); }
+  template <class Q>
+    requires heterogeneous<Q>
+  bool erase(const Q& key) {
+    return erase_impl(key);
+  }
+
+  // Stores value; returns the previous value, if any.
+  // Concurrency: exclusive lock.
+  std::optional<V> swap(K key, V value) {
+    std::unique_lock lock = lock_for_write();
+    auto [stored, inserted] = map_.try_emplace(std::move(key), std::move(value));
+    std::optional<V> previous;
+    if (!inserted) {
+      previous.emplace(std::move(*stored));
+      *stored = std::move(value);  // not moved from: try_emplace did not insert
+    }
+    changed_locked();
+    return previous;
+  }
+
+  // Replaces the value with desired only if key is present and its value == expected.
+  // Concurrency: exclusive lock.
+  bool compare_and_swap(const K& key, const V& expected, V desired) {
+    return compare_and_swap_impl(key, expected, desired);
+  }
+  template <class Q>
+    requires heterogeneous<Q>
+  bool compare_and_swap(const Q& key, const V& expected, V desired) {
+    return compare_and_swap_impl(key, expected, desired);
+  }
+
+  // Removes key only if it is present and its value == expected.
+  // Concurrency: exclusive lock.
+  bool compare_and_delete(const K& key, const V& expected) {
+    return compare_and_delete_impl(key, expected);
+  }
+  template <class Q>
+    requires heterogeneous<Q>
+  bool compare_and_delete(const Q& key, const V& expected) {
+    return compare_and_delete_impl(key, expected);
+  }
+
+  // Atomic read-modify-write of one key: calls f(std::optional<V> current) exactly once and
+  // applies its result (a value is stored, nullopt erases); returns the new state. f may call
+  // read methods of this map (they see the state before this compute); a write from f is
+  // reported as misuse_kind::reentrant_call. If f throws, the map is unchanged.
+  // Concurrency: f runs under the exclusive lock; all other calls wait.
+  template <class F>
+  std::optional<V> compute(const K& key, F f) {
+    std::unique_lock lock = lock_for_write();
+    V* current = map_.find(key);
+    std::optional<V> next;
+    {
+      held_locks::scope mark(&lock_, held_locks::mode::exclusive);
+      next = f(current != nullptr ? std::optional<V>(*current) : std::optional<V>());
+    }
+    if (next.has_value()) {
+      if (current != nullptr) {
+        *current = *next;
+      } else {
+        map_.try_emplace(key, *next);
+      }
+      changed_locked();
+    } else if (current != nullptr) {
+      map_.erase(key);
+      changed_locked();
+    }
+    return next;
+  }
+
+  // Removes every entry (and draws a new hash seed, as Map::clear does).
+  // Concurrency: exclusive lock.
+  void clear() {
+    std::unique_lock lock = lock_for_write();
+    if (map_.empty()) return;
+    map_.clear();
+    changed_locked();
+  }
+
+ private:
+  // True when a callback of this map runs on this thread (the lock is already held). One
+  // thread-local load when the thread runs no callback at all.
+  bool held_by_this_thread() const noexcept {
+    return held_locks::held(&lock_) != held_locks::mode::none;
+  }
+
+  // Runs fn under the shared lock, or directly when this thread's callback holds the lock.
+  template <class Fn>
+  auto read_locked(Fn&& fn) const {
+    if (SAFEMAP_UNLIKELY(held_by_this_thread())) return fn();
+    std::shared_lock lock(lock_);
+    return fn();
+  }
+
+  // The exclusive lock; a write from inside one of our callbacks is reported instead.
+  std::unique_lock<detail::rw_lock> lock_for_write() {
+    if (SAFEMAP_UNLIKELY(held_by_this_thread())) detail::report_reentrant_write();
+    return std::unique_lock<detail::rw_lock>(lock_);
+  }
+
+  // After a successful mutation; the caller holds the exclusive lock, so plain load + store
+  // is enough (no read-modify-write): nobody else writes these.
+  void changed_locked() noexcept {
+    size_.store(map_.size(), std::memory_order_release);
+    version_.store(version_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+
+  template <class Q>
+  std::optional<V> load_impl(const Q& key) const {
+    return read_locked([&]() -> std::optional<V> {
+      if (const V* v = map_.find(key)) return *v;
+      return std::nullopt;
+    });
+  }
+
+  template <class Q>
+  bool contains_impl(const Q& key) const {
+    return read_locked([&] { return map_.contains(key); });
+  }
+
+  template <class Q, class F>
+  bool visit_impl(const Q& key, F& f) const {
+    if (SAFEMAP_UNLIKELY(held_by_this_thread())) {
+      const V* v = map_.find(key);
+      if (v == nullptr) return false;
+      f(*v);
+      return true;
+    }
+    std::shared_lock lock(lock_);
+    const V* v = map_.find(key);
+    if (v == nullptr) return false;
+    held_locks::scope mark(&lock_, held_locks::mode::shared);
+    f(*v);
+    return true;
+  }
+
+  template <class Q>
+  std::optional<V> load_and_delete_impl(const Q& key) {
+    std::unique_lock lock = lock_for_write();
+    V* v = map_.find(key);
+    if (v == nullptr) return std::nullopt;
+    std::optional<V> removed(std::move(*v));
+    map_.erase(key);
+    changed_locked();
+    return removed;
+  }
+
+  template <class Q>
+  bool erase_impl(const Q& key) {
+    std::unique_lock lock = lock_for_write();
+    if (map_.erase(key) == 0) return false;
+    changed_locked();
+    return true;
+  }
+
+  template <class Q>
+  bool compare_and_swap_impl(const Q& key, const V& expected, V& desired) {
+    std::unique_lock lock = lock_for_write();
+    V* v = map_.find(key);
+    if (v == nullptr || !(*v == expected)) return false;
+    *v = std::move(desired);
+    changed_locked();
+    return true;
+  }
+
+  template <class Q>
+  bool compare_and_delete_impl(const Q& key, const V& expected) {
+    std::unique_lock lock = lock_for_write();
+    const V* v = map_.find(key);
+    if (v == nullptr || !(*v == expected)) return false;
+    map_.erase(key);
+    changed_locked();
+    return true;
+  }
+
+  // lock_ guards map_. size_ and version_ are written only with lock_ held exclusively and
+  // read without it. They share lock_'s cache line on purpose: a writer owns that line anyway.
+  mutable detail::rw_lock lock_;
+  std::atomic<size_type> size_{0};         // == map_.size() whenever lock_ is free
+  std::atomic<std::uint64_t> version_{0};  // successful mutations so far
+  map_type map_;
+};
+
+}  // namespace safemap

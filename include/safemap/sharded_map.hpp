@@ -1,0 +1,607 @@
+// safemap/sharded_map.hpp - ShardedMap: N independently locked safemap::Maps.
+//
+// # What it is
+// The key space is split into a power-of-two number of shards; each shard is a LockedMap in
+// miniature (a writer-preferring detail::rw_lock, a Map, and its own size and version
+// counters) on its own cache lines. A call hashes the key once to pick the shard and then
+// locks only that shard, so writers to different shards run in parallel. This is the classic
+// lock-striping design (Java's ConcurrentHashMap before 8, Go's concurrent-map package).
+//
+// # When to use it (and when not)
+//  - Many threads with a real share of writes: contention falls roughly by the shard count.
+//  - Not when a point-in-time range() is required (it is per shard, see below) or when the
+//    map is tiny and read-mostly (SyncMap/CowMap readers touch no lock word at all).
+//
+// # Routing: which hash bits pick the shard
+// Map consumes the low B bits of a hash (bucket index) and the top 8 bits (tophash). The
+// shard index is taken from the log2(shards) bits just below the top byte:
+//     shard = (h >> (56 - log2(shards))) & (shards - 1)     (bits 48..55 for 256 shards)
+// so it is independent of both even when the router and the shard tables hash a key the same
+// way (a user hasher without a seed). Routing with the low bits would send to shard s only
+// keys whose low bits equal s: inside the shard those keys would fill 1/shards of the buckets
+// and leave the rest empty (long overflow chains); routing with the top byte would give every
+// key of a shard nearly the same tophash and turn the tophash filter into a key comparison.
+// The router has its own Hash object (one seed for the routing); each shard's Map has its own
+// (Map::clear reseeds it). A hasher without is_avalanching gets the same extra mixing step
+// Map gives it. tests/strategies/sharded_map_test.cpp checks both the balance of the shards
+// and the bucket use inside them with a shared, deterministic hasher.
+//
+// # Consistency
+//  - load/store/compute/...: linearizable (one shard, one lock).
+//  - snapshot(): point in time. It takes every shard's shared lock in index order 0..n-1,
+//    copies, then releases them all. The fixed order is what keeps concurrent snapshots from
+//    deadlocking each other through writers queued on the writer-preferring locks.
+//  - range(): consistent per shard, not across shards. Each shard's entries are copied into a
+//    buffer under that shard's shared lock, the lock is released, then the callback runs on
+//    the copies; so a range sees each key at most once and every shard at one instant, but
+//    two shards at different instants. The callback holds no lock: it may call any method of
+//    this map, writes included.
+//  - size(), version(): the sum of per-shard atomics, read without locks. Exact when no write
+//    is in flight; version() never goes backwards as seen by one thread.
+//  - clear(): each shard is cleared atomically, one after another.
+//
+// # Callbacks and re-entrancy (DESIGN.md §4)
+// visit() and compute() run their callback under one shard's lock (shared, exclusive). From
+// inside such a callback, on the same thread:
+//  - read calls that need only that shard (load, contains, visit of a key of the same shard),
+//    and size()/version() (no lock), run without relocking;
+//  - everything else - any write, a read of a key in another shard, range, snapshot, stats
+//    (unless the map has a single shard) - is reported as misuse_kind::reentrant_call through
+//    the misuse handler and refused with safemap::misuse_error. Why even reads of another
+//    shard: taking a second shard lock while holding one can deadlock. Thread A, in a
+//    callback, holds shard 5 and asks for shard 3; snapshot S holds shards 0..3 and waits for
+//    shard 5 behind writer W5, queued on shard 5 behind A; A in turn waits behind writer W3,
+//    queued on shard 3 behind S. A -> W3 -> S -> W5 -> A is a cycle, so the map refuses the
+//    first step instead of hanging.
+// The check is one thread-local load when no callback runs on the thread (detail::held_locks).
+// range() callbacks hold no lock and may do anything.
+//
+// # Memory
+// Each shard is alignas(128): x86 prefetches cache lines in adjacent pairs, so 64-byte
+// alignment would still let two shards' lock words ping-pong between cores. An empty shard
+// costs 256 bytes (lock 64, Map header ~80, counters, padding); its Map allocates buckets on
+// the first insert.
+//
+// Concurrency: every member function may be called from any number of threads at once.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "safemap/concurrent.hpp"
+#include "safemap/detail/config.hpp"
+#include "safemap/detail/lock.hpp"
+#include "safemap/hash.hpp"
+#include "safemap/map.hpp"
+
+namespace safemap {
+
+// ShardedMap::stats(): shards are read one after another (not one point in time).
+struct ShardedMapStats {
+  std::size_t size = 0;                                // entries (sum of shard_sizes)
+  std::size_t shards = 0;                              // shard count
+  std::vector<std::size_t> shard_sizes;                // entries per shard
+  std::size_t max_shard_size = 0;                      //
+  std::size_t min_shard_size = 0;                      //
+  double mean_shard_size = 0;                          // size / shards
+  double imbalance = 0;                                // max / mean; 1 is perfect, 0 if empty
+  std::vector<std::uint64_t> shard_contended;          // contended lock acquisitions per shard
+  std::uint64_t contended_acquisitions = 0;            // sum of shard_contended
+  std::uint64_t version = 0;                           // sum of the shard versions
+  MapStats table;  // all shard tables together: counts and bytes summed, log2_buckets the
+                   // largest B, growing if any shard grows, load_factor = size / buckets
+};
+
+namespace detail {
+
+// The default shard count: 4 shards per hardware thread, rounded up to a power of two, at
+// least 8 and at most 256. Why 4x: with T threads each writing a random shard among S, a
+// write finds its shard busy with probability about 1 - (1 - 1/S)^(T-1) times the lock's
+// duty cycle; S = 4T keeps that under 22% even at full duty, where S = T is 63%. Measured
+// (bench: 16 threads on 16 cores, 90% load / 10% store over 100k int keys, ns/op): 8 shards
+// MEASURE_8, 16 MEASURE_16, 32 MEASURE_32, 64 MEASURE_64, 128 MEASURE_128, 256 MEASURE_256.
+// More shards cost only memory (256 B each, 64 KiB at 256) and the cache misses of touching
+// more lock words; 256 also keeps the shard index inside bits 48..55 of the hash.
+inline constexpr std::size_t default_shards_per_thread = 4;
+inline constexpr std::size_t min_default_shards = 8;
+inline constexpr std::size_t max_default_shards = 256;
+// Far beyond any useful count; keeps the routing bits (56 - log2 n .. 55) clear of the bucket
+// bits of any table that fits in memory.
+inline constexpr std::size_t max_shards = std::size_t{1} << 16;
+
+inline std::size_t default_shard_count() noexcept {
+  const std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
+  return std::clamp(std::bit_ceil(default_shards_per_thread * threads), min_default_shards,
+                    max_default_shards);
+}
+
+}  // namespace detail
+
+template <class K, class V, class Hash = safemap::Hash<K>, class Eq = std::equal_to<>>
+class ShardedMap {
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using hasher = Hash;
+  using key_equal = Eq;
+  using size_type = std::size_t;
+  using map_type = Map<K, V, Hash, Eq>;
+
+ private:
+  template <class Q>
+  static constexpr bool heterogeneous =
+      detail::transparent<Hash> && detail::transparent<Eq> && !std::is_same_v<Q, K>;
+  using held_locks = detail::held_locks;
+
+  // One shard. lock guards map; size and version are written only under lock held
+  // exclusively, and read without it.
+  struct alignas(128) shard {
+    mutable detail::rw_lock lock;
+    std::atomic<size_type> size{0};         // == map.size() whenever lock is free
+    std::atomic<std::uint64_t> version{0};  // successful mutations of this shard
+    map_type map;
+  };
+  static_assert(alignof(shard) == 128, "shards must not share an adjacent-line prefetch pair");
+
+ public:
+  // A default shard count from the number of hardware threads (see default_shard_count).
+  // Concurrency: construction and destruction are not concurrent with any other call.
+  ShardedMap() : ShardedMap(0) {}
+  // shards is rounded up to a power of two (at most 65536); 0 picks the default.
+  explicit ShardedMap(size_type shards)
+      : nshards_(shards == 0 ? detail::default_shard_count()
+                             : std::bit_ceil(std::min(shards, detail::max_shards))),
+        shift_(56 - static_cast<unsigned>(std::countr_zero(nshards_))),
+        shards_(std::make_unique<shard[]>(nshards_)) {}
+  ShardedMap(const ShardedMap&) = delete;
+  ShardedMap& operator=(const ShardedMap&) = delete;
+
+  // The number of shards (a power of two). Concurrency: immutable.
+  size_type shard_count() const noexcept { return nshards_; }
+
+  // The shard key routes to, in [0, shard_count()). For diagnostics and tests.
+  // Concurrency: pure (hashes the key).
+  size_type shard_index(const K& key) const { return index_of(route_hash(key)); }
+  template <class Q>
+    requires heterogeneous<Q>
+  size_type shard_index(const Q& key) const {
+    return index_of(route_hash(key));
+  }
+
+  // --- reads ---------------------------------------------------------------------------------
+
+  // The value for key, or nullopt.
+  // Concurrency: the key's shard, shared lock.
+  std::optional<V> load(const K& key) const { return load_impl(key); }
+  template <class Q>
+    requires heterogeneous<Q>
+  std::optional<V> load(const Q& key) const {
+    return load_impl(key);
+  }
+
+  // Concurrency: the key's shard, shared lock.
+  bool contains(const K& key) const { return contains_impl(key); }
+  template <class Q>
+    requires heterogeneous<Q>
+  bool contains(const Q& key) const {
+    return contains_impl(key);
+  }
+
+  // Calls f(const V&) on the stored value, in place, if key is present; returns whether it
+  // was. f must not block; from f, reads of keys in the same shard work, any other call on
+  // this map is reported as misuse_kind::reentrant_call.
+  // Concurrency: f runs under the key's shard's shared lock.
+  template <class F>
+  bool visit(const K& key, F f) const {
+    return visit_impl(key, f);
+  }
+  template <class Q, class F>
+    requires heterogeneous<Q>
+  bool visit(const Q& key, F f) const {
+    return visit_impl(key, f);
+  }
+
+  // Calls f(const K&, const V&) for every entry; f may return bool, false stops. Consistent
+  // per shard: each shard is copied at one instant (under its shared lock), then f runs on
+  // the copy with no lock held, so f may call any method of this map, writes included.
+  // Concurrency: one shard's shared lock at a time, only while copying that shard.
+  template <class F>
+  void range(F f) const {
+    const bool already_held = all_shards_held_by_this_thread();
+    std::vector<std::pair<K, V>> buffer;  // reused across shards
+    for (size_type i = 0; i < nshards_; ++i) {
+      const shard& s = shards_[i];
+      buffer.clear();
+      {
+        std::shared_lock<detail::rw_lock> lock(s.lock, std::defer_lock);
+        if (!already_held) lock.lock();
+        buffer.reserve(s.map.size());
+        s.map.for_each([&](const K& k, const V& v) { buffer.emplace_back(k, v); });
+      }
+      for (const auto& [k, v] : buffer) {
+        if (!detail::invoke_range_callback(f, k, v)) return;
+      }
+    }
+  }
+
+  // Entries, exact when no write is in flight.
+  // Concurrency: lock-free (one atomic load per shard).
+  size_type size() const noexcept {
+    size_type n = 0;
+    for (size_type i = 0; i < nshards_; ++i) n += shards_[i].size.load(std::memory_order_acquire);
+    return n;
+  }
+
+  // A copy of the whole map at one point in time (its own hash seed).
+  // Concurrency: every shard's shared lock, taken in index order and held for the copy.
+  map_type snapshot() const {
+    const bool already_held = all_shards_held_by_this_thread();
+    map_type out(size());  // allocated before locking: writers wait only for the copying
+    auto copy_all = [&] {
+      for (size_type i = 0; i < nshards_; ++i) {
+        shards_[i].map.for_each([&](const K& k, const V& v) { out.try_emplace(k, v); });
+      }
+    };
+    if (already_held) {
+      copy_all();
+      return out;
+    }
+    size_type locked = 0;
+    struct unlock_on_exit {
+      const ShardedMap& m;
+      size_type& locked;
+      ~unlock_on_exit() {
+        while (locked > 0) m.shards_[--locked].lock.unlock_shared();
+      }
+    } guard{*this, locked};
+    for (; locked < nshards_; ++locked) shards_[locked].lock.lock_shared();
+    copy_all();
+    return out;
+  }
+
+  // The sum of per-shard counters, each of which grows by at least 1 on every call that
+  // changes its shard (an overwrite counts even when the value is equal); calls that change
+  // nothing leave it alone. Never decreases as seen by one thread.
+  // Concurrency: lock-free (one atomic load per shard).
+  std::uint64_t version() const noexcept {
+    std::uint64_t v = 0;
+    for (size_type i = 0; i < nshards_; ++i) {
+      v += shards_[i].version.load(std::memory_order_acquire);
+    }
+    return v;
+  }
+
+  // Balance, contention and table shape.
+  // Concurrency: one shard's shared lock at a time (not a point-in-time view).
+  ShardedMapStats stats() const {
+    const bool already_held = all_shards_held_by_this_thread();
+    ShardedMapStats st;
+    st.shards = nshards_;
+    st.shard_sizes.reserve(nshards_);
+    st.shard_contended.reserve(nshards_);
+    st.min_shard_size = ~size_type{0};
+    for (size_type i = 0; i < nshards_; ++i) {
+      const shard& s = shards_[i];
+      MapStats t;
+      {
+        std::shared_lock<detail::rw_lock> lock(s.lock, std::defer_lock);
+        if (!already_held) lock.lock();
+        t = s.map.stats();
+        st.version += s.version.load(std::memory_order_relaxed);
+      }
+      st.shard_sizes.push_back(t.size);
+      st.shard_contended.push_back(s.lock.contended());
+      st.contended_acquisitions += s.lock.contended();
+      st.size += t.size;
+      st.max_shard_size = std::max(st.max_shard_size, t.size);
+      st.min_shard_size = std::min(st.min_shard_size, t.size);
+      add_table_stats(st.table, t);
+    }
+    st.mean_shard_size = static_cast<double>(st.size) / static_cast<double>(nshards_);
+    st.imbalance = st.size == 0 ? 0.0
+                                : static_cast<double>(st.max_shard_size) / st.mean_shard_size;
+    st.table.load_factor = st.table.buckets == 0 ? 0.0
+                                                 : static_cast<double>(st.table.size) /
+                                                       static_cast<double>(st.table.buckets);
+    return st;
+  }
+
+  // --- writes (one shard's exclusive lock; from inside a visit/compute callback: reported) --
+
+  // Inserts or overwrites.
+  // Concurrency: the key's shard, exclusive lock.
+  void store(K key, V value) {
+    shard& s = shard_for_write(key);
+    std::unique_lock lock(s.lock);
+    s.map.insert_or_assign(std::move(key), std::move(value));
+    changed_locked(s);
+  }
+
+  // The existing value and true, or value and false after storing it.
+  // Concurrency: the key's shard, exclusive lock.
+  std::pair<V, bool> load_or_store(K key, V value) {
+    shard& s = shard_for_write(key);
+    std::unique_lock lock(s.lock);
+    // try_emplace constructs from `value` only when it inserts, so `value` is intact otherwise.
+    auto [stored, inserted] = s.map.try_emplace(std::move(key), std::move(value));
+    if (inserted) changed_locked(s);
+    return {*stored, !inserted};
+  }
+
+  // Removes key; the removed value, or nullopt if it was absent.
+  // Concurrency: the key's shard, exclusive lock.
+  std::optional<V> load_and_delete(const K& key) { return load_and_delete_impl(key); }
+  template <class Q>
+    requires heterogeneous<Q>
+  std::optional<V> load_and_delete(const Q& key) {
+    return load_and_delete_impl(key);
+  }
+
+  // true if something was removed.
+  // Concurrency: the key's shard, exclusive lock.
+  bool erase(const K& key) { return erase_impl(key); }
+  template <class Q>
+    requires heterogeneous<Q>
+  bool erase(const Q& key) {
+    return erase_impl(key);
+  }
+
+  // Stores value; returns the previous value, if any.
+  // Concurrency: the key's shard, exclusive lock.
+  std::optional<V> swap(K key, V value) {
+    shard& s = shard_for_write(key);
+    std::unique_lock lock(s.lock);
+    auto [stored, inserted] = s.map.try_emplace(std::move(key), std::move(value));
+    std::optional<V> previous;
+    if (!inserted) {
+      previous.emplace(std::move(*stored));
+      *stored = std::move(value);  // not moved from: try_emplace did not insert
+    }
+    changed_locked(s);
+    return previous;
+  }
+
+  // Replaces the value with desired only if key is present and its value == expected.
+  // Concurrency: the key's shard, exclusive lock.
+  bool compare_and_swap(const K& key, const V& expected, V desired) {
+    return compare_and_swap_impl(key, expected, desired);
+  }
+  template <class Q>
+    requires heterogeneous<Q>
+  bool compare_and_swap(const Q& key, const V& expected, V desired) {
+    return compare_and_swap_impl(key, expected, desired);
+  }
+
+  // Removes key only if it is present and its value == expected.
+  // Concurrency: the key's shard, exclusive lock.
+  bool compare_and_delete(const K& key, const V& expected) {
+    return compare_and_delete_impl(key, expected);
+  }
+  template <class Q>
+    requires heterogeneous<Q>
+  bool compare_and_delete(const Q& key, const V& expected) {
+    return compare_and_delete_impl(key, expected);
+  }
+
+  // Atomic read-modify-write of one key: calls f(std::optional<V> current) exactly once and
+  // applies its result (a value is stored, nullopt erases); returns the new state. From f,
+  // reads of keys in the same shard work (they see the state before this compute); any other
+  // call on this map is reported as misuse_kind::reentrant_call. If f throws, nothing changes.
+  // Concurrency: f runs under the key's shard's exclusive lock.
+  template <class F>
+  std::optional<V> compute(const K& key, F f) {
+    shard& s = shard_for_write(key);
+    std::unique_lock lock(s.lock);
+    V* current = s.map.find(key);
+    std::optional<V> next;
+    {
+      callback_scope mark(*this, s, held_locks::mode::exclusive);
+      next = f(current != nullptr ? std::optional<V>(*current) : std::optional<V>());
+    }
+    if (next.has_value()) {
+      if (current != nullptr) {
+        *current = *next;
+      } else {
+        s.map.try_emplace(key, *next);
+      }
+      changed_locked(s);
+    } else if (current != nullptr) {
+      s.map.erase(key);
+      changed_locked(s);
+    }
+    return next;
+  }
+
+  // Removes every entry, one shard after another (each shard atomically; a concurrent store
+  // into a shard already cleared survives).
+  // Concurrency: each shard's exclusive lock in turn.
+  void clear() {
+    write_check();
+    for (size_type i = 0; i < nshards_; ++i) {
+      shard& s = shards_[i];
+      std::unique_lock lock(s.lock);
+      if (s.map.empty()) continue;
+      s.map.clear();
+      changed_locked(s);
+    }
+  }
+
+ private:
+  // Marks, for a callback's duration, both this map (any shard held: cross-shard calls are
+  // refused) and the shard's lock (same-shard reads need no relock).
+  class callback_scope {
+   public:
+    callback_scope(const ShardedMap& m, const shard& s, held_locks::mode mode) noexcept
+        : map_(&m, mode), shard_(&s.lock, mode) {}
+
+   private:
+    held_locks::scope map_;
+    held_locks::scope shard_;
+  };
+
+  template <class Q>
+  std::uint64_t route_hash(const Q& key) const {
+    if constexpr (detail::avalanching_hash<Hash>) {
+      return static_cast<std::uint64_t>(hash_(key));
+    } else {
+      return detail::post_mix(static_cast<std::uint64_t>(hash_(key)));
+    }
+  }
+  size_type index_of(std::uint64_t h) const noexcept {
+    return static_cast<size_type>(h >> shift_) & (nshards_ - 1);
+  }
+  template <class Q>
+  shard& shard_of(const Q& key) const {
+    return shards_[index_of(route_hash(key))];
+  }
+
+  // The key's shard for a read, and whether this thread already holds its lock (inside a
+  // callback on that shard). Reports a read that would take a second shard's lock.
+  template <class Q>
+  std::pair<shard*, bool> shard_for_read(const Q& key) const {
+    shard& s = shard_of(key);
+    if (SAFEMAP_LIKELY(held_locks::empty())) return {&s, false};
+    if (held_locks::held(&s.lock) != held_locks::mode::none) return {&s, true};
+    if (held_locks::held(this) != held_locks::mode::none) detail::report_reentrant_write();
+    return {&s, false};
+  }
+
+  // The key's shard for a write; a write from inside a callback of this map is reported.
+  template <class Q>
+  shard& shard_for_write(const Q& key) {
+    write_check();
+    return shard_of(key);
+  }
+
+  void write_check() const {
+    if (SAFEMAP_UNLIKELY(!held_locks::empty()) &&
+        held_locks::held(this) != held_locks::mode::none) {
+      detail::report_reentrant_write();
+    }
+  }
+
+  // For calls that read every shard (range, snapshot, stats): false normally; true when a
+  // callback of this map runs on this thread and the map has one shard (which it then holds);
+  // reported when it would need a second shard's lock.
+  bool all_shards_held_by_this_thread() const {
+    if (SAFEMAP_LIKELY(held_locks::empty())) return false;
+    if (held_locks::held(this) == held_locks::mode::none) return false;
+    if (nshards_ == 1) return true;
+    detail::report_reentrant_write();
+  }
+
+  // After a successful mutation of s; the caller holds s.lock exclusively, so plain load +
+  // store is enough.
+  static void changed_locked(shard& s) noexcept {
+    s.size.store(s.map.size(), std::memory_order_release);
+    s.version.store(s.version.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+
+  static void add_table_stats(MapStats& sum, const MapStats& t) noexcept {
+    sum.size += t.size;
+    sum.log2_buckets = std::max(sum.log2_buckets, t.log2_buckets);
+    sum.buckets += t.buckets;
+    sum.overflow_buckets += t.overflow_buckets;
+    sum.growing = sum.growing || t.growing;
+    sum.same_size_grow = sum.same_size_grow || t.same_size_grow;
+    sum.old_buckets += t.old_buckets;
+    sum.old_overflow_buckets += t.old_overflow_buckets;
+    sum.evacuated += t.evacuated;
+    sum.bytes += t.bytes;
+  }
+
+  template <class Q>
+  std::optional<V> load_impl(const Q& key) const {
+    auto [s, held] = shard_for_read(key);
+    std::shared_lock<detail::rw_lock> lock(s->lock, std::defer_lock);
+    if (!held) lock.lock();
+    if (const V* v = s->map.find(key)) return *v;
+    return std::nullopt;
+  }
+
+  template <class Q>
+  bool contains_impl(const Q& key) const {
+    auto [s, held] = shard_for_read(key);
+    std::shared_lock<detail::rw_lock> lock(s->lock, std::defer_lock);
+    if (!held) lock.lock();
+    return s->map.contains(key);
+  }
+
+  template <class Q, class F>
+  bool visit_impl(const Q& key, F& f) const {
+    auto [s, held] = shard_for_read(key);
+    std::shared_lock<detail::rw_lock> lock(s->lock, std::defer_lock);
+    if (!held) lock.lock();
+    const V* v = s->map.find(key);
+    if (v == nullptr) return false;
+    if (held) {
+      f(*v);  // the outer callback's marks stay in force
+    } else {
+      callback_scope mark(*this, *s, held_locks::mode::shared);
+      f(*v);
+    }
+    return true;
+  }
+
+  template <class Q>
+  std::optional<V> load_and_delete_impl(const Q& key) {
+    shard& s = shard_for_write(key);
+    std::unique_lock lock(s.lock);
+    V* v = s.map.find(key);
+    if (v == nullptr) return std::nullopt;
+    std::optional<V> removed(std::move(*v));
+    s.map.erase(key);
+    changed_locked(s);
+    return removed;
+  }
+
+  template <class Q>
+  bool erase_impl(const Q& key) {
+    shard& s = shard_for_write(key);
+    std::unique_lock lock(s.lock);
+    if (s.map.erase(key) == 0) return false;
+    changed_locked(s);
+    return true;
+  }
+
+  template <class Q>
+  bool compare_and_swap_impl(const Q& key, const V& expected, V& desired) {
+    shard& s = shard_for_write(key);
+    std::unique_lock lock(s.lock);
+    V* v = s.map.find(key);
+    if (v == nullptr || !(*v == expected)) return false;
+    *v = std::move(desired);
+    changed_locked(s);
+    return true;
+  }
+
+  template <class Q>
+  bool compare_and_delete_impl(const Q& key, const V& expected) {
+    shard& s = shard_for_write(key);
+    std::unique_lock lock(s.lock);
+    const V* v = s.map.find(key);
+    if (v == nullptr || !(*v == expected)) return false;
+    s.map.erase(key);
+    changed_locked(s);
+    return true;
+  }
+
+  const size_type nshards_;         // a power of two in [1, detail::max_shards]
+  const unsigned shift_;            // 56 - log2(nshards_): routing bits end below tophash
+  std::unique_ptr<shard[]> shards_;  // nshards_ shards, each on its own 128-byte lines
+  [[no_unique_address]] Hash hash_{};  // the router's hash (its own seed)
+};
+
+}  // namespace safemap

@@ -1,0 +1,368 @@
+// safemap::Map and its allocator: the Alloc is rebound to the bucket type and every block it
+// hands out comes back, whatever happened to the map (growths, same-size growths, clear,
+// copies, moves, swaps, failed allocations), and stats().bytes is exactly what is held.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "safemap/map.hpp"
+#include "support/counting_allocator.hpp"
+#include "support/degenerate_hash.hpp"
+#include "support/reference_model.hpp"
+
+namespace safemap_test {
+namespace {
+
+template <class Policy = propagate_all>
+using alloc_of = counting_allocator<std::pair<const int, int>, Policy>;
+template <class Policy = propagate_all>
+using counted_map = safemap::Map<int, int, safemap::Hash<int>, std::equal_to<>, alloc_of<Policy>>;
+
+template <class Policy = propagate_all>
+using string_alloc_of = counting_allocator<std::pair<const std::string, int>, Policy>;
+template <class Policy = propagate_all>
+using counted_string_map = safemap::Map<std::string, int, safemap::Hash<std::string>,
+                                        std::equal_to<>, string_alloc_of<Policy>>;
+
+testing::AssertionResult all_returned(const allocation_arena& a) {
+  if (a.live_blocks() != 0 || a.live_bytes() != 0) {
+    return testing::AssertionFailure() << a.live_blocks() << " blocks (" << a.live_bytes()
+                                       << " bytes) never deallocated";
+  }
+  if (a.foreign_deallocations() != 0) {
+    return testing::AssertionFailure()
+           << a.foreign_deallocations() << " deallocations of blocks this arena did not allocate";
+  }
+  if (a.size_mismatches() != 0) {
+    return testing::AssertionFailure() << a.size_mismatches() << " deallocations with a wrong size";
+  }
+  return testing::AssertionSuccess();
+}
+
+// What the map says it holds is what the allocator handed out.
+template <class M>
+testing::AssertionResult bytes_match(const M& m, const allocation_arena& a) {
+  if (m.stats().bytes != a.live_bytes()) {
+    return testing::AssertionFailure() << "stats().bytes is " << m.stats().bytes
+                                       << ", the allocator has " << a.live_bytes() << " live";
+  }
+  return testing::AssertionSuccess();
+}
+
+TEST(MapAllocator, AllocatorIsReboundToTheBucketTypeAndReturnedByGetAllocator) {
+  allocation_arena arena;
+  counted_map<> m{alloc_of<>(arena)};
+  m.insert_or_assign(1, 1);
+  EXPECT_EQ(m.get_allocator().arena(), &arena);
+  EXPECT_GE(arena.allocations(), 1u);
+  // One block of one bucket: 8 tophash bytes, 8 pairs, an overflow pointer.
+  EXPECT_GE(arena.live_bytes(), 8 + 8 * sizeof(std::pair<const int, int>) + sizeof(void*));
+}
+
+TEST(MapAllocator, EveryAllocationIsReturnedAfterDestructionThroughGrowths) {
+  allocation_arena arena;
+  {
+    counted_map<> m{alloc_of<>(arena)};
+    for (int i = 0; i < 50000; ++i) {
+      m.insert_or_assign(i, i);
+      if (i % 997 == 0) {
+        ASSERT_TRUE(bytes_match(m, arena)) << "after insert " << i;
+      }
+    }
+    EXPECT_GT(arena.allocations(), 10u);
+  }
+  EXPECT_TRUE(all_returned(arena));
+}
+
+TEST(MapAllocator, DestroyingAMapMidGrowthReturnsEveryAllocation) {
+  allocation_arena arena;
+  {
+    counted_map<> m{alloc_of<>(arena)};
+    insert_until_growing(m, 0, 512);
+    ASSERT_TRUE(m.stats().growing);
+    ASSERT_TRUE(bytes_match(m, arena));
+  }
+  EXPECT_TRUE(all_returned(arena));
+}
+
+TEST(MapAllocator, ClearKeepsOnlyTheCurrentArray) {
+  allocation_arena arena;
+  {
+    counted_map<> m{alloc_of<>(arena)};
+    insert_until_growing(m, 0, 64);
+    m.clear();
+    EXPECT_EQ(arena.live_blocks(), 1u) << "clear kept more than the bucket array";
+    EXPECT_TRUE(bytes_match(m, arena));
+    for (int i = 0; i < 3000; ++i) m.insert_or_assign(i, i);
+    m.clear();
+    EXPECT_EQ(arena.live_blocks(), 1u);
+    EXPECT_TRUE(bytes_match(m, arena));
+  }
+  EXPECT_TRUE(all_returned(arena));
+}
+
+TEST(MapAllocator, ErasesAndSameSizeGrowthsReturnOverflowBuckets) {
+  allocation_arena arena;
+  {
+    safemap::Map<int, int, few_values_hash<64>, std::equal_to<>, alloc_of<>> m{
+        0, few_values_hash<64>(), std::equal_to<>(), alloc_of<>(arena)};
+    test_rng rng(3);
+    for (int round = 0; round < 20000; ++round) {
+      const int k = static_cast<int>(rng.below(4000));
+      if (rng.chance(1, 2)) {
+        m.insert_or_assign(k, k);
+      } else {
+        m.erase(k);
+      }
+      if (round % 101 == 0) {
+        ASSERT_TRUE(bytes_match(m, arena)) << "round " << round;
+      }
+    }
+  }
+  EXPECT_TRUE(all_returned(arena));
+}
+
+TEST(MapAllocator, CopiesMovesAndSwapsReturnEveryAllocation) {
+  allocation_arena arena;
+  {
+    counted_map<> a{alloc_of<>(arena)};
+    insert_until_growing(a, 0, 128);
+    counted_map<> b(a);  // copy of a growing map
+    EXPECT_EQ(b.get_allocator().arena(), &arena);
+    counted_map<> c{alloc_of<>(arena)};
+    for (int i = 0; i < 100; ++i) c.insert_or_assign(i, -i);
+    c = b;  // copy assignment over a populated map
+    counted_map<> d(std::move(c));
+    counted_map<> e{alloc_of<>(arena)};
+    e.insert_or_assign(1, 1);
+    e = std::move(d);
+    a.swap(e);
+    swap(a, b);
+    counted_map<> f(a);
+    const counted_map<>& alias = f;
+    f = alias;
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(a, f);
+    EXPECT_EQ(a, e);
+  }
+  EXPECT_TRUE(all_returned(arena));
+}
+
+TEST(MapAllocator, IterationPinnedGrowthReturnsEveryAllocation) {
+  allocation_arena arena;
+  {
+    counted_map<> m{alloc_of<>(arena)};
+    for (int i = 0; i < 100; ++i) m.insert_or_assign(i, i);
+    {
+      auto it = m.begin();
+      for (int i = 100; i < 5000; ++i) m.insert_or_assign(i, i);  // overflow chains instead
+      EXPECT_TRUE(bytes_match(m, arena));
+    }
+    for (int i = 5000; i < 6000; ++i) m.insert_or_assign(i, i);
+    EXPECT_TRUE(bytes_match(m, arena));
+  }
+  EXPECT_TRUE(all_returned(arena));
+}
+
+TEST(MapAllocator, FailedAllocationLeavesTheMapUnchanged) {
+  allocation_arena arena;
+  {
+    counted_map<> m{alloc_of<>(arena)};
+    std::unordered_map<int, int> ref;
+    test_rng rng(11);
+    int failures = 0;
+    for (int round = 0; round < 20000; ++round) {
+      const int k = static_cast<int>(rng.below(30000));
+      arena.fail_after(static_cast<long>(rng.below(3)));
+      try {
+        if (rng.chance(3, 4)) {
+          const bool inserted = m.insert_or_assign(k, round);
+          EXPECT_EQ(inserted, ref.insert_or_assign(k, round).second);
+        } else {
+          EXPECT_EQ(m.erase(k), ref.erase(k));
+        }
+      } catch (const std::bad_alloc&) {
+        ++failures;
+      }
+      arena.fail_after(-1);
+      if (round % 97 == 0) {
+        ASSERT_TRUE(same_contents(m, ref)) << "round " << round;
+        ASSERT_TRUE(bytes_match(m, arena)) << "round " << round;
+      }
+    }
+    EXPECT_GT(failures, 10);
+    ASSERT_TRUE(same_contents(m, ref));
+    ASSERT_TRUE(stats_consistent(m));
+  }
+  EXPECT_TRUE(all_returned(arena));
+}
+
+// A map whose every key hashes alike keeps all entries in one chain, so moving that chain
+// (evacuation, reserve) needs overflow buckets: allocations in the middle of a relocation.
+template <class Policy = propagate_all>
+using chain_map = safemap::Map<int, int, constant_hash, std::equal_to<>, alloc_of<Policy>>;
+
+TEST(MapAllocator, AllocationFailureDuringEvacuationLosesNoEntries) {
+  allocation_arena arena;
+  {
+    chain_map<> m{0, constant_hash(), std::equal_to<>(), alloc_of<>(arena)};
+    // 13 entries: B = 1 (up to 13), one chain of two buckets. The 14th insert starts a
+    // doubling: the new array is allocated, then evacuating the chain needs one overflow
+    // bucket. Let the array allocation succeed and the overflow one fail.
+    for (int i = 0; i < 13; ++i) m.insert_or_assign(i, i);
+    ASSERT_FALSE(m.stats().growing);
+    ASSERT_EQ(m.stats().log2_buckets, 1u);
+    arena.fail_after(1);
+    EXPECT_THROW(m.insert_or_assign(13, 13), std::bad_alloc);
+    arena.fail_after(-1);
+    EXPECT_EQ(m.size(), 13u);
+    int lost = 0;
+    for (int i = 0; i < 13; ++i) lost += m.contains(i) ? 0 : 1;
+    EXPECT_EQ(lost, 0) << "entries lost by the failed evacuation";
+    int visited = 0;
+    for (const auto& kv : m) visited += kv.first >= 0 ? 1 : 0;
+    EXPECT_EQ(visited, 13);
+    m.insert_or_assign(13, 13);  // the retry completes the growth
+    for (int i = 0; i < 14; ++i) EXPECT_TRUE(m.contains(i)) << i;
+  }
+  EXPECT_TRUE(all_returned(arena));
+}
+
+TEST(MapAllocator, AllocationFailureDuringReserveLosesNoEntries) {
+  allocation_arena arena;
+  {
+    chain_map<> m{0, constant_hash(), std::equal_to<>(), alloc_of<>(arena)};
+    for (int i = 0; i < 100; ++i) m.insert_or_assign(i, i);
+    while (m.stats().growing) m.erase(-1);
+    // reserve allocates the new array, then rebuilds the 100-entry chain, which needs
+    // overflow buckets: fail the first of them.
+    arena.fail_after(1);
+    EXPECT_THROW(m.reserve(10000), std::bad_alloc);
+    arena.fail_after(-1);
+    EXPECT_EQ(m.size(), 100u);
+    int lost = 0;
+    for (int i = 0; i < 100; ++i) lost += m.contains(i) ? 0 : 1;
+    EXPECT_EQ(lost, 0) << "entries lost by the failed reserve";
+    EXPECT_TRUE(bytes_match(m, arena));
+  }
+  EXPECT_TRUE(all_returned(arena));
+}
+
+// --- stateful, unequal allocators ----------------------------------------------------------------
+
+TEST(MapAllocator, CopyAssignmentWithNonPropagatingAllocatorKeepsItsOwnAllocator) {
+  // propagate_on_container_copy_assignment is false (std::pmr's choice): after a = b, a must
+  // still allocate and free through its own arena, and each arena get back its own blocks.
+  allocation_arena arena_a;
+  allocation_arena arena_b;
+  {
+    counted_map<propagate_none> a{alloc_of<propagate_none>(arena_a)};
+    counted_map<propagate_none> b{alloc_of<propagate_none>(arena_b)};
+    for (int i = 0; i < 100; ++i) a.insert_or_assign(i, i);
+    for (int i = 0; i < 1000; ++i) b.insert_or_assign(i, -i);
+    a = b;
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(a.get_allocator().arena(), &arena_a);
+    for (int i = 1000; i < 3000; ++i) a.insert_or_assign(i, i);
+  }
+  EXPECT_TRUE(all_returned(arena_a)) << "arena of the assigned-to map";
+  EXPECT_TRUE(all_returned(arena_b)) << "arena of the source map";
+}
+
+TEST(MapAllocator, CopyAssignmentWithPropagateOnCopyAllocatorAdoptsTheSourceAllocator) {
+  allocation_arena arena_a;
+  allocation_arena arena_b;
+  {
+    counted_map<propagate_on_copy_only> a{alloc_of<propagate_on_copy_only>(arena_a)};
+    counted_map<propagate_on_copy_only> b{alloc_of<propagate_on_copy_only>(arena_b)};
+    for (int i = 0; i < 100; ++i) a.insert_or_assign(i, i);
+    for (int i = 0; i < 1000; ++i) b.insert_or_assign(i, -i);
+    a = b;
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(a.get_allocator().arena(), &arena_b);
+    for (int i = 1000; i < 3000; ++i) a.insert_or_assign(i, i);
+  }
+  EXPECT_TRUE(all_returned(arena_a));
+  EXPECT_TRUE(all_returned(arena_b));
+}
+
+TEST(MapAllocator, MoveAssignmentWithUnequalNonPropagatingAllocatorsKeepsEntriesFindable) {
+  // Unequal allocators that do not propagate on move: the entries are moved one by one into
+  // the target's memory. The target must then hash with the seed its table was built with.
+  allocation_arena arena_a;
+  allocation_arena arena_b;
+  {
+    counted_map<propagate_none> a{alloc_of<propagate_none>(arena_a)};
+    counted_map<propagate_none> b{alloc_of<propagate_none>(arena_b)};
+    a.insert_or_assign(-1, -1);
+    for (int i = 0; i < 1000; ++i) b.insert_or_assign(i, i * 2);
+    a = std::move(b);
+    EXPECT_EQ(a.size(), 1000u);
+    EXPECT_EQ(a.get_allocator().arena(), &arena_a);
+    int missing = 0;
+    for (int i = 0; i < 1000; ++i) {
+      const int* v = a.find(i);
+      if (v == nullptr || *v != i * 2) ++missing;
+    }
+    EXPECT_EQ(missing, 0) << "keys not findable after move assignment";
+    EXPECT_TRUE(b.empty());  // NOLINT(bugprone-use-after-move)
+  }
+  EXPECT_TRUE(all_returned(arena_a));
+  EXPECT_TRUE(all_returned(arena_b));
+}
+
+TEST(MapAllocator, MoveAssignmentFromAGrowingMapWithUnequalAllocatorsMovesEachEntryOnce) {
+  // Same path, from a map in the middle of a doubling: each old bucket is walked twice by the
+  // iteration (once per half), and the key of an entry already moved out must not be hashed
+  // and moved again (a std::string key is left empty when moved from). Whether the walk
+  // reaches the empty key's half second depends on the random start, so try many times.
+  allocation_arena arena_a;
+  allocation_arena arena_b;
+  int spurious = 0;
+  int wrong_size = 0;
+  for (int trial = 0; trial < 40; ++trial) {
+    counted_string_map<propagate_none> a{string_alloc_of<propagate_none>(arena_a)};
+    counted_string_map<propagate_none> b{string_alloc_of<propagate_none>(arena_b)};
+    std::unordered_map<std::string, int> ref;
+    for (int i = 0; !(b.stats().growing && b.stats().old_buckets >= 64); ++i) {
+      std::string k = "a key long enough to live on the heap #" + std::to_string(i);
+      b.insert_or_assign(k, i);
+      ref[k] = i;
+    }
+    a = std::move(b);
+    // Compared by iteration only: lookups in a are broken by another defect (previous test).
+    std::unordered_map<std::string, int> seen;
+    for (const auto& [k, v] : a) seen[k] += 1;
+    spurious += seen.count("") != 0 ? 1 : 0;
+    wrong_size += a.size() != ref.size() ? 1 : 0;
+    for (const auto& [k, v] : ref) ASSERT_EQ(seen[k], 1) << k;
+  }
+  EXPECT_EQ(spurious, 0) << "trials where a moved-from (empty) key was moved in again";
+  EXPECT_EQ(wrong_size, 0) << "trials where the target's size differs from the source's";
+  EXPECT_TRUE(all_returned(arena_a));
+  EXPECT_TRUE(all_returned(arena_b));
+}
+
+TEST(MapAllocator, MoveAssignmentWithPropagatingAllocatorTakesTheSourceAllocator) {
+  allocation_arena arena_a;
+  allocation_arena arena_b;
+  {
+    counted_map<> a{alloc_of<>(arena_a)};
+    counted_map<> b{alloc_of<>(arena_b)};
+    a.insert_or_assign(-1, -1);
+    for (int i = 0; i < 1000; ++i) b.insert_or_assign(i, i);
+    a = std::move(b);
+    EXPECT_EQ(a.get_allocator().arena(), &arena_b);
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(a.at(i), i);
+    EXPECT_EQ(arena_a.live_blocks(), 0u);
+  }
+  EXPECT_TRUE(all_returned(arena_a));
+  EXPECT_TRUE(all_returned(arena_b));
+}
+
+}  // namespace
+}  // namespace safemap_test

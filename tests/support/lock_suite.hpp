@@ -1,0 +1,660 @@
+// tests/support/lock_suite.hpp - test bodies shared by the lock-based concurrent maps
+// (LockedMap, ShardedMap): written once, instantiated per map and configuration by
+// tests/strategies/locked_map_test.cpp and sharded_map_test.cpp.
+//
+//  - run_threads(n, fn): n threads that start together on a std::latch, joined on return.
+//  - key_maker<K>, value_maker<V>: small, deterministic key and value spaces for int and
+//    std::string (a third of the string keys exceed the small-string buffer).
+//  - model_test(m, seed, ops): random sequences of every operation of the concurrent_map API
+//    applied to m and to a std::unordered_map, every result compared, version() checked to
+//    grow exactly on the calls that change the map.
+//  - the concurrency checks (compute counters, load_or_store winners, compare_and_swap chains,
+//    point-in-time snapshots, range during writes, a counted-value stress, writer progress
+//    under a stream of readers). Each takes a factory so a ShardedMap can be built with a
+//    chosen shard count.
+// Failures name the seed and the operation, so a randomized failure can be replayed.
+//
+// Concurrency: the helpers start and join their own threads; call them from the test thread.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <latch>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "support/counted.hpp"
+#include "support/reference_model.hpp"
+
+namespace safemap_test::lock {
+
+// Runs fn(i) for i in [0, n) on n threads released together by a latch; joins them all.
+template <class Fn>
+void run_threads(int n, Fn fn) {
+  std::latch start(n);
+  std::vector<std::thread> threads;
+  threads.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&start, &fn, i] {
+      start.arrive_and_wait();
+      fn(i);
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
+template <class K>
+struct key_maker;
+template <>
+struct key_maker<int> {
+  static int make(std::uint64_t i) { return static_cast<int>(i); }
+};
+template <>
+struct key_maker<std::string> {
+  static std::string make(std::uint64_t i) {
+    return i % 3 == 0 ? "a-key-long-enough-to-live-on-the-heap-" + std::to_string(i)
+                      : "k" + std::to_string(i);
+  }
+};
+
+template <class V>
+struct value_maker;
+template <>
+struct value_maker<int> {
+  static int make(std::uint64_t i) { return static_cast<int>(i); }
+  static int bump(int v) { return v + 1; }
+};
+template <>
+struct value_maker<std::string> {
+  static std::string make(std::uint64_t i) { return "v" + std::to_string(i); }
+  static std::string bump(const std::string& v) { return v.size() < 24 ? v + "+" : "v"; }
+};
+
+// Calls fn with the key itself or, for std::string keys, sometimes with a std::string_view or
+// a const char* (heterogeneous lookup).
+template <class K, class Fn>
+decltype(auto) with_lookup_key(test_rng& rng, const K& key, Fn&& fn) {
+  if constexpr (std::is_same_v<K, std::string>) {
+    switch (rng.below(3)) {
+      case 0:
+        return fn(key);
+      case 1:
+        return fn(std::string_view(key));
+      default:
+        return fn(key.c_str());
+    }
+  } else {
+    return fn(key);
+  }
+}
+
+// Random operations on m (empty on entry) and on a std::unordered_map, compared after each
+// call. Keys come from a space of key_space keys and values from value_space values, small
+// enough that compare_and_swap and compare_and_delete succeed often.
+template <class M>
+void model_test(M& m, std::uint64_t seed, int ops, std::uint64_t key_space = 48,
+                std::uint64_t value_space = 6) {
+  using K = typename M::key_type;
+  using V = typename M::mapped_type;
+  std::unordered_map<K, V> ref;
+  test_rng rng(seed);
+  std::uint64_t last_version = m.version();
+  const char* op_name = "";
+  int step = 0;
+  auto where = [&] {
+    return testing::Message() << "seed " << seed << ", step " << step << " (" << op_name << ")";
+  };
+
+  for (step = 0; step < ops; ++step) {
+    const K key = key_maker<K>::make(rng.below(key_space));
+    const V val = value_maker<V>::make(rng.below(value_space));
+    const auto it = ref.find(key);
+    const bool present = it != ref.end();
+    const std::optional<V> before = present ? std::optional<V>(it->second) : std::nullopt;
+    bool mutated = false;
+    const std::uint64_t op = rng.below(1000);
+
+    if (op < 110) {
+      op_name = "load";
+      const std::optional<V> got =
+          with_lookup_key(rng, key, [&](const auto& q) { return m.load(q); });
+      ASSERT_EQ(got, before) << where();
+    } else if (op < 170) {
+      op_name = "contains";
+      ASSERT_EQ(with_lookup_key(rng, key, [&](const auto& q) { return m.contains(q); }), present)
+          << where();
+    } else if (op < 230) {
+      op_name = "visit";
+      int calls = 0;
+      std::optional<V> seen;
+      const bool found = with_lookup_key(rng, key, [&](const auto& q) {
+        return m.visit(q, [&](const V& v) {
+          ++calls;
+          seen = v;
+        });
+      });
+      ASSERT_EQ(found, present) << where();
+      ASSERT_EQ(calls, present ? 1 : 0) << where();
+      ASSERT_EQ(seen, before) << where();
+    } else if (op < 350) {
+      op_name = "store";
+      m.store(key, val);
+      ref.insert_or_assign(key, val);
+      mutated = true;
+    } else if (op < 430) {
+      op_name = "load_or_store";
+      const auto [got, loaded] = m.load_or_store(key, val);
+      ASSERT_EQ(loaded, present) << where();
+      ASSERT_EQ(got, present ? *before : val) << where();
+      if (!present) ref.emplace(key, val);
+      mutated = !present;
+    } else if (op < 490) {
+      op_name = "load_and_delete";
+      const std::optional<V> got =
+          with_lookup_key(rng, key, [&](const auto& q) { return m.load_and_delete(q); });
+      ASSERT_EQ(got, before) << where();
+      ref.erase(key);
+      mutated = present;
+    } else if (op < 550) {
+      op_name = "erase";
+      ASSERT_EQ(with_lookup_key(rng, key, [&](const auto& q) { return m.erase(q); }), present)
+          << where();
+      ref.erase(key);
+      mutated = present;
+    } else if (op < 630) {
+      op_name = "swap";
+      ASSERT_EQ(m.swap(key, val), before) << where();
+      ref.insert_or_assign(key, val);
+      mutated = true;
+    } else if (op < 730) {
+      op_name = "compare_and_swap";
+      const V expected =
+          present && rng.chance(1, 2) ? *before : value_maker<V>::make(rng.below(value_space));
+      const bool want = present && *before == expected;
+      ASSERT_EQ(with_lookup_key(rng, key,
+                                [&](const auto& q) { return m.compare_and_swap(q, expected, val); }),
+                want)
+          << where();
+      if (want) ref.insert_or_assign(key, val);
+      mutated = want;
+    } else if (op < 790) {
+      op_name = "compare_and_delete";
+      const V expected =
+          present && rng.chance(1, 2) ? *before : value_maker<V>::make(rng.below(value_space));
+      const bool want = present && *before == expected;
+      ASSERT_EQ(with_lookup_key(rng, key,
+                                [&](const auto& q) { return m.compare_and_delete(q, expected); }),
+                want)
+          << where();
+      if (want) ref.erase(key);
+      mutated = want;
+    } else if (op < 930) {
+      op_name = "compute";
+      const std::uint64_t kind = rng.below(4);
+      int calls = 0;
+      std::optional<V> passed;
+      const std::optional<V> result = m.compute(key, [&](std::optional<V> cur) -> std::optional<V> {
+        ++calls;
+        passed = cur;
+        switch (kind) {
+          case 0:
+            return std::nullopt;  // erase (or nothing when absent)
+          case 1:
+            return val;  // set
+          case 2:  // update only if present
+            return cur ? std::optional<V>(value_maker<V>::bump(*cur)) : std::nullopt;
+          default:  // insert only if absent
+            return cur ? cur : std::optional<V>(val);
+        }
+      });
+      ASSERT_EQ(calls, 1) << where();
+      ASSERT_EQ(passed, before) << where();
+      std::optional<V> want;
+      switch (kind) {
+        case 0:
+          break;
+        case 1:
+          want = val;
+          break;
+        case 2:
+          if (before) want = value_maker<V>::bump(*before);
+          break;
+        default:
+          want = before ? before : std::optional<V>(val);
+      }
+      ASSERT_EQ(result, want) << where();
+      if (want) {
+        ref.insert_or_assign(key, *want);
+      } else {
+        ref.erase(key);
+      }
+      mutated = want.has_value() || present;
+    } else if (op < 950) {
+      op_name = "range";
+      std::unordered_map<K, V> seen;
+      bool duplicate = false;
+      bool unknown = false;
+      auto record = [&](const K& k, const V& v) {
+        duplicate = duplicate || !seen.emplace(k, v).second;
+        const auto r = ref.find(k);
+        unknown = unknown || r == ref.end() || !(r->second == v);
+      };
+      if (rng.chance(1, 2)) {
+        m.range(record);  // void callback: visits everything
+        ASSERT_EQ(seen, ref) << where();
+      } else {
+        const std::size_t limit = 1 + rng.below(ref.size() + 1);
+        std::size_t calls = 0;
+        m.range([&](const K& k, const V& v) {
+          record(k, v);
+          return ++calls < limit;
+        });
+        ASSERT_EQ(calls, std::min(limit, ref.size())) << where();
+      }
+      ASSERT_FALSE(duplicate) << where();
+      ASSERT_FALSE(unknown) << where();
+    } else if (op < 980) {
+      op_name = "size";
+      ASSERT_EQ(m.size(), ref.size()) << where();
+    } else if (op < 990) {
+      op_name = "snapshot";
+      const auto snap = m.snapshot();
+      ASSERT_TRUE(same_contents(snap, ref)) << where();
+    } else if (op < 998) {
+      op_name = "version";
+      ASSERT_EQ(m.version(), last_version) << where();
+    } else {
+      op_name = "clear";
+      m.clear();
+      mutated = !ref.empty();
+      ref.clear();
+    }
+
+    const std::uint64_t v = m.version();
+    if (mutated) {
+      ASSERT_GT(v, last_version) << where() << ": a change must advance version()";
+    } else {
+      ASSERT_EQ(v, last_version) << where() << ": version() moved without a change";
+    }
+    last_version = v;
+  }
+  op_name = "final";
+  ASSERT_EQ(m.size(), ref.size()) << where();
+  ASSERT_TRUE(same_contents(m.snapshot(), ref)) << where();
+}
+
+// --- concurrency checks ------------------------------------------------------------------------
+
+inline constexpr int k_threads = 8;  // more threads than the test machines' cores
+
+// compute() increments from k_threads threads: every increment lands, f runs once per call.
+template <class M, class Make>
+void compute_counters_end_exact(Make make, int per_thread = 4000, int keys = 16) {
+  auto m = make();
+  std::atomic<long> calls{0};
+  run_threads(k_threads, [&](int t) {
+    for (int i = 0; i < per_thread; ++i) {
+      m->compute((t + i) % keys, [&](std::optional<long> cur) -> std::optional<long> {
+        calls.fetch_add(1, std::memory_order_relaxed);
+        return cur.value_or(0) + 1;
+      });
+    }
+  });
+  ASSERT_EQ(calls.load(), long{k_threads} * per_thread) << "f must run exactly once per call";
+  long total = 0;
+  for (int k = 0; k < keys; ++k) {
+    const std::optional<long> v = m->load(k);
+    ASSERT_TRUE(v.has_value()) << "key " << k;
+    EXPECT_EQ(*v, long{k_threads} * per_thread / keys) << "key " << k;
+    total += v.value_or(0);
+  }
+  EXPECT_EQ(total, long{k_threads} * per_thread);
+  EXPECT_EQ(m->version(), static_cast<std::uint64_t>(k_threads) * per_thread);
+}
+
+// load_or_store() from k_threads threads on the same keys: exactly one caller per key stores,
+// every other one gets the winner's value.
+template <class M, class Make>
+void load_or_store_has_one_winner_per_key(Make make, int keys = 2000) {
+  auto m = make();
+  struct outcome {
+    long value;
+    bool loaded;
+  };
+  std::vector<std::vector<outcome>> seen(k_threads, std::vector<outcome>(keys));
+  run_threads(k_threads, [&](int t) {
+    for (int i = 0; i < keys; ++i) {
+      const int k = (i + t * 7) % keys;  // different starting points, same keys
+      auto [v, loaded] = m->load_or_store(k, long{t} * 1'000'000 + k);
+      seen[t][k] = {v, loaded};
+    }
+  });
+  for (int k = 0; k < keys; ++k) {
+    int winners = 0;
+    long winner_value = -1;
+    for (int t = 0; t < k_threads; ++t) {
+      if (!seen[t][k].loaded) {
+        ++winners;
+        winner_value = seen[t][k].value;
+        EXPECT_EQ(winner_value, long{t} * 1'000'000 + k) << "a winner gets its own value back";
+      }
+    }
+    ASSERT_EQ(winners, 1) << "key " << k;
+    for (int t = 0; t < k_threads; ++t) {
+      ASSERT_EQ(seen[t][k].value, winner_value) << "key " << k << " thread " << t;
+    }
+    ASSERT_EQ(m->load(k), winner_value) << "key " << k;
+  }
+  EXPECT_EQ(m->size(), static_cast<std::size_t>(keys));
+  EXPECT_EQ(m->version(), static_cast<std::uint64_t>(keys));
+}
+
+// compare_and_swap(v, v + 1) loops from k_threads threads: the successful transitions of a key
+// are exactly 0 -> 1 -> ... -> final, each taken by one thread.
+template <class M, class Make>
+void compare_and_swap_chains_are_exact(Make make, int attempts = 3000, int keys = 4) {
+  auto m = make();
+  for (int k = 0; k < keys; ++k) m->store(k, 0L);
+  std::vector<std::vector<std::vector<long>>> taken(
+      k_threads, std::vector<std::vector<long>>(keys));  // [thread][key] -> from-values
+  run_threads(k_threads, [&](int t) {
+    for (int i = 0; i < attempts; ++i) {
+      const int k = (t + i) % keys;
+      const long v = m->load(k).value_or(-1);
+      if (m->compare_and_swap(k, v, v + 1)) taken[t][k].push_back(v);
+    }
+  });
+  long successes = 0;
+  for (int k = 0; k < keys; ++k) {
+    std::vector<long> all;
+    for (int t = 0; t < k_threads; ++t) all.insert(all.end(), taken[t][k].begin(), taken[t][k].end());
+    std::sort(all.begin(), all.end());
+    const long final_value = m->load(k).value_or(-1);
+    ASSERT_EQ(static_cast<long>(all.size()), final_value) << "key " << k;
+    for (long i = 0; i < final_value; ++i) {
+      ASSERT_EQ(all[static_cast<std::size_t>(i)], i) << "key " << k << ": transition taken twice or lost";
+    }
+    successes += final_value;
+  }
+  EXPECT_GT(successes, 0);
+  EXPECT_EQ(m->version(), static_cast<std::uint64_t>(keys + successes));
+}
+
+// Writers sweep their own group of keys in index order, storing generation g to each key of
+// the group, then g + 1, ... A point-in-time view of a group therefore shows a prefix of keys
+// at some g and the rest at g - 1: generations never increase along the group and differ by at
+// most one. A view assembled at several instants breaks that (it can see a later key at g
+// after an earlier one at g - 1). Values encode key and generation: key * 1'000'000 + g.
+struct sweep_checker {
+  static constexpr int k_group = 16;
+  static long encode(int key, long gen) { return long{key} * 1'000'000 + gen; }
+
+  // view: key -> value for every key of every group; returns the first problem.
+  template <class View>
+  static testing::AssertionResult point_in_time(const View& view, int groups) {
+    if (view.size() != static_cast<std::size_t>(groups * k_group)) {
+      return testing::AssertionFailure() << "view has " << view.size() << " keys";
+    }
+    for (int g = 0; g < groups; ++g) {
+      long prev = -1;
+      long first = -1;
+      for (int j = 0; j < k_group; ++j) {
+        const int key = g * k_group + j;
+        const auto it = view.find(key);
+        if (it == view.end()) return testing::AssertionFailure() << "key " << key << " missing";
+        const long v = it->second;
+        if (v / 1'000'000 != key) {
+          return testing::AssertionFailure() << "key " << key << " holds " << v;
+        }
+        const long gen = v % 1'000'000;
+        if (j == 0) first = gen;
+        if (j > 0 && gen > prev) {
+          return testing::AssertionFailure()
+                 << "group " << g << ": key " << key << " at generation " << gen
+                 << " after an earlier key at " << prev << " (not one point in time)";
+        }
+        if (first - gen > 1) {
+          return testing::AssertionFailure() << "group " << g << " spans generations " << gen
+                                             << ".." << first;
+        }
+        prev = gen;
+      }
+    }
+    return testing::AssertionSuccess();
+  }
+};
+
+// Snapshots (and ranges, where range_point_in_time) taken while writers sweep are one point in
+// time. check_views: how many views the reader takes.
+template <class M, class Make>
+void snapshots_are_point_in_time(Make make, bool range_point_in_time, int check_views = 300) {
+  constexpr int writers = 4;
+  auto m = make();
+  for (int key = 0; key < writers * sweep_checker::k_group; ++key) {
+    m->store(key, sweep_checker::encode(key, 0));
+  }
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  run_threads(writers + 2, [&](int t) {
+    if (t < writers) {
+      for (long gen = 1; !done.load(std::memory_order_relaxed); ++gen) {
+        for (int j = 0; j < sweep_checker::k_group; ++j) {
+          const int key = t * sweep_checker::k_group + j;
+          m->store(key, sweep_checker::encode(key, gen % 1'000'000));
+          if (gen % 1'000'000 == 0) return;  // never reached in practice
+        }
+      }
+    } else if (t == writers) {
+      for (int i = 0; i < check_views; ++i) {
+        const auto snap = m->snapshot();
+        const auto r = sweep_checker::point_in_time(snap, writers);
+        if (!r) {
+          ADD_FAILURE() << "snapshot " << i << ": " << r.message();
+          ++bad;
+          break;
+        }
+      }
+      done = true;
+    } else {
+      for (int i = 0; !done.load(std::memory_order_relaxed); ++i) {
+        std::unordered_map<int, long> view;
+        bool duplicate = false;
+        m->range([&](const int& k, const long& v) { duplicate |= !view.emplace(k, v).second; });
+        if (duplicate) {
+          ADD_FAILURE() << "range " << i << " visited a key twice";
+          ++bad;
+          break;
+        }
+        if (range_point_in_time) {
+          const auto r = sweep_checker::point_in_time(view, writers);
+          if (!r) {
+            ADD_FAILURE() << "range " << i << ": " << r.message();
+            ++bad;
+            break;
+          }
+        }
+      }
+    }
+  });
+  EXPECT_EQ(bad.load(), 0);
+}
+
+// A range running while writers store and erase: each key at most once, and every value seen
+// is one a writer stored for that key (key * 1'000'000 + writer * 100'000 + sequence).
+template <class M, class Make>
+void range_during_writes_sees_each_key_once_and_only_stored_values(Make make, int ranges = 200) {
+  constexpr int writers = 4;
+  constexpr int keys = 256;
+  auto m = make();
+  std::atomic<bool> done{false};
+  std::vector<std::atomic<long>> last_seq(writers);
+  run_threads(writers + 1, [&](int t) {
+    if (t < writers) {
+      test_rng rng(0x5eed0000 + static_cast<std::uint64_t>(t));
+      for (long seq = 0; seq < 99'999 && !done.load(std::memory_order_relaxed); ++seq) {
+        const int key = static_cast<int>(rng.below(keys));
+        if (rng.chance(1, 3)) {
+          m->erase(key);
+        } else {
+          m->store(key, long{key} * 1'000'000 + t * 100'000 + seq);
+        }
+        last_seq[t].store(seq, std::memory_order_release);
+      }
+    } else {
+      for (int i = 0; i < ranges; ++i) {
+        std::unordered_set<int> seen;
+        m->range([&](const int& k, const long& v) {
+          if (!seen.insert(k).second) ADD_FAILURE() << "range " << i << ": key " << k << " twice";
+          const long w = (v % 1'000'000) / 100'000;
+          const long seq = v % 100'000;
+          if (v / 1'000'000 != k || w >= writers ||
+              seq > last_seq[w].load(std::memory_order_acquire) + 1) {
+            ADD_FAILURE() << "range " << i << ": key " << k << " holds " << v
+                          << ", never stored";
+          }
+        });
+      }
+      done = true;
+    }
+  });
+}
+
+// A value type for the stress test: counts its instances (counted.hpp).
+struct stress_tag {};
+using stress_value = counted<stress_tag>;
+
+// k_threads threads run total_ops random operations of every kind on a small key space; the
+// map must end consistent: size() == what range and snapshot see, the counted values alive are
+// exactly the map's (none leaked, none destroyed twice), version() >= the changes made.
+template <class M, class Make>
+void stress_all_operations(Make make, long total_ops = 1'000'000, int keys = 512) {
+  auto& counters = stress_value::counters();
+  counters.reset();
+  {
+    auto m = make();
+    std::atomic<std::uint64_t> changes{0};
+    const long per_thread = total_ops / k_threads;
+    run_threads(k_threads, [&](int t) {
+      test_rng rng(0xabcdef00 + static_cast<std::uint64_t>(t));
+      std::uint64_t mine = 0;
+      for (long i = 0; i < per_thread; ++i) {
+        const int key = static_cast<int>(rng.below(keys));
+        const int val = static_cast<int>(rng.below(4));
+        const std::uint64_t op = rng.below(1000);
+        if (op < 250) {
+          if (auto v = m->load(key)) {
+            if (!v->alive()) ADD_FAILURE() << "load returned a dead value";
+          }
+        } else if (op < 330) {
+          m->visit(key, [](const stress_value& v) {
+            if (!v.alive()) ADD_FAILURE() << "visit saw a dead value";
+          });
+        } else if (op < 450) {
+          m->store(key, stress_value(val));
+          ++mine;
+        } else if (op < 520) {
+          mine += m->load_or_store(key, stress_value(val)).second ? 0 : 1;
+        } else if (op < 590) {
+          mine += m->load_and_delete(key).has_value() ? 1 : 0;
+        } else if (op < 650) {
+          mine += m->erase(key) ? 1 : 0;
+        } else if (op < 720) {
+          m->swap(key, stress_value(val));
+          ++mine;
+        } else if (op < 800) {
+          mine += m->compare_and_swap(key, stress_value(val), stress_value(val + 1)) ? 1 : 0;
+        } else if (op < 850) {
+          mine += m->compare_and_delete(key, stress_value(val)) ? 1 : 0;
+        } else if (op < 980) {
+          bool changed = false;
+          m->compute(key, [&](std::optional<stress_value> cur) -> std::optional<stress_value> {
+            if (cur && cur->value() >= 3) {
+              changed = true;
+              return std::nullopt;
+            }
+            changed = true;
+            return stress_value(cur ? cur->value() + 1 : 0);
+          });
+          mine += changed ? 1 : 0;
+        } else if (op < 990) {
+          std::size_t n = 0;
+          m->range([&](const int&, const stress_value& v) {
+            if (!v.alive()) ADD_FAILURE() << "range saw a dead value";
+            return ++n < 64;
+          });
+        } else if (op < 999) {
+          if (m->size() > static_cast<std::size_t>(keys)) ADD_FAILURE() << "size over key space";
+        } else {
+          const auto snap = m->snapshot();
+          if (snap.size() > static_cast<std::size_t>(keys)) ADD_FAILURE() << "snapshot too big";
+        }
+      }
+      changes.fetch_add(mine);
+    });
+    std::size_t ranged = 0;
+    m->range([&](const int&, const stress_value&) { ++ranged; });
+    EXPECT_EQ(m->size(), ranged);
+    EXPECT_EQ(m->snapshot().size(), ranged);
+    EXPECT_EQ(counters.live.load(), static_cast<long>(ranged))
+        << "values alive besides the map's own";
+    EXPECT_GE(m->version(), changes.load());
+  }
+  EXPECT_EQ(counters.live.load(), 0) << "values leaked";
+  EXPECT_EQ(counters.bad_destroys.load(), 0) << "values destroyed twice";
+}
+
+// Writer progress under a stream of readers (the lock prefers writers). `readers` threads loop
+// on read() continuously and stop only once the writer is done; the writer does `stores`
+// stores once every reader is looping. If readers could starve the writer, the readers would
+// loop forever: each gives up after reader_iteration_bound iterations instead (so the test
+// fails rather than hangs), a bound far above what a working lock needs (a few reader
+// iterations per store).
+template <class Read, class Write>
+void writer_completes_under_reader_stream(Read read, Write write, int readers = 6,
+                                          int stores = 200,
+                                          long reader_iteration_bound = 2'000'000) {
+  std::atomic<int> looping{0};
+  std::atomic<bool> writer_done{false};
+  std::atomic<int> gave_up{0};
+  std::atomic<long> reader_iterations{0};
+  run_threads(readers + 1, [&](int t) {
+    if (t == readers) {
+      while (looping.load() < readers) std::this_thread::yield();
+      for (int i = 0; i < stores; ++i) write(i);
+      writer_done = true;
+      return;
+    }
+    long i = 0;
+    bool counted_in = false;
+    while (!writer_done.load(std::memory_order_relaxed)) {
+      read(t, i);
+      if (!counted_in) {
+        counted_in = true;
+        ++looping;
+      }
+      if (++i == reader_iteration_bound) {
+        ++gave_up;
+        break;
+      }
+    }
+    reader_iterations += i;
+  });
+  EXPECT_EQ(gave_up.load(), 0) << "readers ran " << reader_iteration_bound
+                               << " iterations each while the writer waited";
+  EXPECT_TRUE(writer_done.load());
+  // Informative: how much reading the writer had to get through.
+  RecordProperty("reader_iterations", std::to_string(reader_iterations.load()));
+}
+
+}  // namespace safemap_test::lock
