@@ -30,8 +30,8 @@ using counted_string_map = safemap::Map<std::string, int, safemap::Hash<std::str
 
 testing::AssertionResult all_returned(const allocation_arena& a) {
   if (a.live_blocks() != 0 || a.live_bytes() != 0) {
-    return testing::AssertionFailure() << a.live_blocks() << " blocks (" << a.live_bytes()
-                                       << " bytes) never deallocated";
+    return testing::AssertionFailure()
+           << a.live_blocks() << " blocks (" << a.live_bytes() << " bytes) never deallocated";
   }
   if (a.foreign_deallocations() != 0) {
     return testing::AssertionFailure()
