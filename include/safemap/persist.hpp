@@ -234,16 +234,12 @@ inline std::string_view verified_payload(std::string_view data, parsed_header& h
 
 }  // namespace detail::persist
 
-// Writes m to `path` crash-safely (see the top of this file). Throws snapshot_error (kind io)
-// when a system call fails; the target is then untouched.
-template <class M>
-  requires detail::json::map_like<M>
-void save_snapshot(const M& m, const std::filesystem::path& path) {
-  namespace p = detail::persist;
-  std::string payload;
-  const std::size_t entries = detail::json::write_top(m, payload, json_options{});
-  const std::string head = p::header(entries, payload);
+namespace detail::persist {
 
+// Writes an already serialized payload (`entries` top-level entries) to `path` crash-safely.
+inline void write_snapshot_file(const std::filesystem::path& path, std::size_t entries,
+                                std::string_view payload) {
+  const std::string head = header(entries, payload);
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
   char suffix[32];
   const auto r = std::to_chars(suffix, suffix + sizeof suffix, detail::random_u64(), 16);
@@ -252,18 +248,30 @@ void save_snapshot(const M& m, const std::filesystem::path& path) {
              std::string(suffix, r.ptr));
 
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) p::throw_errno(path, "create temporary file");
-  p::file f(fd, tmp);
-  p::write_all(fd, head, path);
-  p::write_all(fd, payload, path);
-  if (::fsync(fd) != 0) p::throw_errno(path, "fsync");
-  if (f.release_close() != 0) p::throw_errno(path, "close");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) p::throw_errno(path, "rename");
+  if (fd < 0) throw_errno(path, "create temporary file");
+  file f(fd, tmp);
+  write_all(fd, head, path);
+  write_all(fd, payload, path);
+  if (::fsync(fd) != 0) throw_errno(path, "fsync");
+  if (f.release_close() != 0) throw_errno(path, "close");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno(path, "rename");
   f.keep();  // renamed: nothing to unlink
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) p::throw_errno(path, "open directory");
-  p::file d(dfd);
-  if (::fsync(dfd) != 0) p::throw_errno(path, "fsync directory");
+  if (dfd < 0) throw_errno(path, "open directory");
+  file d(dfd);
+  if (::fsync(dfd) != 0) throw_errno(path, "fsync directory");
+}
+
+}  // namespace detail::persist
+
+// Writes m to `path` crash-safely (see the top of this file). Throws snapshot_error (kind io)
+// when a system call fails; the target is then untouched.
+template <class M>
+  requires detail::json::map_like<M>
+void save_snapshot(const M& m, const std::filesystem::path& path) {
+  std::string payload;
+  const std::size_t entries = detail::json::write_top(m, payload, json_options{});
+  detail::persist::write_snapshot_file(path, entries, payload);
 }
 
 // Reads a snapshot written by save_snapshot into a new M, verifying everything first.

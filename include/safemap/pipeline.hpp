@@ -1,0 +1,783 @@
+// safemap/pipeline.hpp - serialize map snapshots in the background, safely.
+//
+// The bugs this removes: a background serializer that is never cancelled, never times out,
+// never joins, or piles up work faster than its sink drains it.
+//
+//   safemap::snapshot_pipeline pipe({.workers = 2, .capacity = 8,
+//                                   .policy = safemap::overflow_policy::coalesce});
+//   auto sink = std::make_shared<safemap::file_sink>("state/users.snap");
+//   safemap::job_handle h = pipe.submit(users, sink, {.deadline = now + 2s});
+//   if (h.wait() != safemap::job_status::done) log(h.result().error);
+//   pipe.shutdown(safemap::shutdown_mode::drain);   // or let the destructor do it
+//
+// # Model
+// N worker threads (std::jthread) take jobs from one bounded FIFO queue. A job serializes one
+// map through write_json (the consistent view of its strategy, json.hpp) into the worker's
+// reused buffer, then hands the bytes to a sink: file_sink (crash-safe, persist.hpp),
+// callback_sink, or any snapshot_sink subclass. The map must outlive the jobs submitted for it.
+//
+// When the queue is full, the overflow_policy chosen at construction decides:
+//   block        submit waits for room (backpressure)
+//   drop_oldest  the oldest queued job is dropped (resolves `dropped`), the new one is queued
+//   drop_newest  the new job is dropped at once (resolves `dropped`)
+//   coalesce     a queued job for the same map is replaced by the new one (resolves
+//                `coalesced`) whether or not the queue is full: for snapshots only the newest
+//                matters. With no job of that map queued and the queue full, submit blocks.
+//   fail         submit resolves the new job `rejected` at once
+//
+// # Every job resolves exactly once
+// job_handle::wait() returns one of: done, dropped, coalesced, cancelled, timed_out, failed
+// (with the sink's or serializer's exception message in result().error) or rejected (queue
+// full under `fail`, or submitted after shutdown). A job cancelled (handle.cancel() or the
+// caller's stop_token) or past its deadline before it starts never runs. A running job is told
+// through the std::stop_token its sink receives, on cancellation and when its deadline passes
+// (a watchdog thread); a cooperative sink returns early and the job resolves cancelled /
+// timed_out.
+//
+// # Shutdown
+// shutdown(drain) stops accepting, runs what is queued, waits for running jobs; shutdown(cancel)
+// resolves queued jobs `cancelled` and stops running ones through their stop tokens. Producers
+// blocked in submit are released with `rejected`. Either way every worker thread (and the
+// watchdog) is joined before shutdown returns: no thread outlives the pipeline. The destructor
+// drains, bounded by options::shutdown_timeout (default 10 s), then cancels what is left.
+//
+// Concurrency: every member function is thread-safe; sinks are called from worker threads.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "safemap/json.hpp"
+#include "safemap/persist.hpp"
+
+namespace safemap {
+
+using pipeline_clock = std::chrono::steady_clock;
+
+enum class overflow_policy { block, drop_oldest, drop_newest, coalesce, fail };
+enum class shutdown_mode { drain, cancel };
+enum class job_status { pending, running, done, dropped, coalesced, cancelled, timed_out, failed, rejected };
+
+constexpr const char* to_string(job_status s) noexcept {
+  switch (s) {
+    case job_status::pending: return "pending";
+    case job_status::running: return "running";
+    case job_status::done: return "done";
+    case job_status::dropped: return "dropped";
+    case job_status::coalesced: return "coalesced";
+    case job_status::cancelled: return "cancelled";
+    case job_status::timed_out: return "timed_out";
+    case job_status::failed: return "failed";
+    case job_status::rejected: return "rejected";
+  }
+  return "unknown";
+}
+
+// What a sink receives: the JSON text of one map and facts about it.
+struct snapshot_data {
+  std::string_view json;          // valid only during the sink call
+  std::size_t entries = 0;        // top-level entries in json
+  std::uint64_t version = 0;      // the map's version() read before serializing (0 if none)
+  const void* map = nullptr;      // identity of the map (for sinks shared between maps)
+  pipeline_clock::time_point taken_at;
+};
+
+// Where snapshots go. write() runs on a worker thread; it may throw (the job resolves failed
+// and the pipeline keeps serving) and should return early when `stop` is requested.
+class snapshot_sink {
+ public:
+  virtual ~snapshot_sink() = default;
+  virtual void write(const snapshot_data& data, std::stop_token stop) = 0;
+};
+
+// Writes each snapshot to one file crash-safely (persist.hpp's format; load_snapshot reads it).
+class file_sink final : public snapshot_sink {
+ public:
+  explicit file_sink(std::filesystem::path path) : path_(std::move(path)) {}
+  void write(const snapshot_data& data, std::stop_token stop) override {
+    if (stop.stop_requested()) return;  // nothing written: the job resolves cancelled
+    detail::persist::write_snapshot_file(path_, data.entries, data.json);
+  }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Calls a function with each snapshot.
+class callback_sink final : public snapshot_sink {
+ public:
+  using callback = std::function<void(const snapshot_data&, std::stop_token)>;
+  explicit callback_sink(callback f) : f_(std::move(f)) {}
+  void write(const snapshot_data& data, std::stop_token stop) override { f_(data, stop); }
+
+ private:
+  callback f_;
+};
+
+struct job_result {
+  job_status status = job_status::pending;
+  std::string error;                         // failed: the exception's message
+  std::size_t bytes = 0;                     // serialized size (done)
+  std::chrono::nanoseconds serialize_time{};  // time spent in write_json
+};
+
+namespace detail::pipeline {
+
+struct job_state {
+  // Fixed at submit.
+  std::function<std::size_t(std::string&, std::uint64_t&)> serialize;
+  std::shared_ptr<snapshot_sink> sink;
+  const void* map = nullptr;
+  pipeline_clock::time_point submitted;
+  std::optional<pipeline_clock::time_point> deadline;
+  std::stop_source stop;
+  std::unique_ptr<std::stop_callback<std::function<void()>>> forward_stop;  // caller's token
+  bool timed_out_while_running = false;  // set by the watchdog, under the pipeline mutex
+
+  // Resolution, guarded by mu.
+  mutable std::mutex mu;
+  mutable std::condition_variable cv;
+  job_result result;
+  bool resolved = false;
+
+  // First resolution wins; returns whether this call resolved the job.
+  bool resolve(job_result r) {
+    {
+      std::lock_guard lock(mu);
+      if (resolved) return false;
+      result = std::move(r);
+      resolved = true;
+    }
+    cv.notify_all();
+    return true;
+  }
+  void set_running() {
+    std::lock_guard lock(mu);
+    if (!resolved) result.status = job_status::running;
+  }
+};
+
+}  // namespace detail::pipeline
+
+// The caller's view of one job (std::future-like, copyable; all copies see one job).
+class job_handle {
+ public:
+  job_handle() = default;
+
+  // Blocks until the job resolved; returns its final status.
+  job_status wait() const {
+    std::unique_lock lock(state_->mu);
+    state_->cv.wait(lock, [&] { return state_->resolved; });
+    return state_->result.status;
+  }
+  // Waits at most `d`; nullopt if still unresolved.
+  template <class Rep, class Period>
+  std::optional<job_status> wait_for(std::chrono::duration<Rep, Period> d) const {
+    std::unique_lock lock(state_->mu);
+    if (!state_->cv.wait_for(lock, d, [&] { return state_->resolved; })) return std::nullopt;
+    return state_->result.status;
+  }
+  bool ready() const {
+    std::lock_guard lock(state_->mu);
+    return state_->resolved;
+  }
+  // pending / running / the final status.
+  job_status status() const {
+    std::lock_guard lock(state_->mu);
+    return state_->result.status;
+  }
+  // Waits, then returns the full result (error message, bytes, timing).
+  job_result result() const {
+    wait();
+    std::lock_guard lock(state_->mu);
+    return state_->result;
+  }
+  // Requests cancellation: a queued job will not run; a running one sees its stop token.
+  void cancel() const { state_->stop.request_stop(); }
+  bool valid() const noexcept { return state_ != nullptr; }
+
+ private:
+  friend class snapshot_pipeline;
+  explicit job_handle(std::shared_ptr<detail::pipeline::job_state> s) : state_(std::move(s)) {}
+  std::shared_ptr<detail::pipeline::job_state> state_;
+};
+
+struct submit_options {
+  std::stop_token stop{};  // the caller's own cancellation, linked to the job's
+  std::optional<pipeline_clock::time_point> deadline{};
+  json_options json{};
+};
+
+struct pipeline_stats {
+  std::size_t queued = 0;      // jobs waiting now
+  std::size_t in_flight = 0;   // jobs running now
+  std::size_t live_workers = 0;
+  std::uint64_t submitted = 0, done = 0, dropped = 0, coalesced = 0, cancelled = 0,
+                timed_out = 0, failed = 0, rejected = 0;
+  std::chrono::nanoseconds last_serialize{}, max_serialize{}, total_serialize{};
+  // Time since the last snapshot a sink accepted (how stale the newest persisted state is);
+  // nullopt before the first.
+  std::optional<std::chrono::nanoseconds> snapshot_age;
+};
+
+class snapshot_pipeline {
+ public:
+  struct options {
+    std::size_t workers = 1;
+    std::size_t capacity = 16;  // queued jobs at most (running ones not counted)
+    overflow_policy policy = overflow_policy::block;
+    std::chrono::milliseconds shutdown_timeout{10'000};  // destructor's drain bound
+  };
+
+  explicit snapshot_pipeline(options opt) : opt_(opt) {
+    if (opt_.workers == 0) opt_.workers = 1;
+    if (opt_.capacity == 0) opt_.capacity = 1;
+    workers_.reserve(opt_.workers);
+    for (std::size_t i = 0; i < opt_.workers; ++i) {
+      workers_.emplace_back([this](std::stop_token st) { worker_loop(st); });
+    }
+    watchdog_ = std::jthread([this](std::stop_token st) { watchdog_loop(st); });
+  }
+  snapshot_pipeline() : snapshot_pipeline(options{}) {}
+
+  // Drains (bounded by options::shutdown_timeout), then cancels whatever is left; joins all.
+  ~snapshot_pipeline() {
+    if (!drain_until(pipeline_clock::now() + opt_.shutdown_timeout)) shutdown(shutdown_mode::cancel);
+    shutdown(shutdown_mode::cancel);  // joins (a no-op after a successful drain)
+  }
+
+  snapshot_pipeline(const snapshot_pipeline&) = delete;
+  snapshot_pipeline& operator=(const snapshot_pipeline&) = delete;
+
+  // Queues a snapshot of m for `sink`. Under overflow_policy::block (and coalesce with a full
+  // queue) waits for room; returns an already resolved handle when the job is dropped or
+  // rejected. Thread-safe.
+  template <class M>
+    requires detail::json::map_like<M>
+  job_handle submit(const M& m, std::shared_ptr<snapshot_sink> sink, submit_options so = {}) {
+    auto job = std::make_shared<detail::pipeline::job_state>();
+    const json_options jopt = so.json;
+    job->serialize = [&m, jopt](std::string& out, std::uint64_t& version) {
+      if constexpr (requires { m.version(); }) version = m.version();
+      return detail::json::write_top(m, out, jopt);
+    };
+    job->sink = std::move(sink);
+    job->map = &m;
+    job->submitted = pipeline_clock::now();
+    job->deadline = so.deadline;
+    if (so.stop.stop_possible()) {
+      std::stop_source src = job->stop;
+      job->forward_stop = std::make_unique<std::stop_callback<std::function<void()>>>(
+          so.stop, std::function<void()>([src]() mutable { src.request_stop(); }));
+    }
+    enqueue(job);
+    return job_handle(std::move(job));
+  }
+
+  // Stops accepting jobs and joins every thread; see the top of the file. Idempotent.
+  void shutdown(shutdown_mode mode) {
+    if (mode == shutdown_mode::drain) {
+      drain_until(std::nullopt);
+    } else {
+      std::vector<std::shared_ptr<detail::pipeline::job_state>> dropped;
+      {
+        std::lock_guard lock(mu_);
+        accepting_ = false;
+        dropped.assign(queue_.begin(), queue_.end());
+        queue_.clear();
+        for (auto& j : running_) j->stop.request_stop();
+      }
+      not_full_.notify_all();
+      for (auto& j : dropped) finish(j, {job_status::cancelled, "pipeline shut down", 0, {}});
+      {
+        std::unique_lock lock(mu_);
+        idle_.wait(lock, [&] { return running_.empty(); });
+      }
+    }
+    join_all();
+  }
+
+  pipeline_stats stats() const {
+    std::lock_guard lock(mu_);
+    pipeline_stats s = stats_;
+    s.queued = queue_.size();
+    s.in_flight = running_.size();
+    s.live_workers = live_workers_;
+    if (last_success_) s.snapshot_age = pipeline_clock::now() - *last_success_;
+    return s;
+  }
+
+ private:
+  using job_ptr = std::shared_ptr<detail::pipeline::job_state>;
+
+  void enqueue(const job_ptr& job) {
+    job_ptr displaced;
+    job_result displaced_result;
+    {
+      std::unique_lock lock(mu_);
+      ++stats_.submitted;
+      for (;;) {
+        if (!accepting_) {
+          lock.unlock();
+          finish(job, {job_status::rejected, "pipeline shut down", 0, {}});
+          return;
+        }
+        if (opt_.policy == overflow_policy::coalesce) {
+          auto same = std::find_if(queue_.begin(), queue_.end(),
+                                   [&](const job_ptr& q) { return q->map == job->map; });
+          if (same != queue_.end()) {
+            displaced = std::move(*same);
+            *same = job;  // keeps the older job's place in line
+            displaced_result = {job_status::coalesced, {}, 0, {}};
+            break;
+          }
+        }
+        if (queue_.size() < opt_.capacity) {
+          queue_.push_back(job);
+          break;
+        }
+        if (opt_.policy == overflow_policy::drop_newest) {
+          lock.unlock();
+          finish(job, {job_status::dropped, "queue full (drop_newest)", 0, {}});
+          return;
+        }
+        if (opt_.policy == overflow_policy::fail) {
+          lock.unlock();
+          finish(job, {job_status::rejected, "queue full (fail)", 0, {}});
+          return;
+        }
+        if (opt_.policy == overflow_policy::drop_oldest) {
+          displaced = std::move(queue_.front());
+          queue_.pop_front();
+          queue_.push_back(job);
+          displaced_result = {job_status::dropped, "queue full (drop_oldest)", 0, {}};
+          break;
+        }
+        // block, or coalesce with nothing to coalesce: backpressure.
+        not_full_.wait(lock);
+      }
+    }
+    not_empty_.notify_one();
+    if (displaced) finish(displaced, std::move(displaced_result));
+  }
+
+  // Resolves a job and counts the outcome (first resolution only).
+  void finish(const job_ptr& job, job_result r) {
+    const job_status s = r.status;
+    const auto serialize_time = r.serialize_time;
+    if (!job->resolve(std::move(r))) return;
+    std::lock_guard lock(mu_);
+    switch (s) {
+      case job_status::done:
+        ++stats_.done;
+        last_success_ = pipeline_clock::now();
+        stats_.last_serialize = serialize_time;
+        stats_.max_serialize = std::max(stats_.max_serialize, serialize_time);
+        stats_.total_serialize += serialize_time;
+        break;
+      case job_status::dropped: ++stats_.dropped; break;
+      case job_status::coalesced: ++stats_.coalesced; break;
+      case job_status::cancelled: ++stats_.cancelled; break;
+      case job_status::timed_out: ++stats_.timed_out; break;
+      case job_status::failed: ++stats_.failed; break;
+      case job_status::rejected: ++stats_.rejected; break;
+      default: break;
+    }
+  }
+
+  void worker_loop(std::stop_token st) {
+    {
+      std::lock_guard lock(mu_);
+      ++live_workers_;
+    }
+    std::string buffer;  // reused: steady-state serialization allocates nothing
+    for (;;) {
+      job_ptr job;
+      {
+        std::unique_lock lock(mu_);
+        not_empty_.wait(lock, [&] { return !queue_.empty() || st.stop_requested(); });
+        if (queue_.empty()) break;  // stop requested and nothing left
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        not_full_.notify_one();
+        const auto now = pipeline_clock::now();
+        if (job->stop.stop_requested()) {
+          lock.unlock();
+          finish(job, {job_status::cancelled, "cancelled before it started", 0, {}});
+          notify_if_idle();
+          continue;
+        }
+        if (job->deadline && now >= *job->deadline) {
+          lock.unlock();
+          finish(job, {job_status::timed_out, "deadline passed before it started", 0, {}});
+          notify_if_idle();
+          continue;
+        }
+        running_.push_back(job);
+        if (job->deadline) {
+          ++watch_generation_;
+          watchdog_cv_.notify_one();
+        }
+      }
+      job->set_running();
+      run(job, buffer);
+      {
+        std::lock_guard lock(mu_);
+        running_.erase(std::find(running_.begin(), running_.end(), job));
+      }
+      notify_if_idle();
+    }
+    {
+      std::lock_guard lock(mu_);
+      --live_workers_;
+    }
+    idle_.notify_all();
+  }
+
+  void run(const job_ptr& job, std::string& buffer) {
+    job_result r;
+    const std::stop_token token = job->stop.get_token();
+    try {
+      buffer.clear();
+      std::uint64_t version = 0;
+      const auto t0 = pipeline_clock::now();
+      const std::size_t entries = job->serialize(buffer, version);
+      r.serialize_time = pipeline_clock::now() - t0;
+      r.bytes = buffer.size();
+      if (!token.stop_requested()) {
+        job->sink->write({buffer, entries, version, job->map, t0}, token);
+      }
+      r.status = job_status::done;
+    } catch (const std::exception& e) {
+      r.status = job_status::failed;
+      r.error = e.what();
+    } catch (...) {
+      r.status = job_status::failed;
+      r.error = "unknown exception";
+    }
+    if (token.stop_requested()) {
+      // Told to stop while running: the sink may have returned early or thrown because of it.
+      std::lock_guard lock(mu_);
+      r.status = job->timed_out_while_running ? job_status::timed_out : job_status::cancelled;
+      if (r.error.empty()) {
+        r.error = r.status == job_status::timed_out ? "deadline passed while running"
+                                                    : "cancelled while running";
+      }
+    }
+    finish(job, std::move(r));
+  }
+
+  // Requests stop on running jobs whose deadline passed.
+  void watchdog_loop(std::stop_token st) {
+    std::unique_lock lock(mu_);
+    while (!st.stop_requested()) {
+      std::optional<pipeline_clock::time_point> next;
+      const auto now = pipeline_clock::now();
+      for (auto& j : running_) {
+        if (!j->deadline) continue;
+        if (*j->deadline <= now) {
+          if (!j->stop.stop_requested()) {
+            j->timed_out_while_running = true;
+            j->stop.request_stop();
+          }
+        } else if (!next || *j->deadline < *next) {
+          next = j->deadline;
+        }
+      }
+      // Sleep until the earliest deadline, a newly started job with a deadline, or stop.
+      const std::uint64_t seen = watch_generation_;
+      const auto changed = [&] { return watch_generation_ != seen; };
+      if (next) {
+        watchdog_cv_.wait_until(lock, st, *next, changed);
+      } else {
+        watchdog_cv_.wait(lock, st, changed);
+      }
+    }
+  }
+
+  void notify_if_idle() { idle_.notify_all(); }
+
+  // Waits for an empty queue and no running job (until `until`); stops accepting first.
+  // Returns whether it drained.
+  bool drain_until(std::optional<pipeline_clock::time_point> until) {
+    std::unique_lock lock(mu_);
+    accepting_ = false;
+    not_full_.notify_all();  // blocked producers see !accepting_ and resolve rejected
+    auto drained = [&] { return (queue_.empty() && running_.empty()) || live_workers_ == 0; };
+    if (until) {
+      if (!idle_.wait_until(lock, *until, drained)) return false;
+    } else {
+      idle_.wait(lock, drained);
+    }
+    return queue_.empty() && running_.empty();
+  }
+
+  void join_all() {
+    std::lock_guard join_lock(join_mu_);
+    for (auto& w : workers_) w.request_stop();
+    {
+      std::lock_guard lock(mu_);  // pairs with the workers' predicate check
+    }
+    not_empty_.notify_all();
+    for (auto& w : workers_) {
+      if (w.joinable()) w.join();
+    }
+    watchdog_.request_stop();
+    if (watchdog_.joinable()) watchdog_.join();
+  }
+
+  options opt_;
+  mutable std::mutex mu_;
+  std::condition_variable not_empty_;  // workers wait for jobs
+  std::condition_variable not_full_;   // blocked producers wait for room
+  std::condition_variable idle_;       // drain waits for queue_ and running_ to empty
+  std::condition_variable_any watchdog_cv_;
+  std::uint64_t watch_generation_ = 0;  // guarded by mu_; bumps when a job with a deadline starts
+  std::deque<job_ptr> queue_;     // guarded by mu_
+  std::vector<job_ptr> running_;  // guarded by mu_
+  bool accepting_ = true;         // guarded by mu_
+  std::size_t live_workers_ = 0;  // guarded by mu_
+  pipeline_stats stats_;          // guarded by mu_ (counters only)
+  std::optional<pipeline_clock::time_point> last_success_;  // guarded by mu_
+  std::mutex join_mu_;            // serializes join_all
+  std::vector<std::jthread> workers_;
+  std::jthread watchdog_;
+};
+
+// Runs an initializer exactly once even when many threads need its result at the same moment:
+// one runs init, the others wait. Each waiter may give up through its own std::stop_token or
+// deadline without affecting the init or the other waiters. If init throws, the exception is
+// rethrown to the thread that ran it and to every thread waiting on that attempt, and the next
+// caller tries again: a failure is never cached as success.
+// Concurrency: all members are thread-safe. T need not be movable (init's result is
+// constructed in place).
+template <class T>
+class cancellable_once {
+ public:
+  // The value, running init() if nobody has succeeded yet. Blocks while another thread runs it.
+  template <class F>
+  T& get(F&& init) {
+    return *get(std::forward<F>(init), std::stop_token{}, pipeline_clock::time_point::max());
+  }
+
+  // As above, but returns nullptr if `stop` is requested or `deadline` passes while waiting for
+  // another thread's init (the init goes on). The calling thread runs init itself if no
+  // attempt is in progress; that run is not interruptible through `stop`.
+  template <class F>
+  T* get(F&& init, std::stop_token stop,
+         pipeline_clock::time_point deadline = pipeline_clock::time_point::max()) {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (ready_) return &*value_;
+      if (!running_) break;
+      const std::uint64_t attempt = attempt_;
+      const auto attempt_over = [&] { return attempt_ != attempt; };
+      const bool over = deadline == pipeline_clock::time_point::max()
+                            ? cv_.wait(lock, stop, attempt_over)
+                            : cv_.wait_until(lock, stop, deadline, attempt_over);
+      if (!over) return nullptr;  // gave up: stop requested or deadline passed
+      if (ready_) return &*value_;
+      if (failed_attempt_ == attempt && error_) std::rethrow_exception(error_);
+    }
+    running_ = true;
+    ++runs_;
+    lock.unlock();
+    try {
+      // value_ is written only by the thread that set running_, and read only after ready_
+      // is seen under mu_, so it is built outside the lock (waiters are not held up).
+      struct deferred {
+        F& f;
+        operator T() { return f(); }  // guaranteed elision: T is constructed in place
+      };
+      value_.emplace(deferred{init});
+    } catch (...) {
+      lock.lock();
+      error_ = std::current_exception();
+      failed_attempt_ = attempt_;
+      running_ = false;
+      ++attempt_;
+      cv_.notify_all();
+      throw;
+    }
+    lock.lock();
+    ready_ = true;
+    running_ = false;
+    ++attempt_;
+    cv_.notify_all();
+    return &*value_;
+  }
+
+  bool ready() const {
+    std::lock_guard lock(mu_);
+    return ready_;
+  }
+  // How many times an init ran (tests: exactly one success under a thundering herd).
+  std::uint64_t runs() const {
+    std::lock_guard lock(mu_);
+    return runs_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;
+  std::optional<T> value_;     // written by the running thread, read once ready_
+  bool ready_ = false;         // guarded by mu_
+  bool running_ = false;       // guarded by mu_
+  std::uint64_t attempt_ = 0;  // guarded by mu_; bumps when an attempt ends
+  std::uint64_t failed_attempt_ = ~std::uint64_t{0};  // guarded by mu_
+  std::exception_ptr error_;   // guarded by mu_: the last failed attempt's exception
+  std::uint64_t runs_ = 0;     // guarded by mu_
+};
+
+// Restores a map from its snapshot file, or an empty map when the file does not exist yet.
+// Any other problem (corrupt file, bad JSON) throws.
+template <class M>
+M restore_snapshot_or_empty(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return M();
+  return load_snapshot<M>(path);
+}
+
+// A map restored lazily from its snapshot file on first use: the first get() loads it (the
+// threads that arrive meanwhile wait, each able to give up), a failed load is retried by the
+// next get().
+template <class M>
+class lazy_snapshot_map {
+ public:
+  explicit lazy_snapshot_map(std::filesystem::path path) : path_(std::move(path)) {}
+  M& get() {
+    return once_.get([this] { return restore_snapshot_or_empty<M>(path_); });
+  }
+  // nullptr when this caller gave up waiting for another thread's load.
+  M* get(std::stop_token stop, pipeline_clock::time_point deadline = pipeline_clock::time_point::max()) {
+    return once_.get([this] { return restore_snapshot_or_empty<M>(path_); }, std::move(stop),
+                     deadline);
+  }
+  bool loaded() const { return once_.ready(); }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  cancellable_once<M> once_;
+};
+
+// Saves a map to a file through a pipeline every `interval`, only when its version() moved
+// since the last successful save. One save at a time: a tick waits for its job, so saves never
+// pile up. stop() (and the destructor) cancels an in-flight save and joins the thread.
+// Restore after a restart with restore_snapshot_or_empty / load_snapshot.
+// Concurrency: the map may be written by any threads meanwhile; members are thread-safe.
+template <class M>
+  requires requires(const M& m) {
+    { m.version() } -> std::convertible_to<std::uint64_t>;
+  }
+class periodic_snapshotter {
+ public:
+  periodic_snapshotter(snapshot_pipeline& pipe, const M& map, std::filesystem::path path,
+                       std::chrono::milliseconds interval)
+      : pipe_(pipe), map_(map), path_(std::move(path)), interval_(interval) {
+    sink_ = std::make_shared<callback_sink>([this](const snapshot_data& d, std::stop_token st) {
+      if (st.stop_requested()) return;
+      detail::persist::write_snapshot_file(path_, d.entries, d.json);
+      std::lock_guard lock(mu_);
+      saved_version_ = d.version;  // the version the written state was read at
+      have_saved_ = true;
+    });
+    thread_ = std::jthread([this](std::stop_token st) { loop(st); });
+  }
+  ~periodic_snapshotter() { stop(); }
+  periodic_snapshotter(const periodic_snapshotter&) = delete;
+  periodic_snapshotter& operator=(const periodic_snapshotter&) = delete;
+
+  // Stops the timer thread (cancelling a save in flight) and joins it. Idempotent.
+  void stop() {
+    thread_.request_stop();
+    {
+      std::lock_guard lock(mu_);
+      if (current_.valid()) current_.cancel();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::uint64_t saves() const {
+    std::lock_guard lock(mu_);
+    return saves_;
+  }
+  std::uint64_t skipped() const {  // ticks with nothing new to save
+    std::lock_guard lock(mu_);
+    return skipped_;
+  }
+  std::uint64_t failures() const {
+    std::lock_guard lock(mu_);
+    return failures_;
+  }
+
+ private:
+  void loop(std::stop_token st) {
+    std::condition_variable_any cv;
+    while (!st.stop_requested()) {
+      {
+        std::unique_lock lock(mu_);
+        cv.wait_for(lock, st, interval_, [] { return false; });
+      }
+      if (st.stop_requested()) break;
+      tick();
+    }
+  }
+
+  void tick() {
+    const std::uint64_t v = map_.version();
+    job_handle h;
+    {
+      std::lock_guard lock(mu_);
+      if (have_saved_ && v == saved_version_) {
+        ++skipped_;
+        return;
+      }
+    }
+    h = pipe_.submit(map_, sink_);
+    {
+      std::lock_guard lock(mu_);
+      current_ = h;
+    }
+    const job_status s = h.wait();
+    std::lock_guard lock(mu_);
+    current_ = job_handle();
+    if (s == job_status::done) {
+      ++saves_;
+    } else if (s == job_status::failed) {
+      ++failures_;
+    }
+  }
+
+  snapshot_pipeline& pipe_;
+  const M& map_;
+  const std::filesystem::path path_;
+  const std::chrono::milliseconds interval_;
+  std::shared_ptr<snapshot_sink> sink_;
+  mutable std::mutex mu_;
+  job_handle current_;               // guarded by mu_
+  std::uint64_t saved_version_ = 0;  // guarded by mu_
+  bool have_saved_ = false;          // guarded by mu_
+  std::uint64_t saves_ = 0, skipped_ = 0, failures_ = 0;  // guarded by mu_
+  std::jthread thread_;              // last: started after every other member exists
+};
+
+}  // namespace safemap
