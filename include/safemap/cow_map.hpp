@@ -34,8 +34,8 @@
 //      (erase of an absent key, a failed compare-and-swap, a load_or_store hit...) returns
 //      here: no copy, no publication, version unchanged;
 //   4. copy the Map (Map's copy constructor clones chain by chain without rehashing), change
-//      the copy, move it into a new snapshot with version + 1, store it (release), and
-//      rcu::retire the old snapshot. A writer never waits for a grace period.
+//      the copy, move it into a new snapshot with version + 1 and store it (release);
+//   5. unlock, then rcu::retire the old snapshot. A writer never waits for a grace period.
 // A write that throws (a copy constructor, the allocator, compute's f) publishes nothing: the
 // map is unchanged (strong guarantee).
 //
@@ -76,11 +76,11 @@ namespace safemap {
 // Counters of a CowMap, for operators and tests. size, version and map describe one
 // published snapshot; the counters are read separately and may be a write apart from it.
 struct CowMapStats {
-  std::size_t size = 0;             // entries in the current snapshot
-  std::uint64_t version = 0;        // version of the current snapshot
-  MapStats map;                     // table shape of the current snapshot
-  std::uint64_t copies = 0;         // snapshots copied by writes (update's included)
-  std::uint64_t retired = 0;        // snapshots replaced and handed to rcu::retire
+  std::size_t size = 0;              // entries in the current snapshot
+  std::uint64_t version = 0;         // version of the current snapshot
+  MapStats map;                      // table shape of the current snapshot
+  std::uint64_t copies = 0;          // snapshots copied by writes (update's included)
+  std::uint64_t retired = 0;         // snapshots replaced and handed to rcu::retire
   std::uint64_t copies_avoided = 0;  // writes that changed nothing, so copied nothing
 };
 
@@ -192,20 +192,20 @@ class CowMap {
 
   // Inserts or overwrites. Concurrency: takes the writer mutex; copies the map.
   void store(K key, V value) {
-    auto lock = lock_writer();
+    write_section w(*this);
     copy_modify_publish_locked(
-        [&](map_type& next) { next.insert_or_assign(std::move(key), std::move(value)); });
+        w, [&](map_type& next) { next.insert_or_assign(std::move(key), std::move(value)); });
   }
 
   // The existing value and true, or value and false after storing it. Concurrency: takes the
   // writer mutex; copies the map only when it stores.
   std::pair<V, bool> load_or_store(K key, V value) {
-    auto lock = lock_writer();
+    write_section w(*this);
     if (const V* existing = current_locked().map.find(key)) {
       note_copy_avoided_locked();
       return {*existing, true};
     }
-    copy_modify_publish_locked([&](map_type& next) { next.try_emplace(std::move(key), value); });
+    copy_modify_publish_locked(w, [&](map_type& next) { next.try_emplace(std::move(key), value); });
     return {std::move(value), false};
   }
 
@@ -213,14 +213,14 @@ class CowMap {
   // map only when key is present.
   template <class Q>
   std::optional<V> load_and_delete(const Q& key) {
-    auto lock = lock_writer();
+    write_section w(*this);
     const V* existing = current_locked().map.find(key);
     if (existing == nullptr) {
       note_copy_avoided_locked();
       return std::nullopt;
     }
     std::optional<V> removed;
-    copy_modify_publish_locked([&](map_type& next) {
+    copy_modify_publish_locked(w, [&](map_type& next) {
       removed.emplace(std::move(*next.find(key)));
       next.erase(key);
     });
@@ -231,21 +231,21 @@ class CowMap {
   // only when key is present.
   template <class Q>
   bool erase(const Q& key) {
-    auto lock = lock_writer();
+    write_section w(*this);
     if (!current_locked().map.contains(key)) {
       note_copy_avoided_locked();
       return false;
     }
-    copy_modify_publish_locked([&](map_type& next) { next.erase(key); });
+    copy_modify_publish_locked(w, [&](map_type& next) { next.erase(key); });
     return true;
   }
 
   // Stores value; returns the previous value if any. Concurrency: takes the writer mutex;
   // copies the map.
   std::optional<V> swap(K key, V value) {
-    auto lock = lock_writer();
+    write_section w(*this);
     std::optional<V> previous;
-    copy_modify_publish_locked([&](map_type& next) {
+    copy_modify_publish_locked(w, [&](map_type& next) {
       auto [slot, inserted] = next.try_emplace(std::move(key), std::move(value));
       if (!inserted) previous.emplace(std::exchange(*slot, std::move(value)));
     });
@@ -256,13 +256,13 @@ class CowMap {
   // Concurrency: takes the writer mutex; copies the map only when it succeeds.
   template <class Q>
   bool compare_and_swap(const Q& key, const V& expected, V desired) {
-    auto lock = lock_writer();
+    write_section w(*this);
     const V* existing = current_locked().map.find(key);
     if (existing == nullptr || !(*existing == expected)) {
       note_copy_avoided_locked();
       return false;
     }
-    copy_modify_publish_locked([&](map_type& next) { *next.find(key) = std::move(desired); });
+    copy_modify_publish_locked(w, [&](map_type& next) { *next.find(key) = std::move(desired); });
     return true;
   }
 
@@ -270,13 +270,13 @@ class CowMap {
   // mutex; copies the map only when it succeeds.
   template <class Q>
   bool compare_and_delete(const Q& key, const V& expected) {
-    auto lock = lock_writer();
+    write_section w(*this);
     const V* existing = current_locked().map.find(key);
     if (existing == nullptr || !(*existing == expected)) {
       note_copy_avoided_locked();
       return false;
     }
-    copy_modify_publish_locked([&](map_type& next) { next.erase(key); });
+    copy_modify_publish_locked(w, [&](map_type& next) { next.erase(key); });
     return true;
   }
 
@@ -287,7 +287,7 @@ class CowMap {
   // f returns nullopt for an absent key.
   template <class F>
   std::optional<V> compute(const K& key, F f) {
-    auto lock = lock_writer();
+    write_section w(*this);
     const V* existing = current_locked().map.find(key);
     std::optional<V> next_value;
     {
@@ -299,10 +299,10 @@ class CowMap {
         note_copy_avoided_locked();
         return std::nullopt;
       }
-      copy_modify_publish_locked([&](map_type& next) { next.erase(key); });
+      copy_modify_publish_locked(w, [&](map_type& next) { next.erase(key); });
       return std::nullopt;
     }
-    copy_modify_publish_locked([&](map_type& next) { next.insert_or_assign(key, *next_value); });
+    copy_modify_publish_locked(w, [&](map_type& next) { next.insert_or_assign(key, *next_value); });
     return next_value;
   }
 
@@ -316,7 +316,7 @@ class CowMap {
   // copy.
   template <class F>
   bool update(F&& f) {
-    auto lock = lock_writer();
+    write_section w(*this);
     map_type next(current_locked().map);
     note_copy_locked();
     bool publish = true;
@@ -328,14 +328,14 @@ class CowMap {
         publish = static_cast<bool>(f(next));
       }
     }
-    if (publish) publish_locked(std::move(next));
+    if (publish) publish_locked(w, std::move(next));
     return publish;
   }
 
   // Removes every entry (publishes a new empty snapshot with a fresh hash seed; copies
   // nothing). Clearing an empty map publishes nothing. Concurrency: takes the writer mutex.
   void clear() {
-    auto lock = lock_writer();
+    write_section w(*this);
     const map_type& cur = current_locked().map;
     if (cur.empty()) {
       note_copy_avoided_locked();
@@ -343,7 +343,7 @@ class CowMap {
     }
     Hash hash = cur.hash_function();
     if constexpr (detail::reseedable<Hash>) hash.reseed();
-    publish_locked(map_type(0, hash, cur.key_eq()));
+    publish_locked(w, map_type(0, hash, cur.key_eq()));
   }
 
  private:
@@ -366,37 +366,55 @@ class CowMap {
     return *current_.load(std::memory_order_relaxed);
   }
 
-  // Locks the writer mutex for one write, after refusing a write made from inside compute's
-  // or update's f on this map (the mutex is not recursive). One thread-local load when no
-  // callback runs on this thread.
-  std::unique_lock<std::mutex> lock_writer() {
-    if (SAFEMAP_UNLIKELY(!detail::held_locks::empty()) &&
-        detail::held_locks::held(&writer_mutex_) != detail::held_locks::mode::none) {
-      detail::report_reentrant_write();
+  // One write: holds writer_mutex_ for its lifetime, after refusing a write made from inside
+  // compute's or update's f on this map (the mutex is not recursive; one thread-local load
+  // when no callback runs on this thread). The snapshot a write replaces is retired after the
+  // mutex is released: it is unreachable from the moment current_ changed, and retiring
+  // (liburcu's call_rcu may wake its worker; the TSan fallback may free a batch) need not
+  // lengthen the critical section every other writer waits on.
+  class write_section {
+   public:
+    explicit write_section(CowMap& m) : m_(m) {
+      if (SAFEMAP_UNLIKELY(!detail::held_locks::empty()) &&
+          detail::held_locks::held(&m_.writer_mutex_) != detail::held_locks::mode::none) {
+        detail::report_reentrant_write();
+      }
+      m_.writer_mutex_.lock();
     }
-    return std::unique_lock<std::mutex>(writer_mutex_);
-  }
+    ~write_section() {
+      m_.writer_mutex_.unlock();
+      if (replaced_ != nullptr) rcu::retire(replaced_);
+    }
+    write_section(const write_section&) = delete;
+    write_section& operator=(const write_section&) = delete;
+
+   private:
+    friend class CowMap;
+    CowMap& m_;
+    snapshot_node* replaced_ = nullptr;  // set by publish_locked; at most one per write
+  };
 
   // Copies the current snapshot, applies modify(Map&) to the copy and publishes it. Caller
-  // holds writer_mutex_. If the copy or modify throws, nothing is published.
+  // holds writer_mutex_ through w. If the copy or modify throws, nothing is published.
   template <class Modify>
-  void copy_modify_publish_locked(Modify&& modify) {
+  void copy_modify_publish_locked(write_section& w, Modify&& modify) {
     map_type next(current_locked().map);
     note_copy_locked();
     std::forward<Modify>(modify)(next);
-    publish_locked(std::move(next));
+    publish_locked(w, std::move(next));
   }
 
-  // Publishes next as the new current snapshot (version + 1) and retires the old one. Caller
-  // holds writer_mutex_. The release store orders the whole construction of the new snapshot
-  // before any reader's acquire load that sees it; the old snapshot is unreachable for new
-  // readers once the store is done, which is what rcu::retire requires. If allocating the
-  // node throws, next is untouched and nothing is published.
-  void publish_locked(map_type&& next) {
+  // Publishes next as the new current snapshot (version + 1); w retires the old one once the
+  // mutex is released. Caller holds writer_mutex_ through w. The release store orders the
+  // whole construction of the new snapshot before any reader's acquire load that sees it; the
+  // old snapshot is unreachable for new readers once the store is done, which is what
+  // rcu::retire requires. If allocating the node throws, next is untouched and nothing is
+  // published.
+  void publish_locked(write_section& w, map_type&& next) {
     snapshot_node* old = current_.load(std::memory_order_relaxed);
     auto* fresh = new snapshot_node(std::move(next), old->version + 1);
     current_.store(fresh, std::memory_order_release);
-    rcu::retire(old);
+    w.replaced_ = old;
     bump_locked(retired_);
   }
 

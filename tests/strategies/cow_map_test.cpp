@@ -33,20 +33,27 @@
 #include "support/misuse_guard.hpp"
 #include "support/throwing.hpp"
 
-// ---- a counting global operator new ---------------------------------------------------------------
-// Counts the allocations of the calling thread only, so other threads (liburcu's call_rcu
-// worker, gtest) cannot disturb a measurement.
+// ---- a counting global operator new
+// --------------------------------------------------------------- Counts the allocations of the
+// calling thread only, so other threads (liburcu's call_rcu worker, gtest) cannot disturb a
+// measurement.
 namespace {
 thread_local long tls_allocations = 0;
 }  // namespace
 
-void* operator new(std::size_t n) {
+// noinline: inlined into a caller, GCC would pair this malloc with the operator delete's free
+// across the call and warn (-Wmismatched-new-delete) about a pairing that is in fact right.
+[[gnu::noinline]] void* operator new(std::size_t n) {
   ++tls_allocations;
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace {
 
@@ -108,10 +115,10 @@ TEST(CowMapTest, UpdateOrComputeThatThrowsPublishesNothingAndReleasesTheWriterMu
     throw std::runtime_error("abandon");
   }),
                std::runtime_error);
-  EXPECT_THROW(m.compute(1, [](std::optional<int>) -> std::optional<int> {
-    throw std::runtime_error("abandon");
-  }),
-               std::runtime_error);
+  EXPECT_THROW(
+      m.compute(
+          1, [](std::optional<int>) -> std::optional<int> { throw std::runtime_error("abandon"); }),
+      std::runtime_error);
   EXPECT_EQ(m.version(), v);
   EXPECT_FALSE(m.contains(2));
   EXPECT_EQ(m.load(1), 1);
@@ -153,8 +160,12 @@ TEST(CowMapTest, ReadersNeverSeeAHalfAppliedUpdate) {
         ++count;
       };
       switch (t) {
-        case 1: m.range(check); break;
-        case 2: m.read([&](const safemap::Map<int, int>& map) { map.for_each(check); }); break;
+        case 1:
+          m.range(check);
+          break;
+        case 2:
+          m.read([&](const safemap::Map<int, int>& map) { map.for_each(check); });
+          break;
         default:
           for (const auto& [k, v] : m.snapshot()) check(k, v);
           break;
@@ -199,14 +210,14 @@ TEST(CowMapTest, WritesThatChangeNothingCopyNothingAndPublishNothing) {
 
 TEST(CowMapTest, EverySuccessfulWriteCopiesOnceAndRetiresTheOldSnapshot) {
   CowMap<int, int> m;
-  m.store(1, 10);                        // 1
-  m.load_or_store(2, 20);                // 2
-  m.swap(1, 11);                         // 3
-  m.compare_and_swap(1, 11, 12);         // 4
+  m.store(1, 10);                                                             // 1
+  m.load_or_store(2, 20);                                                     // 2
+  m.swap(1, 11);                                                              // 3
+  m.compare_and_swap(1, 11, 12);                                              // 4
   m.compute(3, [](std::optional<int>) -> std::optional<int> { return 30; });  // 5
-  m.erase(3);                            // 6
-  m.load_and_delete(2);                  // 7
-  m.compare_and_delete(1, 12);           // 8
+  m.erase(3);                                                                 // 6
+  m.load_and_delete(2);                                                       // 7
+  m.compare_and_delete(1, 12);                                                // 8
   const auto s = m.stats();
   EXPECT_EQ(s.copies, 8u);
   EXPECT_EQ(s.retired, 8u);
@@ -396,13 +407,18 @@ TEST(CowMapTest, AWriteWhoseCopyThrowsLeavesTheMapUnchanged) {
       try {
         fault_scope faults;
         switch (i % 4) {
-          case 0: m.store(i % 80, value(i)); break;
-          case 1: m.erase(i % 64); break;
-          case 2: m.swap(i % 80, value(i)); break;
+          case 0:
+            m.store(i % 80, value(i));
+            break;
+          case 1:
+            m.erase(i % 64);
+            break;
+          case 2:
+            m.swap(i % 80, value(i));
+            break;
           default:
-            m.compute(i % 64, [i](std::optional<value>) -> std::optional<value> {
-              return value(i);
-            });
+            m.compute(i % 64,
+                      [i](std::optional<value>) -> std::optional<value> { return value(i); });
             break;
         }
       } catch (const injected_fault&) {

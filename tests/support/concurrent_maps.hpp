@@ -6,7 +6,8 @@
 //    template with other key and value types (string keys, instance-counting values).
 //  - map_traits<M>: what a map documents where DESIGN lets the strategies differ (range
 //    consistency, a write from a range callback, version on failed writes, how often compute
-//    calls f). Each value is taken from the map's header; change it only with the header.
+//    calls f, what a visit callback may read). Each value is taken from the map's header
+//    comment; change it only with the header.
 //  - reference_map<K, V>: the oracle, a std::unordered_map with the concurrent-map API and
 //    exactly the semantics of DESIGN's table, plus a version that grows by exactly 1 on each
 //    successful mutation (a concurrent map's version must grow by at least that much).
@@ -78,7 +79,8 @@ constexpr std::size_t scaled(std::size_t n, std::size_t divisor = 10) {
   return sanitized_build ? std::max<std::size_t>(1, n / divisor) : n;
 }
 
-// ---- the maps -------------------------------------------------------------------------------------
+// ---- the maps
+// -------------------------------------------------------------------------------------
 
 // How a map answers a write made from inside its own range callback (DESIGN §4: it works, or
 // it is reported as misuse; it never hangs).
@@ -94,6 +96,7 @@ struct map_traits<safemap::CowMap<K, V, H, E>> {
   static constexpr range_write_policy write_from_range = range_write_policy::works;
   static constexpr bool failed_writes_keep_version = true;  // they publish nothing
   static constexpr bool compute_calls_f_once = true;        // under the writer mutex
+  static constexpr bool visit_may_read_any_key = true;      // visit holds no lock
 };
 
 #ifdef SAFEMAP_TEST_HAS_LOCKED_MAP
@@ -102,8 +105,9 @@ struct map_traits<safemap::LockedMap<K, V, H, E>> {
   static constexpr const char* name = "LockedMap";
   static constexpr bool point_in_time_range = true;
   static constexpr range_write_policy write_from_range = range_write_policy::reported;
-  static constexpr bool failed_writes_keep_version = false;
+  static constexpr bool failed_writes_keep_version = true;
   static constexpr bool compute_calls_f_once = true;
+  static constexpr bool visit_may_read_any_key = true;  // reads run without relocking
 };
 #endif
 
@@ -113,8 +117,10 @@ struct map_traits<safemap::ShardedMap<K, V, H, E>> {
   static constexpr const char* name = "ShardedMap";
   static constexpr bool point_in_time_range = false;  // consistent per shard
   static constexpr range_write_policy write_from_range = range_write_policy::works;
-  static constexpr bool failed_writes_keep_version = false;
+  static constexpr bool failed_writes_keep_version = true;
   static constexpr bool compute_calls_f_once = true;
+  // visit holds its key's shard lock: a read of another shard is reported (lock order).
+  static constexpr bool visit_may_read_any_key = false;
 };
 #endif
 
@@ -124,8 +130,9 @@ struct map_traits<safemap::SyncMap<K, V, H, E>> {
   static constexpr const char* name = "SyncMap";
   static constexpr bool point_in_time_range = false;  // weakly consistent, like Go's Range
   static constexpr range_write_policy write_from_range = range_write_policy::works;
-  static constexpr bool failed_writes_keep_version = false;
-  static constexpr bool compute_calls_f_once = false;  // may retry a lock-free attempt
+  static constexpr bool failed_writes_keep_version = true;
+  static constexpr bool compute_calls_f_once = false;   // a lost CAS race calls f again
+  static constexpr bool visit_may_read_any_key = true;  // no lock held in callbacks
 };
 #endif
 
@@ -191,7 +198,8 @@ struct map_names {
   }
 };
 
-// ---- the oracle -----------------------------------------------------------------------------------
+// ---- the oracle
+// -----------------------------------------------------------------------------------
 
 // DESIGN §4's table on a std::unordered_map, single-threaded. version() grows by exactly 1 on
 // each successful mutation (store, a load_or_store that stores, a removal, swap, a successful
@@ -302,7 +310,8 @@ class reference_map {
   std::uint64_t version_ = 0;
 };
 
-// ---- random operations ----------------------------------------------------------------------------
+// ---- random operations
+// ----------------------------------------------------------------------------
 
 enum class op_kind {
   load,
@@ -325,33 +334,49 @@ enum class op_kind {
 
 inline const char* op_name(op_kind k) {
   switch (k) {
-    case op_kind::load: return "load";
-    case op_kind::contains: return "contains";
-    case op_kind::visit: return "visit";
-    case op_kind::store: return "store";
-    case op_kind::load_or_store: return "load_or_store";
-    case op_kind::load_and_delete: return "load_and_delete";
-    case op_kind::erase: return "erase";
-    case op_kind::swap: return "swap";
-    case op_kind::compare_and_swap: return "compare_and_swap";
-    case op_kind::compare_and_delete: return "compare_and_delete";
-    case op_kind::compute: return "compute";
-    case op_kind::range: return "range";
-    case op_kind::range_stop: return "range_stop";
-    case op_kind::size: return "size";
-    case op_kind::clear: return "clear";
-    case op_kind::snapshot: return "snapshot";
+    case op_kind::load:
+      return "load";
+    case op_kind::contains:
+      return "contains";
+    case op_kind::visit:
+      return "visit";
+    case op_kind::store:
+      return "store";
+    case op_kind::load_or_store:
+      return "load_or_store";
+    case op_kind::load_and_delete:
+      return "load_and_delete";
+    case op_kind::erase:
+      return "erase";
+    case op_kind::swap:
+      return "swap";
+    case op_kind::compare_and_swap:
+      return "compare_and_swap";
+    case op_kind::compare_and_delete:
+      return "compare_and_delete";
+    case op_kind::compute:
+      return "compute";
+    case op_kind::range:
+      return "range";
+    case op_kind::range_stop:
+      return "range_stop";
+    case op_kind::size:
+      return "size";
+    case op_kind::clear:
+      return "clear";
+    case op_kind::snapshot:
+      return "snapshot";
   }
   return "?";
 }
 
 // What compute's f does with the current state.
 enum class compute_mode {
-  erase,         // returns nullopt
-  assign,        // returns the op's value
-  keep,          // returns the current state unchanged
-  toggle,        // absent: the op's value; present: nullopt
-  if_expected,   // present and == expected: the op's value; otherwise unchanged
+  erase,        // returns nullopt
+  assign,       // returns the op's value
+  keep,         // returns the current state unchanged
+  toggle,       // absent: the op's value; present: nullopt
+  if_expected,  // present and == expected: the op's value; otherwise unchanged
 };
 
 template <class K, class V>
@@ -374,15 +399,15 @@ struct map_op {
 // What an operation returned, in a form both a concurrent map and the reference produce.
 template <class K, class V>
 struct op_result {
-  std::optional<V> value;                   // load, load_and_delete, swap, compute, visit
-  bool flag = false;                        // bool results; load_or_store's "loaded"
-  std::size_t count = 0;                    // size, range_stop
-  std::vector<std::pair<K, V>> entries;     // range, snapshot: sorted by key
+  std::optional<V> value;                // load, load_and_delete, swap, compute, visit
+  bool flag = false;                     // bool results; load_or_store's "loaded"
+  std::size_t count = 0;                 // size, range_stop
+  std::vector<std::pair<K, V>> entries;  // range, snapshot: sorted by key
 
   friend bool operator==(const op_result&, const op_result&) = default;
   friend std::ostream& operator<<(std::ostream& os, const op_result& r) {
-    os << "{value=" << testing::PrintToString(r.value) << " flag=" << r.flag
-       << " count=" << r.count << " entries=[";
+    os << "{value=" << testing::PrintToString(r.value) << " flag=" << r.flag << " count=" << r.count
+       << " entries=[";
     for (const auto& [k, v] : r.entries) {
       os << testing::PrintToString(k) << ":" << testing::PrintToString(v) << " ";
     }
@@ -442,7 +467,8 @@ class op_generator {
       }
     }
     // A small value range makes compare_and_swap/compare_and_delete succeed often enough.
-    map_op<K, V> op{kind, make_key_(rng_.below(key_space_)),
+    map_op<K, V> op{kind,
+                    make_key_(rng_.below(key_space_)),
                     make_value_(static_cast<int>(rng_.below(8))),
                     make_value_(static_cast<int>(rng_.below(8))),
                     static_cast<compute_mode>(rng_.below(5)),
@@ -464,8 +490,7 @@ auto sorted_entries(const C& c) {
   using V = typename C::mapped_type;
   std::vector<std::pair<K, V>> out;
   for (const auto& [k, v] : c) out.emplace_back(k, v);
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
 }
 
@@ -510,9 +535,12 @@ op_result<K, V> apply_op(M& m, const map_op<K, V>& op) {
     case op_kind::compute:
       r.value = m.compute(op.key, [&op](std::optional<V> cur) -> std::optional<V> {
         switch (op.mode) {
-          case compute_mode::erase: return std::nullopt;
-          case compute_mode::assign: return op.value;
-          case compute_mode::keep: return cur;
+          case compute_mode::erase:
+            return std::nullopt;
+          case compute_mode::assign:
+            return op.value;
+          case compute_mode::keep:
+            return cur;
           case compute_mode::toggle:
             if (cur) return std::nullopt;
             return op.value;
@@ -544,7 +572,8 @@ op_result<K, V> apply_op(M& m, const map_op<K, V>& op) {
   return r;
 }
 
-// ---- threads ----------------------------------------------------------------------------------------
+// ---- threads
+// ----------------------------------------------------------------------------------------
 
 // Runs fn(thread_index) on n threads that start together (a std::latch), joins them all, then
 // rethrows the first exception any of them threw.
