@@ -52,10 +52,14 @@ inline std::uint64_t mix_integer(std::uint64_t key, std::uint64_t seed) noexcept
 }
 
 // Unseeded post-mix for user hashers that do not declare is_avalanching.
-inline std::uint64_t post_mix(std::uint64_t h) noexcept { return mum(h ^ k_mix0, k_mix1); }
+inline std::uint64_t post_mix(std::uint64_t h) noexcept {
+  return mum(h ^ k_mix0, k_mix1);
+}
 
 // A seed that is never zero (zero would make the seeded mixers degenerate for key 0).
-inline std::uint64_t fresh_seed() noexcept { return random_u64() | 1; }
+inline std::uint64_t fresh_seed() noexcept {
+  return random_u64() | 1;
+}
 
 template <class T>
 concept string_like = std::convertible_to<const T&, std::string_view>;

@@ -1,8 +1,8 @@
 // safemap/json.hpp - JSON and Go-style text for every safemap map; parsing back; {fmt}.
 //
 //   std::string s = safemap::to_json(m);                 // {"a":1,"b":2}   keys sorted
-//   safemap::write_json(m, out, {.pretty = true});       // into std::string, fmt::memory_buffer,
-//                                                        // or anything with append(const char*, const char*)
+//   safemap::write_json(m, out, {.pretty = true});       // into std::string, fmt::memory_buffer
+//                                                        // or any type with append(b, e)
 //   std::string t = safemap::to_string(m);               // map[a:1 b:2]    Go's %v
 //   fmt::format("{} {:j}", m, m);                        // Go text, JSON
 //   auto m2 = safemap::from_json<safemap::Map<std::string, int>>(s);
@@ -70,7 +70,10 @@ using staged_map_t =
 
 template <class M, class Out>
 std::size_t write_top(const M& m, Out& out, const json_options& opt) {
-  if constexpr (requires { out.size(); out.resize(out.size()); }) {
+  if constexpr (requires {
+                  out.size();
+                  out.resize(out.size());
+                }) {
     const auto size = out.size();
     try {
       return json_writer<Out>(out, opt).write_map(m);
@@ -101,7 +104,9 @@ template <class M, class S>
 void apply_batch(M& into, S&& staged) {
   if constexpr (requires { into.merge(std::move(staged)); }) {
     into.merge(std::move(staged));
-  } else if constexpr (requires { into.insert_or_assign(typename M::key_type{}, typename M::mapped_type{}); }) {
+  } else if constexpr (requires {
+                         into.insert_or_assign(typename M::key_type{}, typename M::mapped_type{});
+                       }) {
     staged.for_each([&](const auto& k, auto& v) { into.insert_or_assign(k, std::move(v)); });
   } else {
     staged.for_each([&](const auto& k, auto& v) { into.store(k, std::move(v)); });
@@ -125,8 +130,7 @@ M from_staged(staged_map_t<M>&& staged) {
 
 // JSON text of m (see the top of this file for the view each map type gives).
 template <class M>
-  requires detail::json::map_like<M>
-std::string to_json(const M& m, const json_options& opt = {}) {
+requires detail::json::map_like<M> std::string to_json(const M& m, const json_options& opt = {}) {
   std::string out;
   detail::json::write_top(m, out, opt);
   return out;
@@ -135,15 +139,16 @@ std::string to_json(const M& m, const json_options& opt = {}) {
 // Appends the JSON text of m to out. On exception (NaN, a throwing allocator) a std::string or
 // fmt::memory_buffer is restored to its previous size.
 template <class M, class Out>
-  requires detail::json::map_like<M> && requires(Out& o, const char* p) { o.append(p, p); }
+requires detail::json::map_like<M> && requires(Out& o, const char* p) {
+  o.append(p, p);
+}
 void write_json(const M& m, Out& out, const json_options& opt = {}) {
   detail::json::write_top(m, out, opt);
 }
 
 // Go's %v text of m: map[k1:v1 k2:v2], keys sorted as Go's fmt sorts them.
 template <class M>
-  requires detail::json::map_like<M>
-std::string to_string(const M& m) {
+requires detail::json::map_like<M> std::string to_string(const M& m) {
   std::string out;
   detail::json::go_writer<std::string>(out).write_map(m);
   return out;
@@ -151,15 +156,14 @@ std::string to_string(const M& m) {
 
 // Parses text (a JSON object) into a new M. Throws json_error on bad input.
 template <class M>
-  requires detail::json::map_like<M>
-M from_json(std::string_view text) {
+requires detail::json::map_like<M> M from_json(std::string_view text) {
   return detail::json::from_staged<M>(detail::json::parse_staged<M>(text));
 }
 
 // Parses text completely, then stores every entry into `into` as one batch. On error throws
 // json_error and leaves `into` unchanged.
 template <class M>
-  requires detail::json::map_like<M>
+requires detail::json::map_like<M>
 void merge_json(M& into, std::string_view text) {
   detail::json::apply_batch(into, detail::json::parse_staged<M>(text));
 }
@@ -169,9 +173,9 @@ void merge_json(M& into, std::string_view text) {
 // string: readers share one copy. The map must outlive the cache.
 // Concurrency: get() may be called from any number of threads; one serializes at a time.
 template <class M>
-  requires requires(const M& m) {
-    { m.version() } -> std::convertible_to<std::uint64_t>;
-  }
+requires requires(const M& m) {
+  { m.version() } -> std::convertible_to<std::uint64_t>;
+}
 class json_cache {
  public:
   explicit json_cache(const M& m, json_options opt = {}) : m_(m), opt_(opt) {}
@@ -210,7 +214,7 @@ class json_cache {
 
 // {fmt}: "{}" formats Go text (map[a:1 b:2]), "{:j}" JSON with sorted keys.
 template <class M, class Char>
-  requires safemap::detail::json::map_like<M>
+requires safemap::detail::json::map_like<M>
 struct fmt::formatter<M, Char> {
   bool json = false;
 

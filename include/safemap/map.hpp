@@ -89,11 +89,17 @@ struct MapStats {
 
 namespace detail {
 template <class H>
-concept avalanching_hash = requires { typename H::is_avalanching; };
+concept avalanching_hash = requires {
+  typename H::is_avalanching;
+};
 template <class T>
-concept transparent = requires { typename T::is_transparent; };
+concept transparent = requires {
+  typename T::is_transparent;
+};
 template <class H>
-concept reseedable = requires(H& h) { h.reseed(); };
+concept reseedable = requires(H& h) {
+  h.reseed();
+};
 
 // Go's loadFactorNum/loadFactorDen: grow when count > 6.5 * 2^B (and more than one bucket's
 // worth). At 6.5 Go measured ~20% overflow buckets, ~10.8 bytes/entry of overhead and ~4
@@ -148,7 +154,7 @@ class Map {
   // Lookups take Q != K only when hasher and key_equal both opt in (like std::unordered_map).
   template <class Q>
   static constexpr bool heterogeneous =
-      detail::transparent<Hash> && detail::transparent<Eq> && !std::is_same_v<Q, K>;
+      detail::transparent<Hash>&& detail::transparent<Eq> && !std::is_same_v<Q, K>;
 
  public:
   template <bool Const>
@@ -258,35 +264,23 @@ class Map {
   V* find(const K& key) { return value_or_null(find_slot(key)); }
   const V* find(const K& key) const { return value_or_null(find_slot(key)); }
   template <class Q>
-    requires heterogeneous<Q>
-  V* find(const Q& key) {
-    return value_or_null(find_slot(key));
-  }
+  requires heterogeneous<Q> V* find(const Q& key) { return value_or_null(find_slot(key)); }
   template <class Q>
-    requires heterogeneous<Q>
-  const V* find(const Q& key) const {
-    return value_or_null(find_slot(key));
-  }
+  requires heterogeneous<Q>
+  const V* find(const Q& key) const { return value_or_null(find_slot(key)); }
 
   bool contains(const K& key) const { return find_slot(key) != nullptr; }
   template <class Q>
-    requires heterogeneous<Q>
-  bool contains(const Q& key) const {
-    return find_slot(key) != nullptr;
-  }
+  requires heterogeneous<Q>
+  bool contains(const Q& key) const { return find_slot(key) != nullptr; }
 
   V& at(const K& key) { return at_impl(find_slot(key)); }
   const V& at(const K& key) const { return at_impl(find_slot(key)); }
   template <class Q>
-    requires heterogeneous<Q>
-  V& at(const Q& key) {
-    return at_impl(find_slot(key));
-  }
+  requires heterogeneous<Q> V& at(const Q& key) { return at_impl(find_slot(key)); }
   template <class Q>
-    requires heterogeneous<Q>
-  const V& at(const Q& key) const {
-    return at_impl(find_slot(key));
-  }
+  requires heterogeneous<Q>
+  const V& at(const Q& key) const { return at_impl(find_slot(key)); }
 
   // --- modifiers (writes: one writer at a time) ---------------------------------------------
 
@@ -312,9 +306,8 @@ class Map {
 
   // true if inserted, false if an existing value was assigned.
   bool insert_or_assign(K key, V value) {
-    auto [slot, inserted] = emplace_impl(key, [&](void* p) {
-      ::new (p) slot_type(std::move(key), std::move(value));
-    });
+    auto [slot, inserted] =
+        emplace_impl(key, [&](void* p) { ::new (p) slot_type(std::move(key), std::move(value)); });
     if (!inserted) slot->second = std::move(value);
     return inserted;
   }
@@ -322,10 +315,7 @@ class Map {
   // Returns the number of entries removed (0 or 1).
   size_type erase(const K& key) { return erase_impl(key); }
   template <class Q>
-    requires heterogeneous<Q>
-  size_type erase(const Q& key) {
-    return erase_impl(key);
-  }
+  requires heterogeneous<Q> size_type erase(const Q& key) { return erase_impl(key); }
 
   void swap(Map& other) noexcept {
     using std::swap;
@@ -458,16 +448,23 @@ class Map {
   // Relocation may move entries with their move constructors (one pass, nothing can throw)
   // only when moves and the hasher are noexcept; otherwise copy first, destroy after.
   static constexpr bool nothrow_relocate =
-      std::is_nothrow_move_constructible_v<K> && std::is_nothrow_move_constructible_v<V> &&
-      noexcept(std::declval<const Hash&>()(std::declval<const K&>()));
+      std::is_nothrow_move_constructible_v<K> &&
+      std::is_nothrow_move_constructible_v<V>&& noexcept(
+          std::declval<const Hash&>()(std::declval<const K&>()));
 
-  std::size_t nbuckets() const noexcept { return std::size_t{1} << B_; }
-  std::size_t bucket_mask() const noexcept { return nbuckets() - 1; }
+  std::size_t nbuckets() const noexcept {
+    return std::size_t{1} << B_;
+  }
+  std::size_t bucket_mask() const noexcept {
+    return nbuckets() - 1;
+  }
   // Old array size: half the new one for a doubling growth, the same for a same-size growth.
   std::size_t noldbuckets() const noexcept {
     return same_size_grow_ ? nbuckets() : nbuckets() >> 1;
   }
-  std::size_t old_bucket_mask() const noexcept { return noldbuckets() - 1; }
+  std::size_t old_bucket_mask() const noexcept {
+    return noldbuckets() - 1;
+  }
 
   // The bucket whose chain holds hash's key: the old one while it is not evacuated.
   bucket_type* bucket_for(std::size_t hash, bool* in_old = nullptr) const noexcept {
@@ -504,7 +501,9 @@ class Map {
     return nullptr;
   }
 
-  static V* value_or_null(slot_type* s) noexcept { return s ? &s->second : nullptr; }
+  static V* value_or_null(slot_type* s) noexcept {
+    return s ? &s->second : nullptr;
+  }
   static V& at_impl(slot_type* s) {
     if (s == nullptr) throw std::out_of_range("safemap::Map::at: key not found");
     return s->second;
@@ -613,8 +612,7 @@ class Map {
       if (i == 0) {
         if (b == first) break;
         bucket_type* c = b;
-        for (b = first; b->overflow != c; b = b->overflow) {
-        }
+        for (b = first; b->overflow != c; b = b->overflow) {}
         i = detail::bucket_cnt - 1;
       } else {
         --i;
@@ -916,7 +914,9 @@ class Map {
     same_size_grow_ = false;
   }
 
-  void destroy_all() noexcept { destroy_tables(); }
+  void destroy_all() noexcept {
+    destroy_tables();
+  }
 
   void clear_locked_by_writer() {
     if (buckets_ == nullptr) return;
@@ -1032,7 +1032,9 @@ class Map {
     swap(same_size_grow_, other.same_size_grow_);
   }
 
-  static Alloc alloc_type_for(const bucket_allocator& a) { return Alloc(a); }
+  static Alloc alloc_type_for(const bucket_allocator& a) {
+    return Alloc(a);
+  }
 
   // ---- memory --------------------------------------------------------------------------------
 
@@ -1047,7 +1049,9 @@ class Map {
     b->init();
     return b;
   }
-  void free_bucket(bucket_type* b) noexcept { bucket_traits::deallocate(alloc_, b, 1); }
+  void free_bucket(bucket_type* b) noexcept {
+    bucket_traits::deallocate(alloc_, b, 1);
+  }
 
   // ---- iteration helpers -------------------------------------------------------------------
 
@@ -1112,8 +1116,8 @@ class Map {
     }
     // iterator -> const_iterator
     template <bool C = Const>
-      requires C
-    basic_iterator(const basic_iterator<false>& o) noexcept {  // NOLINT(google-explicit-constructor)
+    requires C basic_iterator(const basic_iterator<false>& o)
+    noexcept {  // NOLINT(google-explicit-constructor)
       m_ = o.m_;
       b_ = o.b_;
       cur_ = o.cur_;

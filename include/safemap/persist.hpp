@@ -52,15 +52,15 @@ namespace safemap {
 class snapshot_error : public std::runtime_error {
  public:
   enum class kind {
-    io,                // a system call failed (errno text in what())
-    missing,           // no such file
-    bad_tag,           // not a safemap snapshot
-    bad_version,       // a format version this build does not read
-    bad_header,        // header fields malformed
-    truncated,         // shorter than the header says
-    trailing_bytes,    // longer than the header says
-    checksum_mismatch, // payload does not match its checksum
-    count_mismatch,    // payload holds a different number of entries than the header says
+    io,                 // a system call failed (errno text in what())
+    missing,            // no such file
+    bad_tag,            // not a safemap snapshot
+    bad_version,        // a format version this build does not read
+    bad_header,         // header fields malformed
+    truncated,          // shorter than the header says
+    trailing_bytes,     // longer than the header says
+    checksum_mismatch,  // payload does not match its checksum
+    count_mismatch,     // payload holds a different number of entries than the header says
   };
 
   snapshot_error(kind k, const std::filesystem::path& file, const std::string& problem)
@@ -226,8 +226,9 @@ inline std::string_view verified_payload(std::string_view data, parsed_header& h
   const std::string_view payload = data.substr(h.length);
   const std::uint64_t sum = XXH3_64bits(payload.data(), payload.size());
   if (sum != h.xxh3) {
-    throw snapshot_error(k::checksum_mismatch, file,
-                         "checksum mismatch: the payload is corrupt (XXH3 differs from the header's)");
+    throw snapshot_error(
+        k::checksum_mismatch, file,
+        "checksum mismatch: the payload is corrupt (XXH3 differs from the header's)");
   }
   return payload;
 }
@@ -267,7 +268,7 @@ inline void write_snapshot_file(const std::filesystem::path& path, std::size_t e
 // Writes m to `path` crash-safely (see the top of this file). Throws snapshot_error (kind io)
 // when a system call fails; the target is then untouched.
 template <class M>
-  requires detail::json::map_like<M>
+requires detail::json::map_like<M>
 void save_snapshot(const M& m, const std::filesystem::path& path) {
   std::string payload;
   const std::size_t entries = detail::json::write_top(m, payload, json_options{});
@@ -276,8 +277,7 @@ void save_snapshot(const M& m, const std::filesystem::path& path) {
 
 // Reads a snapshot written by save_snapshot into a new M, verifying everything first.
 template <class M>
-  requires detail::json::map_like<M>
-M load_snapshot(const std::filesystem::path& path) {
+requires detail::json::map_like<M> M load_snapshot(const std::filesystem::path& path) {
   namespace p = detail::persist;
   const std::string data = p::read_file(path);
   p::parsed_header h;

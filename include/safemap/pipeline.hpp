@@ -73,29 +73,48 @@ using pipeline_clock = std::chrono::steady_clock;
 
 enum class overflow_policy { block, drop_oldest, drop_newest, coalesce, fail };
 enum class shutdown_mode { drain, cancel };
-enum class job_status { pending, running, done, dropped, coalesced, cancelled, timed_out, failed, rejected };
+enum class job_status {
+  pending,
+  running,
+  done,
+  dropped,
+  coalesced,
+  cancelled,
+  timed_out,
+  failed,
+  rejected
+};
 
 constexpr const char* to_string(job_status s) noexcept {
   switch (s) {
-    case job_status::pending: return "pending";
-    case job_status::running: return "running";
-    case job_status::done: return "done";
-    case job_status::dropped: return "dropped";
-    case job_status::coalesced: return "coalesced";
-    case job_status::cancelled: return "cancelled";
-    case job_status::timed_out: return "timed_out";
-    case job_status::failed: return "failed";
-    case job_status::rejected: return "rejected";
+    case job_status::pending:
+      return "pending";
+    case job_status::running:
+      return "running";
+    case job_status::done:
+      return "done";
+    case job_status::dropped:
+      return "dropped";
+    case job_status::coalesced:
+      return "coalesced";
+    case job_status::cancelled:
+      return "cancelled";
+    case job_status::timed_out:
+      return "timed_out";
+    case job_status::failed:
+      return "failed";
+    case job_status::rejected:
+      return "rejected";
   }
   return "unknown";
 }
 
 // What a sink receives: the JSON text of one map and facts about it.
 struct snapshot_data {
-  std::string_view json;          // valid only during the sink call
-  std::size_t entries = 0;        // top-level entries in json
-  std::uint64_t version = 0;      // the map's version() read before serializing (0 if none)
-  const void* map = nullptr;      // identity of the map (for sinks shared between maps)
+  std::string_view json;      // valid only during the sink call
+  std::size_t entries = 0;    // top-level entries in json
+  std::uint64_t version = 0;  // the map's version() read before serializing (0 if none)
+  const void* map = nullptr;  // identity of the map (for sinks shared between maps)
   pipeline_clock::time_point taken_at;
 };
 
@@ -134,8 +153,8 @@ class callback_sink final : public snapshot_sink {
 
 struct job_result {
   job_status status = job_status::pending;
-  std::string error;                         // failed: the exception's message
-  std::size_t bytes = 0;                     // serialized size (done)
+  std::string error;                          // failed: the exception's message
+  std::size_t bytes = 0;                      // serialized size (done)
   std::chrono::nanoseconds serialize_time{};  // time spent in write_json
 };
 
@@ -227,11 +246,11 @@ struct submit_options {
 };
 
 struct pipeline_stats {
-  std::size_t queued = 0;      // jobs waiting now
-  std::size_t in_flight = 0;   // jobs running now
+  std::size_t queued = 0;     // jobs waiting now
+  std::size_t in_flight = 0;  // jobs running now
   std::size_t live_workers = 0;
-  std::uint64_t submitted = 0, done = 0, dropped = 0, coalesced = 0, cancelled = 0,
-                timed_out = 0, failed = 0, rejected = 0;
+  std::uint64_t submitted = 0, done = 0, dropped = 0, coalesced = 0, cancelled = 0, timed_out = 0,
+                failed = 0, rejected = 0;
   std::chrono::nanoseconds last_serialize{}, max_serialize{}, total_serialize{};
   // Time since the last snapshot a sink accepted (how stale the newest persisted state is);
   // nullopt before the first.
@@ -260,7 +279,8 @@ class snapshot_pipeline {
 
   // Drains (bounded by options::shutdown_timeout), then cancels whatever is left; joins all.
   ~snapshot_pipeline() {
-    if (!drain_until(pipeline_clock::now() + opt_.shutdown_timeout)) shutdown(shutdown_mode::cancel);
+    if (!drain_until(pipeline_clock::now() + opt_.shutdown_timeout))
+      shutdown(shutdown_mode::cancel);
     shutdown(shutdown_mode::cancel);  // joins (a no-op after a successful drain)
   }
 
@@ -271,8 +291,9 @@ class snapshot_pipeline {
   // queue) waits for room; returns an already resolved handle when the job is dropped or
   // rejected. Thread-safe.
   template <class M>
-    requires detail::json::map_like<M>
-  job_handle submit(const M& m, std::shared_ptr<snapshot_sink> sink, submit_options so = {}) {
+  requires detail::json::map_like<M> job_handle submit(const M& m,
+                                                       std::shared_ptr<snapshot_sink> sink,
+                                                       submit_options so = {}) {
     auto job = std::make_shared<detail::pipeline::job_state>();
     const json_options jopt = so.json;
     job->serialize = [&m, jopt](std::string& out, std::uint64_t& version) {
@@ -393,13 +414,26 @@ class snapshot_pipeline {
         stats_.max_serialize = std::max(stats_.max_serialize, serialize_time);
         stats_.total_serialize += serialize_time;
         break;
-      case job_status::dropped: ++stats_.dropped; break;
-      case job_status::coalesced: ++stats_.coalesced; break;
-      case job_status::cancelled: ++stats_.cancelled; break;
-      case job_status::timed_out: ++stats_.timed_out; break;
-      case job_status::failed: ++stats_.failed; break;
-      case job_status::rejected: ++stats_.rejected; break;
-      default: break;
+      case job_status::dropped:
+        ++stats_.dropped;
+        break;
+      case job_status::coalesced:
+        ++stats_.coalesced;
+        break;
+      case job_status::cancelled:
+        ++stats_.cancelled;
+        break;
+      case job_status::timed_out:
+        ++stats_.timed_out;
+        break;
+      case job_status::failed:
+        ++stats_.failed;
+        break;
+      case job_status::rejected:
+        ++stats_.rejected;
+        break;
+      default:
+        break;
     }
   }
 
@@ -551,13 +585,13 @@ class snapshot_pipeline {
   std::condition_variable idle_;       // drain waits for queue_ and running_ to empty
   std::condition_variable_any watchdog_cv_;
   std::uint64_t watch_generation_ = 0;  // guarded by mu_; bumps when a job with a deadline starts
-  std::deque<job_ptr> queue_;     // guarded by mu_
-  std::vector<job_ptr> running_;  // guarded by mu_
-  bool accepting_ = true;         // guarded by mu_
-  std::size_t live_workers_ = 0;  // guarded by mu_
-  pipeline_stats stats_;          // guarded by mu_ (counters only)
+  std::deque<job_ptr> queue_;           // guarded by mu_
+  std::vector<job_ptr> running_;        // guarded by mu_
+  bool accepting_ = true;               // guarded by mu_
+  std::size_t live_workers_ = 0;        // guarded by mu_
+  pipeline_stats stats_;                // guarded by mu_ (counters only)
   std::optional<pipeline_clock::time_point> last_success_;  // guarded by mu_
-  std::mutex join_mu_;            // serializes join_all
+  std::mutex join_mu_;                                      // serializes join_all
   std::vector<std::jthread> workers_;
   std::jthread watchdog_;
 };
@@ -643,8 +677,8 @@ class cancellable_once {
   bool running_ = false;       // guarded by mu_
   std::uint64_t attempt_ = 0;  // guarded by mu_; bumps when an attempt ends
   std::uint64_t failed_attempt_ = ~std::uint64_t{0};  // guarded by mu_
-  std::exception_ptr error_;   // guarded by mu_: the last failed attempt's exception
-  std::uint64_t runs_ = 0;     // guarded by mu_
+  std::exception_ptr error_;  // guarded by mu_: the last failed attempt's exception
+  std::uint64_t runs_ = 0;    // guarded by mu_
 };
 
 // Restores a map from its snapshot file, or an empty map when the file does not exist yet.
@@ -667,7 +701,8 @@ class lazy_snapshot_map {
     return once_.get([this] { return restore_snapshot_or_empty<M>(path_); });
   }
   // nullptr when this caller gave up waiting for another thread's load.
-  M* get(std::stop_token stop, pipeline_clock::time_point deadline = pipeline_clock::time_point::max()) {
+  M* get(std::stop_token stop,
+         pipeline_clock::time_point deadline = pipeline_clock::time_point::max()) {
     return once_.get([this] { return restore_snapshot_or_empty<M>(path_); }, std::move(stop),
                      deadline);
   }
@@ -685,9 +720,9 @@ class lazy_snapshot_map {
 // Restore after a restart with restore_snapshot_or_empty / load_snapshot.
 // Concurrency: the map may be written by any threads meanwhile; members are thread-safe.
 template <class M>
-  requires requires(const M& m) {
-    { m.version() } -> std::convertible_to<std::uint64_t>;
-  }
+requires requires(const M& m) {
+  { m.version() } -> std::convertible_to<std::uint64_t>;
+}
 class periodic_snapshotter {
  public:
   periodic_snapshotter(snapshot_pipeline& pipe, const M& map, std::filesystem::path path,
@@ -773,11 +808,11 @@ class periodic_snapshotter {
   const std::chrono::milliseconds interval_;
   std::shared_ptr<snapshot_sink> sink_;
   mutable std::mutex mu_;
-  job_handle current_;               // guarded by mu_
-  std::uint64_t saved_version_ = 0;  // guarded by mu_
-  bool have_saved_ = false;          // guarded by mu_
+  job_handle current_;                                    // guarded by mu_
+  std::uint64_t saved_version_ = 0;                       // guarded by mu_
+  bool have_saved_ = false;                               // guarded by mu_
   std::uint64_t saves_ = 0, skipped_ = 0, failures_ = 0;  // guarded by mu_
-  std::jthread thread_;              // last: started after every other member exists
+  std::jthread thread_;  // last: started after every other member exists
 };
 
 }  // namespace safemap

@@ -206,7 +206,9 @@ inline thread_local thread_state tls_thread;
 class read_guard {
  public:
 #if !SAFEMAP_TSAN
-  read_guard() : unregister_(detail::ensure_registered()) { ::urcu_memb_read_lock(); }
+  read_guard() : unregister_(detail::ensure_registered()) {
+    ::urcu_memb_read_lock();
+  }
   ~read_guard() {
     ::urcu_memb_read_unlock();
     if (SAFEMAP_UNLIKELY(unregister_)) ::urcu_memb_unregister_thread();
