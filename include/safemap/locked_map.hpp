@@ -92,7 +92,7 @@ class LockedMap {
   // Lookups take Q != K only when hasher and key_equal both opt in (as Map does).
   template <class Q>
   static constexpr bool heterogeneous =
-      detail::transparent<Hash> && detail::transparent<Eq> && !std::is_same_v<Q, K>;
+      detail::transparent<Hash>&& detail::transparent<Eq> && !std::is_same_v<Q, K>;
   using held_locks = detail::held_locks;
 
  public:
@@ -109,18 +109,14 @@ class LockedMap {
   // Concurrency: shared lock; runs in parallel with other reads.
   std::optional<V> load(const K& key) const { return load_impl(key); }
   template <class Q>
-    requires heterogeneous<Q>
-  std::optional<V> load(const Q& key) const {
-    return load_impl(key);
-  }
+  requires heterogeneous<Q> std::optional<V> load(const Q& key)
+  const { return load_impl(key); }
 
   // Concurrency: shared lock; runs in parallel with other reads.
   bool contains(const K& key) const { return contains_impl(key); }
   template <class Q>
-    requires heterogeneous<Q>
-  bool contains(const Q& key) const {
-    return contains_impl(key);
-  }
+  requires heterogeneous<Q>
+  bool contains(const Q& key) const { return contains_impl(key); }
 
   // Calls f(const V&) on the stored value, in place, if key is present; returns whether it
   // was. f must not block; it may call read methods of this map (they do not relock), and a
@@ -131,10 +127,8 @@ class LockedMap {
     return visit_impl(key, f);
   }
   template <class Q, class F>
-    requires heterogeneous<Q>
-  bool visit(const Q& key, F f) const {
-    return visit_impl(key, f);
-  }
+  requires heterogeneous<Q>
+  bool visit(const Q& key, F f) const { return visit_impl(key, f); }
 
   // Calls f(const K&, const V&) for every entry; f may return bool, false stops. Sees one
   // point-in-time state. f may call read methods of this map; writes are reported as
@@ -143,8 +137,7 @@ class LockedMap {
   template <class F>
   void range(F f) const {
     auto walk = [&] {
-      map_.for_each(
-          [&](const K& k, const V& v) { return detail::invoke_range_callback(f, k, v); });
+      map_.for_each([&](const K& k, const V& v) { return detail::invoke_range_callback(f, k, v); });
     };
     if (SAFEMAP_UNLIKELY(held_by_this_thread())) {
       walk();  // a callback of ours already holds the lock and marks it
@@ -209,8 +202,7 @@ class LockedMap {
   // Concurrency: exclusive lock.
   std::optional<V> load_and_delete(const K& key) { return load_and_delete_impl(key); }
   template <class Q>
-    requires heterogeneous<Q>
-  std::optional<V> load_and_delete(const Q& key) {
+  requires heterogeneous<Q> std::optional<V> load_and_delete(const Q& key) {
     return load_and_delete_impl(key);
   }
 
@@ -218,10 +210,8 @@ class LockedMap {
   // Concurrency: exclusive lock.
   bool erase(const K& key) { return erase_impl(key); }
   template <class Q>
-    requires heterogeneous<Q>
-  bool erase(const Q& key) {
-    return erase_impl(key);
-  }
+  requires heterogeneous<Q>
+  bool erase(const Q& key) { return erase_impl(key); }
 
   // Stores value; returns the previous value, if any.
   // Concurrency: exclusive lock.
@@ -243,7 +233,7 @@ class LockedMap {
     return compare_and_swap_impl(key, expected, desired);
   }
   template <class Q>
-    requires heterogeneous<Q>
+  requires heterogeneous<Q>
   bool compare_and_swap(const Q& key, const V& expected, V desired) {
     return compare_and_swap_impl(key, expected, desired);
   }
@@ -254,7 +244,7 @@ class LockedMap {
     return compare_and_delete_impl(key, expected);
   }
   template <class Q>
-    requires heterogeneous<Q>
+  requires heterogeneous<Q>
   bool compare_and_delete(const Q& key, const V& expected) {
     return compare_and_delete_impl(key, expected);
   }
