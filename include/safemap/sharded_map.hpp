@@ -59,7 +59,7 @@
 // # Memory
 // Each shard is alignas(128): x86 prefetches cache lines in adjacent pairs, so 64-byte
 // alignment would still let two shards' lock words ping-pong between cores. An empty shard
-// costs 256 bytes (lock 64, Map header ~80, counters, padding); its Map allocates buckets on
+// costs 256 bytes (lock 64, Map header 72, counters 16, padding); its Map allocates buckets on
 // the first insert.
 //
 // Concurrency: every member function may be called from any number of threads at once.
@@ -90,16 +90,16 @@ namespace safemap {
 
 // ShardedMap::stats(): shards are read one after another (not one point in time).
 struct ShardedMapStats {
-  std::size_t size = 0;                                // entries (sum of shard_sizes)
-  std::size_t shards = 0;                              // shard count
-  std::vector<std::size_t> shard_sizes;                // entries per shard
-  std::size_t max_shard_size = 0;                      //
-  std::size_t min_shard_size = 0;                      //
-  double mean_shard_size = 0;                          // size / shards
-  double imbalance = 0;                                // max / mean; 1 is perfect, 0 if empty
-  std::vector<std::uint64_t> shard_contended;          // contended lock acquisitions per shard
-  std::uint64_t contended_acquisitions = 0;            // sum of shard_contended
-  std::uint64_t version = 0;                           // sum of the shard versions
+  std::size_t size = 0;                        // entries (sum of shard_sizes)
+  std::size_t shards = 0;                      // shard count
+  std::vector<std::size_t> shard_sizes;        // entries per shard
+  std::size_t max_shard_size = 0;              //
+  std::size_t min_shard_size = 0;              //
+  double mean_shard_size = 0;                  // size / shards
+  double imbalance = 0;                        // max / mean; 1 is perfect, 0 if empty
+  std::vector<std::uint64_t> shard_contended;  // contended lock acquisitions per shard
+  std::uint64_t contended_acquisitions = 0;    // sum of shard_contended
+  std::uint64_t version = 0;                   // sum of the shard versions
   MapStats table;  // all shard tables together: counts and bytes summed, log2_buckets the
                    // largest B, growing if any shard grows, load_factor = size / buckets
 };
@@ -107,13 +107,19 @@ struct ShardedMapStats {
 namespace detail {
 
 // The default shard count: 4 shards per hardware thread, rounded up to a power of two, at
-// least 8 and at most 256. Why 4x: with T threads each writing a random shard among S, a
-// write finds its shard busy with probability about 1 - (1 - 1/S)^(T-1) times the lock's
-// duty cycle; S = 4T keeps that under 22% even at full duty, where S = T is 63%. Measured
-// (bench: 16 threads on 16 cores, 90% load / 10% store over 100k int keys, ns/op): 8 shards
-// MEASURE_8, 16 MEASURE_16, 32 MEASURE_32, 64 MEASURE_64, 128 MEASURE_128, 256 MEASURE_256.
-// More shards cost only memory (256 B each, 64 KiB at 256) and the cache misses of touching
-// more lock words; 256 also keeps the shard index inside bits 48..55 of the hash.
+// least 8 and at most 256. Why 4x: with T threads each locking a random shard among S, an
+// acquisition finds its shard held with probability about 1 - (1 - 1/S)^(T-1) times the
+// share of time a thread holds a lock; S = 4T keeps that under 22% even for threads that do
+// nothing but write, where S = T gives 63%. Measured with stats().contended_acquisitions
+// (8 threads, 50% store / 50% load over 100k int keys, on the 2-core test machine, two runs):
+// 8 shards 3.4-7.8% of acquisitions contended, 32: 2.0-2.7%, 64: 1.1-1.3%, 128: 0.5-0.7%,
+// 256: 0.3-0.4% - halving with each doubling, as the model says, so the absolute gain past a
+// few shards per thread is small. More shards cost memory (256 B each, 64 KiB at 256) and
+// make the whole-map calls (snapshot, range, size, version, stats: O(shards)) slower; at
+// least 8 because small machines run more threads than cores, and a lock holder that is
+// preempted stalls everyone on its shard. 256 also keeps the shard index in bits 48..55.
+// TODO: the ns/op timings on that shared 2-core machine were too noisy to rank the counts;
+// re-measure throughput on a many-core machine with safemap-bench.
 inline constexpr std::size_t default_shards_per_thread = 4;
 inline constexpr std::size_t min_default_shards = 8;
 inline constexpr std::size_t max_default_shards = 256;
@@ -142,7 +148,7 @@ class ShardedMap {
  private:
   template <class Q>
   static constexpr bool heterogeneous =
-      detail::transparent<Hash> && detail::transparent<Eq> && !std::is_same_v<Q, K>;
+      detail::transparent<Hash>&& detail::transparent<Eq> && !std::is_same_v<Q, K>;
   using held_locks = detail::held_locks;
 
   // One shard. lock guards map; size and version are written only under lock held
@@ -175,10 +181,8 @@ class ShardedMap {
   // Concurrency: pure (hashes the key).
   size_type shard_index(const K& key) const { return index_of(route_hash(key)); }
   template <class Q>
-    requires heterogeneous<Q>
-  size_type shard_index(const Q& key) const {
-    return index_of(route_hash(key));
-  }
+  requires heterogeneous<Q> size_type shard_index(const Q& key)
+  const { return index_of(route_hash(key)); }
 
   // --- reads ---------------------------------------------------------------------------------
 
@@ -186,18 +190,14 @@ class ShardedMap {
   // Concurrency: the key's shard, shared lock.
   std::optional<V> load(const K& key) const { return load_impl(key); }
   template <class Q>
-    requires heterogeneous<Q>
-  std::optional<V> load(const Q& key) const {
-    return load_impl(key);
-  }
+  requires heterogeneous<Q> std::optional<V> load(const Q& key)
+  const { return load_impl(key); }
 
   // Concurrency: the key's shard, shared lock.
   bool contains(const K& key) const { return contains_impl(key); }
   template <class Q>
-    requires heterogeneous<Q>
-  bool contains(const Q& key) const {
-    return contains_impl(key);
-  }
+  requires heterogeneous<Q>
+  bool contains(const Q& key) const { return contains_impl(key); }
 
   // Calls f(const V&) on the stored value, in place, if key is present; returns whether it
   // was. f must not block; from f, reads of keys in the same shard work, any other call on
@@ -208,10 +208,8 @@ class ShardedMap {
     return visit_impl(key, f);
   }
   template <class Q, class F>
-    requires heterogeneous<Q>
-  bool visit(const Q& key, F f) const {
-    return visit_impl(key, f);
-  }
+  requires heterogeneous<Q>
+  bool visit(const Q& key, F f) const { return visit_impl(key, f); }
 
   // Calls f(const K&, const V&) for every entry; f may return bool, false stops. Consistent
   // per shard: each shard is copied at one instant (under its shared lock), then f runs on
@@ -310,8 +308,7 @@ class ShardedMap {
       add_table_stats(st.table, t);
     }
     st.mean_shard_size = static_cast<double>(st.size) / static_cast<double>(nshards_);
-    st.imbalance = st.size == 0 ? 0.0
-                                : static_cast<double>(st.max_shard_size) / st.mean_shard_size;
+    st.imbalance = st.size == 0 ? 0.0 : static_cast<double>(st.max_shard_size) / st.mean_shard_size;
     st.table.load_factor = st.table.buckets == 0 ? 0.0
                                                  : static_cast<double>(st.table.size) /
                                                        static_cast<double>(st.table.buckets);
@@ -344,8 +341,7 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   std::optional<V> load_and_delete(const K& key) { return load_and_delete_impl(key); }
   template <class Q>
-    requires heterogeneous<Q>
-  std::optional<V> load_and_delete(const Q& key) {
+  requires heterogeneous<Q> std::optional<V> load_and_delete(const Q& key) {
     return load_and_delete_impl(key);
   }
 
@@ -353,10 +349,8 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   bool erase(const K& key) { return erase_impl(key); }
   template <class Q>
-    requires heterogeneous<Q>
-  bool erase(const Q& key) {
-    return erase_impl(key);
-  }
+  requires heterogeneous<Q>
+  bool erase(const Q& key) { return erase_impl(key); }
 
   // Stores value; returns the previous value, if any.
   // Concurrency: the key's shard, exclusive lock.
@@ -379,7 +373,7 @@ class ShardedMap {
     return compare_and_swap_impl(key, expected, desired);
   }
   template <class Q>
-    requires heterogeneous<Q>
+  requires heterogeneous<Q>
   bool compare_and_swap(const Q& key, const V& expected, V desired) {
     return compare_and_swap_impl(key, expected, desired);
   }
@@ -390,7 +384,7 @@ class ShardedMap {
     return compare_and_delete_impl(key, expected);
   }
   template <class Q>
-    requires heterogeneous<Q>
+  requires heterogeneous<Q>
   bool compare_and_delete(const Q& key, const V& expected) {
     return compare_and_delete_impl(key, expected);
   }
@@ -598,9 +592,9 @@ class ShardedMap {
     return true;
   }
 
-  const size_type nshards_;         // a power of two in [1, detail::max_shards]
-  const unsigned shift_;            // 56 - log2(nshards_): routing bits end below tophash
-  std::unique_ptr<shard[]> shards_;  // nshards_ shards, each on its own 128-byte lines
+  const size_type nshards_;            // a power of two in [1, detail::max_shards]
+  const unsigned shift_;               // 56 - log2(nshards_): routing bits end below tophash
+  std::unique_ptr<shard[]> shards_;    // nshards_ shards, each on its own 128-byte lines
   [[no_unique_address]] Hash hash_{};  // the router's hash (its own seed)
 };
 

@@ -1,0 +1,470 @@
+// Tests of safemap::ShardedMap (include/safemap/sharded_map.hpp): the model test against
+// std::unordered_map with 1, 2 and 64 shards, the concurrency checks of
+// tests/support/lock_suite.hpp, routing (shard balance, bucket use inside shards), writer
+// progress on a busy shard, the re-entrancy rules for callbacks, stats and value lifetimes.
+#include "safemap/sharded_map.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <bit>
+#include <cstdint>
+#include <latch>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "safemap/concurrent.hpp"
+#include "support/counted.hpp"
+#include "support/degenerate_hash.hpp"
+#include "support/lock_suite.hpp"
+#include "support/misuse_guard.hpp"
+
+namespace {
+
+using safemap::ShardedMap;
+namespace lk = safemap_test::lock;
+
+static_assert(safemap::concurrent_map<ShardedMap<int, int>>);
+static_assert(safemap::concurrent_map<ShardedMap<std::string, std::string>>);
+static_assert(safemap::concurrent_map<ShardedMap<int, safemap_test::counted<>>>);
+
+template <std::size_t Shards, class K = int, class V = long, class Hash = safemap::Hash<K>>
+auto make_sharded() {
+  return std::make_unique<ShardedMap<K, V, Hash>>(Shards);
+}
+
+// First key in [from, ...) that routes to shard `shard` (or, with other = true, elsewhere).
+template <class M>
+int key_in_shard(const M& m, std::size_t shard, int from = 0, bool other = false) {
+  for (int k = from;; ++k) {
+    if ((m.shard_index(k) == shard) != other) return k;
+  }
+}
+
+// --- model ------------------------------------------------------------------------------------
+
+TEST(ShardedMapModel, RandomOperationsOnIntKeysMatchUnorderedMapWithOneShard) {
+  ShardedMap<int, int> m(1);
+  lk::model_test(m, 0x5a4d0101, 200'000);
+}
+
+TEST(ShardedMapModel, RandomOperationsOnIntKeysMatchUnorderedMapWithTwoShards) {
+  ShardedMap<int, int> m(2);
+  lk::model_test(m, 0x5a4d0102, 200'000);
+}
+
+TEST(ShardedMapModel, RandomOperationsOnIntKeysMatchUnorderedMapWith64Shards) {
+  ShardedMap<int, int> m(64);
+  lk::model_test(m, 0x5a4d0164, 200'000, /*key_space=*/160);
+}
+
+TEST(ShardedMapModel, RandomOperationsOnStringKeysMatchUnorderedMapWithOneShard) {
+  ShardedMap<std::string, std::string> m(1);
+  lk::model_test(m, 0x5a4d0201, 200'000);
+}
+
+TEST(ShardedMapModel, RandomOperationsOnStringKeysMatchUnorderedMapWithTwoShards) {
+  ShardedMap<std::string, std::string> m(2);
+  lk::model_test(m, 0x5a4d0202, 200'000);
+}
+
+TEST(ShardedMapModel, RandomOperationsOnStringKeysMatchUnorderedMapWith64Shards) {
+  ShardedMap<std::string, std::string> m(64);
+  lk::model_test(m, 0x5a4d0264, 200'000, /*key_space=*/160);
+}
+
+// --- shards and routing -----------------------------------------------------------------------
+
+TEST(ShardedMapShards, RequestedCountIsRoundedUpToAPowerOfTwo) {
+  EXPECT_EQ((ShardedMap<int, int>(1).shard_count()), 1u);
+  EXPECT_EQ((ShardedMap<int, int>(3).shard_count()), 4u);
+  EXPECT_EQ((ShardedMap<int, int>(64).shard_count()), 64u);
+  EXPECT_EQ((ShardedMap<int, int>(65).shard_count()), 128u);
+}
+
+TEST(ShardedMapShards, DefaultCountFollowsTheHardwareThreadCount) {
+  const std::size_t n = ShardedMap<int, int>().shard_count();
+  EXPECT_TRUE(std::has_single_bit(n));
+  EXPECT_GE(n, 8u);
+  EXPECT_LE(n, 256u);
+  const std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
+  EXPECT_EQ(n, std::clamp<std::size_t>(std::bit_ceil(4 * threads), 8, 256));
+}
+
+TEST(ShardedMapShards, EveryKeyRoutesToOneShardInRange) {
+  ShardedMap<std::string, int> m(16);
+  for (int i = 0; i < 1000; ++i) {
+    const std::string k = "key" + std::to_string(i);
+    const std::size_t s = m.shard_index(k);
+    ASSERT_LT(s, 16u);
+    ASSERT_EQ(m.shard_index(std::string_view(k)), s) << "heterogeneous keys route the same";
+    ASSERT_EQ(m.shard_index(k.c_str()), s);
+  }
+}
+
+// Sequential integers (the worst case for a weak hash) spread evenly: a chi-square test of the
+// shard sizes against the uniform distribution. 63 degrees of freedom; the bound 160 is
+// exceeded by chance with probability below 1e-9 (Wilson-Hilferty, z = 6).
+TEST(ShardedMapShards, SequentialIntegerKeysSpreadEvenlyOverShards) {
+  constexpr std::size_t shards = 64;
+  constexpr int per_shard = 1000;
+  ShardedMap<int, int> m(shards);
+  for (int i = 0; i < static_cast<int>(shards) * per_shard; ++i) m.store(i, i);
+  const safemap::ShardedMapStats s = m.stats();
+  ASSERT_EQ(s.shard_sizes.size(), shards);
+  double chi2 = 0;
+  for (std::size_t n : s.shard_sizes) {
+    const double d = static_cast<double>(n) - per_shard;
+    chi2 += d * d / per_shard;
+  }
+  EXPECT_LT(chi2, 160.0) << "shard sizes are not uniform";
+  EXPECT_LT(s.imbalance, 1.2);
+  EXPECT_EQ(s.size, shards * per_shard);
+  EXPECT_EQ(s.min_shard_size <= s.max_shard_size, true);
+  EXPECT_DOUBLE_EQ(s.mean_shard_size, per_shard);
+}
+
+// The router and every shard table hash with the same deterministic function here, so the
+// shard index and the bucket index come from the same hash value. Because the shard is taken
+// from bits 48..55 (not the low bits the tables use for buckets), the keys of one shard still
+// spread over all of its table's buckets: about 0.02 overflow buckets per bucket here (a load
+// of ~3.9 keys per 8-slot bucket). Routing by the low 6 bits would put a shard's keys in 1/64
+// of its buckets (chains ~30 buckets long): 0.48 overflow buckets per bucket, measured by
+// swapping the routing; the bound 0.1 sits between the two with a 5x margin either way.
+struct shared_deterministic_hash {
+  using is_avalanching = void;
+  std::size_t operator()(int k) const noexcept {
+    return safemap::detail::mix_integer(static_cast<std::uint64_t>(k), 0x1234567);
+  }
+};
+
+TEST(ShardedMapShards, ShardTablesUseAllTheirBucketsBecauseRoutingSkipsTableBits) {
+  constexpr std::size_t shards = 64;
+  ShardedMap<int, int, shared_deterministic_hash> m(shards);
+  for (int i = 0; i < 64 * 2000; ++i) m.store(i, i);
+  const safemap::ShardedMapStats s = m.stats();
+  EXPECT_LT(s.imbalance, 1.2);
+  const double overflow_per_bucket =
+      static_cast<double>(s.table.overflow_buckets + s.table.old_overflow_buckets) /
+      static_cast<double>(s.table.buckets);
+  EXPECT_LT(overflow_per_bucket, 0.1)
+      << "buckets " << s.table.buckets << ", overflow " << s.table.overflow_buckets;
+}
+
+TEST(ShardedMapShards, StatsAddUpOverShards) {
+  ShardedMap<int, int> m(8);
+  for (int i = 0; i < 500; ++i) m.store(i, i);
+  m.erase(0);
+  const safemap::ShardedMapStats s = m.stats();
+  EXPECT_EQ(s.shards, 8u);
+  EXPECT_EQ(s.size, 499u);
+  EXPECT_EQ(s.table.size, 499u);
+  std::size_t sum = 0;
+  for (std::size_t n : s.shard_sizes) sum += n;
+  EXPECT_EQ(sum, 499u);
+  EXPECT_EQ(s.shard_contended.size(), 8u);
+  EXPECT_EQ(s.contended_acquisitions, 0u) << "a single thread never waits for a lock";
+  EXPECT_EQ(s.version, 501u);
+  EXPECT_EQ(s.version, m.version());
+  EXPECT_GT(s.table.buckets, 0u);
+  EXPECT_DOUBLE_EQ(s.table.load_factor, 499.0 / static_cast<double>(s.table.buckets));
+}
+
+TEST(ShardedMapShards, ContendedAcquisitionIsCountedWhenAWriterWaits) {
+  ShardedMap<int, int> m(1);  // one shard: stats() may be called from the callback
+  m.store(1, 1);
+  std::latch reader_inside(1);
+  std::thread writer([&] {
+    reader_inside.wait();
+    m.store(2, 2);
+  });
+  m.visit(1, [&](const int&) {
+    reader_inside.count_down();
+    while (m.stats().contended_acquisitions == 0) std::this_thread::yield();
+  });
+  writer.join();
+  const auto s = m.stats();
+  EXPECT_GE(s.contended_acquisitions, 1u);
+  EXPECT_EQ(s.shard_contended[0], s.contended_acquisitions);
+}
+
+TEST(ShardedMapBasics, StringKeyedMapTakesStringViewAndCStringLookups) {
+  ShardedMap<std::string, int> m(4);
+  m.store("alpha", 1);
+  m.store(std::string("beta"), 2);
+  const std::string_view alpha = "alpha";
+  EXPECT_EQ(m.load(alpha), 1);
+  EXPECT_EQ(m.load("beta"), 2);
+  EXPECT_TRUE(m.contains(alpha));
+  EXPECT_TRUE(m.visit("beta", [](const int& v) { EXPECT_EQ(v, 2); }));
+  EXPECT_TRUE(m.compare_and_swap(alpha, 1, 11));
+  EXPECT_FALSE(m.compare_and_delete("beta", 3));
+  EXPECT_TRUE(m.compare_and_delete("beta", 2));
+  EXPECT_EQ(m.load_and_delete(alpha), 11);
+  EXPECT_FALSE(m.erase("alpha"));
+  EXPECT_EQ(m.size(), 0u);
+}
+
+TEST(ShardedMapBasics, VersionMovesOnlyOnChanges) {
+  ShardedMap<int, int> m(4);
+  m.clear();
+  EXPECT_FALSE(m.erase(1));
+  EXPECT_FALSE(m.compare_and_swap(1, 0, 1));
+  EXPECT_EQ(m.version(), 0u);
+  for (int i = 0; i < 8; ++i) m.store(i, i);
+  EXPECT_EQ(m.version(), 8u);
+  m.clear();
+  EXPECT_GT(m.version(), 8u);
+  EXPECT_EQ(m.size(), 0u);
+}
+
+TEST(ShardedMapCompute, ThrowingFunctionLeavesMapUnchangedAndUnlocked) {
+  ShardedMap<int, int> m(2);
+  m.store(1, 1);
+  EXPECT_THROW(
+      m.compute(1,
+                [](std::optional<int>) -> std::optional<int> { throw std::runtime_error("boom"); }),
+      std::runtime_error);
+  EXPECT_EQ(m.load(1), 1);
+  EXPECT_EQ(m.version(), 1u);
+  std::thread([&] { m.store(1, 2); }).join();  // the shard lock was released
+  EXPECT_EQ(m.load(1), 2);
+}
+
+// --- values -----------------------------------------------------------------------------------
+
+TEST(ShardedMapValues, EveryValueIsDestroyedExactlyOnce) {
+  struct tag {};
+  using value = safemap_test::counted<tag>;
+  auto& c = value::counters();
+  c.reset();
+  {
+    ShardedMap<int, value> m(8);
+    for (int i = 0; i < 200; ++i) m.store(i, value(i));
+    for (int i = 0; i < 200; i += 2) m.swap(i, value(-i));
+    for (int i = 0; i < 50; ++i) m.load_or_store(i, value(1));
+    for (int i = 0; i < 50; ++i) m.load_and_delete(i);
+    for (int i = 50; i < 60; ++i) m.erase(i);
+    for (int i = 60; i < 80; ++i) m.compare_and_swap(i, value(i), value(i + 1));
+    for (int i = 80; i < 100; ++i) m.compare_and_delete(i, value(i));
+    for (int i = 100; i < 140; ++i) {
+      m.compute(i, [](std::optional<value> cur) -> std::optional<value> {
+        if (cur && cur->value() % 3 == 0) return std::nullopt;
+        return value(cur ? cur->value() + 1 : 0);
+      });
+    }
+    EXPECT_THROW(m.compute(150,
+                           [](std::optional<value>) -> std::optional<value> {
+                             throw std::runtime_error("boom");
+                           }),
+                 std::runtime_error);
+    auto snap = m.snapshot();
+    m.range([](const int&, const value& v) { EXPECT_TRUE(v.alive()); });
+    EXPECT_EQ(c.live.load(), static_cast<long>(m.size() + snap.size()))
+        << "only the map's and the snapshot's values are alive (range's buffer is gone)";
+    m.clear();
+    EXPECT_EQ(c.live.load(), static_cast<long>(snap.size()));
+    for (int i = 0; i < 30; ++i) m.store(i, value(i));
+  }
+  EXPECT_EQ(c.live.load(), 0) << "values leaked";
+  EXPECT_EQ(c.bad_destroys.load(), 0) << "a value was destroyed twice";
+}
+
+// --- concurrency ------------------------------------------------------------------------------
+
+TEST(ShardedMapConcurrency, ComputeCountersFromEightThreadsEndExact) {
+  lk::compute_counters_end_exact<ShardedMap<int, long>>(make_sharded<4>);
+  lk::compute_counters_end_exact<ShardedMap<int, long>>(make_sharded<64>);
+}
+
+TEST(ShardedMapConcurrency, LoadOrStoreHasExactlyOneWinnerPerKey) {
+  lk::load_or_store_has_one_winner_per_key<ShardedMap<int, long>>(make_sharded<16>);
+}
+
+TEST(ShardedMapConcurrency, CompareAndSwapChainsAreExact) {
+  lk::compare_and_swap_chains_are_exact<ShardedMap<int, long>>(make_sharded<16>);
+}
+
+TEST(ShardedMapConcurrency, SnapshotIsPointInTimeAcrossShardsWhileWritersSweep) {
+  // Range is consistent per shard only: it is checked for duplicates, not for one instant.
+  lk::snapshots_are_point_in_time<ShardedMap<int, long>>(make_sharded<16>,
+                                                         /*range_point_in_time=*/false);
+}
+
+TEST(ShardedMapConcurrency, RangeIsPointInTimeWithASingleShard) {
+  lk::snapshots_are_point_in_time<ShardedMap<int, long>>(make_sharded<1>,
+                                                         /*range_point_in_time=*/true);
+}
+
+TEST(ShardedMapConcurrency, RangeDuringWritesSeesEachKeyOnceAndOnlyStoredValues) {
+  lk::range_during_writes_sees_each_key_once_and_only_stored_values<ShardedMap<int, long>>(
+      make_sharded<8>);
+}
+
+TEST(ShardedMapConcurrency, MillionOperationStressKeepsSizeVersionAndValuesConsistent) {
+  lk::stress_all_operations<ShardedMap<int, lk::stress_value>>(
+      make_sharded<16, int, lk::stress_value>);
+}
+
+// A constant hash puts every key in one shard and one bucket chain (maximal contention and
+// collisions): the map must stay exact.
+TEST(ShardedMapConcurrency, StressWithAConstantHashKeepsEverythingInOneShardAndConsistent) {
+  using M = ShardedMap<int, lk::stress_value, safemap_test::constant_hash>;
+  lk::stress_all_operations<M>(make_sharded<8, int, lk::stress_value, safemap_test::constant_hash>,
+                               /*total_ops=*/200'000, /*keys=*/64);
+  M probe(8);
+  EXPECT_EQ(probe.shard_index(1), probe.shard_index(12345));
+}
+
+TEST(ShardedMapConcurrency, WriterCompletesWhileReadersHammerItsShard) {
+  ShardedMap<int, long> m(4);
+  std::vector<int> shard0;  // keys of shard 0, the one the writer writes to
+  for (int k = 0; shard0.size() < 500; ++k) {
+    if (m.shard_index(k) == 0) shard0.push_back(k);
+  }
+  for (int k : shard0) m.store(k, k);
+  lk::writer_completes_under_reader_stream(
+      [&](int t, long i) {
+        (void)m.load(shard0[static_cast<std::size_t>(i * 7 + t) % shard0.size()]);
+        long sum = 0;
+        m.range([&](const int&, const long& v) { sum += v; });  // takes shard 0 shared, too
+        m.visit(shard0[0], [&](const long& v) { sum += v; });
+        if (sum == -1) ADD_FAILURE();
+      },
+      [&](int i) { m.store(shard0[static_cast<std::size_t>(i) % shard0.size()], -i); });
+  EXPECT_EQ(m.stats().shard_sizes[0], shard0.size());
+}
+
+// --- re-entrancy ------------------------------------------------------------------------------
+
+TEST(ShardedMapReentrancy, RangeCallbackMayCallAnyMethodIncludingWrites) {
+  ShardedMap<int, long> m(8);
+  for (int i = 0; i < 20; ++i) m.store(i, i);
+  int entries = 0;
+  m.range([&](const int& k, const long& v) {
+    ++entries;
+    EXPECT_EQ(m.load(k), v);
+    EXPECT_TRUE(m.visit(k, [&](const long& w) { EXPECT_EQ(w, v); }));
+    EXPECT_EQ(m.snapshot().size(), m.size());
+    EXPECT_EQ(m.stats().size, m.size());
+    int nested = 0;
+    m.range([&](const int&, const long&) { ++nested; });
+    EXPECT_EQ(static_cast<std::size_t>(nested), m.size());
+    m.store(k + 1000, v);
+    m.compute(k, [](std::optional<long> cur) { return std::optional<long>(*cur * 2); });
+    m.erase(k + 1000);
+  });
+  EXPECT_EQ(entries, 20);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(m.load(i), 2 * i);
+  m.range([&](const int&, const long&) { m.clear(); });
+  EXPECT_EQ(m.size(), 0u);
+}
+
+TEST(ShardedMapReentrancy, VisitAndComputeCallbacksMayReadKeysOfTheSameShard) {
+  ShardedMap<int, long> m(8);
+  const int a = key_in_shard(m, 3);
+  const int b = key_in_shard(m, 3, a + 1);
+  m.store(a, 1);
+  m.store(b, 2);
+  EXPECT_TRUE(m.visit(a, [&](const long&) {
+    EXPECT_EQ(m.load(b), 2);
+    EXPECT_TRUE(m.contains(b));
+    EXPECT_TRUE(m.visit(b, [](const long& v) { EXPECT_EQ(v, 2); }));
+    EXPECT_EQ(m.size(), 2u);  // no lock needed
+    EXPECT_EQ(m.version(), 2u);
+  }));
+  const auto r = m.compute(a, [&](std::optional<long> cur) -> std::optional<long> {
+    EXPECT_EQ(m.load(a), cur) << "reads inside compute see the state before it";
+    return *cur + *m.load(b);
+  });
+  EXPECT_EQ(r, 3);
+  EXPECT_EQ(m.load(a), 3);
+}
+
+TEST(ShardedMapReentrancy, CallsNeedingAnotherShardFromVisitOrComputeAreReported) {
+  safemap_test::scoped_misuse_handler handler(&safemap_test::throw_misuse);
+  ShardedMap<int, long> m(8);
+  const int a = key_in_shard(m, 3);
+  const int other = key_in_shard(m, 3, 0, /*other=*/true);
+  m.store(a, 1);
+  m.store(other, 2);
+  auto cross_shard_calls = [&] {
+    EXPECT_TRUE(lk::reported_as_reentrant([&] { (void)m.load(other); }));
+    EXPECT_TRUE(lk::reported_as_reentrant([&] { (void)m.contains(other); }));
+    EXPECT_TRUE(lk::reported_as_reentrant([&] { m.visit(other, [](const long&) {}); }));
+    EXPECT_TRUE(lk::reported_as_reentrant([&] { m.range([](const int&, const long&) {}); }));
+    EXPECT_TRUE(lk::reported_as_reentrant([&] { (void)m.snapshot(); }));
+    EXPECT_TRUE(lk::reported_as_reentrant([&] { (void)m.stats(); }));
+  };
+  m.visit(a, [&](const long&) { cross_shard_calls(); });
+  m.compute(a, [&](std::optional<long> cur) {
+    cross_shard_calls();
+    return cur;
+  });
+  EXPECT_EQ(m.load(other), 2);
+  EXPECT_EQ(m.snapshot().size(), 2u);  // usable again outside the callbacks
+}
+
+TEST(ShardedMapReentrancy, EveryWriteFromVisitOrComputeIsReportedAndTheMapStaysUsable) {
+  safemap_test::scoped_misuse_handler handler(&safemap_test::throw_misuse);
+  using M = ShardedMap<int, long>;
+  for (const auto& [name, write] : lk::write_calls<M>()) {
+    SCOPED_TRACE(name);
+    M m(4);
+    m.store(1, 1);
+    m.visit(1, [&](const long&) { EXPECT_TRUE(lk::reported_as_reentrant([&] { write(m); })); });
+    EXPECT_TRUE(lk::reported_as_reentrant([&] {
+      m.compute(1, [&](std::optional<long> cur) {
+        write(m);
+        return cur;
+      });
+    }));
+    EXPECT_EQ(m.load(1), 1);
+    EXPECT_EQ(m.version(), 1u);
+    std::thread([&] { m.store(1, 5); }).join();  // every shard lock was released
+    write(m);
+  }
+}
+
+TEST(ShardedMapReentrancy, SingleShardMapAllowsWholeMapReadsFromACallback) {
+  ShardedMap<int, long> m(1);
+  m.store(1, 1);
+  m.store(2, 2);
+  m.visit(1, [&](const long&) {
+    EXPECT_EQ(m.snapshot().size(), 2u);
+    EXPECT_EQ(m.stats().size, 2u);
+    int n = 0;
+    m.range([&](const int&, const long&) { ++n; });
+    EXPECT_EQ(n, 2);
+  });
+}
+
+TEST(ShardedMapReentrancy, HandlerThatReturnsStillSeesTheReportAndTheWriteIsRefused) {
+  auto& record = safemap_test::misuse_record::instance();
+  record.reset();
+  safemap_test::scoped_misuse_handler handler(&safemap_test::record_misuse);
+  ShardedMap<int, long> m(4);
+  m.store(1, 1);
+  m.visit(1, [&](const long&) { EXPECT_TRUE(lk::reported_as_reentrant([&] { m.store(1, 2); })); });
+  EXPECT_EQ(record.of(safemap::misuse_kind::reentrant_call), 1);
+  EXPECT_EQ(m.load(1), 1);
+}
+
+TEST(ShardedMapReentrancy, AnotherMapMayBeWrittenFromACallback) {
+  ShardedMap<int, long> a(4);
+  ShardedMap<int, long> b(4);
+  a.store(1, 1);
+  a.visit(1, [&](const long& v) { b.store(1, v * 10); });
+  a.compute(1, [&](std::optional<long> cur) {
+    b.compute(1, [&](std::optional<long> x) { return std::optional<long>(*x + *cur); });
+    return cur;
+  });
+  EXPECT_EQ(b.load(1), 11);
+}
+
+}  // namespace
