@@ -107,7 +107,6 @@
 // Concurrency: every member function is thread-safe, except construction and destruction.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -116,12 +115,10 @@
 #include <mutex>
 #include <new>
 #include <optional>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "safemap/concurrent.hpp"
-#include "safemap/detail/config.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/map.hpp"
 #include "safemap/reclaim.hpp"
@@ -340,6 +337,7 @@ class SyncMap {
     const std::int64_t n = size_.load(std::memory_order_relaxed);
     return n < 0 ? 0 : static_cast<std::size_t>(n);  // < 0 only for a moment, mid-write
   }
+  // Concurrency: as size().
   [[nodiscard]] bool empty() const noexcept { return size() == 0; }
 
   // A copy built by range (weakly consistent, as range). Concurrency: as range.
@@ -541,7 +539,7 @@ class SyncMap {
     rcu::read_guard guard;
     std::lock_guard lock(mu_);
     read_only* old = read_.load(std::memory_order_relaxed);
-    if (old->m.size() == 0 && !has_dirty_) return;            // nothing was ever stored since
+    if (old->m.size() == 0 && !has_dirty_) return;            // no entry at all: nothing to do
     read_.store(new read_only(), std::memory_order_release);  // may throw: nothing changed yet
     std::int64_t removed = 0;
     for (const auto& kv : old->m) removed += orphan_locked(kv.second);

@@ -126,7 +126,7 @@ TEST(SyncMapModel, RandomOperationsMatchTheReferenceWithIntKeys) {
 
 TEST(SyncMapModel, RandomOperationsMatchTheReferenceWithStringKeys) {
   for (std::uint64_t seed : {11u, 12u, 13u, 14u}) {
-    run_model<std::string>(seed, 60'000, 8 + 8 * seed, [](std::uint64_t k) {
+    run_model<std::string>(seed, 60'000, 8 + 4 * (seed - 10), [](std::uint64_t k) {
       return "key-" + std::to_string(k) + std::string(k % 3 * 10, 'x');  // some beyond SSO
     });
   }
