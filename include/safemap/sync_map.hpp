@@ -96,8 +96,8 @@
 //    then the result is CAS'ed in; a lost race calls f again (DESIGN allows it for lock-free
 //    maps: f must be pure). For a key with no entry f(nullopt) is computed before mu_ is taken,
 //    so f may call any method of this map.
-//  - clear(): see its comment; Go 1.23's Clear has no defence against a concurrent lock-free
-//    write landing in an entry of the old read map, SyncMap expunges those entries.
+//  - clear(): see its comment. Go 1.23's Clear lets a racing lock-free store land in an entry
+//    of the old read map and be lost; SyncMap expunges those entries before returning.
 //  - stats(): counters of the slow paths, kept under mu_ only.
 //
 // # Callbacks and re-entrancy
@@ -139,7 +139,8 @@ struct SyncMapStats {
   std::uint64_t dirty_copies = 0;     // dirty_locked runs that rebuilt dirty from read
   std::uint64_t expunged = 0;         // try_expunge_locked successes (nil -> expunged)
   std::uint64_t unexpunged = 0;       // unexpunge_locked successes (expunged -> nil)
-  std::uint64_t read_misses = 0;      // lookups that missed an amended read map and locked
+  std::uint64_t read_misses = 0;      // load/contains/visit/compare_and_delete lookups that
+                                      // missed an amended read map and took the mutex
   std::uint64_t entries_retired = 0;  // unreachable entries handed to rcu::retire
 };
 
@@ -529,12 +530,13 @@ class SyncMap {
   //
   // Why the old entries are expunged: after the empty read map is published, a lock-free
   // writer that loaded the old read map a moment earlier may still CAS into one of its
-  // entries. Go's Clear leaves those entries as they are, so such a write lands in an orphan
-  // entry and is silently lost (and here it would leak a box and skew size()). Exchanging every
-  // old entry's p to expunged closes that window: a CAS that lands before the exchange is
-  // erased by clear like any earlier write (its box is retired and counted off), and after
-  // the exchange every lock-free path sees expunged and falls to the slow path, which waits
-  // for mu_ and then finds the new, empty maps (E2).
+  // entries. Go's Clear leaves those entries as they are, so such a store can complete after
+  // Clear has returned and still be lost: it landed in an entry no map reaches any more (here
+  // it would also leak its box and skew size()). Exchanging every old entry's p to expunged
+  // before returning closes that window: a CAS that lands before the exchange happened during
+  // clear and is erased by it (its box is retired and counted off), and after the exchange
+  // every lock-free path sees expunged and falls to the slow path, which waits for mu_ and
+  // then finds the new, empty maps (E2).
   void clear() {
     rcu::read_guard guard;
     std::lock_guard lock(mu_);
