@@ -154,6 +154,19 @@ class gated_sink final : public safemap::snapshot_sink {
   std::size_t hang_guard_expired_ = 0;  // guarded by mu_
 };
 
+// Opens a gated_sink on scope exit, so that a failed ASSERT cannot leave threads blocked behind
+// it and hang the test in a jthread destructor. Declare it after the threads it must release.
+class open_on_exit {
+ public:
+  explicit open_on_exit(gated_sink& sink) : sink_(sink) {}
+  ~open_on_exit() { sink_.open(); }
+  open_on_exit(const open_on_exit&) = delete;
+  open_on_exit& operator=(const open_on_exit&) = delete;
+
+ private:
+  gated_sink& sink_;
+};
+
 // ---- small helpers -------------------------------------------------------------------------
 
 // Polls pred every millisecond until it holds; false if the hang guard expired first.

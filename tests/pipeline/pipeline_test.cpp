@@ -18,6 +18,8 @@
 // Regression tests named after a bug reproduce it (see the report in the commit log).
 #include "safemap/pipeline.hpp"
 
+#include <sched.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -54,6 +56,7 @@ using safemap::snapshot_pipeline;
 using safemap::submit_options;
 using safemap_test::pipeline::eventually;
 using safemap_test::pipeline::gated_sink;
+using safemap_test::pipeline::open_on_exit;
 using safemap_test::pipeline::outcomes;
 using safemap_test::pipeline::run_threads;
 using safemap_test::pipeline::scoped_temp_dir;
@@ -140,6 +143,7 @@ TEST(Backpressure, BlockPolicyHoldsProducersInSubmitAndNeverQueuesMoreThanCapaci
       }
     });
   });
+  const open_on_exit release_on_failure(*sink);
 
   // Workers held in the sink, queue full, every producer inside submit.
   ASSERT_TRUE(eventually([&] {
@@ -304,6 +308,7 @@ TEST(OverflowPolicy, CoalesceKeepsOneQueuedJobPerMapAndNeverMergesDifferentMaps)
     d_promise.set_value(pipe.submit(maps[D], sink));
     d_returned = true;
   });
+  const open_on_exit release_on_failure(*sink);
   ASSERT_TRUE(eventually([&] { return pipe.stats().submitted == 9; }));
   EXPECT_FALSE(d_returned.load()) << "submit for a new map got past a full coalesce queue";
   EXPECT_EQ(pipe.stats().queued, capacity);
@@ -592,6 +597,7 @@ TEST(Shutdown, DrainRunsEveryQueuedJobAndRejectsNewOnes) {
   for (std::size_t i = 1; i < 5; ++i) queued.push_back(pipe.submit(maps[i], sink));
 
   std::jthread shutter([&] { pipe.shutdown(shutdown_mode::drain); });
+  const open_on_exit release_on_failure(*sink);
   // Probe until submit is refused: then the drain has begun (and cannot finish: the sink is
   // held). Probes accepted before that are ordinary jobs.
   std::vector<job_handle> probes;
@@ -667,6 +673,12 @@ struct blocked_producers {
   std::vector<std::future<job_handle>> futures;
   std::vector<std::jthread> threads;
 
+  // A failed assertion must not leave producers blocked in submit behind a held sink.
+  ~blocked_producers() {
+    if (sink) sink->open();
+    threads.clear();
+  }
+
   bool start(int producers, bool cooperative, std::chrono::milliseconds shutdown_timeout) {
     sink = std::make_shared<gated_sink>(cooperative);
     pipe = std::make_unique<snapshot_pipeline>(
@@ -694,6 +706,7 @@ TEST(Destructor, ReleasesProducersBlockedInSubmitWithRejectedWhileItDrains) {
   ASSERT_TRUE(b.start(4, /*cooperative=*/false, 10'000ms));
   // Destroy from another thread; the sink is still held, so the drain cannot finish yet.
   std::jthread destroyer([&] { b.pipe.reset(); });
+  const open_on_exit release_on_failure(*b.sink);
   for (auto& f : b.futures) {
     ASSERT_EQ(f.wait_for(safemap_test::pipeline::hang_guard), std::future_status::ready)
         << "a producer blocked in submit was not released by the destructor";
@@ -721,6 +734,90 @@ TEST(Destructor, ShortShutdownTimeoutCancelsWhatIsLeftAndReleasesBlockedProducer
   }
   for (auto& t : b.threads) t.join();
   EXPECT_EQ(b.sink->hang_guard_expired(), 0u);
+}
+
+// Regression: ~snapshot_pipeline drains with drain_until(), whose "drained" predicate is also
+// true when live_workers_ == 0 - which it is before the worker threads have started. A
+// pipeline destroyed right after a submit then "fails to drain" at once and cancels the queued
+// job, although nothing was slow (pipeline.hpp: the destructor drains, bounded by
+// shutdown_timeout = 10 s by default, then cancels).
+TEST(Destructor, DrainsAJobSubmittedBeforeTheWorkersStarted) {
+  auto maps = make_maps(1);
+  auto sink = std::make_shared<gated_sink>();
+  sink->open();
+  constexpr int rounds = 200;
+  int not_done = 0;
+  std::string first_problem;
+  for (int i = 0; i < rounds; ++i) {
+    job_handle h;
+    {
+      snapshot_pipeline pipe({.workers = 1});
+      h = pipe.submit(maps[0], sink);
+    }  // the destructor should drain: the sink is open and fast
+    ASSERT_TRUE(h.ready()) << "the destructor returned with the job unresolved";
+    if (h.status() != job_status::done) {
+      if (not_done++ == 0) {
+        first_problem = std::string(safemap::to_string(h.status())) + " (" + h.result().error + ")";
+      }
+    }
+  }
+  EXPECT_EQ(not_done, 0) << not_done << " of " << rounds
+                         << " jobs were not drained by the destructor; first: " << first_problem;
+}
+
+// Regression: finish() resolves a job (waking its waiters) before it counts the outcome in
+// stats(), under a different lock. A caller that sees its handle resolved and then reads
+// stats() can find the job counted nowhere, so stats() does not add up to the handles.
+// The test and the worker share one CPU: waking the waiter (which slept, so the scheduler
+// favours it) then often preempts the worker between resolving and counting.
+TEST(Stats, AJobIsCountedByTheTimeItsHandleResolves) {
+  cpu_set_t saved;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof saved, &saved), 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &saved)) {
+      CPU_SET(c, &one);
+      break;
+    }
+  }
+  ASSERT_EQ(::sched_setaffinity(0, sizeof one, &one), 0);  // threads started now inherit it
+  auto maps = make_maps(1);
+  auto sink = std::make_shared<gated_sink>();
+  sink->open();
+  int stale = 0;
+  const int rounds = sanitized ? 200 : 1000;
+  {
+    snapshot_pipeline pipe({.workers = 1});
+    for (int i = 0; i < rounds; ++i) {
+      job_handle h = pipe.submit(maps[0], sink);
+      h.wait();
+      if (pipe.stats().done != static_cast<std::uint64_t>(i + 1)) ++stale;
+    }
+  }
+  ASSERT_EQ(::sched_setaffinity(0, sizeof saved, &saved), 0);
+  EXPECT_EQ(stale, 0) << stale << " of " << rounds
+                      << " resolved jobs were not yet counted in stats().done";
+}
+
+// Regression: the destructor frees the pipeline while producers it released from submit()
+// with `rejected` are still inside submit: they relock mu_ and count themselves in stats_
+// after ~snapshot_pipeline has returned (heap-use-after-free; ASan and TSan report it). The
+// header lets a pipeline be destroyed while producers are blocked in submit, so the destructor
+// must wait for them to leave.
+TEST(Destructor, WaitsForReleasedProducersToLeaveSubmitBeforeFreeingThePipeline) {
+  for (int round = 0; round < 30; ++round) {
+    blocked_producers b;
+    ASSERT_TRUE(b.start(32, /*cooperative=*/true, 0ms));
+    b.pipe.reset();  // drain gives up at once, cancels, joins, frees
+    for (auto& f : b.futures) {
+      ASSERT_EQ(f.wait_for(safemap_test::pipeline::hang_guard), std::future_status::ready);
+      EXPECT_EQ(f.get().wait(), job_status::rejected);
+    }
+    for (auto& t : b.threads) t.join();
+    EXPECT_EQ(b.first.wait(), job_status::cancelled);
+    EXPECT_EQ(b.queued.wait(), job_status::cancelled);
+  }
 }
 
 // ---- threads and stats -------------------------------------------------------------------------

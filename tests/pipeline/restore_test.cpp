@@ -56,6 +56,7 @@ using safemap::snapshot_pipeline;
 using safemap_test::pipeline::eventually;
 using safemap_test::pipeline::gated_sink;
 using safemap_test::pipeline::hang_guard;
+using safemap_test::pipeline::open_on_exit;
 using safemap_test::pipeline::run_threads;
 using safemap_test::pipeline::scoped_temp_dir;
 using safemap_test::pipeline::versioned_map;
@@ -124,6 +125,39 @@ TEST(PeriodicSnapshotter, RestoreGivesTheMapAtItsLastSavedVersion) {
   EXPECT_EQ(restored, vm.snapshot());
 }
 
+// Regression: periodic_snapshotter::stop() promises to cancel an in-flight save and join. A
+// tick whose submit() waits for room in a shared, full pipeline (overflow_policy::block, held
+// by another producer's slow sink) cannot be reached: current_ is set only after submit
+// returns, and submit does not watch the timer thread's stop token. stop() then waits for as
+// long as the other sink holds the pipeline.
+TEST(PeriodicSnapshotter, StopReturnsWhileItsSaveWaitsForRoomInAFullPipeline) {
+  scoped_temp_dir dir;
+  versioned_map<int, int> vm;
+  put(vm, 1, 1);
+  int_map other_a, other_b;
+  other_a.insert_or_assign(1, 1);
+  other_b.insert_or_assign(2, 2);
+  auto held = std::make_shared<gated_sink>();
+  snapshot_pipeline pipe({.workers = 1, .capacity = 1, .policy = overflow_policy::block});
+  const open_on_exit release_on_failure(*held);
+  job_handle running = pipe.submit(other_a, held);
+  ASSERT_TRUE(held->wait_entered(1));
+  job_handle queued = pipe.submit(other_b, held);  // the queue is now full
+
+  auto snap = std::make_unique<periodic_snapshotter<versioned_map<int, int>>>(
+      pipe, vm, dir / "stop.snap", 1ms);
+  // Its first tick is inside submit, waiting for room.
+  ASSERT_TRUE(eventually([&] { return pipe.stats().submitted == 3; }));
+  auto stopped = std::async(std::launch::async, [&] { snap->stop(); });
+  // Hang guard: stop() has nothing to wait for but a thread that should be told to stop.
+  const bool returned = stopped.wait_for(5s) == std::future_status::ready;
+  held->open();  // let it finish either way
+  stopped.wait();
+  EXPECT_TRUE(returned) << "periodic_snapshotter::stop() waited for another producer's sink";
+  EXPECT_EQ(running.wait(), job_status::done);
+  EXPECT_EQ(queued.wait(), job_status::done);
+}
+
 TEST(Restore, MissingFileGivesAnEmptyMap) {
   scoped_temp_dir dir;
   const auto restored = safemap::restore_snapshot_or_empty<int_map>(dir / "never-written.snap");
@@ -137,6 +171,21 @@ TEST(Restore, MissingFileGivesAnEmptyMap) {
   }
   EXPECT_THROW((void)safemap::restore_snapshot_or_empty<int_map>(dir / "garbage.snap"),
                safemap::snapshot_error);
+}
+
+// Regression: restore_snapshot_or_empty checks std::filesystem::exists(path, ec) and ignores
+// ec, so a path whose status cannot be read (here a symlink loop: ELOOP) counts as "no file
+// yet" and restores an empty map, although the header promises that any problem other than a
+// missing file throws. A periodic snapshotter started on that empty map would then overwrite
+// whatever the path leads to.
+TEST(Restore, PathThatCannotBeCheckedThrowsInsteadOfGivingAnEmptyMap) {
+  scoped_temp_dir dir;
+  const auto loop = dir / "loop.snap";
+  std::filesystem::create_symlink(loop, loop);  // loop.snap -> loop.snap
+  EXPECT_THROW((void)safemap::restore_snapshot_or_empty<int_map>(loop), std::exception)
+      << "a symlink loop was taken for a missing file";
+  // load_snapshot itself does report it.
+  EXPECT_THROW((void)safemap::load_snapshot<int_map>(loop), safemap::snapshot_error);
 }
 
 // Loads the helper's file: its generation, or -1 when it breaks the invariant.
@@ -163,7 +212,7 @@ TEST(Restore, FileSurvivesSigkillAtRandomMomentsMidRun) {
   std::uniform_int_distribution<int> delay_us(0, 5000);
 
   long long last = -1;
-  for (int kill = 0; kill < 5; ++kill) {
+  for (int kill = 0; kill < 8; ++kill) {
     SCOPED_TRACE("kill " + std::to_string(kill));
     pid_t pid = 0;
     const std::string helper = SAFEMAP_PIPELINE_CRASH_HELPER;
