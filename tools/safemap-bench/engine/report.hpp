@@ -1,0 +1,111 @@
+// engine/report.hpp - turning rows of results into what a person reads: the table on stdout,
+// CSV and JSON files, gnuplot PNGs, a recommendation per workload and the advice table.
+//
+// Nothing here is hard-coded about which map is good at what: every recommendation is
+// computed from the rows given, so a run on another machine can recommend other maps.
+//
+// Ratios are speedups: best peer ns/op divided by the map's ns/op (> 1: the map is faster).
+// "Peers" are the C++ maps safemap is compared with; Go's maps (imported rows, family "go")
+// are shown but never chosen as the peer to beat: a C++ program cannot use them.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "results.hpp"
+
+namespace safemap_bench {
+
+struct machine_info {
+  unsigned cores = 0;
+  std::string cpu_model;
+  std::string compiler;
+  std::string build_type;
+  std::string kernel;
+  std::string date;  // UTC, ISO 8601
+  std::uint64_t clock_overhead_ns = 0;
+};
+
+// Reads /proc/cpuinfo, uname and the clock; build_type is the CMake build type.
+machine_info probe_machine(const std::string& build_type);
+
+// The steady_clock cost of one timed region (median of back-to-back reads), subtracted from
+// latency samples.
+std::uint64_t measure_clock_overhead_ns();
+
+struct map_column {
+  std::string name;
+  std::string label;
+  std::string family;  // safemap, peer, go
+};
+
+struct report {
+  machine_info machine;
+  std::string settings;             // one line: duration/ops, repeats, keys, dists
+  std::vector<map_column> columns;  // in table order
+  std::vector<cell_result> rows;
+  std::vector<std::string> notes;                // maps skipped at build time, etc.
+  std::map<std::string, std::string> summaries;  // workload -> one line (plot titles)
+};
+
+struct recommendation {
+  std::string workload;
+  unsigned threads = 0;
+  std::string map;  // the fastest safemap map
+  double ns_per_op = 0;
+  std::string best_peer;  // empty when no peer ran
+  double best_peer_ns = 0;
+  double vs_best_peer = 0;            // best_peer_ns / ns_per_op
+  std::optional<double> vs_baseline;  // std+shared_mutex ns / ns_per_op
+  std::string text;                   // the sentence printed
+};
+
+struct advice_row {
+  std::string use;  // workload class
+  std::string map;
+  double geomean_vs_best_peer = 0;
+  std::optional<double> geomean_vs_baseline;
+  std::string runner_up;
+  double runner_up_vs_best_peer = 0;
+  unsigned rows = 0;  // (workload, threads) rows it summarizes
+};
+
+inline constexpr const char* baseline_map = "std+shared_mutex";
+
+// Per (workload, threads) row where a safemap map ran: the fastest safemap map and how it
+// compares with the best peer and with std+shared_mutex.
+std::vector<recommendation> recommend(const report& r);
+
+// Per workload class: the safemap map with the best geometric-mean speedup over the best peer,
+// over the rows with 2 or more threads (all rows when no run used 2 threads).
+std::vector<advice_row> advise(const report& r, const std::map<std::string, std::string>& classes);
+
+std::string format_header(const report& r);
+std::string format_table(const report& r);
+std::string format_recommendations(const std::vector<recommendation>& recs);
+std::string format_advice(const std::vector<advice_row>& advice);
+
+// A number of nanoseconds in at most 5 characters: 3.21, 45.6, 789, 12.3k, 4.56M.
+std::string format_ns(double ns);
+
+// CSV: one header line (csv_columns), one line per row; RFC 4180 quoting where needed.
+extern const char* const csv_header;
+void write_csv(std::ostream& out, const std::vector<cell_result>& rows);
+// Reads rows written by write_csv (or by the Go program). Throws std::runtime_error naming
+// the line of a malformed row or a header that is not csv_header.
+std::vector<cell_result> read_csv(std::istream& in);
+
+void write_json(std::ostream& out, const report& r, const std::vector<recommendation>& recs,
+                const std::vector<advice_row>& advice);
+
+// Writes gnuplot data and scripts under dir/img and runs gnuplot when it is installed: one PNG
+// per workload (throughput against threads; latency percentiles at the given thread count).
+// Returns the PNG files written; `message` says why none were (gnuplot missing, ...).
+std::vector<std::string> write_plots(const report& r, const std::string& dir,
+                                     unsigned latency_threads, std::string& message);
+
+}  // namespace safemap_bench
