@@ -171,26 +171,32 @@ struct job_state {
   std::unique_ptr<std::stop_callback<std::function<void()>>> forward_stop;  // caller's token
   bool timed_out_while_running = false;  // set by the watchdog, under the pipeline mutex
 
-  // Resolution, guarded by mu.
+  // Resolution, guarded by mu. Two steps, so the pipeline can count an outcome in its stats
+  // before anyone waiting on the handle can see it: claim() picks the one final result (first
+  // claim wins), publish() makes it visible to waiters.
   mutable std::mutex mu;
   mutable std::condition_variable cv;
   job_result result;
+  bool claimed = false;
   bool resolved = false;
 
-  // First resolution wins; returns whether this call resolved the job.
-  bool resolve(job_result r) {
+  bool claim(job_result r) {
+    std::lock_guard lock(mu);
+    if (claimed) return false;
+    claimed = true;
+    result = std::move(r);
+    return true;
+  }
+  void publish() {
     {
       std::lock_guard lock(mu);
-      if (resolved) return false;
-      result = std::move(r);
       resolved = true;
     }
     cv.notify_all();
-    return true;
   }
   void set_running() {
     std::lock_guard lock(mu);
-    if (!resolved) result.status = job_status::running;
+    if (!claimed) result.status = job_status::running;
   }
 };
 
@@ -330,7 +336,7 @@ class snapshot_pipeline {
       for (auto& j : dropped) finish(j, {job_status::cancelled, "pipeline shut down", 0, {}});
       {
         std::unique_lock lock(mu_);
-        idle_.wait(lock, [&] { return running_.empty(); });
+        idle_.wait(lock, [&] { return running_.empty() && submitters_ == 0; });
       }
     }
     join_all();
@@ -349,12 +355,34 @@ class snapshot_pipeline {
  private:
   using job_ptr = std::shared_ptr<detail::pipeline::job_state>;
 
+  // Counts a producer inside submit, so shutdown and the destructor wait until every released
+  // producer has left (they touch the pipeline until their last line).
+  class submitter_scope {
+   public:
+    explicit submitter_scope(snapshot_pipeline& p) : p_(p) {
+      std::lock_guard lock(p_.mu_);
+      ++p_.submitters_;
+    }
+    ~submitter_scope() {
+      std::lock_guard lock(p_.mu_);  // notify under the lock: the pipeline may die right after
+      --p_.submitters_;
+      p_.idle_.notify_all();
+    }
+    submitter_scope(const submitter_scope&) = delete;
+    submitter_scope& operator=(const submitter_scope&) = delete;
+
+   private:
+    snapshot_pipeline& p_;
+  };
+
   void enqueue(const job_ptr& job) {
+    const submitter_scope scope(*this);
     job_ptr displaced;
     job_result displaced_result;
     {
       std::unique_lock lock(mu_);
       ++stats_.submitted;
+      const std::stop_token stop = job->stop.get_token();
       for (;;) {
         if (!accepting_) {
           lock.unlock();
@@ -392,19 +420,32 @@ class snapshot_pipeline {
           displaced_result = {job_status::dropped, "queue full (drop_oldest)", 0, {}};
           break;
         }
-        // block, or coalesce with nothing to coalesce: backpressure.
-        not_full_.wait(lock);
+        // block, or coalesce with nothing to coalesce: backpressure, until room appears, the
+        // pipeline shuts down, or the caller's stop token (submit_options::stop) fires.
+        const std::uint64_t seen = room_generation_;
+        if (!not_full_.wait(lock, stop, [&] { return room_generation_ != seen || !accepting_; })) {
+          lock.unlock();
+          finish(job,
+                 {job_status::cancelled, "cancelled while waiting for room in the queue", 0, {}});
+          return;
+        }
       }
     }
     not_empty_.notify_one();
     if (displaced) finish(displaced, std::move(displaced_result));
   }
 
-  // Resolves a job and counts the outcome (first resolution only).
+  // Resolves a job and counts the outcome (first resolution only), counting before waiters can
+  // see it, so a resolved handle is always reflected in stats().
   void finish(const job_ptr& job, job_result r) {
     const job_status s = r.status;
     const auto serialize_time = r.serialize_time;
-    if (!job->resolve(std::move(r))) return;
+    if (!job->claim(std::move(r))) return;
+    count_outcome(s, serialize_time);
+    job->publish();
+  }
+
+  void count_outcome(job_status s, std::chrono::nanoseconds serialize_time) {
     std::lock_guard lock(mu_);
     switch (s) {
       case job_status::done:
@@ -451,7 +492,8 @@ class snapshot_pipeline {
         if (queue_.empty()) break;  // stop requested and nothing left
         job = std::move(queue_.front());
         queue_.pop_front();
-        not_full_.notify_one();
+        ++room_generation_;
+        not_full_.notify_all();
         const auto now = pipeline_clock::now();
         if (job->stop.stop_requested()) {
           lock.unlock();
@@ -555,7 +597,7 @@ class snapshot_pipeline {
     std::unique_lock lock(mu_);
     accepting_ = false;
     not_full_.notify_all();  // blocked producers see !accepting_ and resolve rejected
-    auto drained = [&] { return (queue_.empty() && running_.empty()) || live_workers_ == 0; };
+    auto drained = [&] { return queue_.empty() && running_.empty() && submitters_ == 0; };
     if (until) {
       if (!idle_.wait_until(lock, *until, drained)) return false;
     } else {
@@ -580,14 +622,16 @@ class snapshot_pipeline {
 
   options opt_;
   mutable std::mutex mu_;
-  std::condition_variable not_empty_;  // workers wait for jobs
-  std::condition_variable not_full_;   // blocked producers wait for room
-  std::condition_variable idle_;       // drain waits for queue_ and running_ to empty
+  std::condition_variable not_empty_;     // workers wait for jobs
+  std::condition_variable_any not_full_;  // blocked producers wait for room (or their stop)
+  std::condition_variable idle_;          // drain waits for queue_ and running_ to empty
   std::condition_variable_any watchdog_cv_;
   std::uint64_t watch_generation_ = 0;  // guarded by mu_; bumps when a job with a deadline starts
   std::deque<job_ptr> queue_;           // guarded by mu_
   std::vector<job_ptr> running_;        // guarded by mu_
   bool accepting_ = true;               // guarded by mu_
+  std::size_t submitters_ = 0;          // guarded by mu_: producers inside submit
+  std::uint64_t room_generation_ = 0;   // guarded by mu_: bumps when a queued job leaves
   std::size_t live_workers_ = 0;        // guarded by mu_
   pipeline_stats stats_;                // guarded by mu_ (counters only)
   std::optional<pipeline_clock::time_point> last_success_;  // guarded by mu_
@@ -685,9 +729,12 @@ class cancellable_once {
 // Any other problem (corrupt file, bad JSON) throws.
 template <class M>
 M restore_snapshot_or_empty(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return M();
-  return load_snapshot<M>(path);
+  try {
+    return load_snapshot<M>(path);
+  } catch (const snapshot_error& e) {
+    if (e.problem() != snapshot_error::kind::missing) throw;
+  }
+  return M();
 }
 
 // A map restored lazily from its snapshot file on first use: the first get() loads it (the
@@ -773,11 +820,11 @@ class periodic_snapshotter {
         cv.wait_for(lock, st, interval_, [] { return false; });
       }
       if (st.stop_requested()) break;
-      tick();
+      tick(st);
     }
   }
 
-  void tick() {
+  void tick(std::stop_token st) {
     const std::uint64_t v = map_.version();
     job_handle h;
     {
@@ -787,7 +834,7 @@ class periodic_snapshotter {
         return;
       }
     }
-    h = pipe_.submit(map_, sink_);
+    h = pipe_.submit(map_, sink_, {.stop = st});  // stop() also ends a wait for queue room
     {
       std::lock_guard lock(mu_);
       current_ = h;
