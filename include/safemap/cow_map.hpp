@@ -428,8 +428,8 @@ class CowMap {
 
   // Invariant: never null; points to an immutable snapshot. Loaded (acquire) by readers inside
   // an rcu::read_guard; stored (release) only with writer_mutex_ held, and the snapshot it
-  // replaces is retired right after. On its own cache line: every reader loads it, and the
-  // writer's mutex and counters below must not share the line.
+  // replaces is retired once that mutex is released (write_section). On its own cache line:
+  // every reader loads it, and the writer's mutex and counters below must not share the line.
   alignas(64) std::atomic<snapshot_node*> current_;
 
   // Serializes writers. Never held while waiting for readers or for a grace period; held

@@ -415,7 +415,7 @@ struct op_result {
   }
 };
 
-// Generates random operations on keys make_key(0..key_space-1) and values make_value(0..99).
+// Generates random operations on keys make_key(0..key_space-1) and values make_value(0..7).
 // The weights favour writes that hit (so the map is neither always empty nor always full) and
 // make clear rare.
 template <class K, class V>
@@ -424,12 +424,14 @@ class op_generator {
   using key_maker = std::function<K(std::uint64_t)>;
   using value_maker = std::function<V(int)>;
 
-  op_generator(std::uint64_t seed, std::uint64_t key_space, key_maker make_key,
-               value_maker make_value)
-      : rng_(seed),
-        key_space_(key_space),
-        make_key_(std::move(make_key)),
-        make_value_(std::move(make_value)) {}
+  // Keys and values are made once here, so drawing an operation builds no key.
+  op_generator(std::uint64_t seed, std::uint64_t key_space, const key_maker& make_key,
+               const value_maker& make_value)
+      : rng_(seed) {
+    keys_.reserve(key_space);
+    for (std::uint64_t k = 0; k < key_space; ++k) keys_.push_back(make_key(k));
+    for (int v = 0; v < k_values; ++v) values_.push_back(make_value(v));
+  }
 
   map_op<K, V> next() {
     static constexpr struct {
@@ -467,20 +469,21 @@ class op_generator {
       }
     }
     // A small value range makes compare_and_swap/compare_and_delete succeed often enough.
+    // (Braced initializers are evaluated in order: the sequence depends only on the seed.)
     map_op<K, V> op{kind,
-                    make_key_(rng_.below(key_space_)),
-                    make_value_(static_cast<int>(rng_.below(8))),
-                    make_value_(static_cast<int>(rng_.below(8))),
+                    keys_[rng_.below(keys_.size())],
+                    values_[rng_.below(k_values)],
+                    values_[rng_.below(k_values)],
                     static_cast<compute_mode>(rng_.below(5)),
-                    static_cast<std::size_t>(rng_.below(key_space_ + 1))};
+                    static_cast<std::size_t>(rng_.below(keys_.size() + 1))};
     return op;
   }
 
  private:
+  static constexpr int k_values = 8;
   test_rng rng_;
-  std::uint64_t key_space_;
-  key_maker make_key_;
-  value_maker make_value_;
+  std::vector<K> keys_;
+  std::vector<V> values_;
 };
 
 // The entries of anything iterable as pairs (a Map, a std::unordered_map), sorted by key.
