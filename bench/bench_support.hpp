@@ -32,6 +32,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "safemap/hash.hpp"  // XXH3 (inline), detail::mum
 
 namespace safemap_bench {
@@ -174,6 +178,18 @@ const typename M::mapped_type* lookup(const M& m, const K& key) {
     const auto it = m.find(key);
     return it == m.end() ? nullptr : &it->second;
   }
+}
+
+// Pays, outside the timed code, for the frees that glibc defers. Destroying a node-based map
+// (std::unordered_map at 1e6: a million 32-byte frees) fills malloc's fastbins, and glibc
+// consolidates them on the next allocation of 1 KiB or more, whoever makes it: seconds at
+// 1e7, landing in the timed fill of the next map or benchmark. malloc_trim consolidates and
+// returns free memory to the OS, so every timed fill starts from the same heap state and pays
+// its own page faults. Call it after destroying maps, while the timer is stopped.
+inline void settle_heap() noexcept {
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
 }
 
 // Keeps a value (and what it points to) alive in the eyes of the optimizer.

@@ -77,6 +77,7 @@ struct insert_bench {
     for (auto _ : st) {
       st.PauseTiming();
       maps.clear();  // the previous iteration's maps die outside the timed part
+      settle_heap();
       maps.resize(batch);
       st.ResumeTiming();
       for (M& m : maps) fill(m, ks.keys);
@@ -139,6 +140,7 @@ struct erase_bench {
     for (auto _ : st) {
       st.PauseTiming();
       maps.clear();
+      settle_heap();
       maps.resize(batch);
       for (M& m : maps) fill(m, ks.keys);
       st.ResumeTiming();
@@ -173,7 +175,13 @@ struct iterate_bench {
 
 template <template <class> class Bench, class M>
 void add(const std::string& op, const char* key, const char* map, std::int64_t n) {
-  auto* b = benchmark::RegisterBenchmark((op + "/" + key + "/" + map).c_str(), &Bench<M>::run);
+  // settle_heap() after run() returns: its maps are destroyed by then, and their deferred
+  // frees must not be charged to whichever benchmark runs next.
+  auto* b =
+      benchmark::RegisterBenchmark((op + "/" + key + "/" + map).c_str(), [](benchmark::State& st) {
+        Bench<M>::run(st);
+        settle_heap();
+      });
   b->Arg(n)->Unit(n >= 1'000'000 ? benchmark::kMillisecond : benchmark::kMicrosecond);
   if (n >= 10'000'000) b->Iterations(1);  // one fill takes seconds; repetitions give the spread
 }

@@ -70,6 +70,7 @@ void insert(benchmark::State& st) {
   for (auto _ : st) {
     st.PauseTiming();
     { map_type dead = std::move(m); }  // destroyed outside the timed part
+    safemap_bench::settle_heap();
     m = map_type();
     st.ResumeTiming();
     fill(m);
@@ -85,6 +86,7 @@ void erase(benchmark::State& st) {
   for (auto _ : st) {
     st.PauseTiming();
     m = map_type();
+    safemap_bench::settle_heap();
     fill(m);
     st.ResumeTiming();
     erased = 0;
@@ -117,7 +119,12 @@ int register_all(const char* variant) {
       {"misuse/iterate", &iterate},
   };
   for (const auto& [name, fn] : ops) {
-    benchmark::RegisterBenchmark((name + suffix).c_str(), fn)
+    // settle_heap() once run() has destroyed its maps (see bench_support.hpp).
+    benchmark::RegisterBenchmark((name + suffix).c_str(),
+                                 [fn = fn](benchmark::State& st) {
+                                   fn(st);
+                                   safemap_bench::settle_heap();
+                                 })
         ->Arg(static_cast<std::int64_t>(n))
         ->Unit(benchmark::kMicrosecond);
   }
