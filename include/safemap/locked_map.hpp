@@ -70,6 +70,13 @@
 
 namespace safemap {
 
+namespace detail {
+// A lookup key Q other than K is accepted only when hasher and key_equal both opt in
+// (is_transparent), exactly as Map does: std::string keys take std::string_view and const char*.
+template <class Q, class K, class Hash, class Eq>
+concept locked_map_lookup = transparent<Hash> && transparent<Eq> && !std::is_same_v<Q, K>;
+}  // namespace detail
+
 // LockedMap::stats(): the table and the lock, read under one shared lock.
 struct LockedMapStats {
   std::size_t size = 0;                      // entries
@@ -89,10 +96,6 @@ class LockedMap {
   using map_type = Map<K, V, Hash, Eq>;
 
  private:
-  // Lookups take Q != K only when hasher and key_equal both opt in (as Map does).
-  template <class Q>
-  static constexpr bool heterogeneous =
-      detail::transparent<Hash>&& detail::transparent<Eq> && !std::is_same_v<Q, K>;
   using held_locks = detail::held_locks;
 
  public:
@@ -108,15 +111,17 @@ class LockedMap {
   // The value for key, or nullopt.
   // Concurrency: shared lock; runs in parallel with other reads.
   std::optional<V> load(const K& key) const { return load_impl(key); }
-  template <class Q>
-  requires heterogeneous<Q> std::optional<V> load(const Q& key)
-  const { return load_impl(key); }
+  template <detail::locked_map_lookup<K, Hash, Eq> Q>
+  std::optional<V> load(const Q& key) const {
+    return load_impl(key);
+  }
 
   // Concurrency: shared lock; runs in parallel with other reads.
   bool contains(const K& key) const { return contains_impl(key); }
-  template <class Q>
-  requires heterogeneous<Q>
-  bool contains(const Q& key) const { return contains_impl(key); }
+  template <detail::locked_map_lookup<K, Hash, Eq> Q>
+  bool contains(const Q& key) const {
+    return contains_impl(key);
+  }
 
   // Calls f(const V&) on the stored value, in place, if key is present; returns whether it
   // was. f must not block; it may call read methods of this map (they do not relock), and a
@@ -126,9 +131,10 @@ class LockedMap {
   bool visit(const K& key, F f) const {
     return visit_impl(key, f);
   }
-  template <class Q, class F>
-  requires heterogeneous<Q>
-  bool visit(const Q& key, F f) const { return visit_impl(key, f); }
+  template <detail::locked_map_lookup<K, Hash, Eq> Q, class F>
+  bool visit(const Q& key, F f) const {
+    return visit_impl(key, f);
+  }
 
   // Calls f(const K&, const V&) for every entry; f may return bool, false stops. Sees one
   // point-in-time state. f may call read methods of this map; writes are reported as
@@ -150,7 +156,7 @@ class LockedMap {
 
   // Entries, exact when no write is in flight.
   // Concurrency: lock-free (one atomic load).
-  size_type size() const noexcept { return size_.load(std::memory_order_acquire); }
+  size_type size() const noexcept { return size_.load(std::memory_order_relaxed); }
 
   // A copy of the whole map at one point in time (its own hash seed).
   // Concurrency: shared lock for the duration of the copy.
@@ -201,17 +207,18 @@ class LockedMap {
   // Removes key; the removed value, or nullopt if it was absent.
   // Concurrency: exclusive lock.
   std::optional<V> load_and_delete(const K& key) { return load_and_delete_impl(key); }
-  template <class Q>
-  requires heterogeneous<Q> std::optional<V> load_and_delete(const Q& key) {
+  template <detail::locked_map_lookup<K, Hash, Eq> Q>
+  std::optional<V> load_and_delete(const Q& key) {
     return load_and_delete_impl(key);
   }
 
   // true if something was removed.
   // Concurrency: exclusive lock.
   bool erase(const K& key) { return erase_impl(key); }
-  template <class Q>
-  requires heterogeneous<Q>
-  bool erase(const Q& key) { return erase_impl(key); }
+  template <detail::locked_map_lookup<K, Hash, Eq> Q>
+  bool erase(const Q& key) {
+    return erase_impl(key);
+  }
 
   // Stores value; returns the previous value, if any.
   // Concurrency: exclusive lock.
@@ -232,8 +239,7 @@ class LockedMap {
   bool compare_and_swap(const K& key, const V& expected, V desired) {
     return compare_and_swap_impl(key, expected, desired);
   }
-  template <class Q>
-  requires heterogeneous<Q>
+  template <detail::locked_map_lookup<K, Hash, Eq> Q>
   bool compare_and_swap(const Q& key, const V& expected, V desired) {
     return compare_and_swap_impl(key, expected, desired);
   }
@@ -243,8 +249,7 @@ class LockedMap {
   bool compare_and_delete(const K& key, const V& expected) {
     return compare_and_delete_impl(key, expected);
   }
-  template <class Q>
-  requires heterogeneous<Q>
+  template <detail::locked_map_lookup<K, Hash, Eq> Q>
   bool compare_and_delete(const Q& key, const V& expected) {
     return compare_and_delete_impl(key, expected);
   }
@@ -310,7 +315,7 @@ class LockedMap {
   // After a successful mutation; the caller holds the exclusive lock, so plain load + store
   // is enough (no read-modify-write): nobody else writes these.
   void changed_locked() noexcept {
-    size_.store(map_.size(), std::memory_order_release);
+    size_.store(map_.size(), std::memory_order_relaxed);
     version_.store(version_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
 
@@ -384,6 +389,8 @@ class LockedMap {
 
   // lock_ guards map_. size_ and version_ are written only with lock_ held exclusively and
   // read without it. They share lock_'s cache line on purpose: a writer owns that line anyway.
+  // size_ is relaxed (a count that publishes nothing); version_ is stored with release and
+  // loaded with acquire, so a thread that read version v sees the changes that produced v.
   mutable detail::rw_lock lock_;
   std::atomic<size_type> size_{0};         // == map_.size() whenever lock_ is free
   std::atomic<std::uint64_t> version_{0};  // successful mutations so far

@@ -127,6 +127,11 @@ inline constexpr std::size_t max_default_shards = 256;
 // bits of any table that fits in memory.
 inline constexpr std::size_t max_shards = std::size_t{1} << 16;
 
+// A lookup key Q other than K is accepted only when hasher and key_equal both opt in
+// (is_transparent), exactly as Map does: std::string keys take std::string_view and const char*.
+template <class Q, class K, class Hash, class Eq>
+concept sharded_map_lookup = transparent<Hash> && transparent<Eq> && !std::is_same_v<Q, K>;
+
 inline std::size_t default_shard_count() noexcept {
   const std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
   return std::clamp(std::bit_ceil(default_shards_per_thread * threads), min_default_shards,
@@ -146,13 +151,10 @@ class ShardedMap {
   using map_type = Map<K, V, Hash, Eq>;
 
  private:
-  template <class Q>
-  static constexpr bool heterogeneous =
-      detail::transparent<Hash>&& detail::transparent<Eq> && !std::is_same_v<Q, K>;
   using held_locks = detail::held_locks;
 
   // One shard. lock guards map; size and version are written only under lock held
-  // exclusively, and read without it.
+  // exclusively, and read without it (size relaxed; version release/acquire, as in LockedMap).
   struct alignas(128) shard {
     mutable detail::rw_lock lock;
     std::atomic<size_type> size{0};         // == map.size() whenever lock is free
@@ -180,24 +182,27 @@ class ShardedMap {
   // The shard key routes to, in [0, shard_count()). For diagnostics and tests.
   // Concurrency: pure (hashes the key).
   size_type shard_index(const K& key) const { return index_of(route_hash(key)); }
-  template <class Q>
-  requires heterogeneous<Q> size_type shard_index(const Q& key)
-  const { return index_of(route_hash(key)); }
+  template <detail::sharded_map_lookup<K, Hash, Eq> Q>
+  size_type shard_index(const Q& key) const {
+    return index_of(route_hash(key));
+  }
 
   // --- reads ---------------------------------------------------------------------------------
 
   // The value for key, or nullopt.
   // Concurrency: the key's shard, shared lock.
   std::optional<V> load(const K& key) const { return load_impl(key); }
-  template <class Q>
-  requires heterogeneous<Q> std::optional<V> load(const Q& key)
-  const { return load_impl(key); }
+  template <detail::sharded_map_lookup<K, Hash, Eq> Q>
+  std::optional<V> load(const Q& key) const {
+    return load_impl(key);
+  }
 
   // Concurrency: the key's shard, shared lock.
   bool contains(const K& key) const { return contains_impl(key); }
-  template <class Q>
-  requires heterogeneous<Q>
-  bool contains(const Q& key) const { return contains_impl(key); }
+  template <detail::sharded_map_lookup<K, Hash, Eq> Q>
+  bool contains(const Q& key) const {
+    return contains_impl(key);
+  }
 
   // Calls f(const V&) on the stored value, in place, if key is present; returns whether it
   // was. f must not block; from f, reads of keys in the same shard work, any other call on
@@ -207,9 +212,10 @@ class ShardedMap {
   bool visit(const K& key, F f) const {
     return visit_impl(key, f);
   }
-  template <class Q, class F>
-  requires heterogeneous<Q>
-  bool visit(const Q& key, F f) const { return visit_impl(key, f); }
+  template <detail::sharded_map_lookup<K, Hash, Eq> Q, class F>
+  bool visit(const Q& key, F f) const {
+    return visit_impl(key, f);
+  }
 
   // Calls f(const K&, const V&) for every entry; f may return bool, false stops. Consistent
   // per shard: each shard is copied at one instant (under its shared lock), then f runs on
@@ -238,7 +244,7 @@ class ShardedMap {
   // Concurrency: lock-free (one atomic load per shard).
   size_type size() const noexcept {
     size_type n = 0;
-    for (size_type i = 0; i < nshards_; ++i) n += shards_[i].size.load(std::memory_order_acquire);
+    for (size_type i = 0; i < nshards_; ++i) n += shards_[i].size.load(std::memory_order_relaxed);
     return n;
   }
 
@@ -340,17 +346,18 @@ class ShardedMap {
   // Removes key; the removed value, or nullopt if it was absent.
   // Concurrency: the key's shard, exclusive lock.
   std::optional<V> load_and_delete(const K& key) { return load_and_delete_impl(key); }
-  template <class Q>
-  requires heterogeneous<Q> std::optional<V> load_and_delete(const Q& key) {
+  template <detail::sharded_map_lookup<K, Hash, Eq> Q>
+  std::optional<V> load_and_delete(const Q& key) {
     return load_and_delete_impl(key);
   }
 
   // true if something was removed.
   // Concurrency: the key's shard, exclusive lock.
   bool erase(const K& key) { return erase_impl(key); }
-  template <class Q>
-  requires heterogeneous<Q>
-  bool erase(const Q& key) { return erase_impl(key); }
+  template <detail::sharded_map_lookup<K, Hash, Eq> Q>
+  bool erase(const Q& key) {
+    return erase_impl(key);
+  }
 
   // Stores value; returns the previous value, if any.
   // Concurrency: the key's shard, exclusive lock.
@@ -372,8 +379,7 @@ class ShardedMap {
   bool compare_and_swap(const K& key, const V& expected, V desired) {
     return compare_and_swap_impl(key, expected, desired);
   }
-  template <class Q>
-  requires heterogeneous<Q>
+  template <detail::sharded_map_lookup<K, Hash, Eq> Q>
   bool compare_and_swap(const Q& key, const V& expected, V desired) {
     return compare_and_swap_impl(key, expected, desired);
   }
@@ -383,8 +389,7 @@ class ShardedMap {
   bool compare_and_delete(const K& key, const V& expected) {
     return compare_and_delete_impl(key, expected);
   }
-  template <class Q>
-  requires heterogeneous<Q>
+  template <detail::sharded_map_lookup<K, Hash, Eq> Q>
   bool compare_and_delete(const Q& key, const V& expected) {
     return compare_and_delete_impl(key, expected);
   }
@@ -499,7 +504,7 @@ class ShardedMap {
   // After a successful mutation of s; the caller holds s.lock exclusively, so plain load +
   // store is enough.
   static void changed_locked(shard& s) noexcept {
-    s.size.store(s.map.size(), std::memory_order_release);
+    s.size.store(s.map.size(), std::memory_order_relaxed);
     s.version.store(s.version.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
 
