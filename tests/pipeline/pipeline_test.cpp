@@ -15,7 +15,7 @@
 //    adds up;
 //  - shutdown(drain / cancel), submit after shutdown, the destructor with producers blocked in
 //    submit, threads joined, stats() fields, file_sink round trip.
-// Regression tests named after a bug reproduce it (see the report in the commit log).
+// Tests marked "Regression" reproduce a bug found here; their comment says which.
 #include "safemap/pipeline.hpp"
 
 #include <sched.h>
@@ -152,6 +152,8 @@ TEST(Backpressure, BlockPolicyHoldsProducersInSubmitAndNeverQueuesMoreThanCapaci
            s.submitted == workers + capacity + static_cast<std::size_t>(producers);
   })) << "producers never filled the pipeline";
   EXPECT_EQ(returned.load(), workers + capacity) << "a producer got past a full queue";
+  // The queue stays full until the sink opens, so the monitor sees it full sooner or later.
+  ASSERT_TRUE(eventually([&] { return max_queued.load() >= capacity; }));
 
   sink->open();
   driver.join();
@@ -163,12 +165,42 @@ TEST(Backpressure, BlockPolicyHoldsProducersInSubmitAndNeverQueuesMoreThanCapaci
   monitor.join();
   pipe.shutdown(shutdown_mode::drain);
 
-  EXPECT_LE(max_queued.load(), capacity);
-  EXPECT_EQ(max_queued.load(), capacity) << "the monitor should have seen the full queue";
+  EXPECT_EQ(max_queued.load(), capacity) << "the queue held more jobs than its capacity";
   const auto s = pipe.stats();
   EXPECT_EQ(s.done, all.size());
   expect_stats_match(s, tally(all));
   EXPECT_EQ(sink->hang_guard_expired(), 0u);
+}
+
+TEST(Backpressure, BlockedSubmitResolvesCancelledWhenTheCallersStopTokenFires) {
+  auto maps = make_maps(3);
+  auto sink = std::make_shared<gated_sink>();
+  snapshot_pipeline pipe({.workers = 1, .capacity = 1, .policy = overflow_policy::block});
+  job_handle running = pipe.submit(maps[0], sink);
+  ASSERT_TRUE(sink->wait_entered(1));
+  job_handle queued = pipe.submit(maps[1], sink);  // the queue is now full
+  std::stop_source caller;
+  std::promise<job_handle> blocked;
+  std::jthread producer(
+      [&] { blocked.set_value(pipe.submit(maps[2], sink, {.stop = caller.get_token()})); });
+  const open_on_exit release_on_failure(*sink);
+  ASSERT_TRUE(eventually([&] { return pipe.stats().submitted == 3; }));  // inside submit
+  caller.request_stop();
+  auto f = blocked.get_future();
+  ASSERT_EQ(f.wait_for(safemap_test::pipeline::hang_guard), std::future_status::ready)
+      << "a stop request did not release a producer waiting for room";
+  job_handle h = f.get();
+  ASSERT_TRUE(h.ready());
+  EXPECT_EQ(h.status(), job_status::cancelled);
+  EXPECT_FALSE(h.result().error.empty());
+  EXPECT_EQ(pipe.stats().queued, 1u) << "the cancelled job took a place in the queue";
+
+  sink->open();
+  EXPECT_EQ(running.wait(), job_status::done);
+  EXPECT_EQ(queued.wait(), job_status::done);
+  pipe.shutdown(shutdown_mode::drain);
+  EXPECT_EQ(sink->maps(), (addresses(maps, {0, 1})));
+  expect_stats_match(pipe.stats(), tally({running, queued, h}));
 }
 
 // ---- overflow policies: exact counts -----------------------------------------------------------
@@ -437,9 +469,11 @@ TEST(Deadline, PassingWhileQueuedTimesOutWithoutCallingTheSink) {
 
 TEST(Deadline, PassingWhileRunningRequestsTheSinksStopTokenAndTimesOut) {
   auto maps = make_maps(1);
+  std::atomic<int> entered{0};
   std::atomic<std::int64_t> stop_seen_at{0};
   auto sink = std::make_shared<safemap::callback_sink>(
       [&](const safemap::snapshot_data&, std::stop_token stop) {
+        ++entered;
         // Cooperative: returns when told to stop (hang guard: the test's wait fails first).
         std::mutex m;
         std::condition_variable_any cv;
@@ -450,16 +484,27 @@ TEST(Deadline, PassingWhileRunningRequestsTheSinksStopTokenAndTimesOut) {
         }
       });
   snapshot_pipeline pipe({.workers = 1});
-  const auto deadline = safemap::pipeline_clock::now() + 50ms;
-  job_handle h = pipe.submit(maps[0], sink, {.deadline = deadline});
-  EXPECT_EQ(h.wait(), job_status::timed_out);
-  EXPECT_FALSE(h.result().error.empty());
-  ASSERT_NE(stop_seen_at.load(), 0) << "the sink's stop token was never requested";
-  EXPECT_GE(stop_seen_at.load(), deadline.time_since_epoch().count())
-      << "the watchdog stopped the job before its deadline";
+  // The deadline must pass while the job runs, not before it starts: on a machine so loaded
+  // that the job started after its deadline (then it times out without running, which the
+  // test above covers), try again with a longer one.
+  std::vector<job_handle> handles;
+  for (auto budget = std::chrono::milliseconds(50);; budget *= 2) {
+    ASSERT_LE(budget, 10s) << "the job never started before its deadline";
+    const int entered_before = entered.load();
+    const auto deadline = safemap::pipeline_clock::now() + budget;
+    job_handle h = pipe.submit(maps[0], sink, {.deadline = deadline});
+    handles.push_back(h);
+    EXPECT_EQ(h.wait(), job_status::timed_out);
+    EXPECT_FALSE(h.result().error.empty());
+    if (entered.load() == entered_before) continue;  // timed out before it started
+    ASSERT_NE(stop_seen_at.load(), 0) << "the sink's stop token was never requested";
+    EXPECT_GE(stop_seen_at.load(), deadline.time_since_epoch().count())
+        << "the watchdog stopped the job before its deadline";
+    break;
+  }
   pipe.shutdown(shutdown_mode::drain);
-  EXPECT_EQ(pipe.stats().timed_out, 1u);
-  expect_stats_match(pipe.stats(), tally({h}));
+  EXPECT_EQ(pipe.stats().timed_out, handles.size());
+  expect_stats_match(pipe.stats(), tally(handles));
 }
 
 // ---- failures --------------------------------------------------------------------------------
@@ -736,11 +781,10 @@ TEST(Destructor, ShortShutdownTimeoutCancelsWhatIsLeftAndReleasesBlockedProducer
   EXPECT_EQ(b.sink->hang_guard_expired(), 0u);
 }
 
-// Regression: ~snapshot_pipeline drains with drain_until(), whose "drained" predicate is also
-// true when live_workers_ == 0 - which it is before the worker threads have started. A
-// pipeline destroyed right after a submit then "fails to drain" at once and cancels the queued
-// job, although nothing was slow (pipeline.hpp: the destructor drains, bounded by
-// shutdown_timeout = 10 s by default, then cancels).
+// Regression (fixed in 0e056e0): the destructor drained with drain_until(), whose "drained"
+// predicate was also true while live_workers_ == 0, as it is before the worker threads start.
+// A pipeline destroyed right after a submit gave up draining at once and cancelled the job,
+// although the sink was open and fast (the destructor drains, bounded by shutdown_timeout).
 TEST(Destructor, DrainsAJobSubmittedBeforeTheWorkersStarted) {
   auto maps = make_maps(1);
   auto sink = std::make_shared<gated_sink>();
@@ -765,11 +809,10 @@ TEST(Destructor, DrainsAJobSubmittedBeforeTheWorkersStarted) {
                          << " jobs were not drained by the destructor; first: " << first_problem;
 }
 
-// Regression: finish() resolves a job (waking its waiters) before it counts the outcome in
-// stats(), under a different lock. A caller that sees its handle resolved and then reads
-// stats() can find the job counted nowhere, so stats() does not add up to the handles.
-// The test and the worker share one CPU: waking the waiter (which slept, so the scheduler
-// favours it) then often preempts the worker between resolving and counting.
+// Regression (fixed in 0e056e0): finish() resolved a job (waking its waiters) before it counted
+// the outcome in stats(), so a caller that saw its handle resolved could read stats() without
+// the job in it. The test and the worker share one CPU: waking the waiter (which slept, so the
+// scheduler favours it) then often preempts the worker between resolving and counting.
 TEST(Stats, AJobIsCountedByTheTimeItsHandleResolves) {
   cpu_set_t saved;
   ASSERT_EQ(::sched_getaffinity(0, sizeof saved, &saved), 0);
@@ -800,11 +843,11 @@ TEST(Stats, AJobIsCountedByTheTimeItsHandleResolves) {
                       << " resolved jobs were not yet counted in stats().done";
 }
 
-// Regression: the destructor frees the pipeline while producers it released from submit()
-// with `rejected` are still inside submit: they relock mu_ and count themselves in stats_
-// after ~snapshot_pipeline has returned (heap-use-after-free; ASan and TSan report it). The
-// header lets a pipeline be destroyed while producers are blocked in submit, so the destructor
-// must wait for them to leave.
+// Regression (fixed in 0e056e0): the destructor freed the pipeline while producers it had
+// released from submit() with `rejected` were still inside submit, about to relock mu_ and
+// count themselves (heap-use-after-free, reported by TSan and ASan; a Release build cannot see
+// it). The header lets a pipeline be destroyed while producers are blocked in submit, so the
+// destructor must wait for them to leave.
 TEST(Destructor, WaitsForReleasedProducersToLeaveSubmitBeforeFreeingThePipeline) {
   for (int round = 0; round < 30; ++round) {
     blocked_producers b;

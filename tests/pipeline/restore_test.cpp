@@ -125,11 +125,11 @@ TEST(PeriodicSnapshotter, RestoreGivesTheMapAtItsLastSavedVersion) {
   EXPECT_EQ(restored, vm.snapshot());
 }
 
-// Regression: periodic_snapshotter::stop() promises to cancel an in-flight save and join. A
-// tick whose submit() waits for room in a shared, full pipeline (overflow_policy::block, held
-// by another producer's slow sink) cannot be reached: current_ is set only after submit
-// returns, and submit does not watch the timer thread's stop token. stop() then waits for as
-// long as the other sink holds the pipeline.
+// Regression (fixed in 0e056e0): periodic_snapshotter::stop() promises to cancel an in-flight
+// save and join. A tick whose submit() waited for room in a shared, full pipeline (policy
+// block, held by another producer's slow sink) could not be reached: current_ is set only after
+// submit returns, and submit did not watch the timer thread's stop token, so stop() waited for
+// as long as the other sink held the pipeline.
 TEST(PeriodicSnapshotter, StopReturnsWhileItsSaveWaitsForRoomInAFullPipeline) {
   scoped_temp_dir dir;
   versioned_map<int, int> vm;
@@ -158,6 +158,37 @@ TEST(PeriodicSnapshotter, StopReturnsWhileItsSaveWaitsForRoomInAFullPipeline) {
   EXPECT_EQ(queued.wait(), job_status::done);
 }
 
+// Regression: periodic_snapshotter::stop() promises to cancel an in-flight save and join. A
+// save that is queued (not running) behind another producer's slow sink is cancelled through
+// its handle, but a cancelled queued job resolves only when a worker pops it, and tick() waits
+// for that resolution with an unconditional job_handle::wait(). stop() (and the destructor)
+// then wait for as long as the other sink holds the worker.
+TEST(PeriodicSnapshotter, StopReturnsWhileItsSaveIsQueuedBehindAnotherSink) {
+  scoped_temp_dir dir;
+  versioned_map<int, int> vm;
+  put(vm, 1, 1);
+  int_map other;
+  other.insert_or_assign(1, 1);
+  auto held = std::make_shared<gated_sink>();
+  snapshot_pipeline pipe({.workers = 1, .capacity = 4, .policy = overflow_policy::block});
+  const open_on_exit release_on_failure(*held);
+  job_handle running = pipe.submit(other, held);
+  ASSERT_TRUE(held->wait_entered(1));
+
+  auto snap = std::make_unique<periodic_snapshotter<versioned_map<int, int>>>(
+      pipe, vm, dir / "queued.snap", 1ms);
+  // Its first save is queued behind the held sink.
+  ASSERT_TRUE(eventually([&] { return pipe.stats().queued == 1; }));
+  auto stopped = std::async(std::launch::async, [&] { snap->stop(); });
+  // Hang guard: stop() has nothing to wait for but a save it should have cancelled.
+  const bool returned = stopped.wait_for(5s) == std::future_status::ready;
+  held->open();  // let it finish either way
+  stopped.wait();
+  EXPECT_TRUE(returned) << "periodic_snapshotter::stop() waited for another producer's sink";
+  EXPECT_EQ(running.wait(), job_status::done);
+  EXPECT_EQ(snap->saves(), 0u) << "the cancelled save ran";
+}
+
 TEST(Restore, MissingFileGivesAnEmptyMap) {
   scoped_temp_dir dir;
   const auto restored = safemap::restore_snapshot_or_empty<int_map>(dir / "never-written.snap");
@@ -173,11 +204,11 @@ TEST(Restore, MissingFileGivesAnEmptyMap) {
                safemap::snapshot_error);
 }
 
-// Regression: restore_snapshot_or_empty checks std::filesystem::exists(path, ec) and ignores
-// ec, so a path whose status cannot be read (here a symlink loop: ELOOP) counts as "no file
-// yet" and restores an empty map, although the header promises that any problem other than a
-// missing file throws. A periodic snapshotter started on that empty map would then overwrite
-// whatever the path leads to.
+// Regression (fixed in 0e056e0): restore_snapshot_or_empty ignored the error_code of
+// std::filesystem::exists, so a path whose status cannot be read (here a symlink loop, ELOOP)
+// counted as "no file yet" and restored an empty map, although any problem other than a
+// missing file must throw. A periodic snapshotter started on that empty map would then
+// overwrite whatever the path leads to.
 TEST(Restore, PathThatCannotBeCheckedThrowsInsteadOfGivingAnEmptyMap) {
   scoped_temp_dir dir;
   const auto loop = dir / "loop.snap";
@@ -223,9 +254,10 @@ TEST(Restore, FileSurvivesSigkillAtRandomMomentsMidRun) {
 
     // Wait until this run has saved something newer than what it restored, then kill it at a
     // random moment of its save loop.
+    bool exited = false;
+    int status = 0;
     const bool progressed = eventually([&] {
-      int status = 0;
-      if (::waitpid(pid, &status, WNOHANG) == pid) return true;  // exited: checked below
+      if (::waitpid(pid, &status, WNOHANG) == pid) return exited = true;  // checked below
       std::error_code ec;
       if (!std::filesystem::exists(path, ec)) return false;
       try {
@@ -234,10 +266,11 @@ TEST(Restore, FileSurvivesSigkillAtRandomMomentsMidRun) {
         return true;  // a file that does not load: reported below
       }
     });
-    std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    if (!exited) {
+      std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
+      ::kill(pid, SIGKILL);
+      ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    }
     ASSERT_TRUE(progressed) << "the helper never saved a newer generation";
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
         << "the helper exited on its own (status " << status
