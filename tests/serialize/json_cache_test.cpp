@@ -1,0 +1,238 @@
+// tests/serialize/json_cache_test.cpp - json_cache, and serializing concurrent maps.
+//
+// json_cache is tested on versioned_map (serialize_support.hpp), a minimal map with version()
+// and read_view, so these tests do not depend on the concurrent maps being finished:
+//  - one serialization while the version stays, the same shared_ptr handed out each time;
+//  - a new serialization exactly when the version moved; old texts stay valid;
+//  - 8 threads calling get() while a writer changes the map: every text is one point-in-time
+//    state (ThreadSanitizer checks the locking).
+// Then every concurrent map whose header exists (LockedMap, ShardedMap, SyncMap, CowMap) must
+// work with to_json, to_string, merge_json and json_cache, as DESIGN §5 promises ("for every
+// map type above").
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <latch>
+#include <limits>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "safemap/json.hpp"
+#include "serialize_support.hpp"
+
+#if __has_include("safemap/locked_map.hpp")
+#include "safemap/locked_map.hpp"
+#define SAFEMAP_SER_HAS_LOCKED_MAP 1
+#endif
+#if __has_include("safemap/sharded_map.hpp")
+#include "safemap/sharded_map.hpp"
+#define SAFEMAP_SER_HAS_SHARDED_MAP 1
+#endif
+#if __has_include("safemap/sync_map.hpp")
+#include "safemap/sync_map.hpp"
+#define SAFEMAP_SER_HAS_SYNC_MAP 1
+#endif
+#if __has_include("safemap/cow_map.hpp")
+#include "safemap/cow_map.hpp"
+#define SAFEMAP_SER_HAS_COW_MAP 1
+#endif
+
+namespace {
+
+using safemap::Map;
+using safemap_test::ser::versioned_map;
+
+TEST(JsonCache, SerializesOnceWhileTheVersionStaysAndHandsOutTheSameText) {
+  versioned_map<int, int> m;
+  m.store(1, 10);
+  m.store(2, 20);
+  safemap::json_cache cache(m);
+  EXPECT_EQ(cache.serializations(), 0u);
+  const auto a = cache.get();
+  const auto b = cache.get();
+  const auto c = cache.get();
+  EXPECT_EQ(*a, R"({"1":10,"2":20})");
+  EXPECT_EQ(a.get(), b.get());
+  EXPECT_EQ(a.get(), c.get());
+  EXPECT_EQ(cache.serializations(), 1u);
+}
+
+TEST(JsonCache, SerializesAgainOnlyWhenTheVersionMoved) {
+  versioned_map<int, int> m;
+  m.store(1, 10);
+  safemap::json_cache cache(m);
+  const auto first = cache.get();
+  m.store(1, 11);
+  const auto second = cache.get();
+  EXPECT_NE(first.get(), second.get());
+  EXPECT_EQ(*first, R"({"1":10})") << "an old text stays valid and unchanged";
+  EXPECT_EQ(*second, R"({"1":11})");
+  EXPECT_EQ(cache.serializations(), 2u);
+  EXPECT_EQ(cache.get().get(), second.get());
+  EXPECT_EQ(cache.serializations(), 2u);
+
+  // Several writes between two get() calls: one serialization.
+  m.store(2, 2);
+  m.store(3, 3);
+  m.store(4, 4);
+  EXPECT_EQ(*cache.get(), R"({"1":11,"2":2,"3":3,"4":4})");
+  EXPECT_EQ(cache.serializations(), 3u);
+}
+
+TEST(JsonCache, UsesItsOptions) {
+  versioned_map<std::string, int> m;
+  m.store("a", 1);
+  safemap::json_cache cache(m, {.pretty = true});
+  EXPECT_EQ(*cache.get(), "{\n  \"a\": 1\n}");
+}
+
+TEST(JsonCache, AWriterThatThrowsLeavesTheLastTextInPlace) {
+  versioned_map<int, double> m;
+  m.store(1, 1.5);
+  safemap::json_cache cache(m);
+  const auto good = cache.get();
+  m.store(2, std::numeric_limits<double>::quiet_NaN());
+  EXPECT_THROW((void)cache.get(), safemap::json_error);
+  EXPECT_EQ(cache.serializations(), 1u);
+  m.store(2, 2.5);
+  EXPECT_EQ(*cache.get(), R"({"1":1.5,"2":2.5})");
+  EXPECT_EQ(*good, R"({"1":1.5})");
+}
+
+TEST(JsonCache, ConcurrentGetFromEightThreadsSeesWholeStates) {
+  // Generation g: keys [0, n(g)) all mapped to g, n alternating 50/100, one write each.
+  constexpr int k_readers = 8;
+  const int generations = static_cast<int>(safemap_test::ser::scaled(400, 4));
+  auto size_of = [](int g) { return g % 2 == 0 ? 100 : 50; };
+  versioned_map<int, int> m;
+  m.store_all(size_of(0), 0);
+  safemap::json_cache cache(m);
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  std::atomic<long> gets{0};
+  std::latch start(k_readers + 1);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < k_readers; ++t) {
+    threads.emplace_back([&] {
+      start.arrive_and_wait();
+      int last_gen = -1;
+      std::shared_ptr<const std::string> last;
+      while (!done.load(std::memory_order_acquire)) {
+        const auto text = cache.get();
+        gets.fetch_add(1, std::memory_order_relaxed);
+        if (text == last) continue;
+        last = text;
+        const auto state = safemap::from_json<Map<int, int>>(*text);
+        const int* g0 = state.find(0);
+        bool ok =
+            g0 != nullptr && static_cast<int>(state.size()) == size_of(*g0) && *g0 >= last_gen;
+        if (ok) {
+          state.for_each([&](int k, int v) { ok = ok && k >= 0 && k < size_of(*g0) && v == *g0; });
+          last_gen = *g0;
+        }
+        if (!ok && bad.fetch_add(1) < 5) ADD_FAILURE() << "torn or stale text: " << *text;
+      }
+    });
+  }
+  start.arrive_and_wait();
+  for (int g = 1; g <= generations; ++g) m.store_all(size_of(g), g);
+  done.store(true, std::memory_order_release);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+
+  // Quiet again: every thread gets the same final text.
+  const auto final_text = cache.get();
+  EXPECT_EQ(*final_text, safemap::to_json(m.snapshot()));
+  std::vector<const std::string*> seen(k_readers);
+  threads.clear();
+  for (int t = 0; t < k_readers; ++t) {
+    threads.emplace_back([&, t] { seen[static_cast<std::size_t>(t)] = cache.get().get(); });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto* p : seen) EXPECT_EQ(p, final_text.get());
+  // At most one serialization per version seen, plus the races the version check allows (a
+  // get() that read an older version than the cached one serializes again): far fewer than
+  // the calls.
+  EXPECT_LT(cache.serializations(), static_cast<std::uint64_t>(gets.load()) + 2);
+  RecordProperty("gets", std::to_string(gets.load()));
+  RecordProperty("serializations", std::to_string(cache.serializations()));
+}
+
+// ---- the concurrent maps ------------------------------------------------------------------
+
+template <class M>
+constexpr bool writable = requires(const M& m, std::string& out) {
+  safemap::to_json(m);
+  safemap::write_json(m, out);
+  safemap::to_string(m);
+};
+
+template <class M>
+constexpr bool mergeable = requires(M& m, std::string_view text) {
+  safemap::merge_json(m, text);
+};
+
+template <class M>
+void check_concurrent_map(const char* name) {
+  SCOPED_TRACE(name);
+  M m;
+  m.store(2, 20);
+  m.store(1, 10);
+  m.store(-5, -50);
+  EXPECT_TRUE(writable<M>) << name
+                           << " cannot be passed to to_json/write_json/to_string (json.hpp's "
+                              "map_like needs read_view or for_each; DESIGN §5 promises every map)";
+  EXPECT_TRUE(mergeable<M>) << name << " cannot be passed to merge_json";
+  if constexpr (writable<M>) {
+    EXPECT_EQ(safemap::to_json(m), R"({"-5":-50,"1":10,"2":20})");
+    EXPECT_EQ(safemap::to_string(m), "map[-5:-50 1:10 2:20]");
+    EXPECT_EQ(fmt::format("{} {:j}", m, m), R"(map[-5:-50 1:10 2:20] {"-5":-50,"1":10,"2":20})");
+    safemap::json_cache cache(m);
+    const auto a = cache.get();
+    EXPECT_EQ(a.get(), cache.get().get());
+    m.store(3, 30);
+    EXPECT_EQ(*cache.get(), R"({"-5":-50,"1":10,"2":20,"3":30})");
+    EXPECT_EQ(cache.serializations(), 2u);
+  }
+  if constexpr (mergeable<M>) {
+    safemap::merge_json(m, R"({"1":11,"7":70})");
+    EXPECT_EQ(m.load(1), 11);
+    EXPECT_EQ(m.load(7), 70);
+    EXPECT_EQ(m.load(2), 20);
+    const auto before = m.snapshot();
+    EXPECT_THROW(safemap::merge_json(m, R"({"8":80,"9":"x"})"), safemap::json_error);
+    EXPECT_EQ(m.snapshot(), before);
+  }
+}
+
+TEST(JsonConcurrentMaps, TheTestMapWithReadViewIsSerializable) {
+  check_concurrent_map<versioned_map<int, int>>("versioned_map (test)");
+}
+
+#if defined(SAFEMAP_SER_HAS_LOCKED_MAP)
+TEST(JsonConcurrentMaps, LockedMapIsSerializable) {
+  check_concurrent_map<safemap::LockedMap<int, int>>("LockedMap");
+}
+#endif
+#if defined(SAFEMAP_SER_HAS_SHARDED_MAP)
+TEST(JsonConcurrentMaps, ShardedMapIsSerializable) {
+  check_concurrent_map<safemap::ShardedMap<int, int>>("ShardedMap");
+}
+#endif
+#if defined(SAFEMAP_SER_HAS_SYNC_MAP)
+TEST(JsonConcurrentMaps, SyncMapIsSerializable) {
+  check_concurrent_map<safemap::SyncMap<int, int>>("SyncMap");
+}
+#endif
+#if defined(SAFEMAP_SER_HAS_COW_MAP)
+TEST(JsonConcurrentMaps, CowMapIsSerializable) {
+  check_concurrent_map<safemap::CowMap<int, int>>("CowMap");
+}
+#endif
+
+}  // namespace
