@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <ostream>
 #include <set>
 #include <string>
 #include <string_view>
@@ -276,6 +277,11 @@ std::vector<std::string> shared_suffix_strings() {
     v.push_back(std::to_string(i) + ".example.com/a/long/common/suffix/of/every/url");
   }
   return v;
+}
+
+// Names the family in test listings (ctest shows the parameter).
+void PrintTo(const key_family& f, std::ostream* os) {
+  *os << f.name;
 }
 
 class HashQuality : public testing::TestWithParam<key_family> {};

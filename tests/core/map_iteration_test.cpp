@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -163,6 +164,10 @@ struct iteration_case {
   std::size_t max_size;
   bool constant_hash;
 };
+
+void PrintTo(const iteration_case& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class MapIterationWithMutation : public testing::TestWithParam<iteration_case> {};
 
