@@ -849,6 +849,8 @@ TEST(Stats, AJobIsCountedByTheTimeItsHandleResolves) {
 // it). The header lets a pipeline be destroyed while producers are blocked in submit, so the
 // destructor must wait for them to leave.
 TEST(Destructor, WaitsForReleasedProducersToLeaveSubmitBeforeFreeingThePipeline) {
+  // Each round is a fresh chance to catch a producer inside submit: 30 rounds of 32 producers
+  // caught the original bug in 6 of 6 TSan runs (20 rounds of 16: 1 of 5).
   for (int round = 0; round < 30; ++round) {
     blocked_producers b;
     ASSERT_TRUE(b.start(32, /*cooperative=*/true, 0ms));
