@@ -161,7 +161,7 @@ class LockedMap {
   // A copy of the whole map at one point in time (its own hash seed).
   // Concurrency: shared lock for the duration of the copy.
   map_type snapshot() const {
-    return read_locked([&]() -> map_type { return map_; });
+    return with_read_lock([&]() -> map_type { return map_; });
   }
 
   // Grows by at least 1 on every call that changes the map (an overwrite counts even when the
@@ -174,7 +174,7 @@ class LockedMap {
   // Table shape and lock contention.
   // Concurrency: shared lock.
   LockedMapStats stats() const {
-    return read_locked([&] {
+    return with_read_lock([&] {
       LockedMapStats s;
       s.size = map_.size();
       s.table = map_.stats();
@@ -300,7 +300,7 @@ class LockedMap {
 
   // Runs fn under the shared lock, or directly when this thread's callback holds the lock.
   template <class Fn>
-  auto read_locked(Fn&& fn) const {
+  auto with_read_lock(Fn&& fn) const {
     if (SAFEMAP_UNLIKELY(held_by_this_thread())) return fn();
     std::shared_lock lock(lock_);
     return fn();
@@ -321,7 +321,7 @@ class LockedMap {
 
   template <class Q>
   std::optional<V> load_impl(const Q& key) const {
-    return read_locked([&]() -> std::optional<V> {
+    return with_read_lock([&]() -> std::optional<V> {
       if (const V* v = map_.find(key)) return *v;
       return std::nullopt;
     });
@@ -329,7 +329,7 @@ class LockedMap {
 
   template <class Q>
   bool contains_impl(const Q& key) const {
-    return read_locked([&] { return map_.contains(key); });
+    return with_read_lock([&] { return map_.contains(key); });
   }
 
   template <class Q, class F>

@@ -54,7 +54,9 @@
 //    queued on shard 3 behind S. A -> W3 -> S -> W5 -> A is a cycle, so the map refuses the
 //    first step instead of hanging.
 // The check is one thread-local load when no callback runs on the thread (detail::held_locks).
-// range() callbacks hold no lock and may do anything.
+// range() callbacks hold no lock and may do anything (except in a range started from inside
+// a visit/compute callback of a one-shard map: that range reads under the lock already held,
+// so writes from its callback are reported too).
 //
 // # Memory
 // Each shard is alignas(128): x86 prefetches cache lines in adjacent pairs, so 64-byte

@@ -442,6 +442,14 @@ TEST(ShardedMapReentrancy, SingleShardMapAllowsWholeMapReadsFromACallback) {
     m.range([&](const int&, const long&) { ++n; });
     EXPECT_EQ(n, 2);
   });
+  // That nested range runs its callback under the visit's lock: a write from it is refused.
+  safemap_test::scoped_misuse_handler handler(&safemap_test::throw_misuse);
+  m.visit(1, [&](const long&) {
+    m.range([&](const int& k, const long&) {
+      EXPECT_TRUE(lk::reported_as_reentrant([&] { m.erase(k); }));
+    });
+  });
+  EXPECT_EQ(m.size(), 2u);
 }
 
 TEST(ShardedMapReentrancy, HandlerThatReturnsStillSeesTheReportAndTheWriteIsRefused) {
