@@ -212,8 +212,8 @@ TEST_P(MapIterationWithMutation, EntriesPresentThroughoutAreVisitedExactlyOnce) 
 INSTANTIATE_TEST_SUITE_P(
     Cases, MapIterationWithMutation,
     testing::Values(
-        iteration_case{"Quiet", start_state::quiet, 200, 1500, false},
-        iteration_case{"DuringGrowth", start_state::growing, 150, 1500, false},
+        iteration_case{"Quiet", start_state::quiet, 150, 1500, false},
+        iteration_case{"DuringGrowth", start_state::growing, 100, 1500, false},
         iteration_case{"DuringSameSizeGrowth", start_state::same_size_growing, 60, 400, false},
         iteration_case{"ConstantHashQuiet", start_state::quiet, 200, 150, true},
         iteration_case{"ConstantHashDuringGrowth", start_state::growing, 200, 150, true}),

@@ -221,8 +221,7 @@ struct copy_value_tag {};
 TEST(MapValueTypes, ThrowingValueConstructorWithNoexceptMoveKeepsTheStrongGuarantee) {
   using V = throwing_ctor_value<ctor_value_tag>;
   V::counters().reset();
-  for (std::uint64_t seed : {1u, 2u, 3u})
-    run_with_faults<counted<ctor_key_tag>, V>(seed, 15000, 1000);
+  for (std::uint64_t seed : {1u, 2u}) run_with_faults<counted<ctor_key_tag>, V>(seed, 15000, 1000);
   EXPECT_EQ(V::counters().live, 0);
   EXPECT_EQ(V::counters().bad_destroys, 0);
   EXPECT_EQ(counted<ctor_key_tag>::counters().live, 0);
@@ -231,8 +230,7 @@ TEST(MapValueTypes, ThrowingValueConstructorWithNoexceptMoveKeepsTheStrongGuaran
 TEST(MapValueTypes, ThrowingCopyWithoutNoexceptMoveKeepsTheStrongGuaranteeThroughGrowths) {
   using V = throwing_copy_value<copy_value_tag>;
   V::counters().reset();
-  for (std::uint64_t seed : {4u, 5u, 6u})
-    run_with_faults<counted<copy_key_tag>, V>(seed, 15000, 1000);
+  for (std::uint64_t seed : {4u, 5u}) run_with_faults<counted<copy_key_tag>, V>(seed, 15000, 1000);
   EXPECT_EQ(V::counters().live, 0);
   EXPECT_EQ(V::counters().bad_destroys, 0);
 }
@@ -242,7 +240,7 @@ TEST(MapValueTypes, ThrowingKeyAndValueCopiesKeepTheStrongGuaranteeThroughGrowth
   using V = throwing_copy_value<copy_value_tag>;
   K::counters().reset();
   V::counters().reset();
-  for (std::uint64_t seed : {7u, 8u}) run_with_faults<K, V>(seed, 15000, 1000);
+  for (std::uint64_t seed : {7u}) run_with_faults<K, V>(seed, 15000, 1000);
   EXPECT_EQ(K::counters().live, 0);
   EXPECT_EQ(V::counters().live, 0);
   EXPECT_EQ(K::counters().bad_destroys + V::counters().bad_destroys, 0);
