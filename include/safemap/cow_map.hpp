@@ -154,6 +154,16 @@ class CowMap {
     return std::forward<F>(f)(current_guarded());
   }
 
+  // The view json.hpp serializes without copying: calls f(walk), where walk(g) calls
+  // g(const K&, const V&) for every entry of one snapshot; references stay valid until f
+  // returns. Concurrency: lock-free (one read guard spans the call); point-in-time.
+  template <class F>
+  void read_view(F&& f) const {
+    rcu::read_guard guard;
+    const map_type& m = current_guarded();
+    f([&m](auto&& g) { m.for_each([&g](const K& k, const V& v) { g(k, v); }); });
+  }
+
   // Exact: the size of the published snapshot. Concurrency: wait-free.
   std::size_t size() const {
     rcu::read_guard guard;
@@ -330,6 +340,16 @@ class CowMap {
     }
     if (publish) publish_locked(w, std::move(next));
     return publish;
+  }
+
+  // Stores every entry of `entries` (overwriting existing keys) with one copy and one
+  // publication: readers see all of them or none. merge_json applies parsed input this way.
+  // Concurrency: as update.
+  void merge(map_type&& entries) {
+    if (entries.empty()) return;
+    update([&](map_type& next) {
+      entries.for_each([&](const K& k, V& v) { next.insert_or_assign(k, std::move(v)); });
+    });
   }
 
   // Removes every entry (publishes a new empty snapshot with a fresh hash seed; copies

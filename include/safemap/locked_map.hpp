@@ -103,6 +103,9 @@ class LockedMap {
   LockedMap() = default;
   // Allocates the table for size_hint entries up front.
   explicit LockedMap(size_type size_hint) : map_(size_hint) {}
+  // Takes over the entries of `initial` (from_json and load_snapshot build maps this way).
+  explicit LockedMap(map_type initial)
+      : size_(initial.size()), version_(initial.empty() ? 0 : 1), map_(std::move(initial)) {}
   LockedMap(const LockedMap&) = delete;
   LockedMap& operator=(const LockedMap&) = delete;
 
@@ -152,6 +155,21 @@ class LockedMap {
     std::shared_lock lock(lock_);
     held_locks::scope mark(&lock_, held_locks::mode::shared);
     walk();
+  }
+
+  // The consistent view json.hpp serializes without copying: calls f(walk), where walk(g)
+  // calls g(const K&, const V&) for every entry; every reference stays valid until f returns.
+  // f may call read methods of this map; writes are reported as misuse_kind::reentrant_call.
+  // Concurrency: the shared lock is held for the whole call (point-in-time).
+  template <class F>
+  void read_view(F&& f) const {
+    auto view = [&] {
+      f([this](auto&& g) { map_.for_each([&g](const K& k, const V& v) { g(k, v); }); });
+    };
+    if (SAFEMAP_UNLIKELY(held_by_this_thread())) return view();
+    std::shared_lock lock(lock_);
+    held_locks::scope mark(&lock_, held_locks::mode::shared);
+    view();
   }
 
   // Entries, exact when no write is in flight.
@@ -288,6 +306,16 @@ class LockedMap {
     std::unique_lock lock = lock_for_write();
     if (map_.empty()) return;
     map_.clear();
+    changed_locked();
+  }
+
+  // Stores every entry of `entries` (overwriting existing keys) as one batch: readers see all
+  // of them or none. merge_json applies parsed input this way.
+  // Concurrency: one exclusive lock for the whole batch.
+  void merge(map_type&& entries) {
+    auto lock = lock_for_write();
+    if (entries.empty()) return;
+    entries.for_each([&](const K& k, V& v) { map_.insert_or_assign(k, std::move(v)); });
     changed_locked();
   }
 

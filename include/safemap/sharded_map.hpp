@@ -175,6 +175,14 @@ class ShardedMap {
                              : std::bit_ceil(std::min(shards, detail::max_shards))),
         shift_(56 - static_cast<unsigned>(std::countr_zero(nshards_))),
         shards_(std::make_unique<shard[]>(nshards_)) {}
+  // Takes over the entries of `initial`, distributed over `shards` shards (0: the default).
+  explicit ShardedMap(map_type initial, size_type shards = 0) : ShardedMap(shards) {
+    initial.for_each([&](const K& k, V& v) {
+      shard& s = shard_of(k);
+      s.map.insert_or_assign(k, std::move(v));
+      changed_locked(s);
+    });
+  }
   ShardedMap(const ShardedMap&) = delete;
   ShardedMap& operator=(const ShardedMap&) = delete;
 
@@ -240,6 +248,34 @@ class ShardedMap {
         if (!detail::invoke_range_callback(f, k, v)) return;
       }
     }
+  }
+
+  // The consistent view json.hpp serializes without copying: calls f(walk), where walk(g)
+  // calls g(const K&, const V&) for every entry of every shard; every reference stays valid
+  // until f returns. f must not call this map (it holds every shard's lock).
+  // Concurrency: every shard's shared lock, taken in index order (as snapshot() does) and
+  // held for the whole call: a point-in-time view.
+  template <class F>
+  void read_view(F&& f) const {
+    auto walk = [this](auto&& g) {
+      for (size_type i = 0; i < nshards_; ++i) {
+        shards_[i].map.for_each([&g](const K& k, const V& v) { g(k, v); });
+      }
+    };
+    if (all_shards_held_by_this_thread()) {
+      f(walk);
+      return;
+    }
+    size_type locked = 0;
+    struct unlock_on_exit {
+      const ShardedMap& m;
+      size_type& locked;
+      ~unlock_on_exit() {
+        while (locked > 0) m.shards_[--locked].lock.unlock_shared();
+      }
+    } guard{*this, locked};
+    for (; locked < nshards_; ++locked) shards_[locked].lock.lock_shared();
+    f(walk);
   }
 
   // Entries, exact when no write is in flight.
@@ -437,6 +473,28 @@ class ShardedMap {
       s.map.clear();
       changed_locked(s);
     }
+  }
+
+  // Stores every entry of `entries` (overwriting existing keys) as one batch: readers see all
+  // of them or none. merge_json applies parsed input this way.
+  // Concurrency: every shard's exclusive lock, in index order, for the whole batch.
+  void merge(map_type&& entries) {
+    write_check();
+    if (entries.empty()) return;
+    size_type locked = 0;
+    struct unlock_on_exit {
+      ShardedMap& m;
+      size_type& locked;
+      ~unlock_on_exit() {
+        while (locked > 0) m.shards_[--locked].lock.unlock();
+      }
+    } guard{*this, locked};
+    for (; locked < nshards_; ++locked) shards_[locked].lock.lock();
+    entries.for_each([&](const K& k, V& v) {
+      shard& s = shard_of(k);
+      s.map.insert_or_assign(k, std::move(v));
+      changed_locked(s);
+    });
   }
 
  private:

@@ -247,6 +247,11 @@ class SyncMap {
   // An empty map. Allocates the (empty) first read map.
   SyncMap() : read_(new read_only()) {}
 
+  // Stores every entry of `initial` (from_json and load_snapshot build maps this way).
+  explicit SyncMap(map_type initial) : SyncMap() {
+    initial.for_each([&](const K& k, V& v) { store(k, std::move(v)); });
+  }
+
   SyncMap(const SyncMap&) = delete;  // like Go's "must not be copied after first use"
   SyncMap& operator=(const SyncMap&) = delete;
 
@@ -330,6 +335,29 @@ class SyncMap {
       if (b == nullptr) continue;
       if (!detail::invoke_range_callback(f, kv.first, b->value)) break;
     }
+  }
+
+  // The view json.hpp serializes without copying: calls f(walk), where walk(g) calls
+  // g(const K&, const V&) for each key with a value, like range (weakly consistent), and every
+  // reference stays valid until f returns (one read-side critical section spans the call).
+  // f must not block for long (it delays reclamation). Concurrency: as range.
+  template <class F>
+  void read_view(F&& f) const {
+    rcu::read_guard guard;
+    read_only* read = load_read();
+    if (read->amended.load(std::memory_order_acquire)) {
+      std::lock_guard lock(mu_);
+      read = read_.load(std::memory_order_relaxed);
+      if (read->amended.load(std::memory_order_relaxed)) {
+        if (!try_promote_locked()) throw std::bad_alloc();
+        read = read_.load(std::memory_order_relaxed);
+      }
+    }
+    f([read](auto&& g) {
+      for (const auto& kv : read->m) {
+        if (box* b = kv.second->load()) g(kv.first, static_cast<const V&>(b->value));
+      }
+    });
   }
 
   // The number of keys with a value; exact when no write is in flight. Concurrency: one
