@@ -169,6 +169,10 @@ struct job_state {
   std::optional<pipeline_clock::time_point> deadline;
   std::stop_source stop;
   std::unique_ptr<std::stop_callback<std::function<void()>>> forward_stop;  // caller's token
+  // While the job waits in the queue: a cancellation removes it at once (not when a worker
+  // gets to it). Reset by whoever takes the job out of the queue, outside the pipeline mutex;
+  // left in place when the callback itself removed the job (it cannot run twice).
+  std::unique_ptr<std::stop_callback<std::function<void()>>> queued_cb;
   bool timed_out_while_running = false;  // set by the watchdog, under the pipeline mutex
 
   // Resolution, guarded by mu. Two steps, so the pipeline can count an outcome in its stats
@@ -315,7 +319,12 @@ class snapshot_pipeline {
       job->forward_stop = std::make_unique<std::stop_callback<std::function<void()>>>(
           so.stop, std::function<void()>([src]() mutable { src.request_stop(); }));
     }
-    enqueue(job);
+    // Registered before the job can be queued, so it never races its own registration; if the
+    // stop is already requested it runs now and finds nothing to remove (enqueue then sees it).
+    job->queued_cb = std::make_unique<std::stop_callback<std::function<void()>>>(
+        job->stop.get_token(),
+        std::function<void()>([this, raw = job.get()] { cancel_queued(raw); }));
+    if (!enqueue(job)) job->queued_cb.reset();
     return job_handle(std::move(job));
   }
 
@@ -333,7 +342,10 @@ class snapshot_pipeline {
         for (auto& j : running_) j->stop.request_stop();
       }
       not_full_.notify_all();
-      for (auto& j : dropped) finish(j, {job_status::cancelled, "pipeline shut down", 0, {}});
+      for (auto& j : dropped) {
+        j->queued_cb.reset();
+        finish(j, {job_status::cancelled, "pipeline shut down", 0, {}});
+      }
       {
         std::unique_lock lock(mu_);
         idle_.wait(lock, [&] { return running_.empty() && submitters_ == 0; });
@@ -375,7 +387,8 @@ class snapshot_pipeline {
     snapshot_pipeline& p_;
   };
 
-  void enqueue(const job_ptr& job) {
+  // Queues job (returns true) or resolves it at once (false).
+  bool enqueue(const job_ptr& job) {
     const submitter_scope scope(*this);
     job_ptr displaced;
     job_result displaced_result;
@@ -387,7 +400,12 @@ class snapshot_pipeline {
         if (!accepting_) {
           lock.unlock();
           finish(job, {job_status::rejected, "pipeline shut down", 0, {}});
-          return;
+          return false;
+        }
+        if (stop.stop_requested()) {
+          lock.unlock();
+          finish(job, {job_status::cancelled, "cancelled before it was queued", 0, {}});
+          return false;
         }
         if (opt_.policy == overflow_policy::coalesce) {
           auto same = std::find_if(queue_.begin(), queue_.end(),
@@ -406,12 +424,12 @@ class snapshot_pipeline {
         if (opt_.policy == overflow_policy::drop_newest) {
           lock.unlock();
           finish(job, {job_status::dropped, "queue full (drop_newest)", 0, {}});
-          return;
+          return false;
         }
         if (opt_.policy == overflow_policy::fail) {
           lock.unlock();
           finish(job, {job_status::rejected, "queue full (fail)", 0, {}});
-          return;
+          return false;
         }
         if (opt_.policy == overflow_policy::drop_oldest) {
           displaced = std::move(queue_.front());
@@ -427,12 +445,33 @@ class snapshot_pipeline {
           lock.unlock();
           finish(job,
                  {job_status::cancelled, "cancelled while waiting for room in the queue", 0, {}});
-          return;
+          return false;
         }
       }
     }
     not_empty_.notify_one();
-    if (displaced) finish(displaced, std::move(displaced_result));
+    if (displaced) {
+      displaced->queued_cb.reset();
+      finish(displaced, std::move(displaced_result));
+    }
+    return true;
+  }
+
+  // The queued_cb of a job: takes a cancelled job out of the queue and resolves it now.
+  void cancel_queued(detail::pipeline::job_state* raw) {
+    job_ptr job;
+    {
+      std::lock_guard lock(mu_);
+      auto it = std::find_if(queue_.begin(), queue_.end(),
+                             [&](const job_ptr& q) { return q.get() == raw; });
+      if (it == queue_.end()) return;  // not queued (yet, or any more): its owner handles it
+      job = std::move(*it);
+      queue_.erase(it);
+      ++room_generation_;
+    }
+    not_full_.notify_all();
+    finish(job, {job_status::cancelled, "cancelled while queued", 0, {}});
+    notify_if_idle();
   }
 
   // Resolves a job and counts the outcome (first resolution only), counting before waiters can
@@ -497,12 +536,14 @@ class snapshot_pipeline {
         const auto now = pipeline_clock::now();
         if (job->stop.stop_requested()) {
           lock.unlock();
+          job->queued_cb.reset();
           finish(job, {job_status::cancelled, "cancelled before it started", 0, {}});
           notify_if_idle();
           continue;
         }
         if (job->deadline && now >= *job->deadline) {
           lock.unlock();
+          job->queued_cb.reset();
           finish(job, {job_status::timed_out, "deadline passed before it started", 0, {}});
           notify_if_idle();
           continue;
@@ -513,6 +554,7 @@ class snapshot_pipeline {
           watchdog_cv_.notify_one();
         }
       }
+      job->queued_cb.reset();  // outside mu_: the callback may be running and need it
       job->set_running();
       run(job, buffer);
       {

@@ -316,22 +316,45 @@ class reader {
     if (p_ == e_) fail("an escape character after '\\'");
     const char c = *p_++;
     switch (c) {
-      case '"': out += '"'; return;
-      case '\\': out += '\\'; return;
-      case '/': out += '/'; return;
-      case 'b': out += '\b'; return;
-      case 'f': out += '\f'; return;
-      case 'n': out += '\n'; return;
-      case 'r': out += '\r'; return;
-      case 't': out += '\t'; return;
-      case 'u': break;
-      default: --p_; fail("one of \" \\ / b f n r t u after '\\'");
+      case '"':
+        out += '"';
+        return;
+      case '\\':
+        out += '\\';
+        return;
+      case '/':
+        out += '/';
+        return;
+      case 'b':
+        out += '\b';
+        return;
+      case 'f':
+        out += '\f';
+        return;
+      case 'n':
+        out += '\n';
+        return;
+      case 'r':
+        out += '\r';
+        return;
+      case 't':
+        out += '\t';
+        return;
+      case 'u':
+        break;
+      default:
+        --p_;
+        fail("one of \" \\ / b f n r t u after '\\'");
     }
     const char* at = p_ - 2;
     unsigned cp = read_hex4();
     if (cp >= 0xDC00 && cp <= 0xDFFF) fail_at(at, "a \\u escape that is not a lone low surrogate");
     if (cp >= 0xD800 && cp <= 0xDBFF) {
-      if (!(consume('\\') && consume('u'))) fail("a \\u low surrogate after a high surrogate");
+      // Look before consuming: the low surrogate is missing where "\\u" should start.
+      if (e_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') {
+        fail("a \\u low surrogate after a high surrogate");
+      }
+      p_ += 2;
       const unsigned lo = read_hex4();
       if (lo < 0xDC00 || lo > 0xDFFF) fail_at(p_ - 6, "a \\u low surrogate (DC00-DFFF)");
       cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
@@ -413,11 +436,13 @@ class reader {
     T fresh{};
     std::string key;
     ws();
+    const char* close_at = p_;  // the object's '}', where a missing field is reported
     if (!consume('}')) {
       for (;;) {
         ws();
         const char* key_at = p_;
-        if (!next_is('"')) fail(next_is('}') ? "a string key (trailing commas are not allowed)" : "a string key");
+        if (!next_is('"'))
+          fail(next_is('}') ? "a string key (trailing commas are not allowed)" : "a string key");
         read_string(key);
         ws();
         if (!consume(':')) fail("':' after the object key");
@@ -435,13 +460,16 @@ class reader {
         if (!matched) fail_at(key_at, "a known field name");
         ws();
         if (consume(',')) continue;
+        close_at = p_;
         if (consume('}')) break;
         fail("',' or '}' after an object member");
       }
     }
     std::size_t i = 0;
     auto check_seen = [&](const auto& f) {
-      if (!seen[i++]) fail(std::string("field \"") + f.name + "\" before '}' (it is missing)");
+      if (!seen[i++]) {
+        fail_at(close_at, std::string("field \"") + f.name + "\" before '}' (it is missing)");
+      }
     };
     std::apply([&](const auto&... f) { (check_seen(f), ...); }, json_traits<T>::fields);
     out = std::move(fresh);

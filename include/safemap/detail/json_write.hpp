@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,20 +42,26 @@ template <class T, class A>
 inline constexpr bool is_vector<std::vector<T, A>> = true;
 
 template <class T>
-concept string_value =
-    std::same_as<T, std::string> || std::same_as<T, std::string_view> || std::same_as<T, const char*>;
+concept string_value = std::same_as<T, std::string> || std::same_as<T, std::string_view> ||
+    std::same_as<T, const char*>;
 
 template <class T>
 concept integer_value = std::integral<T> && !std::same_as<T, bool>;
 
 template <class T>
-concept has_fields = requires { json_traits<T>::fields; };
+concept has_fields = requires {
+  json_traits<T>::fields;
+};
 
 // A safemap map of any strategy: Map (for_each) or a concurrent map (read_view).
 template <class M>
-concept map_like = requires { typename M::key_type; typename M::mapped_type; } &&
-                   (requires(const M& m) { m.read_view([](auto&&) {}); } ||
-                    requires(const M& m) { m.for_each([](const auto&, const auto&) {}); });
+concept map_like = requires {
+  typename M::key_type;
+  typename M::mapped_type;
+}
+&&(
+    requires(const M& m) { m.read_view([](auto&&) {}); } ||
+    requires(const M& m) { m.for_each([](const auto&, const auto&) {}); });
 
 template <class K>
 concept json_key = string_value<K> || std::integral<K>;
@@ -81,10 +88,12 @@ bool key_less(const K& a, const K& b) {
   }
 }
 
-// Per-thread scratch for sorting: one vector of (key*, value*) per nesting depth.
+// Per-thread scratch for sorting: one vector of (key*, value*) per nesting depth. A deque, so
+// growing it for a deeper level (while a shallower level's vector is being walked) never moves
+// the vectors already handed out.
 using entry_ptrs = std::vector<std::pair<const void*, const void*>>;
 inline entry_ptrs& scratch(std::size_t depth) {
-  thread_local std::vector<entry_ptrs> stack;
+  thread_local std::deque<entry_ptrs> stack;
   if (stack.size() <= depth) stack.resize(depth + 1);
   return stack[depth];
 }
@@ -134,7 +143,16 @@ class sink {
     written_ += static_cast<std::size_t>(e - b);
   }
   void append(std::string_view s) { append(s.data(), s.data() + s.size()); }
-  void put(char c) { append(&c, &c + 1); }
+  // push_back where the output has it: one byte needs no range append (and GCC 12 at -O3
+  // raises a false -Wrestrict, bug 105651, on std::string::append(&c, &c + 1)).
+  void put(char c) {
+    if constexpr (requires { out_.push_back(c); }) {
+      out_.push_back(c);
+      ++written_;
+    } else {
+      append(&c, &c + 1);
+    }
+  }
   std::size_t written() const noexcept { return written_; }
 
  private:
@@ -153,8 +171,10 @@ void write_integer(sink<Out>& out, T v) {
 template <class Out, class T>
 void write_float_json(sink<Out>& out, T v) {
   if (!std::isfinite(v)) {
-    throw json_error(out.written(), std::isnan(v) ? "cannot write NaN as JSON (no JSON number represents it)"
-                                                  : "cannot write an infinity as JSON (no JSON number represents it)");
+    throw json_error(out.written(),
+                     std::isnan(v)
+                         ? "cannot write NaN as JSON (no JSON number represents it)"
+                         : "cannot write an infinity as JSON (no JSON number represents it)");
   }
   char buf[64];
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -246,13 +266,27 @@ void write_json_string(sink<Out>& out, std::string_view s) {
     }
     flush();
     switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\b': out.append("\\b"); break;
-      case '\f': out.append("\\f"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\b':
+        out.append("\\b");
+        break;
+      case '\f':
+        out.append("\\f");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
       default: {
         const char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
         out.append(u, u + 6);
@@ -332,16 +366,15 @@ class json_writer {
       out_.put('{');
       bool first = true;
       std::apply(
-          [&](const auto&... f) {
-            ((write_field(first, f.name, v.*(f.member), depth)), ...);
-          },
+          [&](const auto&... f) { ((write_field(first, f.name, v.*(f.member), depth)), ...); },
           json_traits<T>::fields);
       if (!first) newline(depth);
       out_.put('}');
     } else {
-      static_assert(sizeof(T) == 0,
-                    "safemap JSON: no mapping for this value type; specialize safemap::json_traits<T> "
-                    "(see README: 'Your own types')");
+      static_assert(
+          sizeof(T) == 0,
+          "safemap JSON: no mapping for this value type; specialize safemap::json_traits<T> "
+          "(see README: 'Your own types')");
     }
   }
 
@@ -451,8 +484,9 @@ class go_writer {
           json_traits<T>::fields);
       out_.put('}');
     } else {
-      static_assert(sizeof(T) == 0,
-                    "safemap Go text: no mapping for this value type; give it json_traits<T>::fields");
+      static_assert(
+          sizeof(T) == 0,
+          "safemap Go text: no mapping for this value type; give it json_traits<T>::fields");
     }
   }
 
