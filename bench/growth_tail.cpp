@@ -89,14 +89,14 @@ bool wanted(const options& o, std::string_view name) {
 struct tail_result {
   const char* name;
   double total_s = 0;
-  std::uint32_t p50 = 0, p999 = 0, p9999 = 0, max = 0;
+  std::uint64_t p50 = 0, p999 = 0, p9999 = 0, max = 0;  // ns
   std::size_t max_at = 0;    // index of the slowest insert (map size before it)
   std::size_t over_1ms = 0;  // inserts slower than 1 ms
 };
 
 template <class M>
 tail_result run_tail(const char* name, const std::vector<u64_key>& keys,
-                     std::vector<std::uint32_t>& lat) {
+                     std::vector<std::uint64_t>& lat) {
   tail_result r{name};
   const std::int64_t start = now_ns();
   {
@@ -108,7 +108,7 @@ tail_result run_tail(const char* name, const std::vector<u64_key>& keys,
       escape(res);
       clobber();
       const std::int64_t ns = now_ns() - t0;
-      lat[i] = static_cast<std::uint32_t>(std::min<std::int64_t>(ns, UINT32_MAX));
+      lat[i] = static_cast<std::uint64_t>(ns);
     }
     r.total_s = static_cast<double>(now_ns() - start) * 1e-9;
     if (m.size() != keys.size()) {
@@ -121,7 +121,7 @@ tail_result run_tail(const char* name, const std::vector<u64_key>& keys,
   r.max = *max_it;
   r.max_at = static_cast<std::size_t>(max_it - lat.begin());
   r.over_1ms = static_cast<std::size_t>(
-      std::count_if(lat.begin(), lat.end(), [](std::uint32_t v) { return v > 1'000'000; }));
+      std::count_if(lat.begin(), lat.end(), [](std::uint64_t v) { return v > 1'000'000; }));
   std::sort(lat.begin(), lat.end());
   auto pct = [&](double p) {
     const auto i = static_cast<std::size_t>(std::ceil(p * static_cast<double>(lat.size()))) - 1;
@@ -146,7 +146,7 @@ void print_tail(const std::vector<tail_result>& rs, std::size_t n, int rep) {
   for (const auto& r : rs) {
     char ratio[32] = "-";
     if (safemap_max > 0) std::snprintf(ratio, sizeof ratio, "%.1fx", r.max / safemap_max);
-    std::printf("| %s | %.3f | %.1f | %" PRIu32 " | %" PRIu32 " | %" PRIu32
+    std::printf("| %s | %.3f | %.1f | %" PRIu64 " | %" PRIu64 " | %" PRIu64
                 " | %.1f | %zu | %zu | %s |\n",
                 r.name, r.total_s, r.total_s * 1e9 / static_cast<double>(n), r.p50, r.p999, r.p9999,
                 r.max / 1e3, r.max_at, r.over_1ms, ratio);
@@ -271,7 +271,7 @@ options parse(int argc, char** argv) {
 // One map under test: how to run each part on it.
 struct contender {
   const char* name;
-  tail_result (*tail)(const char*, const std::vector<u64_key>&, std::vector<std::uint32_t>&);
+  tail_result (*tail)(const char*, const std::vector<u64_key>&, std::vector<std::uint64_t>&);
   mem_result (*mem)(const char*, const std::vector<u64_key>&, std::size_t);
 };
 
@@ -306,7 +306,7 @@ void print_tail_summary(const std::vector<std::vector<tail_result>>& reps, std::
     return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
   };
   auto min_max = [&](std::size_t m) {
-    std::uint32_t best = UINT32_MAX;
+    std::uint64_t best = UINT64_MAX;
     for (const auto& rep : reps) best = std::min(best, rep[m].max);
     return best;
   };
@@ -352,7 +352,7 @@ int main(int argc, char** argv) {
 
   if (o.tail && !cs.empty()) {
     const std::vector<u64_key> keys = make_u64_keys(o.n);
-    std::vector<std::uint32_t> lat(o.n, 0);  // touched now, not while timing
+    std::vector<std::uint64_t> lat(o.n, 0);  // touched now, not while timing
     std::vector<std::vector<tail_result>> reps;
     for (int rep = 0; rep < o.reps; ++rep) {
       // Each repetition starts with the next map, so no map always runs first (fresh heap,
