@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "safemap/map.hpp"
+#include "support/counted.hpp"
 #include "support/counting_allocator.hpp"
 #include "support/degenerate_hash.hpp"
 #include "support/reference_model.hpp"
@@ -229,6 +230,36 @@ TEST(MapAllocator, AllocationFailureDuringEvacuationLosesNoEntries) {
     m.insert_or_assign(13, 13);  // the retry completes the growth
     for (int i = 0; i < 14; ++i) EXPECT_TRUE(m.contains(i)) << i;
   }
+  EXPECT_TRUE(all_returned(arena));
+}
+
+struct reserve_failure_tag {};
+
+TEST(MapAllocator, AllocationFailureDuringReserveDestroysNothingTwice) {
+  // Same failure with values that track their lifetime: entries already moved into the new
+  // array must not stay "live" in the old one (destroyed again with the map).
+  using value = counted<reserve_failure_tag>;
+  using alloc = counting_allocator<std::pair<const int, value>>;
+  value::counters().reset();
+  allocation_arena arena;
+  {
+    safemap::Map<int, value, constant_hash, std::equal_to<>, alloc> m{
+        0, constant_hash(), std::equal_to<>(), alloc(arena)};
+    for (int i = 0; i < 100; ++i) m.try_emplace(i, i);
+    while (m.stats().growing) m.erase(-1);
+    arena.fail_after(1);
+    EXPECT_THROW(m.reserve(10000), std::bad_alloc);
+    arena.fail_after(-1);
+    EXPECT_EQ(value::counters().live, 100) << "live values after the failed reserve";
+    int wrong = 0;
+    for (int i = 0; i < 100; ++i) {
+      const value* v = m.find(i);
+      wrong += v != nullptr && v->alive() && v->value() == i ? 0 : 1;
+    }
+    EXPECT_EQ(wrong, 0) << "entries missing or destroyed after the failed reserve";
+  }
+  EXPECT_EQ(value::counters().live, 0);
+  EXPECT_EQ(value::counters().bad_destroys, 0) << "values destroyed twice";
   EXPECT_TRUE(all_returned(arena));
 }
 
