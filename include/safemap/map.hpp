@@ -63,6 +63,7 @@
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "safemap/detail/bucket.hpp"
 #include "safemap/detail/config.hpp"
@@ -182,25 +183,33 @@ class Map {
     copy_from(other);
   }
 
+  // A copy of other that allocates with `alloc`.
+  Map(const Map& other, const Alloc& alloc) : hash_(other.hash_), eq_(other.eq_), alloc_(alloc) {
+    copy_from(other);
+  }
+
   Map(Map&& other) noexcept
       : hash_(std::move(other.hash_)), eq_(std::move(other.eq_)), alloc_(std::move(other.alloc_)) {
     steal(other);
   }
 
+  // Strong guarantee: the copy is built first (with the allocator this map will have after
+  // the assignment: other's if it propagates on copy assignment, else ours), then taken over.
   Map& operator=(const Map& other) {
-    if (this != &other) {
-      Map tmp(other);
-      if constexpr (bucket_traits::propagate_on_container_copy_assignment::value) {
-        tmp.alloc_ = other.alloc_;
-      }
-      swap(tmp);
-    }
+    if (this == &other) return *this;
+    constexpr bool pocca = bucket_traits::propagate_on_container_copy_assignment::value;
+    Map tmp(other, pocca ? Alloc(other.alloc_) : Alloc(alloc_));
+    write_scope w(*this);
+    destroy_all();
+    if constexpr (pocca) alloc_ = tmp.alloc_;
+    hash_ = tmp.hash_;
+    eq_ = tmp.eq_;
+    steal(tmp);
     return *this;
   }
 
-  Map& operator=(Map&& other) noexcept(
-      bucket_traits::propagate_on_container_move_assignment::value ||
-      bucket_traits::is_always_equal::value) {
+  // Not noexcept: it checks for a concurrent writer, and a misuse handler may throw.
+  Map& operator=(Map&& other) {
     if (this == &other) return *this;
     write_scope w(*this);
     if constexpr (bucket_traits::propagate_on_container_move_assignment::value ||
@@ -219,12 +228,21 @@ class Map {
       steal(other);
     } else {
       // Unequal, non-propagating allocators: move the elements one by one into our memory.
+      // Walk other's slots directly (not its iterator, which may re-hash keys already moved
+      // from while other is mid-growth).
       Map tmp(alloc_type_for(alloc_));
       tmp.hash_ = other.hash_;
       tmp.eq_ = other.eq_;
       tmp.reserve(other.size());
-      for (auto& [k, v] : other) tmp.try_emplace(std::move(const_cast<K&>(k)), std::move(v));
+      other.for_each_live_slot([&](slot_type* s) {
+        tmp.emplace_impl(s->first, [&](void* p) {
+          ::new (p) slot_type(std::move(const_cast<K&>(s->first)), std::move(s->second));
+        });
+      });
       other.clear();
+      destroy_all();
+      hash_ = tmp.hash_;
+      eq_ = tmp.eq_;
       swap_contents(tmp);
     }
     return *this;
@@ -577,9 +595,9 @@ class Map {
 
   template <class Q>
   size_type erase_impl(const Q& key) {
+    const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
     write_scope w(*this);
     if (count_ == 0) return 0;
-    const std::size_t hash = hash_of(key);
     if (oldbuckets_ != nullptr) grow_work(hash & bucket_mask());
     const std::uint8_t top = detail::tophash_of(hash);
     bucket_type* const first = bucket_for(hash);
@@ -654,13 +672,22 @@ class Map {
   struct evac_dest {
     bucket_type* b;
     unsigned i;
+    bucket_type** spare = nullptr;  // pre-allocated overflow buckets to take from, if any
   };
 
   // Appends into d's chain and returns the raw slot; tophash is set by the caller after
-  // construction succeeds.
+  // construction succeeds. Takes overflow buckets from d.spare when there are some (then it
+  // cannot throw), else allocates.
   void* dest_slot(evac_dest& d) {
     if (d.i == detail::bucket_cnt) {
-      bucket_type* ov = new_bucket();
+      bucket_type* ov;
+      if (d.spare != nullptr && *d.spare != nullptr) {
+        ov = *d.spare;
+        *d.spare = ov->overflow;
+        ov->overflow = nullptr;
+      } else {
+        ov = new_bucket();
+      }
       d.b->overflow = ov;
       ++noverflow_;
       d.b = ov;
@@ -694,13 +721,61 @@ class Map {
   }
 
   // Moves (or, when that could throw, copies and then destroys) every entry of ob's chain into
-  // the X/Y destinations, and marks ob's tophash bytes evacuated_x/y/empty.
+  // the X/Y destinations, and marks ob's tophash bytes evacuated_x/y/empty. Strong guarantee:
+  // everything that can fail (allocating destination overflow buckets, hashing, copying)
+  // happens before the first entry leaves ob, or is undone.
   void relocate_chain(bucket_type* ob, evac_dest (&dst)[2], std::size_t newbit) {
     auto target = [&](const slot_type& s) -> unsigned {
       if (same_size_grow_) return 0;
       return (hash_of(s.first) & newbit) != 0 ? 1 : 0;
     };
-    if constexpr (nothrow_relocate) {
+    if constexpr (move_relocation) {
+      // Overflow buckets the destinations may need, allocated up front: with n entries a
+      // destination gets at most n of them. Usually none (n <= 8).
+      std::size_t n = 0;
+      for (const bucket_type* b = ob; b != nullptr; b = b->overflow) {
+        for (unsigned i = 0; i < detail::bucket_cnt; ++i) n += !detail::is_empty(b->tophash[i]);
+      }
+      const std::size_t per_dest = n > detail::bucket_cnt ? (n - 1) / detail::bucket_cnt : 0;
+      bucket_type* spare = nullptr;
+      auto free_spare = [&] {
+        while (spare != nullptr) {
+          bucket_type* next = spare->overflow;
+          free_bucket(spare);
+          spare = next;
+        }
+      };
+      try {
+        for (std::size_t k = 0; k < per_dest * (same_size_grow_ ? 1 : 2); ++k) {
+          bucket_type* b = new_bucket();
+          b->overflow = spare;
+          spare = b;
+        }
+      } catch (...) {
+        free_spare();
+        throw;
+      }
+      dst[0].spare = dst[1].spare = &spare;
+      // A hasher that may throw hashes everything before anything moves.
+      std::vector<std::uint8_t> targets;
+      if constexpr (!noexcept(std::declval<const Hash&>()(std::declval<const K&>()))) {
+        if (!same_size_grow_) {
+          try {
+            targets.reserve(n);
+            for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
+              for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+                if (!detail::is_empty(b->tophash[i])) {
+                  targets.push_back(static_cast<std::uint8_t>(target(*b->slot(i))));
+                }
+              }
+            }
+          } catch (...) {
+            free_spare();
+            throw;
+          }
+        }
+      }
+      std::size_t k = 0;
       for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
         for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
           const std::uint8_t th = b->tophash[i];
@@ -709,13 +784,14 @@ class Map {
             continue;
           }
           slot_type* s = b->slot(i);
-          const unsigned t = target(*s);
+          const unsigned t = targets.empty() ? target(*s) : targets[k++];
           evac_dest& d = dst[t];
           relocate_slot(s, dest_slot(d));
           d.b->tophash[d.i++] = th;
           b->tophash[i] = static_cast<std::uint8_t>(detail::evacuated_x + t);
         }
       }
+      free_spare();
     } else {
       // Copy everything first; on an exception destroy the copies and leave ob as it was.
       bucket_type* const heads[2] = {dst[0].b, dst[1].b};
@@ -748,6 +824,12 @@ class Map {
     }
   }
 
+  // Relocation moves entries when nothing can throw, and also when entries cannot be copied
+  // (move-only types): a move constructor that throws during growth then terminates the
+  // program (relocate_slot is noexcept) — give move-only K and V noexcept moves.
+  static constexpr bool move_relocation =
+      nothrow_relocate || !std::is_copy_constructible_v<slot_type>;
+
   static void relocate_slot(slot_type* src, void* dst) noexcept {
     // The key is a const member of the pair; moving from it is what every flat map does to
     // relocate (the source is destroyed right after and never read again).
@@ -774,14 +856,33 @@ class Map {
   // Rebuilds into a fresh, fully initialized array of 2^newB buckets (reserve). Not
   // incremental: an explicit reserve pays for it on purpose.
   void rebuild(unsigned newB) {
-    bucket_type* const nb = allocate_buckets(newB);
     const std::size_t n = std::size_t{1} << newB;
-    for (std::size_t j = 0; j < n; ++j) nb[j].init();
+    // Everything that can fail happens before the first entry moves: count the entries per
+    // new bucket (hashing), allocate the array and every overflow bucket the chains need.
+    std::vector<std::uint32_t> per_bucket(n, 0);
+    for_each_live_slot([&](slot_type* s) { ++per_bucket[hash_of(s->first) & (n - 1)]; });
+    bucket_type* const nb = allocate_buckets(newB);
     std::size_t new_overflow = 0;
+    std::size_t initialized = 0;
+    try {
+      for (std::size_t j = 0; j < n; ++j) {
+        nb[j].init();
+        ++initialized;
+        bucket_type* b = nb + j;
+        for (std::uint32_t c = per_bucket[j]; c > detail::bucket_cnt; c -= detail::bucket_cnt) {
+          b->overflow = new_bucket();
+          ++new_overflow;
+          b = b->overflow;
+        }
+      }
+    } catch (...) {
+      for (std::size_t j = 0; j < initialized; ++j) destroy_chain(nb + j);  // overflow only
+      deallocate_buckets(nb, n);
+      throw;
+    }
     auto place = [&](slot_type* s, bool move) {
       const std::size_t h = hash_of(s->first);
-      bucket_type* b = nb + (h & (n - 1));
-      for (;;) {
+      for (bucket_type* b = nb + (h & (n - 1));; b = b->overflow) {
         if (const detail::slot_mask e = b->group().match_empty()) {
           const unsigned i = e.lowest();
           if (move) {
@@ -792,15 +893,10 @@ class Map {
           b->tophash[i] = detail::tophash_of(h);
           return;
         }
-        if (b->overflow == nullptr) {
-          b->overflow = new_bucket();
-          ++new_overflow;
-        }
-        b = b->overflow;
       }
     };
     const size_type count = count_;
-    if constexpr (nothrow_relocate) {
+    if constexpr (move_relocation) {
       for_each_live_slot([&](slot_type* s) { place(s, true); });
       free_tables_without_destroying();
     } else {
@@ -1199,6 +1295,7 @@ class Map {
     }
 
     void advance() {
+      if (m_ == nullptr) return;  // at end (incrementing end is a precondition violation)
       m_->iteration_check();
       advance_unchecked();
     }
