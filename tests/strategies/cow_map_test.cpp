@@ -2,7 +2,7 @@
 //
 // The shared behaviour of every concurrent map is in conformance_test.cpp. Here:
 //  - update(): f runs exactly once on one copy, one publication; readers never see half of it;
-//    false or an exception publishes nothing;
+//    false or an exception publishes nothing; merge() and read_view() (used by json.hpp);
 //  - writes that change nothing copy nothing (CowMapStats), successful writes copy once and
 //    retire the old snapshot; retired snapshots are freed after the grace period;
 //  - readers make no heap allocation (a counting global operator new in this binary);
@@ -181,6 +181,38 @@ TEST(CowMapTest, ReadersNeverSeeAHalfAppliedUpdate) {
   EXPECT_EQ(torn.load(), 0) << "a reader saw a half-applied update or went back in time";
   EXPECT_EQ(m.version(), static_cast<std::uint64_t>(generations) + 1);
   EXPECT_GT(views.load(), 0);
+}
+
+TEST(CowMapTest, MergeStoresEveryEntryWithOneCopyAndOnePublication) {
+  CowMap<int, int> m;
+  m.store(1, 1);
+  const auto before = m.stats();
+  safemap::Map<int, int> entries;
+  for (int k = 1; k <= 50; ++k) entries.insert_or_assign(k, k * 10);
+  m.merge(std::move(entries));
+  const auto after = m.stats();
+  EXPECT_EQ(after.version, before.version + 1);
+  EXPECT_EQ(after.copies, before.copies + 1);
+  EXPECT_EQ(m.size(), 50u);
+  EXPECT_EQ(m.load(1), 10) << "merge overwrites existing keys";
+  m.merge(safemap::Map<int, int>());
+  EXPECT_EQ(m.version(), after.version) << "merging nothing publishes nothing";
+}
+
+TEST(CowMapTest, ReadViewWalksOneSnapshotWithoutCopying) {
+  CowMap<int, int> m;
+  for (int k = 0; k < 20; ++k) m.store(k, k);
+  const auto copies = m.stats().copies;
+  int visited = 0;
+  m.read_view([&](auto&& walk) {
+    m.store(100, 100);  // publishes a new snapshot; the walk keeps its own
+    walk([&](const int& k, const int& v) {
+      EXPECT_EQ(k, v);
+      ++visited;
+    });
+  });
+  EXPECT_EQ(visited, 20);
+  EXPECT_EQ(m.stats().copies, copies + 1) << "only the store copied";
 }
 
 TEST(CowMapTest, WritesThatChangeNothingCopyNothingAndPublishNothing) {
