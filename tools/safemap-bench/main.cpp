@@ -426,8 +426,16 @@ int main(int argc, char** argv) {
   }
   const auto recs = recommend(rep);
   const auto advice = advise(rep, classes);
-  const std::string text =
+  std::string text =
       format_table(rep) + "\n" + format_recommendations(recs) + "\n" + format_advice(advice);
+  const double load_after = load_average();
+  if (std::max(rep.machine.load_average, load_after) > 0.5 * rep.machine.cores) {
+    text += fmt::format(
+        "\nwarning: load average {:.1f} at the start, {:.1f} at the end, on {} cores: other "
+        "processes shared the CPUs, so absolute numbers are inflated and noisy; compare maps "
+        "within this run, or rerun on an idle machine\n",
+        rep.machine.load_average, load_after, rep.machine.cores);
+  }
 
   // Files.
   std::string plot_message;

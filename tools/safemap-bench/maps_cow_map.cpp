@@ -15,7 +15,8 @@ void register_cow_map(map_registry& r) {
   using astr = safemap_adapter<safemap::CowMap<std::string, value_t>>;
   map_entry e = make_map_entry<a64, astr>(
       "CowMap", "Cow", "safemap",
-      "immutable snapshot behind one atomic pointer; writes copy the map");
+      "immutable snapshot behind one atomic pointer; writes copy the map",
+      /*uses_rcu=*/true);
   e.copies_on_write = true;
   if (!a64::writes_json_directly) e.description += " (JSON through snapshot())";
   r.maps.push_back(std::move(e));

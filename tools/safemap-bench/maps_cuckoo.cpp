@@ -10,7 +10,8 @@ namespace safemap_bench {
 void register_cuckoo(map_registry& r) {
 #if SAFEMAP_BENCH_HAVE_CUCKOO
   r.maps.push_back(make_map_entry<cuckoo_adapter<std::uint64_t>, cuckoo_adapter<std::string>>(
-      "libcuckoo", "cuckoo", "peer", "libcuckoo cuckoohash_map (striped bucket locks)"));
+      "libcuckoo", "cuckoo", "peer", "libcuckoo cuckoohash_map (striped bucket locks)",
+      /*uses_rcu=*/false));
 #else
   r.missing.push_back({"libcuckoo", "libcuckoo not found at build time (Debian: libcuckoo-dev)"});
 #endif

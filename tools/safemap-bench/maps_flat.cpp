@@ -34,7 +34,8 @@ void register_flat_maps(map_registry& r) {
 #if SAFEMAP_BENCH_HAVE_ABSL
   r.maps.push_back(make_map_entry<locked_table<absl_table<std::uint64_t>, std::shared_mutex>,
                                   locked_table<absl_table<std::string>, std::shared_mutex>>(
-      "absl+shared_mutex", "absl+shm", "peer", "absl::flat_hash_map behind a std::shared_mutex"));
+      "absl+shared_mutex", "absl+shm", "peer", "absl::flat_hash_map behind a std::shared_mutex",
+      /*uses_rcu=*/false));
 #else
   r.missing.push_back(
       {"absl+shared_mutex", "Abseil not found at build time (Debian: libabsl-dev)"});
@@ -43,7 +44,8 @@ void register_flat_maps(map_registry& r) {
   r.maps.push_back(make_map_entry<locked_table<boost_table<std::uint64_t>, std::shared_mutex>,
                                   locked_table<boost_table<std::string>, std::shared_mutex>>(
       "boost+shared_mutex", "boost+shm", "peer",
-      "boost::unordered_flat_map behind a std::shared_mutex"));
+      "boost::unordered_flat_map behind a std::shared_mutex",
+      /*uses_rcu=*/false));
 #else
   r.missing.push_back(
       {"boost+shared_mutex", "Boost >= 1.81 not found at build time (Debian: libboost1.81-dev)"});

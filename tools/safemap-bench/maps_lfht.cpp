@@ -11,7 +11,8 @@ namespace safemap_bench {
 void register_lfht(map_registry& r) {
 #if SAFEMAP_BENCH_HAVE_LFHT
   r.maps.push_back(make_map_entry<lfht_adapter, void>(
-      "urcu-lfht", "lfht", "peer", "liburcu cds_lfht, lock-free, RCU readers (u64 keys only)"));
+      "urcu-lfht", "lfht", "peer", "liburcu cds_lfht, lock-free, RCU readers (u64 keys only)",
+      /*uses_rcu=*/true));
 #else
   r.missing.push_back(
       {"urcu-lfht", "liburcu's cds_lfht not found at build time (Debian: liburcu-dev)"});

@@ -15,7 +15,8 @@ void register_locked_map(map_registry& r) {
   using astr = safemap_adapter<safemap::LockedMap<std::string, value_t>>;
   map_entry e =
       make_map_entry<a64, astr>("LockedMap", "Locked", "safemap",
-                                "one reader/writer lock (writer-preferring) around a safemap::Map");
+                                "one reader/writer lock (writer-preferring) around a safemap::Map",
+                                /*uses_rcu=*/false);
   if (!a64::writes_json_directly) e.description += " (JSON through snapshot())";
   r.maps.push_back(std::move(e));
 #else

@@ -15,7 +15,8 @@ void register_sharded_map(map_registry& r) {
   using a64 = safemap_adapter<safemap::ShardedMap<std::uint64_t, value_t>>;
   using astr = safemap_adapter<safemap::ShardedMap<std::string, value_t>>;
   map_entry e = make_map_entry<a64, astr>("ShardedMap", "Sharded", "safemap",
-                                          "power-of-two shards, each a locked safemap::Map");
+                                          "power-of-two shards, each a locked safemap::Map",
+                                          /*uses_rcu=*/false);
   if (!a64::writes_json_directly) e.description += " (JSON through snapshot())";
   r.maps.push_back(std::move(e));
 #else

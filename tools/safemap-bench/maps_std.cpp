@@ -18,10 +18,12 @@ using std_table = std::unordered_map<K, value_t, peer_hash<K>, std::equal_to<K>>
 void register_std_maps(map_registry& r) {
   r.maps.push_back(make_map_entry<locked_table<std_table<std::uint64_t>, std::shared_mutex>,
                                   locked_table<std_table<std::string>, std::shared_mutex>>(
-      "std+shared_mutex", "std+shm", "peer", "std::unordered_map behind a std::shared_mutex"));
+      "std+shared_mutex", "std+shm", "peer", "std::unordered_map behind a std::shared_mutex",
+      /*uses_rcu=*/false));
   r.maps.push_back(make_map_entry<locked_table<std_table<std::uint64_t>, std::mutex>,
                                   locked_table<std_table<std::string>, std::mutex>>(
-      "std+mutex", "std+mtx", "peer", "std::unordered_map behind a std::mutex"));
+      "std+mutex", "std+mtx", "peer", "std::unordered_map behind a std::mutex",
+      /*uses_rcu=*/false));
 }
 
 }  // namespace safemap_bench

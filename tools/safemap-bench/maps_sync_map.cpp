@@ -15,7 +15,8 @@ void register_sync_map(map_registry& r) {
   using astr = safemap_adapter<safemap::SyncMap<std::string, value_t>>;
   map_entry e = make_map_entry<a64, astr>(
       "SyncMap", "Sync", "safemap",
-      "Go's sync.Map algorithm: lock-free read-only map + locked dirty map");
+      "Go's sync.Map algorithm: lock-free read-only map + locked dirty map",
+      /*uses_rcu=*/true);
   if (!a64::writes_json_directly) e.description += " (JSON through snapshot())";
   r.maps.push_back(std::move(e));
 #else

@@ -10,7 +10,8 @@ namespace safemap_bench {
 void register_tbb(map_registry& r) {
 #if SAFEMAP_BENCH_HAVE_TBB
   map_entry e = make_map_entry<tbb_adapter<std::uint64_t>, tbb_adapter<std::string>>(
-      "tbb", "tbb", "peer", "oneTBB tbb::concurrent_hash_map (per-element locks)");
+      "tbb", "tbb", "peer", "oneTBB tbb::concurrent_hash_map (per-element locks)",
+      /*uses_rcu=*/false);
   e.range_safe_with_writers = false;
   r.maps.push_back(std::move(e));
 #else

@@ -30,6 +30,7 @@ struct map_entry {
   bool string_keys = true;  // can run the string-key workloads
   bool range_safe_with_writers = true;
   bool copies_on_write = false;  // each write copies the map (quadratic on growing workloads)
+  bool uses_rcu = false;         // frees through RCU: wait for a grace period after each run
   std::function<repeat_result(const workload&, const workload_plan&, unsigned, const run_options&)>
       run;
   std::function<double(std::size_t)> memory_per_entry;
@@ -75,9 +76,7 @@ double measure_memory_per_entry(std::size_t n) {
   return (static_cast<double>(after) - static_cast<double>(before)) / static_cast<double>(n);
 }
 
-// Runs workload w with the adapter for its key type (AStr = void: no string keys), then
-// waits until everything the map retired is freed, so one run's garbage does not land in the
-// next run's measurements.
+// Runs workload w with the adapter for its key type (AStr = void: no string keys).
 template <class A64, class AStr>
 repeat_result dispatch_run(const workload& w, const workload_plan& p, unsigned t,
                            const run_options& o) {
@@ -114,20 +113,32 @@ repeat_result dispatch_run(const workload& w, const workload_plan& p, unsigned t
       r = run_once<wk::mix, A64>(p, t, o);
       break;
   }
-  safemap::rcu::barrier();
   return r;
 }
 
+// uses_rcu: the map frees through RCU (safemap::rcu, liburcu's call_rcu); after each run the
+// registry waits until everything it retired is freed, so one run's garbage is not freed
+// during the next run's clock (a grace period costs about a millisecond; maps without RCU
+// skip it).
 template <class A64, class AStr>
 map_entry make_map_entry(std::string name, std::string label, std::string family,
-                         std::string description) {
+                         std::string description, bool uses_rcu) {
   map_entry e;
   e.name = std::move(name);
   e.label = std::move(label);
   e.family = std::move(family);
   e.description = std::move(description);
   e.string_keys = !std::is_void_v<AStr>;
-  e.run = &dispatch_run<A64, AStr>;
+  e.uses_rcu = uses_rcu;
+  if (uses_rcu) {
+    e.run = [](const workload& w, const workload_plan& p, unsigned t, const run_options& o) {
+      repeat_result r = dispatch_run<A64, AStr>(w, p, t, o);
+      safemap::rcu::barrier();
+      return r;
+    };
+  } else {
+    e.run = &dispatch_run<A64, AStr>;
+  }
   e.memory_per_entry = &measure_memory_per_entry<A64>;
   return e;
 }

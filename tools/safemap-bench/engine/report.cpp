@@ -32,8 +32,15 @@ std::uint64_t measure_clock_overhead_ns() {
   return d[d.size() / 2];
 }
 
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double x = 0;
+  return (in >> x) ? x : 0;
+}
+
 machine_info probe_machine(const std::string& build_type) {
   machine_info m;
+  m.load_average = load_average();
   m.cores = std::max(1U, std::thread::hardware_concurrency());
   std::ifstream cpuinfo("/proc/cpuinfo");
   for (std::string line; std::getline(cpuinfo, line);) {
@@ -296,6 +303,10 @@ std::string format_header(const report& r) {
   s += fmt::format("compiler  {}, {} build\n", m.compiler, m.build_type);
   s += fmt::format("timing    steady_clock, {} ns per timed region subtracted from latencies\n",
                    m.clock_overhead_ns);
+  s += fmt::format("load      {:.1f} (1-minute load average at the start){}\n", m.load_average,
+                   m.load_average > 0.5 * m.cores
+                       ? ": other processes are using the CPUs; compare ratios within this run only"
+                       : "");
   s += fmt::format("settings  {}\n", r.settings);
   for (const auto& n : r.notes) s += fmt::format("note      {}\n", n);
   return s;
@@ -426,10 +437,10 @@ std::string format_recommendations(const std::vector<recommendation>& recs) {
 
 std::string format_advice(const std::vector<advice_row>& advice) {
   std::string s = "Advice (geometric mean of speedups over the best peer, rows with 2+ threads):\n";
-  s += fmt::format("  {:<20} {:<12} {:>14} {:>18}  {}\n", "use", "choose", "vs best peer",
-                   "vs std+shared_mutex", "runner-up");
+  s += fmt::format("  {:<20} {:<12} {:>13} {:>20}  {}\n", "use", "choose", "vs best peer",
+                   "vs std+shared_mutex", "runner-up (vs best peer)");
   for (const auto& a : advice) {
-    s += fmt::format("  {:<20} {:<12} {:>14} {:>18}  {}\n", a.use, a.map,
+    s += fmt::format("  {:<20} {:<12} {:>13} {:>20}  {}\n", a.use, a.map,
                      ratio_text(a.geomean_vs_best_peer),
                      a.geomean_vs_baseline ? ratio_text(*a.geomean_vs_baseline) : "-",
                      a.runner_up.empty()
@@ -555,9 +566,9 @@ void write_json(std::ostream& out, const report& r, const std::vector<recommenda
   out << "{\n  \"machine\": {";
   out << fmt::format(
       "\"cores\": {}, \"cpu_model\": {}, \"compiler\": {}, \"build_type\": {}, \"kernel\": {}, "
-      "\"date\": {}, \"clock_overhead_ns\": {}",
+      "\"date\": {}, \"clock_overhead_ns\": {}, \"load_average\": {}",
       m.cores, json_string(m.cpu_model), json_string(m.compiler), json_string(m.build_type),
-      json_string(m.kernel), json_string(m.date), m.clock_overhead_ns);
+      json_string(m.kernel), json_string(m.date), m.clock_overhead_ns, json_num(m.load_average));
   out << "},\n  \"settings\": " << json_string(r.settings) << ",\n  \"notes\": [";
   for (std::size_t i = 0; i < r.notes.size(); ++i) {
     out << (i ? ", " : "") << json_string(r.notes[i]);
@@ -737,7 +748,8 @@ std::vector<std::string> write_plots(const report& r, const std::string& dir,
     gp += "set grid\nset key outside right top vertical spacing 1.1\n";
     gp += "set xtics (";
     for (std::size_t i = 0; i < threads.size(); ++i) {
-      gp += fmt::format("{}'{}' {}", i ? ", " : "", threads[i], threads[i]);
+      gp += fmt::format("{}\"{}{}\" {}", i ? ", " : "", threads[i],
+                        threads[i] > r.machine.cores ? "\\n(oversubscribed)" : "", threads[i]);
     }
     gp += ")\n";
     if (threads.back() >= 4 * threads.front()) {
@@ -766,7 +778,8 @@ std::vector<std::string> write_plots(const report& r, const std::string& dir,
     gp += "unset logscale\nset xrange [*:*]\nset yrange [*:*]\nset xtics auto\n";
     gp += fmt::format("set title 'Sampled op latency at {} thread{} (lower is better)'\n", lt,
                       lt == 1 ? "" : "s");
-    gp += "set xlabel ''\nset ylabel 'latency (ns, log scale)'\nset logscale y 10\n";
+    gp += "set xlabel 'p50 under ~20 ns is at the resolution of the clock: compare ns/op there'\n";
+    gp += "set ylabel 'latency (ns, log scale)'\nset logscale y 10\nset yrange [1:*]\n";
     gp += "set format y '%g'\nset key inside left top\n";
     gp += "set style data histogram\nset style histogram cluster gap 1\n";
     gp += "set style fill solid 0.85 border -1\nset boxwidth 0.9\n";

@@ -28,7 +28,11 @@ struct machine_info {
   std::string kernel;
   std::string date;  // UTC, ISO 8601
   std::uint64_t clock_overhead_ns = 0;
+  double load_average = 0;  // 1-minute load average when the run started (/proc/loadavg)
 };
+
+// The 1-minute load average (0 when /proc/loadavg cannot be read).
+double load_average();
 
 // Reads /proc/cpuinfo, uname and the clock; build_type is the CMake build type.
 machine_info probe_machine(const std::string& build_type);

@@ -19,10 +19,11 @@
 // threads then allocate everything they need (latency reservoir, scratch buffers), count down
 // a `prepared` latch and wait on a `go` latch; the calling thread reads the heap counters and
 // the clock and opens `go`, so all threads start together. Each thread runs its ops in blocks
-// of 64 (checking the stop flag, or its op budget, between blocks) and times the first op of
-// a block whenever its reservoir asks (engine/stats.hpp). ns/op is Go's: wall time from the
-// start to the last thread's end, divided by the ops of all threads.
-// Everything retired by the map is freed (rcu::barrier) after each run, outside the clock.
+// of 64 (checking the clock against its deadline, or its op budget, between blocks) and times
+// the first op of a block whenever its reservoir asks (engine/stats.hpp). ns/op is Go's: wall
+// time from the start to the last thread's end, divided by the ops of all threads. For maps
+// that free through RCU the registry then waits until everything retired is freed, outside
+// the clock (registry.hpp).
 #pragma once
 
 #include <algorithm>
@@ -252,7 +253,7 @@ repeat_result run_once(const workload_plan& plan, unsigned threads, const run_op
   for (slot& s : slots) s.samples.reserve(opt.sample_capacity);  // no allocation after the start
   std::latch prepared(threads);
   std::latch go(1);
-  std::atomic<bool> stop{false};
+  bench_clock::time_point start{};  // written before `go` opens, read after
   const bool fixed = opt.ops_per_thread > 0;
 
   auto body = [&](unsigned t) {
@@ -262,18 +263,21 @@ repeat_result run_once(const workload_plan& plan, unsigned threads, const run_op
     A& m = *map;
     std::uint64_t i = plan.start(t);
     std::uint64_t n = 0;
-    // Ops between two looks at the stop flag. 64 keeps the look off the profile of a 2 ns op;
+    // Ops between two looks at the clock. 64 keeps the look off the profile of a 2 ns op;
     // an op found to take over 20 us (a CowMap write copying a big map) drops it to 1, so a
     // run overshoots its duration by one op, not by 64 slow ones.
     std::uint64_t block_len = 64;
     prepared.count_down();
     go.wait();
+    // Each thread stops itself at the deadline: no wake-up of another thread is needed, so a
+    // busy machine delaying the calling thread does not stretch the run.
+    const bench_clock::time_point deadline = start + opt.duration;
     for (;;) {
       std::uint64_t block = block_len;
       if (fixed) {
         if (n >= opt.ops_per_thread) break;
         block = std::min<std::uint64_t>(block, opt.ops_per_thread - n);
-      } else if (stop.load(std::memory_order_relaxed)) {
+      } else if (bench_clock::now() >= deadline) {
         break;
       }
       if (reservoir.wants(n)) {
@@ -302,12 +306,8 @@ repeat_result run_once(const workload_plan& plan, unsigned threads, const run_op
   for (unsigned t = 0; t < threads; ++t) workers.emplace_back(body, t);
   prepared.wait();
   const heap_totals_t h0 = heap_totals();
-  const auto start = bench_clock::now();
+  start = bench_clock::now();
   go.count_down();
-  if (!fixed) {
-    std::this_thread::sleep_until(start + opt.duration);
-    stop.store(true, std::memory_order_relaxed);
-  }
   for (auto& w : workers) w.join();
   const heap_totals_t h1 = heap_totals();
 

@@ -1,0 +1,3 @@
+module safemap-bench/go
+
+go 1.19
