@@ -3,6 +3,7 @@
 // checksum verified, and with --ops (the same op counts for every map) the checksums of each
 // deterministic workload must be equal across the maps.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -68,8 +69,8 @@ int run(const std::string& args, const fs::path& dir) {
   return std::system(cmd.c_str());
 }
 
-std::string first_safemap_map() {
-  const fs::path list = fs::temp_directory_path() / "safemap-bench-smoke-list.txt";
+std::string first_safemap_map(const fs::path& dir) {
+  const fs::path list = dir / "list.txt";
   const std::string cmd = "'" + exe() + "' --list >'" + list.string() + "'";
   if (std::system(cmd.c_str()) != 0) return "";
   std::ifstream in(list);
@@ -86,14 +87,13 @@ class BenchSmoke : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(exe().empty()) << "SAFEMAP_BENCH_EXE is not set";
-    map_ = first_safemap_map();
-    ASSERT_FALSE(map_.empty()) << "no safemap map in safemap-bench --list";
     dir_ = fs::temp_directory_path() /
-           ("safemap-bench-smoke-" +
-            std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "-" +
+           ("safemap-bench-smoke-" + std::to_string(::getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    map_ = first_safemap_map(dir_);
+    ASSERT_FALSE(map_.empty()) << "no safemap map in safemap-bench --list";
   }
   void TearDown() override {
     if (!HasFailure()) fs::remove_all(dir_);
