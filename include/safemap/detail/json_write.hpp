@@ -88,26 +88,58 @@ bool key_less(const K& a, const K& b) {
   }
 }
 
-// Per-thread scratch for sorting: one vector of (key*, value*) per nesting depth. A deque, so
-// growing it for a deeper level (while a shallower level's vector is being walked) never moves
-// the vectors already handed out.
-using entry_ptrs = std::vector<std::pair<const void*, const void*>>;
+// An order-preserving 64-bit prefix of a key: the whole key for integers and bool (sign bit
+// flipped for signed types), the first 8 bytes big-endian (zero-padded) for strings. Sorting
+// compares these inline and follows the key pointer only on a tie (strings with a common
+// 8-byte prefix), so sorting a million keys does not chase a million pointers per pass.
+template <class K>
+std::uint64_t sort_prefix(const K& k) noexcept {
+  if constexpr (string_value<K>) {
+    const std::string_view sv(k);
+    std::uint64_t p = 0;
+    const std::size_t n = sv.size() < 8 ? sv.size() : 8;
+    for (std::size_t i = 0; i < n; ++i) {
+      p |= static_cast<std::uint64_t>(static_cast<unsigned char>(sv[i])) << (56 - 8 * i);
+    }
+    return p;
+  } else if constexpr (std::is_signed_v<K>) {
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(k)) ^ (std::uint64_t{1} << 63);
+  } else {
+    return static_cast<std::uint64_t>(k);
+  }
+}
+
+struct sort_entry {
+  std::uint64_t prefix;
+  const void* key;
+  const void* value;
+};
+
+// Per-thread scratch for sorting: one vector per nesting depth. A deque, so growing it for a
+// deeper level (while a shallower level's vector is being walked) never moves the vectors
+// already handed out.
+using entry_ptrs = std::vector<sort_entry>;
 inline entry_ptrs& scratch(std::size_t depth) {
   thread_local std::deque<entry_ptrs> stack;
   if (stack.size() <= depth) stack.resize(depth + 1);
   return stack[depth];
 }
 
-// Sorted walk over a view: collects pointers, sorts, calls g in key order.
+// Sorted walk over a view: collects (prefix, key*, value*), sorts, calls g in key order.
 template <class K, class V, class Walk, class G>
 void sorted_walk(std::size_t depth, Walk& walk, G&& g) {
   entry_ptrs& s = scratch(depth);
   s.clear();
-  walk([&s](const K& k, const V& v) { s.emplace_back(&k, &v); });
-  std::sort(s.begin(), s.end(), [](const auto& a, const auto& b) {
-    return key_less(*static_cast<const K*>(a.first), *static_cast<const K*>(b.first));
+  walk([&s](const K& k, const V& v) { s.push_back({sort_prefix(k), &k, &v}); });
+  std::sort(s.begin(), s.end(), [](const sort_entry& a, const sort_entry& b) {
+    if (a.prefix != b.prefix) return a.prefix < b.prefix;
+    if constexpr (string_value<K>) {
+      return key_less(*static_cast<const K*>(a.key), *static_cast<const K*>(b.key));
+    } else {
+      return false;  // the prefix is the whole key
+    }
   });
-  for (const auto& [k, v] : s) g(*static_cast<const K*>(k), *static_cast<const V*>(v));
+  for (const auto& e : s) g(*static_cast<const K*>(e.key), *static_cast<const V*>(e.value));
   s.clear();
 }
 
