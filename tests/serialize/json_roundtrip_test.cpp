@@ -61,7 +61,7 @@ void check_random_maps(std::uint64_t seed) {
   using K = typename M::key_type;
   using V = typename M::mapped_type;
   test_rng rng(seed);
-  const std::size_t n = safemap_test::ser::scaled(k_maps, 4);
+  const std::size_t n = safemap_test::ser::scaled(k_maps, 8);
   for (std::size_t i = 0; i < n; ++i) {
     const M m = random_map<K, V>(rng, 32);
     ASSERT_TRUE(round_trips(m, {})) << "seed " << seed << ", map " << i;
