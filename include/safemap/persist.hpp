@@ -282,7 +282,13 @@ requires detail::json::map_like<M> M load_snapshot(const std::filesystem::path& 
   const std::string data = p::read_file(path);
   p::parsed_header h;
   const std::string_view payload = p::verified_payload(data, h, path);
-  auto staged = detail::json::parse_staged<M>(payload);
+  auto staged = [&] {
+    try {
+      return detail::json::parse_staged<M>(payload);
+    } catch (const json_error& e) {  // name the file; the offset stays the payload's
+      throw json_error(e.offset(), "safemap snapshot " + path.string() + ": " + e.what());
+    }
+  }();
   if (staged.size() != h.entries) {
     throw snapshot_error(snapshot_error::kind::count_mismatch, path,
                          "entry count mismatch: the header says " + std::to_string(h.entries) +

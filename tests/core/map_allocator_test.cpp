@@ -184,7 +184,10 @@ TEST(MapAllocator, FailedAllocationLeavesTheMapUnchanged) {
           const bool inserted = m.insert_or_assign(k, round);
           EXPECT_EQ(inserted, ref.insert_or_assign(k, round).second);
         } else {
-          EXPECT_EQ(m.erase(k), ref.erase(k));
+          // Sequenced: the reference changes only if the map's erase returned (EXPECT_EQ's
+          // arguments are evaluated in unspecified order).
+          const std::size_t erased = m.erase(k);
+          EXPECT_EQ(erased, ref.erase(k));
         }
       } catch (const std::bad_alloc&) {
         ++failures;
