@@ -112,10 +112,15 @@ constexpr bool over_load_factor(std::size_t count, unsigned B) noexcept {
   return count > bucket_cnt && count > load_factor_num * ((std::size_t{1} << B) / load_factor_den);
 }
 
-// Go's tooManyOverflowBuckets: as many overflow buckets as buckets (capped at 2^15) means
-// the chains are mostly holes left by deletes; a same-size growth compacts them.
+// Go's tooManyOverflowBuckets: about as many overflow buckets as buckets means the chains are
+// mostly holes left by deletes; a same-size growth compacts them. Go caps the threshold at
+// 2^15 only because its noverflow is a uint16 counted approximately (incremented with
+// probability 1/2^(B-15) above B = 15); safemap counts exactly, so it keeps the uncapped
+// threshold. With the cap and an exact count, every table past B = 17 (where ~21% of buckets
+// overflow at load 6.5) grew same-size back to back: 11 of 30 growths to 1e7 entries, 77% of
+// inserts made while growing, 62 bytes/entry (docs/benchmarks.md, problem 1).
 constexpr bool too_many_overflow_buckets(std::size_t noverflow, unsigned B) noexcept {
-  return noverflow >= (std::size_t{1} << std::min(B, 15u));
+  return noverflow >= (std::size_t{1} << B);
 }
 
 constexpr unsigned log2_buckets_for(std::size_t hint) noexcept {
@@ -423,7 +428,7 @@ class Map {
   // atomic type only keeps the detector itself free of data races.
   class write_scope {
    public:
-    explicit write_scope(Map& m) : m_(m), exceptions_(std::uncaught_exceptions()) {
+    explicit write_scope(Map& m) : m_(m) {
       const std::uint8_t f = m_.flags_.load(std::memory_order_relaxed);
       if (SAFEMAP_UNLIKELY(f & hash_writing)) detail::report_misuse(misuse_kind::concurrent_writes);
       m_.flags_.store(static_cast<std::uint8_t>(f | hash_writing), std::memory_order_relaxed);
@@ -431,9 +436,10 @@ class Map {
     ~write_scope() noexcept(false) {
       const std::uint8_t f = m_.flags_.load(std::memory_order_relaxed);
       m_.flags_.store(static_cast<std::uint8_t>(f & ~hash_writing), std::memory_order_relaxed);
-      // Another writer cleared our bit meanwhile (Go's second check). Not while unwinding:
-      // a second exception would terminate.
-      if (SAFEMAP_UNLIKELY(!(f & hash_writing)) && std::uncaught_exceptions() == exceptions_) {
+      // Another writer cleared our bit meanwhile (Go's second check). Reported only when no
+      // exception is in flight (a second one would terminate); uncaught_exceptions() is asked
+      // only on this rare path, not on every write.
+      if (SAFEMAP_UNLIKELY(!(f & hash_writing)) && std::uncaught_exceptions() == 0) {
         detail::report_misuse(misuse_kind::concurrent_writes);
       }
     }
@@ -442,7 +448,6 @@ class Map {
 
    private:
     Map& m_;
-    int exceptions_;
   };
 #else
   void read_check() const noexcept {}
