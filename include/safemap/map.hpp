@@ -735,13 +735,14 @@ class Map {
       return (hash_of(s.first) & newbit) != 0 ? 1 : 0;
     };
     if constexpr (move_relocation) {
-      // Overflow buckets the destinations may need, allocated up front: with n entries a
-      // destination gets at most n of them. Usually none (n <= 8).
+      // Overflow buckets the destinations may need, allocated up front into one shared pool.
+      // With x + y = n entries split over X and Y, (ceil(x/8) - 1) + (ceil(y/8) - 1) <=
+      // ceil(n/8) - 1 = (n - 1) / 8, so that many suffice for both. Usually none (n <= 8).
       std::size_t n = 0;
       for (const bucket_type* b = ob; b != nullptr; b = b->overflow) {
         for (unsigned i = 0; i < detail::bucket_cnt; ++i) n += !detail::is_empty(b->tophash[i]);
       }
-      const std::size_t per_dest = n > detail::bucket_cnt ? (n - 1) / detail::bucket_cnt : 0;
+      const std::size_t needed = n > detail::bucket_cnt ? (n - 1) / detail::bucket_cnt : 0;
       bucket_type* spare = nullptr;
       auto free_spare = [&] {
         while (spare != nullptr) {
@@ -751,7 +752,7 @@ class Map {
         }
       };
       try {
-        for (std::size_t k = 0; k < per_dest * (same_size_grow_ ? 1 : 2); ++k) {
+        for (std::size_t k = 0; k < needed; ++k) {
           bucket_type* b = new_bucket();
           b->overflow = spare;
           spare = b;
