@@ -14,6 +14,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <iterator>
+#include <map>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -135,6 +137,76 @@ TYPED_TEST_SUITE(JsonRoundTripNested, nested_map_types, map_type_names);
 TYPED_TEST(JsonRoundTripNested, RandomNestedMapsSurviveToJsonAndBack) {
   check_random_maps<TypeParam>(0xa11ce000u + sizeof(typename TypeParam::key_type) * 7 +
                                sizeof(typename TypeParam::mapped_type));
+}
+
+// ---- key order ------------------------------------------------------------------------------
+
+// Sorted output must follow Go's key order: integers numerically, strings bytewise (unsigned),
+// false before true. The oracle is std::map (std::string's operator< compares bytes as
+// unsigned char): the expected text is the single-entry JSON of each key in std::map order.
+template <class K>
+K order_key(test_rng& rng) {
+  if constexpr (std::is_same_v<K, std::string>) {
+    // Long shared prefixes (ties in any fixed-length prefix), embedded NULs, bytes >= 0x80,
+    // and prefixes of each other ("ab" < "ab\0" < "abc").
+    static const std::string stems[] = {"",
+                                        "a",
+                                        "ab",
+                                        "abcdefgh",
+                                        "abcdefghij",
+                                        "abcdefgh\xff",
+                                        std::string("abcdefgh\0", 9),
+                                        "\xc3\xa9"};
+    std::string k = stems[rng.below(std::size(stems))];
+    const std::size_t extra = rng.below(4);
+    for (std::size_t i = 0; i < extra; ++i) {
+      static const char bytes[] = {'\0', 'a', 'b', '~', '\x7f', '\x80', '\xc3', '\xff'};
+      k += bytes[rng.below(std::size(bytes))];
+    }
+    return k;
+  } else {
+    return safemap_test::ser::random_value<K>(rng);
+  }
+}
+
+template <class K>
+class JsonKeyOrder : public testing::Test {};
+
+struct key_type_names {
+  template <class K>
+  static std::string GetName(int) {
+    return type_tag<K>();
+  }
+};
+
+using key_types =
+    testing::Types<std::int8_t, std::uint8_t, std::int16_t, std::uint16_t, std::int32_t,
+                   std::uint32_t, std::int64_t, std::uint64_t, bool, std::string>;
+TYPED_TEST_SUITE(JsonKeyOrder, key_types, key_type_names);
+
+TYPED_TEST(JsonKeyOrder, SortedOutputFollowsGoKeyOrder) {
+  using K = TypeParam;
+  test_rng rng(0x0bde7 + sizeof(K));
+  for (int round = 0; round < 200; ++round) {
+    Map<K, int> m;
+    std::map<K, int> oracle;
+    const std::size_t n = rng.below(rng.chance(1, 10) ? 600 : 40);
+    for (std::size_t i = 0; i < n; ++i) {
+      const K k = order_key<K>(rng);
+      m.insert_or_assign(k, static_cast<int>(i));
+      oracle.insert_or_assign(k, static_cast<int>(i));
+    }
+    std::string expected = "{";
+    for (const auto& [k, v] : oracle) {
+      Map<K, int> one;
+      one.insert_or_assign(k, v);
+      const std::string entry = safemap::to_json(one);
+      if (expected.size() > 1) expected += ',';
+      expected += entry.substr(1, entry.size() - 2);
+    }
+    expected += '}';
+    ASSERT_EQ(safemap::to_json(m), expected) << "round " << round;
+  }
 }
 
 TEST(JsonRoundTripEdges, StringsWithEveryByteValueRoundTripAfterReplacement) {
