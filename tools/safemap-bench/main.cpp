@@ -89,6 +89,7 @@ std::vector<const map_entry*> select_maps(const std::vector<std::string>& names)
   };
   for (const std::string& n : names) {
     const std::string l = lower(n);
+    if (l == "none") continue;  // only --import rows: re-plot or re-report a CSV
     bool found = false;
     for (const map_entry& m : reg.maps) {
       if (l == "all" || (l == "safemap" && m.family == "safemap") ||
@@ -161,7 +162,9 @@ int main(int argc, char** argv) {
   bool quick = false, all = false, list = false, no_plots = false, verbose = false;
   bool quiet = false;
 
-  app.add_option("--maps", map_names, "maps: names (see --list), all, safemap, peers")
+  app.add_option("--maps", map_names,
+                 "maps: names (see --list), all, safemap, peers; none with --import re-reports a "
+                 "CSV")
       ->delimiter(',');
   app.add_option("--workloads", workload_names,
                  "workloads: names (see --list), go-suite, mixes, extra, all")
@@ -408,7 +411,10 @@ int main(int argc, char** argv) {
           static const std::map<std::string, std::string> go_labels = {
               {"go:sync.Map", "go:sync"}, {"go:RWMutex", "go:rwmtx"}, {"go:map", "go:map"}};
           const auto it = go_labels.find(row.map);
-          const std::string label = it == go_labels.end() ? row.map : it->second;
+          std::string label = it == go_labels.end() ? row.map : it->second;
+          for (const map_entry& m : reg.maps) {
+            if (m.name == row.map) label = m.label;  // a re-reported CSV keeps the short labels
+          }
           rep.columns.push_back({row.map, label, row.family});
         }
         rep.rows.push_back(std::move(row));

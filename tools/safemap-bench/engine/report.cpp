@@ -780,7 +780,7 @@ std::vector<std::string> write_plots(const report& r, const std::string& dir,
                       lt == 1 ? "" : "s");
     gp += "set xlabel 'p50 under ~20 ns is at the resolution of the clock: compare ns/op there'\n";
     gp += "set ylabel 'latency (ns, log scale)'\nset logscale y 10\nset yrange [1:*]\n";
-    gp += "set format y '%g'\nset key inside left top\n";
+    gp += "set format y '%.0s%c'\nset key inside left top\n";  // 1, 10, 100, 1k, ..., 10M
     gp += "set style data histogram\nset style histogram cluster gap 1\n";
     gp += "set style fill solid 0.85 border -1\nset boxwidth 0.9\n";
     gp += "set xtics rotate by -35 nomirror\n";

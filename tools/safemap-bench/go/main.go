@@ -485,12 +485,12 @@ func opU64(m mapAPI[uint64], p *plan, s *state) (func(i uint64), string) {
 			}
 			if i%goMapSize == 0 {
 				var first uint64
-				any := false
+				seen := false
 				m.Range(func(k, _ uint64) bool {
-					first, any = k, true
+					first, seen = k, true
 					return false
 				})
-				if any {
+				if seen {
 					m.LoadAndDelete(first)
 				}
 				m.Store(i, i)
