@@ -108,6 +108,10 @@ class versioned_map {
   using hasher = safemap::Hash<K>;
   using key_equal = std::equal_to<>;
 
+  versioned_map() = default;
+  // Adopts `initial` (from_json builds a map this way: the type is not movable).
+  explicit versioned_map(safemap::Map<K, V> initial) : map_(std::move(initial)) {}
+
   void store(K k, V v) {
     std::unique_lock lock(mu_);
     map_.insert_or_assign(std::move(k), std::move(v));
