@@ -379,6 +379,9 @@ TEST(JsonGolden, PrettyPrintingIndentsEveryLevel) {
             "}");
   EXPECT_EQ(safemap::to_json(m, {.pretty = true, .indent = 0}),
             "{\n\"a\": [],\n\"b\": [\n1,\n2\n]\n}");
+  EXPECT_EQ(safemap::to_json(m, {.pretty = true, .indent = -3}),
+            safemap::to_json(m, {.pretty = true, .indent = 0}))
+      << "a negative indent counts as 0";
 
   Map<std::string, point> p;
   p.insert_or_assign("p", point{1, 2.5, "x"});

@@ -220,6 +220,30 @@ TEST_F(SnapshotFiles, ASaveIntoAMissingDirectoryThrowsSnapshotErrorNamingTheFile
   EXPECT_EQ(listing(), std::set<std::string>{});
 }
 
+TEST_F(SnapshotFiles, ASaveOverADirectoryFailsAndLeavesNoTemporaryFile) {
+  fs::create_directory(file_);
+  try {
+    safemap::save_snapshot(Map<int, int>{}, file_);
+    ADD_FAILURE() << "renamed a file over a directory";
+  } catch (const snapshot_error& e) {
+    EXPECT_EQ(e.problem(), problem::io) << e.what();
+    EXPECT_NE(std::string(e.what()).find(file_.string()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(listing(), std::set<std::string>{"state.snap"}) << "the temporary file is removed";
+  EXPECT_TRUE(fs::is_directory(file_));
+}
+
+TEST_F(SnapshotFiles, ABareFileNameIsSavedInTheCurrentDirectory) {
+  const fs::path cwd = fs::current_path();
+  fs::current_path(dir_);
+  Map<int, int> m;
+  m.insert_or_assign(1, 2);
+  EXPECT_NO_THROW(safemap::save_snapshot(m, "bare.snap"));
+  EXPECT_EQ(safemap::load_snapshot<int_map>("bare.snap"), m);
+  fs::current_path(cwd);
+  EXPECT_EQ(listing(), std::set<std::string>{"bare.snap"});
+}
+
 TEST_F(SnapshotFiles, ConcurrentSavesToOnePathLeaveOneWholeFile) {
   // Two saves to the same path are both safe: the last rename wins.
   constexpr int k_threads = 4;
