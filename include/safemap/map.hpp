@@ -1099,8 +1099,8 @@ class Map {
         }
       } else {
         init_table(detail::log2_buckets_for(other.count_));
-        for (const auto& [k, v] : other) {
-          emplace_impl(k, [&](void* p) { ::new (p) slot_type(k, v); });
+        for (const value_type& kv : other) {  // not a structured binding: clang 14 cannot
+          emplace_impl(kv.first, [&](void* p) { ::new (p) slot_type(kv); });  // capture those
         }
       }
     } catch (...) {

@@ -244,9 +244,12 @@ inline void write_snapshot_file(const std::filesystem::path& path, std::size_t e
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
   char suffix[32];
   const auto r = std::to_chars(suffix, suffix + sizeof suffix, detail::random_u64(), 16);
-  const std::filesystem::path tmp =
-      dir / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
-             std::string(suffix, r.ptr));
+  // Built with append rather than "." + string: GCC 12 raises a false -Wrestrict (bug 105651)
+  // on the latter at -O3 in users' -Werror builds.
+  std::string name(1, '.');
+  name.append(path.filename().string()).append(".tmp-").append(std::to_string(::getpid()));
+  name.append(1, '-').append(suffix, r.ptr);
+  const std::filesystem::path tmp = dir / name;
 
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) throw_errno(path, "create temporary file");
