@@ -57,7 +57,9 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <initializer_list>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -406,6 +408,110 @@ class Map {
     });
     return equal;
   }
+
+  // ==== std-style conveniences (BEGIN) =======================================================
+  // The API habits std::unordered_map users bring, each built only on the public operations
+  // above (try_emplace, contains, erase, reserve, iteration), so this block does not depend on
+  // the table's internals. Where std returns an iterator, these return the value's address:
+  // a Map iterator pins the table (no growth while it lives, see the top of this file), so
+  // handing one out from every insert would be a trap.
+
+  // Builds the map from a list of entries; a repeated key keeps its first value, as in
+  // std::unordered_map. size_hint (if larger than the list) sizes the table up front.
+  Map(std::initializer_list<value_type> init, size_type size_hint = 0, const Hash& hash = Hash(),
+      const Eq& eq = Eq(), const Alloc& alloc = Alloc())
+      : Map(std::max(size_hint, init.size()), hash, eq, alloc) {
+    insert(init.begin(), init.end());
+  }
+
+  // Inserts entry when its key is absent; an existing value is left alone. Returns the stored
+  // value and whether it was inserted (like try_emplace).
+  std::pair<V*, bool> insert(const value_type& entry) {
+    return try_emplace(entry.first, entry.second);
+  }
+  std::pair<V*, bool> insert(value_type&& entry) {
+    // entry.first is const: the key is copied; the value is moved.
+    return try_emplace(entry.first, std::move(entry.second));
+  }
+  // Any pair-like P that a std::pair<K, V> can be built from (e.g. a std::pair<const char*, V>).
+  template <class P>
+  requires std::is_constructible_v<std::pair<K, V>, P &&> &&
+      (!std::is_same_v<std::remove_cvref_t<P>, value_type>)std::pair<V*, bool> insert(P&& entry) {
+    std::pair<K, V> tmp(std::forward<P>(entry));
+    return try_emplace(std::move(tmp.first), std::move(tmp.second));
+  }
+  // Inserts each entry of [first, last) whose key is absent (the first of repeated keys wins).
+  template <std::input_iterator It, std::sentinel_for<It> S>
+  void insert(It first, S last) {
+    for (; first != last; ++first) insert(*first);
+  }
+  void insert(std::initializer_list<value_type> init) {
+    reserve(size() + init.size());
+    insert(init.begin(), init.end());
+  }
+
+  // Builds a std::pair<K, V> from args (as std::unordered_map::emplace does, so the key and
+  // value are built even when the key turns out to be present) and inserts it if the key is
+  // absent. Prefer try_emplace, which builds nothing when the key is present.
+  template <class... Args>
+  std::pair<V*, bool> emplace(Args&&... args) {
+    std::pair<K, V> tmp(std::forward<Args>(args)...);
+    return try_emplace(std::move(tmp.first), std::move(tmp.second));
+  }
+
+  // 1 if the key is present, else 0 (std's spelling of contains for unique-key containers).
+  size_type count(const K& key) const { return contains(key) ? 1 : 0; }
+  template <class Q>
+  requires heterogeneous<Q> size_type count(const Q& key)
+  const { return contains(key) ? 1 : 0; }
+
+  // Erases the entry at pos and returns an iterator to the next entry of the same walk. Go's
+  // iteration semantics make this safe: erasing never moves another entry or invalidates a
+  // live iterator. pos must point at an entry (not end()).
+  iterator erase(iterator pos) { return erase_at(std::move(pos)); }
+  const_iterator erase(const_iterator pos) { return erase_at(std::move(pos)); }
+
+  // Erases every entry e for which pred(e) is true (e is value_type&, as std::erase_if passes
+  // it); returns how many. Found by argument-dependent lookup, so `erase_if(m, pred)` works
+  // unqualified and after `using std::erase_if;` (an overload may not be added to std).
+  template <class Pred>
+  friend size_type erase_if(Map& m, Pred pred) {
+    size_type erased = 0;
+    for (iterator it = m.begin(); it != m.end();) {
+      if (pred(*it)) {
+        it = m.erase(std::move(it));
+        ++erased;
+      } else {
+        ++it;
+      }
+    }
+    return erased;
+  }
+
+  // Makes the bucket array at least n buckets (and large enough for size() entries) and
+  // finishes a growth in progress, so no insert triggers growth until the map holds
+  // 6.5 * buckets entries. Never shrinks (a Go map never does). Like reserve, a no-op while an
+  // iterator of this map is live.
+  void rehash(size_type n) {
+    // reserve(e) sizes for e entries at 6.5 per bucket (13/2): ask for n buckets' worth.
+    constexpr size_type limit = std::numeric_limits<size_type>::max() / 13;
+    const size_type entries = n > limit ? std::numeric_limits<size_type>::max() : n * 13 / 2;
+    reserve(std::max(entries, size()));
+  }
+
+ private:
+  template <class It>
+  It erase_at(It pos) {
+    It next = pos;
+    ++next;
+    // erase(key) compares with the key before it destroys the entry; the test
+    // MapStdApi.EraseIteratorPassesTheEntrysOwnKey checks that under ASan.
+    const K& key = pos->first;
+    pos = It();  // release pos's pin before its entry goes
+    erase(key);
+    return next;
+  }
+  // ==== std-style conveniences (END) =========================================================
 
  private:
   // ---- misuse detection (Go's hashWriting flag) ----------------------------------------------
