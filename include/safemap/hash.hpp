@@ -35,6 +35,7 @@
 #include <type_traits>
 
 #include "safemap/detail/random.hpp"
+#include "safemap/version.hpp"
 
 namespace safemap {
 

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "safemap/version.hpp"
+
 namespace safemap {
 
 // How to_json/write_json lay out their output.

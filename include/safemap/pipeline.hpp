@@ -44,6 +44,11 @@
 // Concurrency: every member function is thread-safe; sinks are called from worker threads.
 #pragma once
 
+#include "safemap/detail/config.hpp"
+#if !SAFEMAP_HAS_PIPELINE
+#error "safemap/pipeline.hpp needs C++20 std::stop_token and std::jthread (libstdc++ 10+, libc++ 18+); this standard library lacks them. Every other safemap header works here."
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>

@@ -7,6 +7,20 @@
 // is. Code naming safemap::Map is unaffected.
 #pragma once
 
+#include <version>
+
+#include "safemap/version.hpp"  // every public header includes this one
+
+// pipeline.hpp needs std::stop_token and std::jthread. libstdc++ 10+ has them; libc++ before
+// 18 ships them only behind -fexperimental-library, without the feature-test macro. Where this
+// is 0, pipeline.hpp is left out of safemap.hpp and including it directly is a clear #error;
+// every other header works.
+#if defined(__cpp_lib_jthread)
+#define SAFEMAP_HAS_PIPELINE 1
+#else
+#define SAFEMAP_HAS_PIPELINE 0
+#endif
+
 #if defined(SAFEMAP_NO_MISUSE_CHECKS)
 #define SAFEMAP_MISUSE_CHECKS 0
 #define SAFEMAP_TABLE_NS_BEGIN inline namespace unchecked {
