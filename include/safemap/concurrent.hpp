@@ -1,4 +1,4 @@
-// safemap/concurrent.hpp - the one API of the concurrent maps (DESIGN.md §4).
+// safemap/concurrent.hpp - the one API of the concurrent maps (docs/design.md §4).
 //
 // LockedMap, ShardedMap, SyncMap and CowMap are different strategies behind the same calls;
 // safemap::concurrent_map<M> names that API so generic code (and the conformance tests, and

@@ -10,7 +10,7 @@
 //
 // # What is read, and when
 // Serializing never reads a map while it changes. Each map is walked through the consistent
-// view its strategy promises (DESIGN §4), without copying it first:
+// view its strategy promises (docs/design.md §4), without copying it first:
 //   Map         the map itself (it is single-writer: the caller owns it)
 //   LockedMap   under its shared lock: point-in-time
 //   ShardedMap  under every shard's shared lock, taken in order: point-in-time

@@ -29,7 +29,7 @@
 // snapshot(). size() and version() read atomics kept next to the lock and take no lock: exact
 // whenever no write is in flight.
 //
-// # Callbacks and re-entrancy (DESIGN.md §4)
+// # Callbacks and re-entrancy (docs/design.md §4)
 // visit(), range() (shared lock) and compute() (exclusive lock) call user code while holding
 // the lock. For its duration the thread is marked in detail::held_locks, and every public
 // call first looks there (one thread-local load when no callback runs on the thread):

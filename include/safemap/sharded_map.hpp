@@ -40,7 +40,7 @@
 //    is in flight; version() never goes backwards as seen by one thread.
 //  - clear(): each shard is cleared atomically, one after another.
 //
-// # Callbacks and re-entrancy (DESIGN.md §4)
+// # Callbacks and re-entrancy (docs/design.md §4)
 // visit() and compute() run their callback under one shard's lock (shared, exclusive). From
 // inside such a callback, on the same thread:
 //  - read calls that need only that shard (load, contains, visit of a key of the same shard),

@@ -1,4 +1,4 @@
-// safemap::Hash: per-object random seeds (HashDoS resistance, DESIGN.md §2), reseeding by
+// safemap::Hash: per-object random seeds (HashDoS resistance, docs/design.md §2), reseeding by
 // Map, the transparent string hasher, and distribution quality.
 //
 // Quality: safemap::Map uses the low B bits of a hash as the bucket index and the top byte as

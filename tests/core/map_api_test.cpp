@@ -1,4 +1,4 @@
-// Unit tests of every public member of safemap::Map (DESIGN.md §3), one behaviour per test.
+// Unit tests of every public member of safemap::Map (docs/design.md §3), one behaviour per test.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -7,7 +7,7 @@
 //  - 8 threads calling get() while a writer changes the map: every text is one point-in-time
 //    state (ThreadSanitizer checks the locking).
 // Then every concurrent map whose header exists (LockedMap, ShardedMap, SyncMap, CowMap) must
-// work with to_json, to_string, from_json, merge_json and json_cache, as DESIGN §5 promises
+// work with to_json, to_string, from_json, merge_json and json_cache, as docs/design.md §5 promises
 // ("for every map type above"), and batches merged while 8 threads read through a json_cache
 // must be seen whole (point-in-time maps) or at least per key (SyncMap).
 #include <fmt/format.h>
@@ -195,9 +195,10 @@ void check_concurrent_map(const char* name) {
   m.store(2, 20);
   m.store(1, 10);
   m.store(-5, -50);
-  EXPECT_TRUE(writable<M>) << name
-                           << " cannot be passed to to_json/write_json/to_string (json.hpp's "
-                              "map_like needs read_view or for_each; DESIGN §5 promises every map)";
+  EXPECT_TRUE(writable<M>)
+      << name
+      << " cannot be passed to to_json/write_json/to_string (json.hpp's "
+         "map_like needs read_view or for_each; docs/design.md §5 promises every map)";
   EXPECT_TRUE(mergeable<M>) << name << " cannot be passed to merge_json";
   if constexpr (writable<M>) {
     EXPECT_EQ(safemap::to_json(m), R"({"-5":-50,"1":10,"2":20})");

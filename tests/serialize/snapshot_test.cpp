@@ -385,8 +385,8 @@ TEST_F(SnapshotFiles, AValidChecksumOverInvalidJsonIsAJsonError) {
   }
 }
 
-// persist.hpp promises (DESIGN §6, and its header: "throws safemap::snapshot_error naming the
-// file and the problem, or safemap::json_error ...") that errors name the file, but the
+// persist.hpp promises (docs/design.md §6, and its header: "throws safemap::snapshot_error naming
+// the file and the problem, or safemap::json_error ...") that errors name the file, but the
 // json_error of a bad payload comes straight from the parser: what() says "JSON error at byte
 // N: ..." without the path, so a log line cannot tell which snapshot is bad.
 TEST_F(SnapshotFiles, JsonErrorOfALoadedSnapshotNamesTheFile) {

@@ -1,12 +1,12 @@
 // tests/strategies/conformance_test.cpp - the one conformance suite of the concurrent maps.
 //
 // Written once as typed tests over concurrent_map_types (tests/support/concurrent_maps.hpp):
-// every concurrent map whose header exists is checked against DESIGN §4 by the same tests.
-// Where DESIGN lets the strategies differ (range consistency, a write from a range callback,
-// the version after a failed write, how often compute calls f), the test asks map_traits<M>,
-// whose values come from each map's header.
+// every concurrent map whose header exists is checked against docs/design.md §4 by the same tests.
+// Where docs/design.md §4 lets the strategies differ (range consistency, a write from a range
+// callback, the version after a failed write, how often compute calls f), the test asks
+// map_traits<M>, whose values come from each map's header.
 //
-//  - the table: each call's return values exactly as DESIGN's table says;
+//  - the table: each call's return values exactly as docs/design.md §4's table says;
 //  - model: long random sequences of every operation, compared with reference_map call by call
 //    (int and std::string keys), versions included;
 //  - concurrency (8 threads started on a latch, however many cores): exact counters through

@@ -1,16 +1,16 @@
-// tests/support/concurrent_maps.hpp - what every concurrent map's tests share (DESIGN §4).
+// tests/support/concurrent_maps.hpp - what every concurrent map's tests share (docs/design.md §4).
 //
 //  - concurrent_map_types: the ::testing::Types list of the concurrent maps whose header exists
 //    (LockedMap, ShardedMap, SyncMap, CowMap), instantiated <int, int>. A map joins the
 //    conformance suite as soon as its header lands; rebind_map_t<M, K, V> gives the same map
 //    template with other key and value types (string keys, instance-counting values).
-//  - map_traits<M>: what a map documents where DESIGN lets the strategies differ (range
+//  - map_traits<M>: what a map documents where docs/design.md §4 lets the strategies differ (range
 //    consistency, a write from a range callback, version on failed writes, how often compute
 //    calls f, what a visit callback may read). Each value is taken from the map's header
 //    comment; change it only with the header.
 //  - reference_map<K, V>: the oracle, a std::unordered_map with the concurrent-map API and
-//    exactly the semantics of DESIGN's table, plus a version that grows by exactly 1 on each
-//    successful mutation (a concurrent map's version must grow by at least that much).
+//    exactly the semantics of docs/design.md §4's table, plus a version that grows by exactly 1 on
+//    each successful mutation (a concurrent map's version must grow by at least that much).
 //  - map_op / op_generator / apply_op: random operations over a small key space, covering
 //    every call of the API; apply_op runs one on any map with that API (a concurrent map or the
 //    reference) and returns a comparable op_result.
@@ -82,8 +82,8 @@ constexpr std::size_t scaled(std::size_t n, std::size_t divisor = 10) {
 // ---- the maps
 // -------------------------------------------------------------------------------------
 
-// How a map answers a write made from inside its own range callback (DESIGN §4: it works, or
-// it is reported as misuse; it never hangs).
+// How a map answers a write made from inside its own range callback (docs/design.md §4: it works,
+// or it is reported as misuse; it never hangs).
 enum class range_write_policy { works, reported };
 
 template <class M>
@@ -201,8 +201,8 @@ struct map_names {
 // ---- the oracle
 // -----------------------------------------------------------------------------------
 
-// DESIGN §4's table on a std::unordered_map, single-threaded. version() grows by exactly 1 on
-// each successful mutation (store, a load_or_store that stores, a removal, swap, a successful
+// docs/design.md §4's table on a std::unordered_map, single-threaded. version() grows by exactly 1
+// on each successful mutation (store, a load_or_store that stores, a removal, swap, a successful
 // compare_and_swap/compare_and_delete, compute that stores or erases, clear of a non-empty map).
 template <class K, class V>
 class reference_map {

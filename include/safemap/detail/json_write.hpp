@@ -67,7 +67,7 @@ template <class K>
 concept json_key = string_value<K> || std::integral<K>;
 
 // Calls body(walk) where walk(g) calls g(const K&, const V&) for every entry of m, and every
-// reference stays valid until body returns: the consistent view DESIGN §4 promises for m's
+// reference stays valid until body returns: the consistent view docs/design.md §4 promises for m's
 // strategy (Map: itself; concurrent maps: read_view holds the lock or read-side section).
 template <class M, class Body>
 void with_view(const M& m, Body&& body) {
