@@ -3,8 +3,12 @@
 // each with known inputs and exact expected outputs.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -381,6 +385,79 @@ TEST(BenchReport, NanosecondsFitFiveCharacters) {
   EXPECT_EQ(sb::format_ns(4'560'000), "4560k");
   EXPECT_EQ(sb::format_ns(45'600'000), "45.6M");
   EXPECT_EQ(sb::format_ns(NAN), "-");
+}
+
+}  // namespace
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Eleven series on one workload: ten between 1 and 40 Mops/s (so a log axis) with known
+// min-max spreads, and "Cow" at 1e-4 Mops/s, five decades below: it must be left off the axis
+// with a note, not squeeze the others.
+TEST(BenchReport, PlotsDrawMinMaxBarsClipAnOutlierAndGiveEachSeriesItsOwnLook) {
+  sb::report r;
+  r.machine.cores = 2;
+  r.machine.cpu_model = "test cpu";
+  for (int i = 0; i < 10; ++i) {
+    const std::string name = "m" + std::to_string(i);
+    r.columns.push_back({name, name, i < 4 ? "safemap" : "peer"});
+    for (unsigned t : {1U, 2U, 4U}) {
+      sb::cell_result c = cell(name, i < 4 ? "safemap" : "peer", "mix-50-50", t, 25.0 + 100 * i);
+      c.ns_per_op_min = c.ns_per_op * 0.8;
+      c.ns_per_op_max = c.ns_per_op * 1.25;
+      r.rows.push_back(c);
+    }
+  }
+  r.columns.push_back({"CowMap", "Cow", "safemap"});
+  for (unsigned t : {1U, 2U, 4U}) r.rows.push_back(cell("CowMap", "safemap", "mix-50-50", t, 1e7));
+
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("safemap-plot-test-" + std::to_string(::getpid())))
+          .string();
+  std::string message;
+  sb::write_plots(r, dir, 2, message);
+  const std::string dat = read_text(dir + "/img/mix-50-50.dat");
+  const std::string gp = read_text(dir + "/img/mix-50-50.gp");
+  std::filesystem::remove_all(dir);
+
+  // Data: median, min and max per series; m0 at 25 ns/op is 40 Mops/s, 32 to 50 over repeats.
+  EXPECT_NE(dat.find("threads m0 m0_min m0_max"), std::string::npos) << dat;
+  EXPECT_NE(dat.find("\n1 40 32 50 "), std::string::npos) << dat;
+  // Script: error bars from those columns; the outlier named, off the axis, and in the key.
+  EXPECT_NE(gp.find("using ($1*"), std::string::npos);
+  EXPECT_NE(gp.find("):2:3:4 with yerrorlines"), std::string::npos) << gp;
+  EXPECT_NE(gp.find("Off scale, not drawn: Cow 0.0001-0.0001 Mops/s (below the axis)"),
+            std::string::npos)
+      << gp;
+  EXPECT_NE(gp.find("title 'Cow (off scale)'"), std::string::npos) << gp;
+  EXPECT_NE(gp.find("set logscale y 10"), std::string::npos);
+  const std::size_t yrange = gp.find("set yrange [");
+  ASSERT_NE(yrange, std::string::npos);
+  const double y_lo = std::stod(gp.substr(yrange + 12));
+  EXPECT_GT(y_lo, 0.1);  // the others' smallest min (1e3 / (925 * 1.25) = 0.86) sets the floor
+  EXPECT_LT(y_lo, 0.87);
+  // Eleven series, eleven colours; no two series share dash pattern and point shape either.
+  std::set<std::string> colours, looks;
+  for (std::size_t at = gp.find("with yerrorlines"); at != std::string::npos;
+       at = gp.find("with yerrorlines", at + 1)) {
+    const std::size_t end = gp.find(" title", at);
+    const std::string spec = gp.substr(at, end - at);
+    const std::size_t rgb = spec.find("lc rgb '");
+    ASSERT_NE(rgb, std::string::npos) << spec;
+    colours.insert(spec.substr(rgb + 8, 7));
+    const std::size_t dt = spec.find(" dt ");
+    looks.insert(spec.substr(dt, rgb - dt));  // dash pattern and point shape
+  }
+  EXPECT_EQ(colours.size(), 11U);
+  EXPECT_EQ(looks.size(), 11U);
+  EXPECT_EQ(colours.count("#F0E442"), 0U);  // Okabe-Ito's yellow: unreadable on white
 }
 
 }  // namespace

@@ -631,10 +631,35 @@ void write_json(std::ostream& out, const report& r, const std::vector<recommenda
 
 namespace {
 
-// Distinct colours (Okabe-Ito and Tableau): safemap's maps get the first four.
-constexpr const char* palette[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00",
-                                   "#56B4E9", "#999999", "#8C564B", "#F0E442", "#17BECF",
-                                   "#7F7F7F", "#BCBD22", "#1F77B4", "#9467BD", "#2CA02C"};
+// Eleven colours a reader with any common colour-vision deficiency can still tell apart:
+// Okabe-Ito's (without its yellow, too faint on white) then Paul Tol's "muted" wine, olive,
+// indigo and teal. safemap's maps get the first four. Colour is never the only cue: every
+// series also has its own dash pattern and point shape (series_style).
+constexpr const char* palette[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
+                                   "#000000", "#882255", "#999933", "#332288", "#44AA99"};
+
+// Line and point style of series i: safemap's maps solid and thick, peers in one of four dash
+// patterns, Go dotted; each of the first 11 series has its own point shape (filled, then open).
+struct series_style {
+  const char* color;
+  int dash;
+  double width;
+  int point;
+};
+series_style style_of(std::size_t i, const std::string& family) {
+  static constexpr int peer_dashes[] = {2, 4, 5, 6};
+  static constexpr int points[] = {5, 7, 9, 11, 13, 4, 6, 8, 10, 12, 2};
+  static_assert(std::size(points) == std::size(palette));
+  const bool sm = family == "safemap";
+  return {palette[i % std::size(palette)],
+          sm ? 1 : (family == "go" ? 3 : peer_dashes[i % std::size(peer_dashes)]), sm ? 2.5 : 1.5,
+          points[i % std::size(points)]};
+}
+
+// A series whose typical throughput (geometric mean over thread counts) is more than this far
+// from the median series' is an outlier: it would stretch the axis over decades and flatten
+// every other series. It is left off the axis range and named in a note instead.
+constexpr double outlier_factor = 30;
 
 std::string file_safe(const std::string& s) {
   std::string out;
@@ -693,22 +718,76 @@ std::vector<std::string> write_plots(const report& r, const std::string& dir,
     const std::string base = img + "/" + file_safe(w);
     const auto sit = r.summaries.find(w);
     const std::string summary = sit == r.summaries.end() ? "" : sit->second;
+    // Per series: the median throughput at each thread count and the min-max over repeats
+    // (from the slowest and fastest repeat's ns/op; NaN when unknown, e.g. an old CSV).
+    struct point {
+      double mops = NAN, lo = NAN, hi = NAN;
+    };
+    std::vector<std::vector<point>> series(cols.size(), std::vector<point>(threads.size()));
+    for (std::size_t i = 0; i < cols.size(); ++i) {
+      for (std::size_t j = 0; j < threads.size(); ++j) {
+        const cell_result* cell = find_cell(r.rows, cols[i]->name, {w, threads[j]});
+        if (cell == nullptr || cell->skipped()) continue;
+        point& p = series[i][j];
+        p.mops = cell->mops;
+        p.lo = std::isnan(cell->ns_per_op_max) ? p.mops
+                                               : p.mops * cell->ns_per_op / cell->ns_per_op_max;
+        p.hi = std::isnan(cell->ns_per_op_min) ? p.mops
+                                               : p.mops * cell->ns_per_op / cell->ns_per_op_min;
+      }
+    }
+    // Outliers: far from the median series (needs at least three series to say "typical").
+    std::vector<double> typical(cols.size(), NAN);
+    for (std::size_t i = 0; i < cols.size(); ++i) {
+      double log_sum = 0;
+      int n = 0;
+      for (const point& p : series[i]) {
+        if (!std::isnan(p.mops) && p.mops > 0) {
+          log_sum += std::log(p.mops);
+          ++n;
+        }
+      }
+      if (n > 0) typical[i] = std::exp(log_sum / n);
+    }
+    std::vector<double> sorted_typical;
+    for (double t : typical) {
+      if (!std::isnan(t)) sorted_typical.push_back(t);
+    }
+    std::sort(sorted_typical.begin(), sorted_typical.end());
+    std::vector<bool> outlier(cols.size(), false);
+    if (sorted_typical.size() >= 3) {
+      const double median = sorted_typical[sorted_typical.size() / 2];
+      for (std::size_t i = 0; i < cols.size(); ++i) {
+        outlier[i] = !std::isnan(typical[i]) &&
+                     (typical[i] < median / outlier_factor || typical[i] > median * outlier_factor);
+      }
+    }
+    // The axis covers the other series, bars included.
     double lo = std::numeric_limits<double>::infinity(), hi = 0;
+    for (std::size_t i = 0; i < cols.size(); ++i) {
+      if (outlier[i]) continue;
+      for (const point& p : series[i]) {
+        if (std::isnan(p.mops)) continue;
+        lo = std::min({lo, p.mops, p.lo});
+        hi = std::max({hi, p.mops, p.hi});
+      }
+    }
     {
       std::ofstream dat(base + ".dat");
-      dat << "threads";
-      for (const auto* c : cols) dat << ' ' << file_safe(c->label);
+      dat << "# threads, then per map: median, min, max (million ops/s)\nthreads";
+      for (const auto* c : cols) {
+        const std::string l = file_safe(c->label);
+        dat << ' ' << l << ' ' << l << "_min " << l << "_max";
+      }
       dat << '\n';
-      for (unsigned t : threads) {
-        dat << t;
-        for (const auto* c : cols) {
-          const cell_result* cell = find_cell(r.rows, c->name, {w, t});
-          if (cell == nullptr || cell->skipped()) {
-            dat << " NaN";
+      for (std::size_t j = 0; j < threads.size(); ++j) {
+        dat << threads[j];
+        for (std::size_t i = 0; i < cols.size(); ++i) {
+          const point& p = series[i][j];
+          if (std::isnan(p.mops)) {
+            dat << " NaN NaN NaN";
           } else {
-            dat << ' ' << fmt::format("{:.6g}", cell->mops);
-            lo = std::min(lo, cell->mops);
-            hi = std::max(hi, cell->mops);
+            dat << fmt::format(" {:.6g} {:.6g} {:.6g}", p.mops, p.lo, p.hi);
           }
         }
         dat << '\n';
@@ -757,23 +836,52 @@ std::vector<std::string> write_plots(const report& r, const std::string& dir,
     }
     gp += fmt::format("set xrange [{}:{}]\n", threads.front() * (threads.size() > 1 ? 0.9 : 0.5),
                       threads.back() * (threads.size() > 1 ? 1.1 : 1.5));
-    if (hi > 0 && lo > 0 && hi / lo > 10) {
+    const bool log_y = hi > 0 && lo > 0 && hi / lo > 10;
+    const bool any_outlier = std::find(outlier.begin(), outlier.end(), true) != outlier.end();
+    if (log_y) {
       gp += "set logscale y 10\nset format y '%g'\n";
+      if (any_outlier) gp += fmt::format("set yrange [{:.6g}:{:.6g}]\n", lo / 1.5, hi * 1.5);
     } else {
-      gp += "set yrange [0:*]\n";
+      gp += any_outlier ? fmt::format("set yrange [0:{:.6g}]\n", hi * 1.15) : "set yrange [0:*]\n";
+    }
+    // Off-scale series: named under the plot with their range, and "(off scale)" in the key.
+    // On a linear axis a series far below the others is still drawn (near 0) and not clipped.
+    std::vector<bool> clipped(cols.size(), false);
+    std::string note;
+    for (std::size_t i = 0; i < cols.size(); ++i) {
+      if (!outlier[i] || (!log_y && typical[i] < lo)) continue;
+      clipped[i] = true;
+      double smin = std::numeric_limits<double>::infinity(), smax = 0;
+      for (const point& p : series[i]) {
+        if (std::isnan(p.mops)) continue;
+        smin = std::min(smin, p.mops);
+        smax = std::max(smax, p.mops);
+      }
+      note += fmt::format("{}{} {:.3g}-{:.3g} Mops/s ({} the axis)", note.empty() ? "" : "; ",
+                          cols[i]->label, smin, smax, typical[i] < lo ? "below" : "above");
+    }
+    if (!note.empty()) {
+      gp += "set bmargin 8\n";
+      gp += fmt::format("set label 2 {} at graph 0,-0.3 left font ',10' textcolor rgb '#333333'\n",
+                        gp_quote("Off scale, not drawn: " + note));
     }
     gp += "plot ";
+    // Series side by side at each thread count (a small horizontal offset), so their min-max
+    // bars do not hide each other.
+    const double spread = threads.back() >= 4 * threads.front() ? 0.012 : 0.006;
     for (std::size_t i = 0; i < cols.size(); ++i) {
       const auto* c = cols[i];
-      const char* color = palette[i % std::size(palette)];
-      const bool sm = c->family == "safemap";
-      const int dt = sm ? 1 : (c->family == "go" ? 3 : 2);
+      const series_style st = style_of(i, c->family);
+      const double shift = 1 + spread * (static_cast<double>(i) - (cols.size() - 1) / 2.0);
+      const std::size_t col = 2 + 3 * i;
       gp += fmt::format(
-          "{}{} using 1:{} with linespoints lw {} dt {} pt {} ps 1.2 lc rgb '{}' title {}",
-          i ? ", \\\n     " : "", gp_quote(base + ".dat"), i + 2, sm ? 3 : 1.5, dt, 5 + (i % 9),
-          color, gp_quote(c->label));
+          "{}{} using ($1*{:.4f}):{}:{}:{} with yerrorlines lw {} dt {} pt {} ps 1.1 "
+          "lc rgb '{}' title {}",
+          i ? ", \\\n     " : "", gp_quote(base + ".dat"), shift, col, col + 1, col + 2, st.width,
+          st.dash, st.point, st.color, gp_quote(clipped[i] ? c->label + " (off scale)" : c->label));
     }
     gp += "\n";
+    gp += "unset label 2\nunset bmargin\n";
     // Right: latency percentiles.
     gp += "unset logscale\nset xrange [*:*]\nset yrange [*:*]\nset xtics auto\n";
     gp += fmt::format("set title 'Sampled op latency at {} thread{} (lower is better)'\n", lt,
