@@ -435,6 +435,21 @@ TEST(RedisMapFailures, DebugSleepOnTheServerRaisesWithinAboutCommandTimeout) {
   EXPECT_EQ(m.load(1), 1);
 }
 
+TEST(RedisMapFailures, AConnectionTheServerClosedRaisesRedisErrorNotSigpipe) {
+  redis_server server;
+  RedisMap<int, std::string> m(unique_map_name(), server.options());
+  m.store(1, "x");                                   // one idle pooled connection now
+  server.raw({"CLIENT", "KILL", "TYPE", "normal"});  // closes it (not raw's own connection)
+  // A write far larger than the socket buffers: the first part draws a reset from the closed
+  // socket, the next write() hits EPIPE, which would raise SIGPIPE and kill this process.
+  std::vector<std::pair<int, std::string>> big;
+  for (int i = 0; i < 200000; ++i) big.emplace_back(i, std::string(40, 'v'));
+  EXPECT_THROW(m.store_many(big), redis_error);
+  m.store(2, "y");  // the next call reconnects
+  EXPECT_EQ(m.load(2), "y");
+  EXPECT_EQ(m.size(), 2u) << "the failed batch was applied in part";
+}
+
 TEST(RedisMapFailures, OutOfMemoryAndNoscriptAreHandled) {
   redis_server server;
   RedisMap<int, int> m(unique_map_name(), server.options());

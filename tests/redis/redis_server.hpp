@@ -14,11 +14,12 @@
 // any thread.
 #pragma once
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -36,8 +37,6 @@
 #include <vector>
 
 #include "safemap/redis_map.hpp"
-
-extern char** environ;
 
 namespace safemap_test {
 
@@ -189,9 +188,22 @@ class redis_server {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    pid_t pid = -1;
-    if (posix_spawnp(&pid, "redis-server", nullptr, nullptr, argv.data(), environ) != 0) {
-      throw std::runtime_error("cannot run redis-server (Debian: redis-server)");
+    // fork + exec rather than posix_spawn: the child asks for SIGKILL when this process dies
+    // (PR_SET_PDEATHSIG), so a test that crashes leaves no server behind, holding its pipes.
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);  // the parent died before prctl
+      const int null = open("/dev/null", O_RDWR);
+      if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+      }
+      execvp("redis-server", argv.data());
+      _exit(127);
     }
     pid_ = pid;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -199,6 +211,9 @@ class redis_server {
       int status = 0;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+          throw std::runtime_error("cannot run redis-server (Debian: redis-server)");
+        }
         return false;  // exited: most likely the port was taken meanwhile
       }
       try {
