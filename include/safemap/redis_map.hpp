@@ -60,6 +60,17 @@
 // SIGPIPE in its own thread while it talks to the server and discards one it caused, so the
 // program's handler is neither changed nor triggered.
 //
+// # Cost (scripts/bench-redis: the same private server, beside redis-benchmark, one run)
+// load is one HGET round trip plus encoding the field and decoding the JSON value; store is
+// one EVALSHA (HSET + INCR inside Lua), slower on the server than a bare HSET; a call also
+// blocks/unblocks SIGPIPE (a few syscalls, well under a microsecond each). The issue's
+// targets, load/store <= 1.2x the latency of `redis-benchmark -c 1 -P 1` HGET/HSET and
+// load_many >= 0.8x the throughput of `redis-benchmark -c 1 -P 16` HGET, could not be
+// measured meaningfully yet: on the development machine (2 cores, load average 13-15 from
+// other builds) three consecutive runs of `scripts/bench-redis 20000` gave load at 1.4x-7x,
+// store at 1.2x-5x and load_many(1000) at 2.3x-9.4x of redis-benchmark, with redis-benchmark
+// itself varying 6x between runs. Rerun the script on a quiet machine before quoting numbers.
+//
 // Concurrency: every method may be called from any number of threads; two RedisMap objects
 // with the same name and server, in one process or in several, are the same map.
 #pragma once

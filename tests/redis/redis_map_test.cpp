@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -34,6 +35,7 @@
 
 #include "redis/redis_server.hpp"
 #include "safemap/json.hpp"
+#include "safemap/persist.hpp"
 #include "safemap/redis_map.hpp"
 #include "support/concurrent_maps.hpp"
 
@@ -162,6 +164,26 @@ TEST(RedisMapApi, JsonOfARedisMapAndMergeJson) {
   EXPECT_EQ(m.version(), v + 1) << "merge is one batch: one script, one version bump";
   EXPECT_THROW(safemap::merge_json(m, R"({"e":5,)"), safemap::json_error);
   EXPECT_EQ(m.size(), 4u) << "bad input changes nothing";
+}
+
+TEST(RedisMapApi, SnapshotFilesAndJsonCacheWorkOnARedisMap) {
+  auto m = shared_map<std::string, int>();
+  m.store("a", 1);
+  m.store("b", 2);
+  const auto file = std::filesystem::temp_directory_path() /
+                    ("safemap-redis-test-" + std::to_string(getpid()) + ".snap");
+  safemap::save_snapshot(m, file);
+  const auto back = safemap::load_snapshot<safemap::Map<std::string, int>>(file);
+  std::filesystem::remove(file);
+  EXPECT_EQ(sorted_entries(back), sorted_entries(m.snapshot()));
+
+  safemap::json_cache cache(m);
+  EXPECT_EQ(*cache.get(), R"({"a":1,"b":2})");
+  EXPECT_EQ(*cache.get(), R"({"a":1,"b":2})");
+  EXPECT_EQ(cache.serializations(), 1u) << "version() did not move: no new serialization";
+  RedisMap<std::string, int> other(m.name(), shared_server().options());
+  other.store("c", 3);  // another client's write moves the version
+  EXPECT_EQ(*cache.get(), R"({"a":1,"b":2,"c":3})");
 }
 
 TEST(RedisMapApi, LoadManyAndStoreMany) {
