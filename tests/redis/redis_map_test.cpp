@@ -1,7 +1,7 @@
 // tests/redis/redis_map_test.cpp - RedisMap (include/safemap/redis_map.hpp) against private
 // redis-servers (tests/redis/redis_server.hpp).
 //
-//  - the API: DESIGN §4's table call by call, the storage format (fields, JSON values, the
+//  - the API: concurrent.hpp's table call by call, the storage format (fields, JSON values, the
 //    version key), user types through json_traits, to_json/merge_json, load_many/store_many;
 //  - model: random sequences of every operation (the conformance suite's op_generator and
 //    reference_map, fewer operations), results and version deltas compared call by call, with
