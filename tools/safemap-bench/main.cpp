@@ -43,6 +43,7 @@ void register_tbb(map_registry&);
 void register_cuckoo(map_registry&);
 void register_flat_maps(map_registry&);
 void register_lfht(map_registry&);
+void register_redis(map_registry&, const std::string& address);  // maps_redis.cpp
 }  // namespace safemap_bench
 
 namespace {
@@ -201,6 +202,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-plots", no_plots, "do not run gnuplot");
   app.add_flag("-v,--verbose", verbose, "print every result (with its checksum) as it comes");
   app.add_flag("-q,--quiet", quiet, "no progress on stderr");
+  std::string redis_address;
+  app.add_option("--redis", redis_address,
+                 "host:port (or unix socket path) of a Redis server: adds RedisMap (column redis)");
   CLI11_PARSE(app, argc, argv);
 
   map_registry& reg = registry();
@@ -213,6 +217,14 @@ int main(int argc, char** argv) {
   register_cuckoo(reg);
   register_flat_maps(reg);
   register_lfht(reg);
+  if (!redis_address.empty()) {
+    try {
+      register_redis(reg, redis_address);
+    } catch (const std::exception& e) {
+      std::cerr << "safemap-bench: --redis " << redis_address << ": " << e.what() << "\n";
+      return 2;
+    }
+  }
   if (list) {
     print_list();
     return 0;
