@@ -13,3 +13,4 @@
 #include "safemap/reclaim.hpp"
 #include "safemap/sharded_map.hpp"
 #include "safemap/sync_map.hpp"
+#include "safemap/trie_map.hpp"
