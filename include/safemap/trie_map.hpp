@@ -153,7 +153,7 @@ inline std::size_t trie_stripe_index() noexcept {
   return mine & (trie_stripes - 1);
 }
 
-inline void cpu_relax() noexcept {
+inline void trie_cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -182,7 +182,7 @@ class trie_lock {
  private:
   SAFEMAP_NOINLINE void lock_slow() noexcept {
     for (int spin = 0; spin < 100; ++spin) {
-      cpu_relax();
+      trie_cpu_relax();
       std::uint32_t expected = 0;
       if (state_.load(std::memory_order_relaxed) == 0 &&
           state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
