@@ -400,7 +400,9 @@ class TrieMap {
     std::unique_ptr<entry> fresh;  // allocated once the key is found absent
     for (;;) {
       const slot_ref at = descend(h);
-      if (const entry* e = chain_find(at.seen, key)) return {e->value, true};
+      // Once fresh exists, key has been moved into it: a retry must compare fresh's copy (the
+      // key may have been stored meanwhile; missing it would add the key a second time).
+      if (const entry* e = chain_find(at.seen, fresh ? fresh->key : key)) return {e->value, true};
       if (!fresh) fresh = std::make_unique<entry>(std::move(key), std::move(value));
       if (try_commit(at, h, nullptr, fresh.get())) {
         const entry* stored = fresh.release();

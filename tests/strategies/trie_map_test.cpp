@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -531,6 +532,71 @@ TEST(TrieMapReentrancy, CallbacksMayWriteToTheSameMapWithoutHanging) {
     EXPECT_EQ(v, 2);
   }));
   EXPECT_EQ(m.load(1002), 102);
+}
+
+// ---- regressions ---------------------------------------------------------------------------
+
+// Key equality that, once armed, runs a hook the first time it is called (from the same
+// thread, with no lock held: TrieMap compares keys outside its locks). Makes a race that
+// needs another thread's write between a descent and the re-check deterministic.
+struct hooked_eq {
+  static inline thread_local std::function<void()> hook;
+  bool operator()(const std::string& a, const std::string& b) const {
+    if (hook) {
+      auto h = std::move(hook);
+      hook = nullptr;
+      h();
+    }
+    return a == b;
+  }
+};
+
+// load_or_store moved its key into the new entry before the first attempt and compared the
+// moved-from key on a retry: when the same key was stored between its look and its commit,
+// the retry missed it and inserted the key a second time (two entries for one key).
+TEST(TrieMapRegression, LoadOrStoreRetrySeesTheKeyStoredMeanwhile) {
+  TrieMap<std::string, int, constant_hash, hooked_eq> m;  // one chain holds every key
+  const std::string key = "a key long enough to live on the heap, not in the string";
+  m.store("other", 1);
+  hooked_eq::hook = [&] { m.store(key, 99); };  // lands while load_or_store looks at the chain
+  const auto [v, loaded] = m.load_or_store(key, 7);
+  EXPECT_TRUE(loaded);
+  EXPECT_EQ(v, 99);
+  EXPECT_EQ(m.load(key), 99);
+  EXPECT_EQ(m.size(), 2u);
+  EXPECT_EQ(m.stats().entries, 2u) << "one key, two entries";
+}
+
+// The same race between threads: every thread offers its value for the same fresh keys;
+// exactly one of them stores each key, and every other one gets the stored value back.
+TEST(TrieMapRegression, RacingLoadOrStoreOfStringKeysStoresEachKeyOnce) {
+  watchdog dog("racing load_or_store");
+  TrieMap<std::string, int, constant_hash> m;  // one chain: every insert changes the slot
+  constexpr unsigned threads = 6;
+  const int keys = static_cast<int>(scaled(400, 4));
+  std::vector<std::vector<int>> winners(threads);
+  std::vector<std::vector<int>> got(threads, std::vector<int>(keys, -1));
+  run_threads(threads, [&](unsigned t) {
+    for (int k = 0; k < keys; ++k) {
+      auto [v, loaded] =
+          m.load_or_store("key number " + std::to_string(k) + " of many", static_cast<int>(t));
+      if (!loaded) winners[t].push_back(k);
+      got[t][k] = v;
+    }
+  });
+  std::vector<int> won_by(keys, -1);
+  for (unsigned t = 0; t < threads; ++t) {
+    for (int k : winners[t]) {
+      ASSERT_EQ(won_by[k], -1) << "key " << k << " stored by two threads";
+      won_by[k] = static_cast<int>(t);
+    }
+  }
+  for (int k = 0; k < keys; ++k) {
+    ASSERT_NE(won_by[k], -1) << k;
+    for (unsigned t = 0; t < threads; ++t) ASSERT_EQ(got[t][k], won_by[k]) << "key " << k;
+  }
+  EXPECT_EQ(m.size(), static_cast<std::size_t>(keys));
+  EXPECT_EQ(m.stats().entries, static_cast<std::size_t>(keys));
 }
 
 // ---- serialization -----------------------------------------------------------------------------
