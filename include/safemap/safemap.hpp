@@ -17,3 +17,4 @@
 #include "safemap/reclaim.hpp"
 #include "safemap/sharded_map.hpp"
 #include "safemap/sync_map.hpp"
+#include "safemap/trie_map.hpp"

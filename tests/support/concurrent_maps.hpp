@@ -1,7 +1,7 @@
 // tests/support/concurrent_maps.hpp - what every concurrent map's tests share (docs/design.md §4).
 //
 //  - concurrent_map_types: the ::testing::Types list of the concurrent maps whose header exists
-//    (LockedMap, ShardedMap, SyncMap, CowMap), instantiated <int, int>. A map joins the
+//    (LockedMap, ShardedMap, SyncMap, TrieMap, CowMap), instantiated <int, int>. A map joins the
 //    conformance suite as soon as its header lands; rebind_map_t<M, K, V> gives the same map
 //    template with other key and value types (string keys, instance-counting values).
 //  - map_traits<M>: what a map documents where docs/design.md §4 lets the strategies differ (range
@@ -55,6 +55,10 @@
 #if __has_include("safemap/sync_map.hpp")
 #include "safemap/sync_map.hpp"
 #define SAFEMAP_TEST_HAS_SYNC_MAP 1
+#endif
+#if __has_include("safemap/trie_map.hpp")
+#include "safemap/trie_map.hpp"
+#define SAFEMAP_TEST_HAS_TRIE_MAP 1
 #endif
 #include "safemap/cow_map.hpp"
 
@@ -136,6 +140,18 @@ struct map_traits<safemap::SyncMap<K, V, H, E>> {
 };
 #endif
 
+#ifdef SAFEMAP_TEST_HAS_TRIE_MAP
+template <class K, class V, class H, class E>
+struct map_traits<safemap::TrieMap<K, V, H, E>> {
+  static constexpr const char* name = "TrieMap";
+  static constexpr bool point_in_time_range = false;  // weakly consistent, like Go's All
+  static constexpr range_write_policy write_from_range = range_write_policy::works;
+  static constexpr bool failed_writes_keep_version = true;
+  static constexpr bool compute_calls_f_once = false;   // a changed slot calls f again
+  static constexpr bool visit_may_read_any_key = true;  // no lock held in callbacks
+};
+#endif
+
 namespace detail {
 template <class... Ts>
 struct type_list {};
@@ -174,6 +190,9 @@ using concurrent_maps_of = typename detail::concat<
 #endif
 #ifdef SAFEMAP_TEST_HAS_SYNC_MAP
     detail::type_list<safemap::SyncMap<K, V>>,
+#endif
+#ifdef SAFEMAP_TEST_HAS_TRIE_MAP
+    detail::type_list<safemap::TrieMap<K, V>>,
 #endif
     detail::type_list<safemap::CowMap<K, V>>>::type;
 

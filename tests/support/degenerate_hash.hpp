@@ -7,8 +7,13 @@
 //  - identity_hash: std::hash-like (the integer itself). No is_avalanching marker, so a table
 //    is expected to mix it further; keys that differ only in their high bits would otherwise
 //    all land in one bucket.
+//  - deep_trie_hash<G>: for hash tries (TrieMap), which consume the hash 4 bits at a time from
+//    the top: every hash shares its top 56 bits, so every path runs as deep as a 64-bit trie
+//    goes (16 nodes), and each run of G consecutive integer keys has one full hash (an overflow
+//    chain of G). 256 distinct hashes, then they repeat (longer chains).
 // All are noexcept (a table may then relocate by moving) and work for integer and
-// string-like keys; none declares is_avalanching or is_transparent.
+// string-like keys; none declares is_transparent, and only deep_trie_hash declares
+// is_avalanching (a trie would otherwise mix the hash and undo the point).
 //
 // Concurrency: stateless, thread-safe.
 #pragma once
@@ -54,6 +59,17 @@ struct identity_hash {
   template <class T>
   std::size_t operator()(const T& key) const noexcept {
     return detail::std_hash(key);
+  }
+};
+
+template <std::size_t G>
+struct deep_trie_hash {
+  static_assert(G > 0, "deep_trie_hash needs groups of at least one key");
+  using is_avalanching = void;  // used as is: the trie must see these exact bits
+  template <class T>
+  std::size_t operator()(const T& key) const noexcept {
+    return static_cast<std::size_t>(0xa5a5'a5a5'a5a5'a500ULL |
+                                    ((detail::std_hash(key) / G) & 0xff));
   }
 };
 

@@ -37,6 +37,7 @@ namespace safemap_bench {
 void register_locked_map(map_registry&);
 void register_sharded_map(map_registry&);
 void register_sync_map(map_registry&);
+void register_trie_map(map_registry&);
 void register_cow_map(map_registry&);
 void register_std_maps(map_registry&);
 void register_tbb(map_registry&);
@@ -211,6 +212,7 @@ int main(int argc, char** argv) {
   register_locked_map(reg);
   register_sharded_map(reg);
   register_sync_map(reg);
+  register_trie_map(reg);
   register_cow_map(reg);
   register_std_maps(reg);
   register_tbb(reg);

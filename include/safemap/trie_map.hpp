@@ -1,0 +1,873 @@
+// safemap/trie_map.hpp - TrieMap: Go 1.24's concurrent hash-trie (today's sync.Map) in C++.
+//
+// Provenance: a port of Go's internal/sync/hashtriemap.go (go1.24: HashTrieMap, indirect,
+// entry, Load, LoadOrStore, expand, Swap, CompareAndSwap, LoadAndDelete, CompareAndDelete, All,
+// Clear), BSD-licensed: Copyright 2024 The Go Authors, https://go.dev/LICENSE. Written afresh
+// in C++; each function names the Go function it follows. Go's vocabulary is kept in snake_case
+// (indirect, entry, overflow, hash_shift, expand, dead, parent).
+//
+// # When to use it (and when not)
+// TrieMap is the map to pick when keys come and go and many threads read: loads take no lock
+// and write no shared memory; a write locks one small node (never the whole map), and since no
+// table ever resizes, no single insert ever stalls behind a rehash. It replaced the read/dirty
+// algorithm (SyncMap) in Go 1.24 because that one is slow exactly where keys change: new keys,
+// deletes, mixed writes. Every key costs one heap entry (48 bytes for uint64 -> uint64, a 64-byte
+// malloc chunk), plus a share of the 16-way nodes above it (about 1/ln 16 = 0.36 nodes of 168
+// bytes per key for well-spread hashes): safemap-bench measured 128 bytes per uint64 entry
+// (SyncMap 134, LockedMap 37), so it is not the map for memory-bound tables. For a map written in
+// rare batches and read in point-in-time snapshots choose CowMap; for iteration that must be
+// point-in-time, LockedMap or ShardedMap.
+//
+// # The algorithm
+// A trie of 16-way *indirect* nodes over the 64-bit hash, 4 bits per level from the top: the
+// root's child index is hash >> 60, a level-d node's is (hash >> (60 - 4d)) & 15, so a path is
+// at most 16 nodes deep. A child slot is empty, an indirect node, or an *entry*: an immutable
+// (key, value) leaf. Keys whose full 64-bit hashes are equal share one slot as an *overflow
+// chain* of entries (entry::overflow). The tree only grows where keys are: inserting a key into
+// a slot that holds an entry with another hash *expands* the slot into as many new nodes as the
+// two hashes share nibbles, the last of which holds both (Go's expand).
+//
+//   lookup  descend from root_ by the hash with acquire loads until an empty slot or an entry,
+//           then compare keys along its chain. Inside one rcu::read_guard; no lock, no store to
+//           shared memory, no allocation (Go's Load).
+//   write   (1) descend without locks to the slot where the key's chain is or would be, and
+//           remember what it held (`seen`: nil or a chain head); (2) compute the new content of
+//           that slot from `seen` alone, outside any lock: a new entry, the chain with one entry
+//           replaced or removed (its prefix copied: entries are immutable), or the nodes of an
+//           expansion; (3) lock the slot's node only, re-check that it is not dead and that the
+//           slot still holds `seen`; (4) publish the new content with one release store and
+//           unlock; (5) retire what was replaced. If the re-check fails, free (2) and start over
+//           from the root. Nothing but that check and the store runs under the lock: no hasher,
+//           no key comparison, no allocation, no user code (Go's LoadOrStore, Swap,
+//           CompareAndSwap, LoadAndDelete, CompareAndDelete, which compare under the lock).
+//   delete  as a write; a slot that becomes empty may leave its node with no child, and then the
+//           node is *pruned*: marked dead and unlinked from its parent under both locks, bottom
+//           up, as long as nodes are left empty (Go's LoadAndDelete tail).
+//   clear   publishes a new empty root, then marks every node of the old tree dead under its
+//           lock, counting and retiring what it held (Go's Clear publishes the root only).
+//
+// ## Invariants (each is relied on where noted)
+//  T1 root_ is never null; an indirect node's parent never changes; only a node's own lock
+//     holder stores into its children (write step 4, pruning of a child, expansion).
+//  T2 a slot of a level-d node holds only entries whose hash agrees with the node's path on the
+//     top 4(d+1) bits; at level 15 (hash_shift 0) that is the whole hash, so expansion never
+//     runs out of bits (checked in expand).
+//  T3 every entry of one chain has the same full hash; an entry, once published, never changes
+//     (key, value and overflow are written before the release store that publishes it).
+//  T4 dead is set once, under the node's own lock, by whoever unlinks the node (a pruner holding
+//     the parent's lock too, or clear), and that one retires it. A writer that re-checks under
+//     the lock and sees dead starts over from the root; a pruned node is empty, so nothing is
+//     lost with it.
+//  T5 each reachable entry is reachable from exactly one slot or overflow field; replaced or
+//     removed entries and copied chain prefixes are retired only after the store that unlinks
+//     them, and a pointer loaded inside a read_guard cannot be freed (so cannot be reused)
+//     before the guard ends: the re-check "slot still holds seen" has no ABA problem.
+//  T6 locks are taken child before parent (pruning), one at a time otherwise: no cycle.
+//  S1 size() is the sum of the per-stripe counters (+1 by a write that adds a key, -1 by one that
+//     removes it, -n by clear), exact when no write is in flight. version() is the sum of the
+//     per-stripe mutation counters, bumped (release) after each successful publication.
+//
+// ## Entry lifetime (the state machine of one key's slot content)
+//   absent -> entry         insert: into an empty slot, at the head of an equal-hash chain, or
+//                           via expand (the old chain moves, unchanged, one or more levels down)
+//   entry -> entry'         store, swap, compare_and_swap, compute: a new entry replaces it (and
+//                           copies of the entries before it in its chain); the old ones retire
+//   entry -> absent         erase, load_and_delete, compare_and_delete, compute -> nullopt, clear
+// Entries never move up (pruning only removes empty nodes), so a key's slot is always on its
+// hash's path: a range visits each key at most once.
+//
+// # Reclamation (reclaim.hpp)
+// Every public operation runs inside one rcu::read_guard for its whole duration, so every node
+// and entry pointer it loaded stays valid until it returns; what a write unlinks goes to
+// rcu::retire and is freed after a grace period. No operation waits for one. The destructor
+// frees the live tree directly (no other thread may use the map then); objects retired earlier
+// are freed by RCU and do not refer back to the map.
+//
+// # Beyond Go
+//  - size(), version(): striped counters (detail::trie_stripes cache lines, one chosen per
+//    thread), so concurrent writers do not contend on one counter line.
+//  - compute(k, f): f(current) runs without any lock, then the result is published with the
+//    same re-check as every write; a lost race calls f again (DESIGN allows it for lock-free
+//    maps: f must be pure).
+//  - clear(): Go's Clear lets a writer that descended the old root publish into the old tree
+//    after Clear returned, where it is lost. Here clear marks every old node dead under its
+//    lock: a write that got there first is erased by clear (and counted off size()); one that
+//    comes later sees dead and starts over from the new root.
+//  - stats(): a lock-free walk: nodes, entries, depth histogram, chains, bytes.
+//
+// # Callbacks and re-entrancy
+// No lock is held while any user code runs: the hasher, key comparison, copies of keys and
+// values, range's f, visit's f and compute's f all run outside the node locks, so callbacks may
+// call any method of the same map, writes included, from the same thread, and never hang.
+//
+// Concurrency: every member function is thread-safe, except construction and destruction.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "safemap/concurrent.hpp"
+#include "safemap/detail/config.hpp"
+#include "safemap/hash.hpp"
+#include "safemap/map.hpp"
+#include "safemap/reclaim.hpp"
+
+namespace safemap {
+
+// A lock-free walk of a TrieMap, for operators and tests. Weakly consistent like range: with
+// writers in flight the fields may describe slightly different moments.
+struct TrieMapStats {
+  std::size_t size = 0;           // size()
+  std::size_t nodes = 0;          // indirect nodes reachable from the root (the root included)
+  std::size_t entries = 0;        // entries reachable (every member of every chain)
+  std::size_t chained = 0;        // entries that are not the head of their chain
+  std::size_t longest_chain = 0;  // entries in the longest chain (0 when empty)
+  std::size_t max_depth = 0;      // the deepest entry's depth (0 when empty)
+  std::array<std::size_t, 17> depth{};  // depth[d]: entries under d indirect nodes (1..16)
+  std::size_t bytes = 0;                // nodes and entries (key/value heap storage not included)
+};
+
+namespace detail {
+
+// Per-thread stripes for size() and version(). 16 lines: enough that up to 16 writer threads
+// (8x the cores of the 2-core bench box, and the test suites' 8 threads) each get their own
+// line; size() then reads 16 lines (~1 KiB), which is cheap next to any write it counts.
+inline constexpr std::size_t trie_stripes = 16;
+static_assert((trie_stripes & (trie_stripes - 1)) == 0, "stripe selection masks the thread id");
+
+struct alignas(64) trie_stripe {
+  std::atomic<std::int64_t> size{0};
+  std::atomic<std::uint64_t> version{0};
+};
+
+inline std::size_t trie_stripe_index() noexcept {
+  static std::atomic<unsigned> next{0};
+  thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
+  return mine & (trie_stripes - 1);
+}
+
+inline void trie_cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// The small lock of one trie node (Go's indirect.mu): 4 bytes, where std::mutex takes 40 (it is
+// in every node). 0 free, 1 held, 2 held with waiters (Drepper's futex mutex). Held only for a
+// re-check and one store, so a short spin usually finds it free before the thread sleeps on
+// the futex (std::atomic::wait).
+class trie_lock {
+ public:
+  void lock() noexcept {
+    std::uint32_t expected = 0;
+    if (SAFEMAP_LIKELY(state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                                      std::memory_order_relaxed))) {
+      return;
+    }
+    lock_slow();
+  }
+  void unlock() noexcept {
+    if (SAFEMAP_UNLIKELY(state_.exchange(0, std::memory_order_release) == 2)) state_.notify_one();
+  }
+
+ private:
+  SAFEMAP_NOINLINE void lock_slow() noexcept {
+    for (int spin = 0; spin < 100; ++spin) {
+      trie_cpu_relax();
+      std::uint32_t expected = 0;
+      if (state_.load(std::memory_order_relaxed) == 0 &&
+          state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
+        return;
+      }
+    }
+    while (state_.exchange(2, std::memory_order_acquire) != 0) state_.wait(2);
+  }
+
+  std::atomic<std::uint32_t> state_{0};
+};
+
+}  // namespace detail
+
+template <class K, class V, class Hash = safemap::Hash<K>, class Eq = std::equal_to<>>
+class TrieMap {
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using hasher = Hash;
+  using key_equal = Eq;
+  using size_type = std::size_t;
+  using map_type = Map<K, V, Hash, Eq>;
+
+ private:
+  static constexpr unsigned k_bits = 4;                 // hash bits per level (Go's nChildrenLog2)
+  static constexpr unsigned k_children = 1u << k_bits;  // 16
+  static constexpr std::uint64_t k_mask = k_children - 1;
+  static_assert(64 % k_bits == 0, "levels must consume the hash exactly (T2)");
+
+  // Go's entry: an immutable leaf (T3). overflow chains entries with the same full hash.
+  struct entry : rcu::retirable<entry> {
+    template <class KK, class... Args>
+    explicit entry(KK&& k, Args&&... args)
+        : key(std::forward<KK>(k)), value(std::forward<Args>(args)...) {}
+    entry* overflow = nullptr;  // written only before publication (T3)
+    const K key;
+    const V value;
+  };
+
+  // A child slot holds 0 (empty), an indirect* or an entry* with the low bit set: both are at
+  // least 8-aligned, and the tag saves every entry a header word (Go's node.isEntry).
+  using slot_t = std::atomic<std::uintptr_t>;
+  static_assert(alignof(entry) >= 2, "the low bit of an entry pointer tags it");
+
+  // Go's indirect: one node of the trie.
+  struct indirect : rcu::retirable<indirect> {
+    explicit indirect(indirect* p) noexcept : parent(p) {}
+    indirect* const parent;  // T1; nullptr for the root
+    detail::trie_lock mu;    // guards stores into children and dead (T1, T4)
+    std::atomic<bool> dead{false};
+    std::array<slot_t, k_children> children{};
+
+    bool empty_locked() const noexcept {
+      for (const slot_t& c : children) {
+        if (c.load(std::memory_order_relaxed) != 0) return false;
+      }
+      return true;
+    }
+  };
+  static_assert(alignof(indirect) >= 2, "the low bit of a slot tags entries");
+
+  static bool is_entry(std::uintptr_t n) noexcept { return (n & 1) != 0; }
+  static entry* as_entry(std::uintptr_t n) noexcept { return reinterpret_cast<entry*>(n & ~1); }
+  static indirect* as_indirect(std::uintptr_t n) noexcept { return reinterpret_cast<indirect*>(n); }
+  static std::uintptr_t tag(entry* e) noexcept {
+    return e == nullptr ? 0 : reinterpret_cast<std::uintptr_t>(e) | 1;
+  }
+  static std::uintptr_t tag(indirect* i) noexcept { return reinterpret_cast<std::uintptr_t>(i); }
+
+  // Where a lock-free descent ended: the slot holding (or that would hold) the key's chain.
+  struct slot_ref {
+    indirect* node;  // the slot's owner (Go's i)
+    unsigned shift;  // the slot's index is (hash >> shift) & 15 (Go's hashShift)
+    slot_t* slot;
+    std::uintptr_t seen;  // 0 or a tagged chain head; never an indirect node
+  };
+
+ public:
+  // --- construction ---------------------------------------------------------------------------
+
+  // An empty map. Allocates the (empty) root node.
+  TrieMap() : root_(new indirect(nullptr)) {}
+
+  // Stores every entry of `initial` (from_json and load_snapshot build maps this way).
+  explicit TrieMap(map_type initial) : TrieMap() {
+    initial.for_each([&](const K& k, V& v) { store(k, std::move(v)); });
+  }
+
+  TrieMap(const TrieMap&) = delete;
+  TrieMap& operator=(const TrieMap&) = delete;
+
+  // Frees the live tree now; objects retired earlier are freed by RCU after their grace period
+  // (rcu::barrier() waits for that). Concurrency: no other thread may use the map.
+  ~TrieMap() { destroy_tree(root_.load(std::memory_order_relaxed)); }
+
+  // --- reads ----------------------------------------------------------------------------------
+
+  // The value for key, or nullopt (Go's Load). Concurrency: lock-free; atomic loads only.
+  template <class Q>
+  std::optional<V> load(const Q& key) const {
+    rcu::read_guard guard;
+    if (const entry* e = find(key)) return e->value;
+    return std::nullopt;
+  }
+
+  // Concurrency: as load.
+  template <class Q>
+  bool contains(const Q& key) const {
+    rcu::read_guard guard;
+    return find(key) != nullptr;
+  }
+
+  // Calls f(const V&) on the stored value in place, if present; returns whether it was.
+  // Concurrency: as load; f runs inside the read guard with no lock held, so it may call any
+  // method of this map (a write it makes does not change the value f is looking at).
+  template <class Q, class F>
+  bool visit(const Q& key, F f) const {
+    rcu::read_guard guard;
+    const entry* e = find(key);
+    if (e == nullptr) return false;
+    f(e->value);
+    return true;
+  }
+
+  // Calls f(const K&, const V&) for each key, each at most once; f may return bool, false stops
+  // (Go's All). Weakly consistent: a value seen is one the key held at some moment during the
+  // call; keys stored or deleted meanwhile may or may not be seen. Concurrency: lock-free, never
+  // blocks writers; f runs with no lock held and may call any method of this map.
+  template <class F>
+  void range(F f) const {
+    rcu::read_guard guard;
+    walk(root_.load(std::memory_order_acquire),
+         [&f](const entry* e) { return detail::invoke_range_callback(f, e->key, e->value); });
+  }
+
+  // The view json.hpp serializes without copying: calls f(walk), where walk(g) calls
+  // g(const K&, const V&) for each key, like range (weakly consistent), and every reference
+  // stays valid until f returns (one read-side critical section spans the call). f must not
+  // block for long (it delays reclamation). Concurrency: as range.
+  template <class F>
+  void read_view(F&& f) const {
+    rcu::read_guard guard;
+    const indirect* root = root_.load(std::memory_order_acquire);
+    f([root](auto&& g) {
+      walk(root, [&g](const entry* e) {
+        g(e->key, e->value);
+        return true;
+      });
+    });
+  }
+
+  // The number of keys; exact when no write is in flight (S1). Concurrency: 16 relaxed loads.
+  std::size_t size() const noexcept {
+    std::int64_t n = 0;
+    for (const auto& s : stripes_) n += s.size.load(std::memory_order_relaxed);
+    return n < 0 ? 0 : static_cast<std::size_t>(n);  // < 0 only for a moment, mid-write
+  }
+  // Concurrency: as size().
+  [[nodiscard]] bool empty() const noexcept { return size() == 0; }
+
+  // A copy built by range, so exactly range's guarantee: each key at most once, with a value it
+  // held at some moment during the call; not a point-in-time image when writers run (a key
+  // added or removed meanwhile may or may not be in it). Quiescent map: an exact copy.
+  // Concurrency: as range.
+  map_type snapshot() const {
+    map_type out(size());
+    range([&out](const K& k, const V& v) { out.try_emplace(k, v); });
+    return out;
+  }
+
+  // Grows by at least 1 on every successful mutation; never on a read or a failed write. The
+  // sum of the stripes' counters, each bumped (release) after its write is published: a reader
+  // that sees a write's bump (acquire) then also sees the write. Concurrency: 16 acquire loads.
+  std::uint64_t version() const noexcept {
+    std::uint64_t v = 0;
+    for (const auto& s : stripes_) v += s.version.load(std::memory_order_acquire);
+    return v;
+  }
+
+  // Shape of the trie. Concurrency: lock-free walk, as range.
+  TrieMapStats stats() const {
+    rcu::read_guard guard;
+    TrieMapStats s;
+    s.size = size();
+    stats_walk(root_.load(std::memory_order_acquire), 1, s);
+    s.bytes = s.nodes * sizeof(indirect) + s.entries * sizeof(entry);
+    return s;
+  }
+
+  // --- writes ---------------------------------------------------------------------------------
+
+  // Inserts or overwrites (Go's Store, which is Swap). Concurrency: locks the key's slot node
+  // for one re-check and one store.
+  void store(K key, V value) {
+    rcu::read_guard guard;
+    auto fresh = std::make_unique<entry>(std::move(key), std::move(value));
+    put(fresh);
+  }
+
+  // Stores value; returns the previous value if any (Go's Swap). Concurrency: as store.
+  std::optional<V> swap(K key, V value) {
+    rcu::read_guard guard;
+    auto fresh = std::make_unique<entry>(std::move(key), std::move(value));
+    if (const entry* old = put(fresh)) return old->value;  // retired, valid until guard ends
+    return std::nullopt;
+  }
+
+  // The existing value and true, or value and false after storing it (Go's LoadOrStore).
+  // Concurrency: lock-free when the key is present; otherwise as store.
+  std::pair<V, bool> load_or_store(K key, V value) {
+    rcu::read_guard guard;
+    const std::uint64_t h = hash_of(key);
+    std::unique_ptr<entry> fresh;  // allocated once the key is found absent
+    for (;;) {
+      const slot_ref at = descend(h);
+      // Once fresh exists, key has been moved into it: a retry must compare fresh's copy (the
+      // key may have been stored meanwhile; missing it would add the key a second time).
+      if (const entry* e = chain_find(at.seen, fresh ? fresh->key : key)) return {e->value, true};
+      if (!fresh) fresh = std::make_unique<entry>(std::move(key), std::move(value));
+      if (try_commit(at, h, nullptr, fresh.get())) {
+        const entry* stored = fresh.release();
+        added(1);
+        return {stored->value, false};
+      }
+    }
+  }
+
+  // Removes key; returns the removed value (Go's LoadAndDelete). Concurrency: lock-free when
+  // the key is absent; otherwise locks the slot node (and prunes emptied nodes upward).
+  template <class Q>
+  std::optional<V> load_and_delete(const Q& key) {
+    rcu::read_guard guard;
+    if (const entry* e = remove_if(key, [](const entry*) { return true; })) return e->value;
+    return std::nullopt;
+  }
+
+  // True if something was removed (Go's Delete). Concurrency: as load_and_delete.
+  template <class Q>
+  bool erase(const Q& key) {
+    rcu::read_guard guard;
+    return remove_if(key, [](const entry*) { return true; }) != nullptr;
+  }
+
+  // Replaces the value with desired only if the key is present and its value == expected (Go's
+  // CompareAndSwap). Concurrency: lock-free when it fails on the first look; otherwise as store.
+  // The comparison runs outside the lock, and is repeated if the slot changed meanwhile.
+  template <class Q>
+  bool compare_and_swap(const Q& key, const V& expected, V desired) {
+    rcu::read_guard guard;
+    const std::uint64_t h = hash_of(key);
+    std::unique_ptr<entry> fresh;
+    for (;;) {
+      const slot_ref at = descend(h);
+      const entry* cur = chain_find(at.seen, key);
+      if (cur == nullptr || !(cur->value == expected)) return false;
+      if (!fresh) fresh = std::make_unique<entry>(cur->key, std::move(desired));
+      if (try_commit(at, h, cur, fresh.get())) {
+        fresh.release();
+        bump_version();
+        return true;
+      }
+    }
+  }
+
+  // Removes the key only if its value == expected (Go's CompareAndDelete). Concurrency: as
+  // load_and_delete; the comparison runs outside the lock.
+  template <class Q>
+  bool compare_and_delete(const Q& key, const V& expected) {
+    rcu::read_guard guard;
+    return remove_if(key, [&](const entry* e) { return e->value == expected; }) != nullptr;
+  }
+
+  // Atomically per key: f(std::optional<V> current) -> std::optional<V>; nullopt erases.
+  // Returns the new state. Concurrency: f runs without any lock, then the result is published
+  // under the slot node's lock if the slot is unchanged; otherwise f runs again on the newer
+  // state (f may run more than once and must be pure). f may call any method of this map.
+  template <class F>
+  std::optional<V> compute(const K& key, F f) {
+    rcu::read_guard guard;
+    const std::uint64_t h = hash_of(key);
+    for (;;) {
+      const slot_ref at = descend(h);
+      const entry* cur = chain_find(at.seen, key);
+      std::optional<V> next =
+          cur != nullptr ? f(std::optional<V>(cur->value)) : f(std::optional<V>());
+      if (!next) {
+        if (cur == nullptr) return std::nullopt;  // absent and staying absent: linearized at find
+        if (try_commit(at, h, cur, nullptr)) {
+          added(-1);
+          return std::nullopt;
+        }
+        continue;
+      }
+      auto fresh = cur != nullptr ? std::make_unique<entry>(cur->key, std::move(*next))
+                                  : std::make_unique<entry>(key, std::move(*next));
+      if (try_commit(at, h, cur, fresh.get())) {
+        const entry* stored = fresh.release();
+        if (cur == nullptr) {
+          added(1);
+        } else {
+          bump_version();
+        }
+        return stored->value;
+      }
+    }
+  }
+
+  // Removes every key. Concurrency: publishes a new empty root (the only allocation, made
+  // first), then locks the old tree's nodes one at a time to mark them dead (T4). Not atomic
+  // with respect to concurrent writers: a write racing with clear may be erased by it or
+  // survive it, never be lost half-way or lost after clear returned.
+  void clear() {
+    rcu::read_guard guard;
+    indirect* old = root_.load(std::memory_order_acquire);
+    bool any = false;
+    for (const slot_t& c : old->children) any = any || c.load(std::memory_order_acquire) != 0;
+    if (!any) return;  // empty: linearized at these loads
+    auto fresh = std::make_unique<indirect>(nullptr);
+    // Only clear swaps the root, but two clears may race: exchange hands each old root to
+    // exactly one of them.
+    old = root_.exchange(fresh.release(), std::memory_order_acq_rel);
+    const std::int64_t removed = kill_tree(old);
+    if (removed != 0) added(-removed);
+  }
+
+ private:
+  // ---- hashing -------------------------------------------------------------------------------
+
+  // Lookups take Q != K only when hasher and key_equal both opt in (like Map); otherwise the
+  // key is converted to K first.
+  template <class Q>
+  static constexpr bool heterogeneous =
+      detail::transparent<Hash>&& detail::transparent<Eq> && !std::is_same_v<Q, K>;
+
+  template <class Q>
+  std::uint64_t hash_of(const Q& key) const {
+    if constexpr (!std::is_same_v<Q, K> && !heterogeneous<Q>) {
+      return hash_of(K(key));
+    } else if constexpr (detail::avalanching_hash<Hash>) {
+      return static_cast<std::uint64_t>(hash_(key));
+    } else {
+      // The trie consumes the top bits first: std::hash<int> (the identity) would put every
+      // small key on one path 15 nodes deep.
+      return detail::post_mix(static_cast<std::uint64_t>(hash_(key)));
+    }
+  }
+
+  template <class Q>
+  bool key_equals(const K& stored, const Q& key) const {
+    if constexpr (!std::is_same_v<Q, K> && !heterogeneous<Q>) {
+      return eq_(stored, K(key));
+    } else {
+      return eq_(stored, key);
+    }
+  }
+
+  // ---- lock-free descent ---------------------------------------------------------------------
+
+  // Go's Load: the key's entry, or nullptr. Atomic loads only.
+  template <class Q>
+  const entry* find(const Q& key) const {
+    return chain_find(descend(hash_of(key)).seen, key);
+  }
+
+  // Walks from the root by h until an empty slot or an entry (Go's descent loop in every
+  // method). Never meets an indirect node at hash_shift 0 (T2).
+  slot_ref descend(std::uint64_t h) const noexcept {
+    indirect* i = root_.load(std::memory_order_acquire);
+    unsigned shift = 64;
+    for (;;) {
+      shift -= k_bits;
+      slot_t* slot = &i->children[(h >> shift) & k_mask];
+      const std::uintptr_t n = slot->load(std::memory_order_acquire);
+      if (n == 0 || is_entry(n)) return {i, shift, slot, n};
+      i = as_indirect(n);
+    }
+  }
+
+  // Go's entry.lookup: the entry for key in the chain `head` (tagged, may be 0), or nullptr.
+  template <class Q>
+  const entry* chain_find(std::uintptr_t head, const Q& key) const {
+    for (const entry* e = head != 0 ? as_entry(head) : nullptr; e != nullptr; e = e->overflow) {
+      if (key_equals(e->key, key)) return e;
+    }
+    return nullptr;
+  }
+
+  // ---- writes --------------------------------------------------------------------------------
+
+  // store/swap: publishes fresh for its key; returns the entry it replaced (retired, valid until
+  // the caller's guard ends) or nullptr if the key was absent. Adopts fresh.
+  const entry* put(std::unique_ptr<entry>& fresh) {
+    const std::uint64_t h = hash_of(fresh->key);
+    for (;;) {
+      const slot_ref at = descend(h);
+      const entry* cur = chain_find(at.seen, fresh->key);
+      if (try_commit(at, h, cur, fresh.get())) {
+        fresh.release();
+        if (cur == nullptr) {
+          added(1);
+        } else {
+          bump_version();
+        }
+        return cur;
+      }
+    }
+  }
+
+  // Removes key's entry if pred(entry) holds; returns it (retired) or nullptr.
+  template <class Q, class Pred>
+  const entry* remove_if(const Q& key, Pred pred) {
+    const std::uint64_t h = hash_of(key);
+    for (;;) {
+      const slot_ref at = descend(h);
+      const entry* cur = chain_find(at.seen, key);
+      if (cur == nullptr || !pred(cur)) return nullptr;
+      if (try_commit(at, h, cur, nullptr)) {
+        added(-1);
+        return cur;
+      }
+    }
+  }
+
+  // One attempt of write steps (2)-(5) (see the top of the file): makes the key of `cur`/
+  // `fresh` map to fresh (nullptr: removes cur) in the slot at.slot, which held at.seen when
+  // cur was found in it (cur nullptr: the key was absent). Returns false, having changed
+  // nothing, if the slot changed or its node died meanwhile. Allocation and hashing happen
+  // before the lock; on an exception nothing was published. fresh is adopted only on success.
+  bool try_commit(const slot_ref& at, std::uint64_t h, const entry* cur, entry* fresh) {
+    std::uintptr_t next = 0;
+    entry* copies = nullptr;  // copied chain prefix (owned here until published)
+    std::size_t ncopies = 0;
+    indirect* expansion = nullptr;  // new nodes of an expansion (owned here until published)
+    entry* const head = at.seen != 0 ? as_entry(at.seen) : nullptr;
+    try {
+      if (cur == nullptr) {
+        // Insert (Go's LoadOrStore/expand): into an empty slot, at the head of a chain of the
+        // same full hash, or below the slot in new nodes that separate the two hashes.
+        if (head == nullptr) {
+          fresh->overflow = nullptr;
+          next = tag(fresh);
+        } else {
+          const std::uint64_t head_hash = hash_of(head->key);
+          if (head_hash == h) {
+            fresh->overflow = head;
+            next = tag(fresh);
+          } else {
+            fresh->overflow = nullptr;
+            expansion = expand(head, head_hash, fresh, h, at.shift, at.node);
+            next = tag(expansion);
+          }
+        }
+      } else {
+        // Replace or remove cur: copy the chain before it (entries are immutable, T3), link
+        // the copies to fresh (or straight to what follows cur).
+        entry* tail = cur->overflow;
+        if (fresh != nullptr) {
+          fresh->overflow = tail;
+          tail = fresh;
+        }
+        entry** link = &copies;
+        for (entry* e = head; e != cur; e = e->overflow) {
+          *link = new entry(e->key, e->value);
+          ++ncopies;
+          link = &(*link)->overflow;
+        }
+        *link = tail;
+        next = tag(copies);
+      }
+    } catch (...) {
+      free_copies(copies, ncopies);
+      free_expansion(expansion);
+      throw;
+    }
+
+    indirect* i = at.node;
+    i->mu.lock();
+    if (i->dead.load(std::memory_order_relaxed) ||
+        at.slot->load(std::memory_order_relaxed) != at.seen) {
+      i->mu.unlock();
+      free_copies(copies, ncopies);
+      free_expansion(expansion);
+      return false;
+    }
+    at.slot->store(next, std::memory_order_release);
+    if (next == 0 && i->parent != nullptr && i->empty_locked()) {
+      prune_locked(i, h, at.shift);  // unlocks
+    } else {
+      i->mu.unlock();
+    }
+    // Step (5): cur and the chain entries before it are unreachable now (T5).
+    if (cur != nullptr) {
+      for (entry* e = head; e != cur; e = e->overflow) rcu::retire(e);
+      rcu::retire(const_cast<entry*>(cur));
+    }
+    return true;
+  }
+
+  // Go's expand: new nodes below `parent` (whose slot at `shift` holds old_head) down to the
+  // first level where the two hashes differ; that node holds the old chain and fresh. Nothing
+  // is published here.
+  indirect* expand(entry* old_head, std::uint64_t old_hash, entry* fresh, std::uint64_t h,
+                   unsigned shift, indirect* parent) {
+    auto top = std::make_unique<indirect>(parent);
+    indirect* current = top.get();
+    try {
+      for (;;) {
+        if (shift == 0) {
+          // T2 broken: equal full hashes are chained, never expanded. Unreachable.
+          std::terminate();
+        }
+        shift -= k_bits;
+        const std::uint64_t oi = (old_hash >> shift) & k_mask;
+        const std::uint64_t ni = (h >> shift) & k_mask;
+        if (oi != ni) {
+          current->children[oi].store(tag(old_head), std::memory_order_relaxed);
+          current->children[ni].store(tag(fresh), std::memory_order_relaxed);
+          return top.release();
+        }
+        auto* below = new indirect(current);
+        current->children[oi].store(tag(below), std::memory_order_relaxed);
+        current = below;
+      }
+    } catch (...) {
+      free_expansion(top.release());
+      throw;
+    }
+  }
+
+  // Frees unpublished expansion nodes (not the entries they point to).
+  static void free_expansion(indirect* i) noexcept {
+    while (i != nullptr) {
+      indirect* below = nullptr;
+      for (slot_t& c : i->children) {
+        const std::uintptr_t n = c.load(std::memory_order_relaxed);
+        if (n != 0 && !is_entry(n)) below = as_indirect(n);
+      }
+      delete i;
+      i = below;
+    }
+  }
+
+  static void free_copies(entry* e, std::size_t n) noexcept {
+    for (; n > 0; --n) {
+      entry* next = e->overflow;
+      delete e;
+      e = next;
+    }
+  }
+
+  // Go's pruning loop in LoadAndDelete: i (locked, not dead, not the root) has no child left.
+  // Unlinks it from its parent under both locks (T6: child first), marks it dead (T4) and
+  // retires it, then goes on with the parent while that is left empty. Unlocks everything.
+  void prune_locked(indirect* i, std::uint64_t h, unsigned shift) noexcept {
+    while (i->parent != nullptr && i->empty_locked()) {
+      indirect* parent = i->parent;
+      shift += k_bits;
+      parent->mu.lock();
+      if (parent->dead.load(std::memory_order_relaxed)) {
+        // clear owns parent's subtree, i included: it will mark i dead and retire it.
+        parent->mu.unlock();
+        break;
+      }
+      // i is not dead (we hold its lock since checking), so parent's slot still holds it (T1).
+      i->dead.store(true, std::memory_order_relaxed);
+      parent->children[(h >> shift) & k_mask].store(0, std::memory_order_release);
+      i->mu.unlock();
+      rcu::retire(i);
+      i = parent;
+    }
+    i->mu.unlock();
+  }
+
+  // clear's walk of the old tree: marks each node dead under its lock (skipping nodes a pruner
+  // got to first: they are empty and the pruner retires them), then retires it and its entries.
+  // Recursion depth is at most 16 (T2), so clear needs no memory beyond the new root. Returns
+  // the number of entries retired.
+  std::int64_t kill_tree(indirect* i) noexcept {
+    i->mu.lock();
+    if (i->dead.load(std::memory_order_relaxed)) {
+      i->mu.unlock();
+      return 0;
+    }
+    i->dead.store(true, std::memory_order_relaxed);
+    std::array<std::uintptr_t, k_children> kids;
+    for (unsigned c = 0; c < k_children; ++c) {
+      kids[c] = i->children[c].load(std::memory_order_relaxed);
+    }
+    i->mu.unlock();
+    rcu::retire(i);  // readers that loaded it keep it until their guard ends (ours too)
+    std::int64_t removed = 0;
+    for (const std::uintptr_t n : kids) {
+      if (n == 0) continue;
+      if (is_entry(n)) {
+        for (entry* e = as_entry(n); e != nullptr;) {
+          entry* next = e->overflow;
+          rcu::retire(e);
+          ++removed;
+          e = next;
+        }
+      } else {
+        removed += kill_tree(as_indirect(n));
+      }
+    }
+    return removed;
+  }
+
+  static void destroy_tree(indirect* i) noexcept {
+    for (slot_t& c : i->children) {
+      const std::uintptr_t n = c.load(std::memory_order_relaxed);
+      if (n == 0) continue;
+      if (is_entry(n)) {
+        for (entry* e = as_entry(n); e != nullptr;) {
+          entry* next = e->overflow;
+          delete e;
+          e = next;
+        }
+      } else {
+        destroy_tree(as_indirect(n));
+      }
+    }
+    delete i;
+  }
+
+  // ---- walks ---------------------------------------------------------------------------------
+
+  // Go's All: depth first, children in index order, each chain in order; stops when f returns
+  // false. Returns false if stopped.
+  template <class F>
+  static bool walk(const indirect* i, F&& f) {
+    for (const slot_t& c : i->children) {
+      const std::uintptr_t n = c.load(std::memory_order_acquire);
+      if (n == 0) continue;
+      if (is_entry(n)) {
+        for (const entry* e = as_entry(n); e != nullptr; e = e->overflow) {
+          if (!f(e)) return false;
+        }
+      } else if (!walk(as_indirect(n), f)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  static void stats_walk(const indirect* i, std::size_t depth, TrieMapStats& s) noexcept {
+    ++s.nodes;
+    for (const slot_t& c : i->children) {
+      const std::uintptr_t n = c.load(std::memory_order_acquire);
+      if (n == 0) continue;
+      if (is_entry(n)) {
+        std::size_t chain = 0;
+        for (const entry* e = as_entry(n); e != nullptr; e = e->overflow) ++chain;
+        s.entries += chain;
+        s.chained += chain - 1;
+        if (chain > s.longest_chain) s.longest_chain = chain;
+        if (depth < s.depth.size()) s.depth[depth] += chain;
+        if (depth > s.max_depth) s.max_depth = depth;
+      } else {
+        stats_walk(as_indirect(n), depth + 1, s);
+      }
+    }
+  }
+
+  // ---- counters (S1) -------------------------------------------------------------------------
+
+  detail::trie_stripe& my_stripe() noexcept { return stripes_[detail::trie_stripe_index()]; }
+
+  // A write that changed the number of keys by delta was published: count it and bump the
+  // version (release, after the publication).
+  void added(std::int64_t delta) noexcept {
+    detail::trie_stripe& s = my_stripe();
+    s.size.fetch_add(delta, std::memory_order_relaxed);
+    s.version.fetch_add(1, std::memory_order_release);
+  }
+  void bump_version() noexcept { my_stripe().version.fetch_add(1, std::memory_order_release); }
+
+  // ---- data ----------------------------------------------------------------------------------
+
+  // T1: loaded (acquire) by every operation, stored (exchange) only by clear.
+  alignas(64) std::atomic<indirect*> root_;
+  [[no_unique_address]] Hash hash_{};
+  [[no_unique_address]] Eq eq_{};
+  std::array<detail::trie_stripe, detail::trie_stripes> stripes_{};
+};
+
+}  // namespace safemap

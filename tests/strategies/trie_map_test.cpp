@@ -1,0 +1,639 @@
+// tests/strategies/trie_map_test.cpp - what is particular to TrieMap (the API itself is checked
+// by the conformance suite).
+//
+//  - shape: with deep_trie_hash every path is 16 nodes deep and full hashes collide in
+//    groups; the trie has exactly the nodes that shape needs, and deleting every key prunes it
+//    back to the root;
+//  - concurrency: 4 threads writing disjoint keys that share deep paths and collision chains
+//    lose nothing; a 1e6-operation random stress (fewer under sanitizers) over every call;
+//  - reclamation: every key and value is destroyed exactly once, after the map and a grace
+//    period, and at quiet points the live values are exactly the map's;
+//  - failures: a throwing copy or compute function leaves the map whole and no lock behind;
+//  - re-entrancy: callbacks write to the same map;
+//  - serialization: JSON and snapshot files round-trip through a TrieMap.
+// Race tests carry a watchdog that aborts the binary (a failure, never a hang).
+#include "safemap/trie_map.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+#include "safemap/concurrent.hpp"
+#include "safemap/json.hpp"
+#include "safemap/persist.hpp"
+#include "safemap/reclaim.hpp"
+#include "support/concurrent_maps.hpp"
+#include "support/counted.hpp"
+#include "support/degenerate_hash.hpp"
+#include "support/reference_model.hpp"
+#include "support/throwing.hpp"
+
+namespace {
+
+using namespace safemap_test;
+using safemap::TrieMap;
+
+static_assert(safemap::concurrent_map<TrieMap<int, int>>);
+static_assert(safemap::concurrent_map<TrieMap<int, int, deep_trie_hash<4>>>);
+
+// 4 keys per full hash, 256 distinct hashes that agree on their top 56 bits.
+constexpr int k_group = 4;
+using deep_map = TrieMap<int, int, deep_trie_hash<k_group>>;
+constexpr int k_deep_keys = 256 * k_group;  // every distinct hash once
+
+// Aborts the test binary if the scope is still running after `limit` (a hang is a failure).
+class watchdog {
+ public:
+  explicit watchdog(const char* what, std::chrono::seconds limit = std::chrono::seconds(300))
+      : thread_([this, what, limit] {
+          std::unique_lock lock(mu_);
+          if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
+            std::fprintf(stderr, "watchdog: %s did not finish in %llds\n", what,
+                         static_cast<long long>(limit.count()));
+            std::abort();
+          }
+        }) {}
+  ~watchdog() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// ---- shape --------------------------------------------------------------------------------------
+
+TEST(TrieMapShape, DegenerateHashMakesEveryPathSixteenDeepAndChainsCollisions) {
+  deep_map m;
+  for (int k = 0; k < k_deep_keys; ++k) m.store(k, k * 3);
+  const safemap::TrieMapStats s = m.stats();
+  EXPECT_EQ(s.size, static_cast<std::size_t>(k_deep_keys));
+  EXPECT_EQ(s.entries, static_cast<std::size_t>(k_deep_keys));
+  // Levels 0..13 read nibbles every hash shares: one node each with one child; level 14 splits
+  // on bits 4..7 into 16 level-15 nodes, which split on bits 0..3 into the 256 chains.
+  EXPECT_EQ(s.nodes, 14u + 1u + 16u);
+  EXPECT_EQ(s.max_depth, 16u);
+  EXPECT_EQ(s.depth[16], static_cast<std::size_t>(k_deep_keys));
+  EXPECT_EQ(s.longest_chain, static_cast<std::size_t>(k_group));
+  EXPECT_EQ(s.chained, static_cast<std::size_t>(k_deep_keys - 256));
+  for (int k = 0; k < k_deep_keys; ++k) ASSERT_EQ(m.load(k), k * 3) << k;
+  EXPECT_FALSE(m.contains(k_deep_keys));  // same hash as key 0's group: walks its chain
+
+  // Deleting a chain member from the middle keeps the rest of the chain.
+  EXPECT_EQ(m.load_and_delete(1), 3);
+  EXPECT_EQ(m.load(0), 0);
+  EXPECT_EQ(m.load(2), 6);
+  EXPECT_EQ(m.load(3), 9);
+  EXPECT_EQ(m.swap(2, 7), 6);  // replace in the middle of a chain
+  EXPECT_EQ(m.load(2), 7);
+  EXPECT_EQ(m.load(3), 9);
+
+  for (int k = 0; k < k_deep_keys; ++k) m.erase(k);
+  const safemap::TrieMapStats empty = m.stats();
+  EXPECT_EQ(empty.size, 0u);
+  EXPECT_EQ(empty.entries, 0u);
+  EXPECT_EQ(empty.nodes, 1u) << "emptied nodes are pruned bottom-up, back to the root";
+  m.store(5, 50);
+  EXPECT_EQ(m.load(5), 50);
+  EXPECT_EQ(m.stats().nodes, 1u) << "a lone key needs no node below the root";
+}
+
+TEST(TrieMapShape, WellSpreadHashesKeepTheTrieShallow) {
+  TrieMap<int, int> m;
+  constexpr int n = 1 << 16;
+  for (int k = 0; k < n; ++k) m.store(k, k);
+  const auto s = m.stats();
+  EXPECT_EQ(s.entries, static_cast<std::size_t>(n));
+  EXPECT_EQ(s.chained, 0u) << "64-bit seeded hashes of 65536 ints should not collide";
+  // 16^4 = 65536 slots at depth 4; the deepest pair of 2^16 random hashes shares about 32
+  // bits (a birthday bound), so the deepest entry sits near depth 9.
+  EXPECT_GE(s.max_depth, 4u);
+  EXPECT_LE(s.max_depth, 12u);
+  EXPECT_GT(s.bytes, n * sizeof(int) * 2);
+  EXPECT_EQ(s.size, static_cast<std::size_t>(n));
+}
+
+TEST(TrieMapShape, ClearPublishesAnEmptyRootAndTheMapStaysUsable) {
+  deep_map m;
+  for (int k = 0; k < 100; ++k) m.store(k, k);
+  const auto v = m.version();
+  m.clear();
+  EXPECT_GT(m.version(), v);
+  EXPECT_EQ(m.size(), 0u);
+  EXPECT_EQ(m.stats().nodes, 1u);
+  EXPECT_FALSE(m.contains(3));
+  const auto v2 = m.version();
+  m.clear();  // already empty: no mutation
+  EXPECT_EQ(m.version(), v2);
+  m.store(3, 4);
+  EXPECT_EQ(m.load(3), 4);
+  EXPECT_EQ(m.size(), 1u);
+}
+
+// ---- concurrency --------------------------------------------------------------------------------
+
+TEST(TrieMapConcurrency, FourThreadsWritingDisjointKeysOnDeepCollidingPathsLoseNothing) {
+  watchdog dog("disjoint writers");
+  deep_map m;
+  constexpr unsigned threads = 4;
+  // Thread t owns keys k % 4 == t: each collision group (4 consecutive keys) has one key of
+  // every thread, so all four write into the same chains and the same 16-deep paths.
+  const int keys = static_cast<int>(scaled(4 * k_deep_keys, 2));
+  const int rounds = static_cast<int>(scaled(21, 4));  // odd: the last round keeps its keys
+  run_threads(threads, [&](unsigned t) {
+    for (int r = 0; r < rounds; ++r) {
+      for (int k = static_cast<int>(t); k < keys; k += threads) m.store(k, r);
+      for (int k = static_cast<int>(t); k < keys; k += 2 * threads) {
+        ASSERT_EQ(m.load_and_delete(k), r) << "key " << k << " round " << r;
+      }
+      for (int k = static_cast<int>(t); k < keys; k += 2 * threads) {
+        auto [v, loaded] = m.load_or_store(k, r + 1000);
+        ASSERT_FALSE(loaded) << "key " << k << " came back: " << v;
+      }
+      for (int k = static_cast<int>(t); k < keys; k += threads) {
+        ASSERT_EQ(m.compute(k, [](std::optional<int> cur) { return cur.value_or(-1) + 1; }),
+                  (k / static_cast<int>(threads)) % 2 == 0 ? r + 1001 : r + 1)
+            << "key " << k;
+        ASSERT_TRUE(m.compare_and_swap(k, m.load(k).value(), r)) << "key " << k;
+      }
+      // Lose half of this thread's keys for good every other round (prunes, then regrows).
+      if (r % 2 == 1) {
+        for (int k = static_cast<int>(t); k < keys; k += threads) ASSERT_TRUE(m.erase(k));
+      }
+    }
+  });
+  const int last = rounds - 1;
+  std::size_t expected = 0;
+  for (int k = 0; k < keys; ++k) {
+    if (last % 2 == 1) {
+      ASSERT_FALSE(m.contains(k)) << k;
+    } else {
+      ASSERT_EQ(m.load(k), last) << k;
+      ++expected;
+    }
+  }
+  EXPECT_EQ(m.size(), expected);
+  EXPECT_EQ(m.stats().entries, expected);
+}
+
+// Every call, random keys and values, 4 threads, under the degenerate hash (deep paths, shared
+// chains, constant pruning and expansion) and then under the default one.
+template <class M>
+void mixed_stress(std::size_t total_ops, int keys) {
+  watchdog dog("mixed stress");
+  M m;
+  constexpr unsigned threads = 4;
+  const std::size_t per_thread = total_ops / threads;
+  run_threads(threads, [&](unsigned t) {
+    test_rng rng(77 + t);
+    std::uint64_t last_version = 0;
+    for (std::size_t i = 0; i < per_thread; ++i) {
+      const int k = static_cast<int>(rng.below(static_cast<std::uint64_t>(keys)));
+      const int v = static_cast<int>(rng.below(16));
+      switch (rng.below(16)) {
+        case 0:
+          if (auto got = m.load(k)) {
+            ASSERT_LT(*got, 16);
+          }
+          break;
+        case 1:
+          (void)m.contains(k);
+          break;
+        case 2:
+          m.visit(k, [](const int& x) { ASSERT_LT(x, 16); });
+          break;
+        case 3:
+          m.store(k, v);
+          break;
+        case 4:
+          ASSERT_LT(m.load_or_store(k, v).first, 16);
+          break;
+        case 5:
+          (void)m.load_and_delete(k);
+          break;
+        case 6:
+          m.erase(k);
+          break;
+        case 7:
+          (void)m.swap(k, v);
+          break;
+        case 8:
+          m.compare_and_swap(k, v, (v + 1) % 16);
+          break;
+        case 9:
+          m.compare_and_delete(k, v);
+          break;
+        case 10:
+          m.compute(k, [v](std::optional<int> cur) -> std::optional<int> {
+            if (cur && *cur == v) return std::nullopt;
+            return (cur.value_or(0) + 1) % 16;
+          });
+          break;
+        case 11:
+          if (rng.below(128) == 0) {
+            std::vector<int> seen;
+            m.range([&](const int& key, const int& x) {
+              EXPECT_LT(x, 16);
+              seen.push_back(key);
+              return seen.size() < 256;
+            });
+            std::sort(seen.begin(), seen.end());
+            ASSERT_EQ(std::adjacent_find(seen.begin(), seen.end()), seen.end())
+                << "range saw a key twice";
+          }
+          break;
+        case 12:
+          if (rng.below(4000) == 0) m.clear();
+          break;
+        case 13:
+          if (rng.below(1000) == 0) {
+            ASSERT_LE(m.snapshot().size(), static_cast<std::size_t>(keys));
+          }
+          break;
+        default: {
+          const std::uint64_t now = m.version();
+          ASSERT_GE(now, last_version);
+          last_version = now;
+        }
+      }
+    }
+  });
+  std::size_t counted_entries = 0;
+  m.range([&](const int&, const int&) { ++counted_entries; });
+  EXPECT_EQ(m.size(), counted_entries);
+  const auto s = m.stats();
+  EXPECT_EQ(s.entries, counted_entries);
+  // Quiet now: every remaining key answers a lookup.
+  m.range([&](const int& k, const int& v) { EXPECT_EQ(m.load(k), v); });
+}
+
+TEST(TrieMapConcurrency, MillionOperationStressUnderTheDegenerateHash) {
+  mixed_stress<deep_map>(scaled(1'000'000, 4), 2 * k_deep_keys);
+}
+
+// The degenerate hash above is the hard case; under sanitizers this one runs a tenth (TSan on
+// the loaded 2-core box took ~50 s for a quarter).
+TEST(TrieMapConcurrency, MillionOperationStressUnderTheDefaultHash) {
+  mixed_stress<TrieMap<int, int>>(scaled(1'000'000, 10), 4096);
+}
+
+// Deleters prune nodes while inserters expand the same paths and clear swaps the root.
+TEST(TrieMapConcurrency, PruningRacesWithExpansionAndClear) {
+  watchdog dog("prune/expand/clear");
+  deep_map m;
+  std::atomic<bool> stop{false};
+  std::atomic<long> iterations{0};
+  const long clears = static_cast<long>(scaled(200, 8));
+  run_threads(4, [&](unsigned t) {
+    if (t == 3) {
+      // Clears spread over the writers' progress (not sleeps): one per two writer bursts.
+      for (long r = 0; r < clears; ++r) {
+        while (iterations.load() < 2 * r) std::this_thread::yield();
+        m.clear();
+      }
+      stop.store(true);
+      return;
+    }
+    while (!stop.load()) {
+      // Each writer owns keys t, t+3, t+6...: it inserts a burst, then deletes it, emptying
+      // (and pruning) the nodes the others are expanding.
+      for (int k = static_cast<int>(t); k < 3 * 64; k += 3) m.store(k, k);
+      for (int k = static_cast<int>(t); k < 3 * 64; k += 3) {
+        (void)m.load_and_delete(k);  // clear may have taken it first
+      }
+      iterations.fetch_add(1);
+    }
+  });
+  // Every writer deleted all its keys last, so nothing may be left, not even a node.
+  EXPECT_EQ(m.size(), 0u);
+  const auto s = m.stats();
+  EXPECT_EQ(s.entries, 0u);
+  EXPECT_EQ(s.nodes, 1u) << "a node left empty was not pruned";
+}
+
+// ---- reclamation -----------------------------------------------------------------------------
+
+struct churn_key_tag {};
+struct churn_value_tag {};
+
+// deep_trie_hash on a counted key's number: deep paths and chains for counted keys too.
+struct counted_key_hash {
+  using is_avalanching = void;
+  std::size_t operator()(const counted<churn_key_tag>& k) const noexcept {
+    return deep_trie_hash<k_group>{}(k.value());
+  }
+};
+
+TEST(TrieMapReclamation, EveryKeyAndValueIsDestroyedExactlyOnceAfterTheMapAndAGracePeriod) {
+  using key = counted<churn_key_tag>;
+  using value = counted<churn_value_tag>;
+  auto& kc = key::counters();
+  auto& vc = value::counters();
+  kc.reset();
+  vc.reset();
+  {
+    watchdog dog("counted churn");
+    TrieMap<key, value, counted_key_hash> m;
+    const int keys = 512;
+    const std::size_t per_thread = scaled(40'000, 8);
+    run_threads(4, [&](unsigned t) {
+      test_rng rng(500 + t);
+      for (std::size_t i = 0; i < per_thread; ++i) {
+        const int k = static_cast<int>(rng.below(keys));
+        const int v = static_cast<int>(rng.below(8));
+        switch (rng.below(8)) {
+          case 0:
+            m.store(key(k), value(v));
+            break;
+          case 1:
+            (void)m.swap(key(k), value(v));
+            break;
+          case 2:
+            (void)m.load_or_store(key(k), value(v));
+            break;
+          case 3:
+            (void)m.load_and_delete(key(k));
+            break;
+          case 4:
+            m.compare_and_swap(key(k), value(v), value(v + 1));
+            break;
+          case 5:
+            m.compute(key(k), [](std::optional<value> cur) -> std::optional<value> {
+              if (cur && cur->value() > 6) return std::nullopt;
+              return value(cur ? cur->value() + 1 : 0);
+            });
+            break;
+          case 6:
+            m.compare_and_delete(key(k), value(v));
+            break;
+          default:
+            if (rng.below(500) == 0) {
+              m.clear();
+            } else {
+              (void)m.load(key(k));
+            }
+        }
+      }
+    });
+    // Quiet: once the retired objects are freed, the live instances are exactly the map's.
+    safemap::rcu::barrier();
+    EXPECT_EQ(vc.live.load(), static_cast<long>(m.size()));
+    EXPECT_EQ(kc.live.load(), static_cast<long>(m.size()));
+    EXPECT_GT(m.size(), 0u);
+  }
+  safemap::rcu::barrier();
+  EXPECT_EQ(vc.live.load(), 0);
+  EXPECT_EQ(kc.live.load(), 0);
+  EXPECT_EQ(vc.bad_destroys.load(), 0);
+  EXPECT_EQ(kc.bad_destroys.load(), 0);
+}
+
+// ---- failures ----------------------------------------------------------------------------------
+
+struct fault_tag {};
+
+TEST(TrieMapFailures, ThrowingCopiesInChainsLeaveTheMapWholeAndUnlocked) {
+  using value = throwing_ctor_value<fault_tag>;
+  value::counters().reset();
+  {
+    TrieMap<int, value, deep_trie_hash<k_group>> m;
+    std::vector<int> want(k_deep_keys);
+    for (int k = 0; k < k_deep_keys; ++k) {
+      m.store(k, value(k));
+      want[k] = k;
+    }
+    fault_injector::local().configure(7, 3);
+    std::size_t thrown = 0;
+    test_rng rng(9);
+    for (int i = 0; i < 4000; ++i) {
+      const int k = static_cast<int>(rng.below(k_deep_keys));
+      const int v = static_cast<int>(rng.below(1000));
+      try {
+        fault_scope faults;
+        // Only calls that return no value: a copy of a returned value may throw after the
+        // write was published, which is allowed but would hide what this test checks.
+        switch (i % 4) {
+          case 0:
+            m.store(k, value(v));  // replacing k copies the chain entries before it
+            want[k] = v;
+            break;
+          case 1:
+            if (want[k] != -1 && m.compare_and_swap(k, value(want[k]), value(v))) want[k] = v;
+            break;
+          case 2:
+            if (m.erase(k)) want[k] = -1;
+            break;
+          default:
+            if (want[k] != -1 && m.compare_and_delete(k, value(want[k]))) want[k] = -1;
+        }
+      } catch (const injected_fault&) {
+        ++thrown;
+      }
+      // Whole and unlocked: every key as expected, and a write to the same chain goes through.
+      if (i % 97 == 0) {
+        for (int j = 0; j < k_deep_keys; ++j) {
+          auto got = m.load(j);
+          if (want[j] == -1) {
+            ASSERT_FALSE(got.has_value()) << "op " << i << " key " << j;
+          } else {
+            ASSERT_TRUE(got.has_value()) << "op " << i << " key " << j;
+            ASSERT_EQ(got->value(), want[j]) << "op " << i << " key " << j;
+          }
+        }
+      }
+      m.store(k, value(want[k] == -1 ? 0 : want[k]));
+      if (want[k] == -1) want[k] = 0;
+    }
+    EXPECT_GT(thrown, 100u);
+    for (int j = 0; j < k_deep_keys; ++j) ASSERT_EQ(m.load(j)->value(), want[j]);
+    EXPECT_EQ(m.size(), static_cast<std::size_t>(k_deep_keys));
+  }
+  safemap::rcu::barrier();
+  EXPECT_EQ(value::counters().live.load(), 0);
+  EXPECT_EQ(value::counters().bad_destroys.load(), 0);
+}
+
+TEST(TrieMapFailures, ComputeWhoseFunctionThrowsChangesNothing) {
+  deep_map m;
+  m.store(1, 10);
+  const auto v = m.version();
+  EXPECT_THROW(
+      m.compute(1,
+                [](std::optional<int>) -> std::optional<int> { throw std::runtime_error("no"); }),
+      std::runtime_error);
+  EXPECT_EQ(m.load(1), 10);
+  EXPECT_EQ(m.version(), v);
+  m.store(1, 11);  // the slot's node is not left locked
+  EXPECT_EQ(m.load(1), 11);
+}
+
+// ---- re-entrancy -------------------------------------------------------------------------------
+
+TEST(TrieMapReentrancy, CallbacksMayWriteToTheSameMapWithoutHanging) {
+  watchdog dog("re-entrant callbacks", std::chrono::seconds(60));
+  deep_map m;
+  for (int k = 0; k < 64; ++k) m.store(k, k);
+  // range erases what it sees and adds keys elsewhere; each original key seen at most once.
+  std::vector<int> seen;
+  m.range([&](const int& k, const int&) {
+    seen.push_back(k);
+    if (k < 64) {
+      m.erase(k);
+      m.store(k + 1000, k);
+    }
+  });
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(std::adjacent_find(seen.begin(), seen.end()), seen.end());
+  for (int k = 0; k < 64; ++k) {
+    EXPECT_FALSE(m.contains(k));
+    EXPECT_EQ(m.load(k + 1000), k);
+  }
+  // compute's f writes its own key and a neighbour in the same chain: f runs again on the new
+  // state, and the result is applied to that.
+  int calls = 0;
+  auto r = m.compute(1000, [&](std::optional<int> cur) -> std::optional<int> {
+    if (++calls == 1) {
+      m.store(1000, 500);
+      m.store(1001, 501);
+    }
+    return cur.value_or(0) + 1;
+  });
+  EXPECT_EQ(r, 501);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(m.load(1001), 501);
+  // visit's f writes to the key it is looking at; f keeps the value it was given.
+  EXPECT_TRUE(m.visit(1002, [&](const int& v) {
+    m.store(1002, v + 100);
+    EXPECT_EQ(v, 2);
+  }));
+  EXPECT_EQ(m.load(1002), 102);
+}
+
+// ---- regressions ---------------------------------------------------------------------------
+
+// Key equality that, once armed, runs a hook the first time it is called (from the same
+// thread, with no lock held: TrieMap compares keys outside its locks). Makes a race that
+// needs another thread's write between a descent and the re-check deterministic.
+struct hooked_eq {
+  static inline thread_local std::function<void()> hook;
+  bool operator()(const std::string& a, const std::string& b) const {
+    if (hook) {
+      auto h = std::move(hook);
+      hook = nullptr;
+      h();
+    }
+    return a == b;
+  }
+};
+
+// load_or_store moved its key into the new entry before the first attempt and compared the
+// moved-from key on a retry: when the same key was stored between its look and its commit,
+// the retry missed it and inserted the key a second time (two entries for one key).
+TEST(TrieMapRegression, LoadOrStoreRetrySeesTheKeyStoredMeanwhile) {
+  TrieMap<std::string, int, constant_hash, hooked_eq> m;  // one chain holds every key
+  const std::string key = "a key long enough to live on the heap, not in the string";
+  m.store("other", 1);
+  hooked_eq::hook = [&] { m.store(key, 99); };  // lands while load_or_store looks at the chain
+  const auto [v, loaded] = m.load_or_store(key, 7);
+  EXPECT_TRUE(loaded);
+  EXPECT_EQ(v, 99);
+  EXPECT_EQ(m.load(key), 99);
+  EXPECT_EQ(m.size(), 2u);
+  EXPECT_EQ(m.stats().entries, 2u) << "one key, two entries";
+}
+
+// The same race between threads: every thread offers its value for the same fresh keys;
+// exactly one of them stores each key, and every other one gets the stored value back.
+TEST(TrieMapRegression, RacingLoadOrStoreOfStringKeysStoresEachKeyOnce) {
+  watchdog dog("racing load_or_store");
+  TrieMap<std::string, int, constant_hash> m;  // one chain: every insert changes the slot
+  constexpr unsigned threads = 6;
+  const int keys = static_cast<int>(scaled(400, 4));
+  std::vector<std::vector<int>> winners(threads);
+  std::vector<std::vector<int>> got(threads, std::vector<int>(keys, -1));
+  run_threads(threads, [&](unsigned t) {
+    for (int k = 0; k < keys; ++k) {
+      auto [v, loaded] =
+          m.load_or_store("key number " + std::to_string(k) + " of many", static_cast<int>(t));
+      if (!loaded) winners[t].push_back(k);
+      got[t][k] = v;
+    }
+  });
+  std::vector<int> won_by(keys, -1);
+  for (unsigned t = 0; t < threads; ++t) {
+    for (int k : winners[t]) {
+      ASSERT_EQ(won_by[k], -1) << "key " << k << " stored by two threads";
+      won_by[k] = static_cast<int>(t);
+    }
+  }
+  for (int k = 0; k < keys; ++k) {
+    ASSERT_NE(won_by[k], -1) << k;
+    for (unsigned t = 0; t < threads; ++t) ASSERT_EQ(got[t][k], won_by[k]) << "key " << k;
+  }
+  EXPECT_EQ(m.size(), static_cast<std::size_t>(keys));
+  EXPECT_EQ(m.stats().entries, static_cast<std::size_t>(keys));
+}
+
+// ---- serialization -----------------------------------------------------------------------------
+
+TEST(TrieMapSerialization, JsonAndSnapshotFilesRoundTrip) {
+  using string_map = TrieMap<std::string, int>;
+  string_map m;
+  safemap::Map<std::string, int> plain;
+  for (int k = 0; k < 300; ++k) {
+    m.store("key-" + std::to_string(k), k);
+    plain.insert_or_assign("key-" + std::to_string(k), k);
+  }
+  const std::string text = safemap::to_json(m);
+  EXPECT_EQ(text, safemap::to_json(plain));
+  const auto back = safemap::from_json<string_map>(text);
+  EXPECT_EQ(back.size(), 300u);
+  EXPECT_EQ(back.load("key-42"), 42);
+  EXPECT_EQ(safemap::to_json(back), text);
+
+  string_map merged;
+  merged.store("key-0", -1);
+  merged.store("other", 7);
+  safemap::merge_json(merged, text);
+  EXPECT_EQ(merged.size(), 301u);
+  EXPECT_EQ(merged.load("key-0"), 0);
+  EXPECT_EQ(merged.load("other"), 7);
+  EXPECT_THROW(safemap::merge_json(merged, R"({"key-1": 5, "key-1": 6})"), safemap::json_error);
+  EXPECT_EQ(merged.load("key-1"), 1) << "a rejected merge changes nothing";
+
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("safemap-trie-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto path = dir / "trie.snap";
+  safemap::save_snapshot(m, path);
+  const auto loaded = safemap::load_snapshot<string_map>(path);
+  EXPECT_EQ(safemap::to_json(loaded), text);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
