@@ -1277,7 +1277,15 @@ class Map {
       const std::uint64_t r = detail::random_u64();
       start_ = static_cast<std::size_t>(r) & m->bucket_mask();
       offset_ = static_cast<unsigned>(r >> 58) & (detail::bucket_cnt - 1);
-      advance_unchecked();
+      // The first step may hash (an old bucket mid-growth) and the hasher may throw. A
+      // constructor that throws runs no destructor, so the pin is dropped here: a leaked
+      // pin would stop the map from ever growing again.
+      try {
+        advance_unchecked();
+      } catch (...) {
+        release();
+        throw;
+      }
     }
 
     void copy(const basic_iterator& o) noexcept {
