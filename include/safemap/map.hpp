@@ -44,7 +44,10 @@
 // A single insert whose key or value constructor throws leaves the map unchanged and valid
 // (strong guarantee). Entries are relocated with their move constructors when those are
 // noexcept; otherwise evacuation copies a whole bucket first and only then destroys the
-// originals, so a throwing copy leaves that bucket unevacuated and the map intact.
+// originals, so a throwing copy leaves that bucket unevacuated and the map intact. A failed
+// evacuation is not the failure of the write that happened to do it: the write goes on
+// against the old bucket, and a later write retries the evacuation (see grow_work), so one
+// entry whose copy always throws never makes other keys unwritable.
 //
 // Concurrency: not thread-safe for writers; any number of concurrent readers. Use LockedMap,
 // ShardedMap, SyncMap or CowMap to share a map between writing threads.
@@ -660,6 +663,7 @@ class Map {
     same_size_grow_ = !bigger;
     B_ = static_cast<std::uint8_t>(B_ + (bigger ? 1 : 0));
     nevacuate_ = 0;
+    evac_scan_ = 0;
     evacuated_ = 0;
     old_noverflow_ = noverflow_;
     noverflow_ = 0;
@@ -667,10 +671,42 @@ class Map {
 
   // Bounded work per write: the bucket about to be used, plus the next one in order, so the
   // growth finishes within noldbuckets/2 writes and the new array never overloads.
+  //
+  // Evacuation is the table's own housekeeping, not part of the write that happens to do it:
+  // when it fails (a copy or the hasher throws, or memory runs out) the old bucket is left
+  // whole (relocate_chain's guarantee), the exception is dropped and the write goes on in the
+  // old bucket, where lookups still find its keys. So one entry whose copy always throws
+  // cannot make the map unwritable: its bucket stays unevacuated, and while it blocks
+  // nevacuate_ the growth works on past it (evac_scan_), retrying it once per pass over the
+  // old array. The growth ends once that bucket finally evacuates (say, once the entry is
+  // erased).
   void grow_work(std::size_t bucket) {
     if (iterators_.load(std::memory_order_relaxed) != 0) return;  // nothing moves under an iterator
-    evacuate(bucket & old_bucket_mask());
-    if (oldbuckets_ != nullptr) evacuate(nevacuate_);
+    try_evacuate(bucket & old_bucket_mask());
+    if (oldbuckets_ == nullptr) return;
+    if (evac_scan_ == 0) {
+      if (try_evacuate(nevacuate_)) return;
+      evac_scan_ = nevacuate_ + 1;  // nevacuate_ is stuck: work on past it
+    }
+    // Bounded like advance_evacuation_mark's scan, so no write pays for a long run.
+    const std::size_t nold = noldbuckets();
+    const std::size_t stop = std::min(evac_scan_ + 1024, nold);
+    while (evac_scan_ != stop && oldbuckets_[evac_scan_].evacuated()) ++evac_scan_;
+    if (evac_scan_ == nold) {
+      evac_scan_ = 0;  // a whole pass done: the next write retries nevacuate_
+    } else if (evac_scan_ != stop) {
+      try_evacuate(evac_scan_++);
+    }
+  }
+
+  // evacuate(), with a failure left for a later write to retry. Returns whether it succeeded.
+  bool try_evacuate(std::size_t oldbucket) noexcept {
+    try {
+      evacuate(oldbucket);
+      return true;
+    } catch (...) {
+      return false;
+    }
   }
 
   // Where the entries of one old bucket go: a chain in the new array, filled in order.
@@ -854,6 +890,7 @@ class Map {
       oldbuckets_ = nullptr;
       same_size_grow_ = false;
       old_noverflow_ = 0;
+      evac_scan_ = 0;
     }
   }
 
@@ -1012,7 +1049,7 @@ class Map {
     if (buckets_ != nullptr) deallocate_buckets(buckets_, nbuckets());
     buckets_ = oldbuckets_ = nullptr;
     B_ = 0;
-    count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = 0;
+    count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
     same_size_grow_ = false;
   }
 
@@ -1064,7 +1101,7 @@ class Map {
       buckets_ = keep;
       oldbuckets_ = nullptr;
       B_ = static_cast<std::uint8_t>(B);
-      count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = 0;
+      count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
       same_size_grow_ = false;
     }
     reseed();
@@ -1114,6 +1151,7 @@ class Map {
     oldbuckets_ = std::exchange(other.oldbuckets_, nullptr);
     count_ = std::exchange(other.count_, 0);
     nevacuate_ = std::exchange(other.nevacuate_, 0);
+    evac_scan_ = std::exchange(other.evac_scan_, 0);
     noverflow_ = std::exchange(other.noverflow_, 0);
     old_noverflow_ = std::exchange(other.old_noverflow_, 0);
     evacuated_ = std::exchange(other.evacuated_, 0);
@@ -1127,6 +1165,7 @@ class Map {
     swap(oldbuckets_, other.oldbuckets_);
     swap(count_, other.count_);
     swap(nevacuate_, other.nevacuate_);
+    swap(evac_scan_, other.evac_scan_);
     swap(noverflow_, other.noverflow_);
     swap(old_noverflow_, other.old_noverflow_);
     swap(evacuated_, other.evacuated_);
@@ -1181,6 +1220,7 @@ class Map {
   bucket_type* oldbuckets_ = nullptr;  // previous array, only while growing
   size_type count_ = 0;                // live entries (Go's count)
   std::size_t nevacuate_ = 0;          // progress counter: old buckets below are evacuated
+  std::size_t evac_scan_ = 0;          // 0, or the next old bucket to evacuate past a stuck one
   std::size_t noverflow_ = 0;          // overflow buckets in buckets_' chains (exact)
   std::size_t old_noverflow_ = 0;      // overflow buckets still in oldbuckets_' chains
   std::size_t evacuated_ = 0;          // old buckets evacuated in this growth (stats)

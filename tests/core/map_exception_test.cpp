@@ -1,5 +1,6 @@
 // Exceptions in the middle of Map's housekeeping: a hasher that throws while an iteration
-// starts must leave the map whole and still able to grow (map.hpp "# Exceptions").
+// starts, and a value whose copy always throws while the table grows. Either must leave the
+// map whole and still able to grow and be written (map.hpp "# Exceptions").
 #include <gtest/gtest.h>
 
 #include <cstddef>
@@ -76,6 +77,68 @@ TEST(MapExceptions, AHasherThrowingWhileAnIterationStartsDoesNotPinTheTable) {
   EXPECT_LT(m.stats().overflow_buckets, m.stats().buckets / 2);
   EXPECT_TRUE(same_contents(m, ref));
   EXPECT_TRUE(stats_consistent(m));
+}
+
+// A value whose copy throws exactly when it is poisoned. Its move constructor is not
+// noexcept, so Map relocates by copying (for the strong guarantee): the poisoned entry can
+// never be evacuated.
+struct poison_value {
+  static inline int live = 0;
+  int value = 0;
+  bool poisoned = false;
+
+  explicit poison_value(int v, bool p = false) : value(v), poisoned(p) { ++live; }
+  poison_value(const poison_value& o) : value(o.value), poisoned(o.poisoned) {
+    if (poisoned) throw std::runtime_error("poisoned copy");
+    ++live;
+  }
+  poison_value(poison_value&& o) noexcept(false) : value(o.value), poisoned(o.poisoned) { ++live; }
+  poison_value& operator=(const poison_value&) = default;
+  poison_value& operator=(poison_value&&) = default;
+  ~poison_value() { --live; }
+};
+
+// Issue: every write whose growth work reached the poisoned bucket threw, even writes of
+// other keys, so one such value made the whole map unwritable.
+TEST(MapExceptions, OneValueWhoseCopyAlwaysThrowsLeavesOtherKeysWritable) {
+  poison_value::live = 0;
+  {
+    safemap::Map<int, poison_value> m;
+    std::unordered_map<int, int> ref;
+    m.try_emplace(-1, -1, true);
+    int grew = 0;
+    for (int i = 0; i < 6000; ++i) {
+      const bool before = m.stats().growing;
+      ASSERT_NO_THROW(m.try_emplace(i, i)) << "insert of " << i;
+      ref[i] = i;
+      grew += !before && m.stats().growing ? 1 : 0;
+      if (i % 3 == 0) {
+        ASSERT_NO_THROW(m.erase(i / 3)) << "erase of " << i / 3;
+        ref.erase(i / 3);
+      }
+    }
+    EXPECT_GE(grew, 1) << "no growth started";
+    EXPECT_TRUE(m.stats().growing) << "the poisoned bucket cannot have been evacuated";
+    ASSERT_EQ(m.size(), ref.size() + 1);
+    ASSERT_NE(m.find(-1), nullptr);
+    EXPECT_TRUE(m.find(-1)->poisoned);
+    for (const auto& [key, value] : ref) {
+      const poison_value* v = m.find(key);
+      ASSERT_NE(v, nullptr) << key;
+      ASSERT_EQ(v->value, value) << key;
+    }
+    std::size_t visited = 0;
+    for (const auto& kv : m) visited += kv.first == -1 || ref.count(kv.first) == 1 ? 1 : 0;
+    EXPECT_EQ(visited, m.size());
+
+    // Once the poisoned entry is gone, the growth finishes within a pass or two of writes.
+    ASSERT_EQ(m.erase(-1), 1u);
+    int writes = 0;
+    for (int i = 6000; m.stats().growing && writes < 200000; ++i, ++writes) m.try_emplace(i, i);
+    EXPECT_FALSE(m.stats().growing) << "the growth never finished";
+    EXPECT_TRUE(stats_consistent(m));
+  }
+  EXPECT_EQ(poison_value::live, 0);
 }
 
 }  // namespace
