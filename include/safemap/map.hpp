@@ -39,6 +39,16 @@
 // duration of every write and checked on every read, write and iteration step; an overlap is
 // reported through the misuse handler with Go's message. Defining SAFEMAP_NO_MISUSE_CHECKS
 // compiles the checks out. Concurrent readers (const member functions, iteration) are safe.
+// What is promised (best effort, like Go's, but with the write/write case made exact):
+//   - two writes that overlap in time: always reported, by the second to start, before it
+//     touches the table (the bit is taken with an atomic fetch_or, see write_scope);
+//   - a lookup that overlaps a write: reported when the write is in progress as the lookup
+//     starts or as it ends (a write that begins and ends inside one probe is not seen, and a
+//     lookup racing a growth may read freed memory before it can report);
+//   - an iteration step or begin() that overlaps a write: reported when the write is in
+//     progress as the step starts;
+//   - never reported: a correct program. Not seen at all: races through references and
+//     iterators already obtained (writing *find(k) while another thread reads it).
 //
 // # Exceptions
 // A single insert whose key or value constructor throws leaves the map unchanged and valid
@@ -426,22 +436,26 @@ class Map {
     }
   }
 
-  // Holds the writing bit for one write. Plain load/store, not an atomic RMW: like Go's
-  // flags ^= hashWriting this costs two ordinary moves and catches overlaps best-effort; the
-  // atomic type only keeps the detector itself free of data races.
+  // Holds the writing bit for one write. Go sets it with a plain store (flags ^= hashWriting),
+  // so two writers that both load the flags before either stores it pass unseen and can
+  // corrupt the table before Go's second check at the end of the write notices. Here the bit
+  // is taken with one atomic fetch_or (a locked instruction, a few ns, measured in
+  // bench/misuse_overhead_bench): of two overlapping writes the second to start always sees
+  // the first's bit and reports before it touches the table. Acquire/release make a write
+  // that follows another on a different thread ordered after it (no data race).
   class write_scope {
    public:
     explicit write_scope(Map& m) : m_(m) {
-      const std::uint8_t f = m_.flags_.load(std::memory_order_relaxed);
+      const std::uint8_t f = m_.flags_.fetch_or(hash_writing, std::memory_order_acquire);
       if (SAFEMAP_UNLIKELY(f & hash_writing)) detail::report_misuse(misuse_kind::concurrent_writes);
-      m_.flags_.store(static_cast<std::uint8_t>(f | hash_writing), std::memory_order_relaxed);
     }
     ~write_scope() noexcept(false) {
       const std::uint8_t f = m_.flags_.load(std::memory_order_relaxed);
-      m_.flags_.store(static_cast<std::uint8_t>(f & ~hash_writing), std::memory_order_relaxed);
-      // Another writer cleared our bit meanwhile (Go's second check). Reported only when no
-      // exception is in flight (a second one would terminate); uncaught_exceptions() is asked
-      // only on this rare path, not on every write.
+      m_.flags_.store(static_cast<std::uint8_t>(f & ~hash_writing), std::memory_order_release);
+      // Another writer cleared our bit meanwhile (Go's second check: only possible when a
+      // misuse handler returned and let that writer go on). Reported only when no exception
+      // is in flight (a second one would terminate); uncaught_exceptions() is asked only on
+      // this rare path, not on every write.
       if (SAFEMAP_UNLIKELY(!(f & hash_writing)) && std::uncaught_exceptions() == 0) {
         detail::report_misuse(misuse_kind::concurrent_writes);
       }
@@ -508,9 +522,19 @@ class Map {
 
   // ---- lookup ----------------------------------------------------------------------------------
 
+  // Checks for a writer before the probe (Go's check) and again after it: a write that
+  // started while this read was probing is reported too, rather than its result trusted
+  // (one more load of a byte already in cache).
   template <class Q>
   slot_type* find_slot(const Q& key) const {
     read_check();
+    slot_type* const s = find_slot_unchecked(key);
+    read_check();
+    return s;
+  }
+
+  template <class Q>
+  slot_type* find_slot_unchecked(const Q& key) const {
     if (count_ == 0) return nullptr;
     const std::size_t hash = hash_of(key);
     const std::uint8_t top = detail::tophash_of(hash);
