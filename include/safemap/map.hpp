@@ -39,12 +39,25 @@
 // duration of every write and checked on every read, write and iteration step; an overlap is
 // reported through the misuse handler with Go's message. Defining SAFEMAP_NO_MISUSE_CHECKS
 // compiles the checks out. Concurrent readers (const member functions, iteration) are safe.
+// What is promised (best effort, like Go's, but with the write/write case made exact):
+//   - two writes that overlap in time: always reported, by the second to start, before it
+//     touches the table (the bit is taken with an atomic fetch_or, see write_scope);
+//   - a lookup that overlaps a write: reported when the write is in progress as the lookup
+//     starts or as it ends (a write that begins and ends inside one probe is not seen, and a
+//     lookup racing a growth may read freed memory before it can report);
+//   - an iteration step or begin() that overlaps a write: reported when the write is in
+//     progress as the step starts;
+//   - never reported: a correct program. Not seen at all: races through references and
+//     iterators already obtained (writing *find(k) while another thread reads it).
 //
 // # Exceptions
 // A single insert whose key or value constructor throws leaves the map unchanged and valid
 // (strong guarantee). Entries are relocated with their move constructors when those are
 // noexcept; otherwise evacuation copies a whole bucket first and only then destroys the
-// originals, so a throwing copy leaves that bucket unevacuated and the map intact.
+// originals, so a throwing copy leaves that bucket unevacuated and the map intact. A failed
+// evacuation is not the failure of the write that happened to do it: the write goes on
+// against the old bucket, and a later write retries the evacuation (see grow_work), so one
+// entry whose copy always throws never makes other keys unwritable.
 //
 // Concurrency: not thread-safe for writers; any number of concurrent readers. Use LockedMap,
 // ShardedMap, SyncMap or CowMap to share a map between writing threads.
@@ -529,22 +542,26 @@ class Map {
     }
   }
 
-  // Holds the writing bit for one write. Plain load/store, not an atomic RMW: like Go's
-  // flags ^= hashWriting this costs two ordinary moves and catches overlaps best-effort; the
-  // atomic type only keeps the detector itself free of data races.
+  // Holds the writing bit for one write. Go sets it with a plain store (flags ^= hashWriting),
+  // so two writers that both load the flags before either stores it pass unseen and can
+  // corrupt the table before Go's second check at the end of the write notices. Here the bit
+  // is taken with one atomic fetch_or (a locked instruction, a few ns, measured in
+  // bench/misuse_overhead_bench): of two overlapping writes the second to start always sees
+  // the first's bit and reports before it touches the table. Acquire/release make a write
+  // that follows another on a different thread ordered after it (no data race).
   class write_scope {
    public:
     explicit write_scope(Map& m) : m_(m) {
-      const std::uint8_t f = m_.flags_.load(std::memory_order_relaxed);
+      const std::uint8_t f = m_.flags_.fetch_or(hash_writing, std::memory_order_acquire);
       if (SAFEMAP_UNLIKELY(f & hash_writing)) detail::report_misuse(misuse_kind::concurrent_writes);
-      m_.flags_.store(static_cast<std::uint8_t>(f | hash_writing), std::memory_order_relaxed);
     }
     ~write_scope() noexcept(false) {
       const std::uint8_t f = m_.flags_.load(std::memory_order_relaxed);
-      m_.flags_.store(static_cast<std::uint8_t>(f & ~hash_writing), std::memory_order_relaxed);
-      // Another writer cleared our bit meanwhile (Go's second check). Reported only when no
-      // exception is in flight (a second one would terminate); uncaught_exceptions() is asked
-      // only on this rare path, not on every write.
+      m_.flags_.store(static_cast<std::uint8_t>(f & ~hash_writing), std::memory_order_release);
+      // Another writer cleared our bit meanwhile (Go's second check: only possible when a
+      // misuse handler returned and let that writer go on). Reported only when no exception
+      // is in flight (a second one would terminate); uncaught_exceptions() is asked only on
+      // this rare path, not on every write.
       if (SAFEMAP_UNLIKELY(!(f & hash_writing)) && std::uncaught_exceptions() == 0) {
         detail::report_misuse(misuse_kind::concurrent_writes);
       }
@@ -611,9 +628,19 @@ class Map {
 
   // ---- lookup ----------------------------------------------------------------------------------
 
+  // Checks for a writer before the probe (Go's check) and again after it: a write that
+  // started while this read was probing is reported too, rather than its result trusted
+  // (one more load of a byte already in cache).
   template <class Q>
   slot_type* find_slot(const Q& key) const {
     read_check();
+    slot_type* const s = find_slot_unchecked(key);
+    read_check();
+    return s;
+  }
+
+  template <class Q>
+  slot_type* find_slot_unchecked(const Q& key) const {
     if (count_ == 0) return nullptr;
     const std::size_t hash = hash_of(key);
     const std::uint8_t top = detail::tophash_of(hash);
@@ -766,6 +793,7 @@ class Map {
     same_size_grow_ = !bigger;
     B_ = static_cast<std::uint8_t>(B_ + (bigger ? 1 : 0));
     nevacuate_ = 0;
+    evac_scan_ = 0;
     evacuated_ = 0;
     old_noverflow_ = noverflow_;
     noverflow_ = 0;
@@ -773,10 +801,42 @@ class Map {
 
   // Bounded work per write: the bucket about to be used, plus the next one in order, so the
   // growth finishes within noldbuckets/2 writes and the new array never overloads.
+  //
+  // Evacuation is the table's own housekeeping, not part of the write that happens to do it:
+  // when it fails (a copy or the hasher throws, or memory runs out) the old bucket is left
+  // whole (relocate_chain's guarantee), the exception is dropped and the write goes on in the
+  // old bucket, where lookups still find its keys. So one entry whose copy always throws
+  // cannot make the map unwritable: its bucket stays unevacuated, and while it blocks
+  // nevacuate_ the growth works on past it (evac_scan_), retrying it once per pass over the
+  // old array. The growth ends once that bucket finally evacuates (say, once the entry is
+  // erased).
   void grow_work(std::size_t bucket) {
     if (iterators_.load(std::memory_order_relaxed) != 0) return;  // nothing moves under an iterator
-    evacuate(bucket & old_bucket_mask());
-    if (oldbuckets_ != nullptr) evacuate(nevacuate_);
+    try_evacuate(bucket & old_bucket_mask());
+    if (oldbuckets_ == nullptr) return;
+    if (evac_scan_ == 0) {
+      if (try_evacuate(nevacuate_)) return;
+      evac_scan_ = nevacuate_ + 1;  // nevacuate_ is stuck: work on past it
+    }
+    // Bounded like advance_evacuation_mark's scan, so no write pays for a long run.
+    const std::size_t nold = noldbuckets();
+    const std::size_t stop = std::min(evac_scan_ + 1024, nold);
+    while (evac_scan_ != stop && oldbuckets_[evac_scan_].evacuated()) ++evac_scan_;
+    if (evac_scan_ == nold) {
+      evac_scan_ = 0;  // a whole pass done: the next write retries nevacuate_
+    } else if (evac_scan_ != stop) {
+      try_evacuate(evac_scan_++);
+    }
+  }
+
+  // evacuate(), with a failure left for a later write to retry. Returns whether it succeeded.
+  bool try_evacuate(std::size_t oldbucket) noexcept {
+    try {
+      evacuate(oldbucket);
+      return true;
+    } catch (...) {
+      return false;
+    }
   }
 
   // Where the entries of one old bucket go: a chain in the new array, filled in order.
@@ -960,6 +1020,7 @@ class Map {
       oldbuckets_ = nullptr;
       same_size_grow_ = false;
       old_noverflow_ = 0;
+      evac_scan_ = 0;
     }
   }
 
@@ -1118,7 +1179,7 @@ class Map {
     if (buckets_ != nullptr) deallocate_buckets(buckets_, nbuckets());
     buckets_ = oldbuckets_ = nullptr;
     B_ = 0;
-    count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = 0;
+    count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
     same_size_grow_ = false;
   }
 
@@ -1170,7 +1231,7 @@ class Map {
       buckets_ = keep;
       oldbuckets_ = nullptr;
       B_ = static_cast<std::uint8_t>(B);
-      count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = 0;
+      count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
       same_size_grow_ = false;
     }
     reseed();
@@ -1220,6 +1281,7 @@ class Map {
     oldbuckets_ = std::exchange(other.oldbuckets_, nullptr);
     count_ = std::exchange(other.count_, 0);
     nevacuate_ = std::exchange(other.nevacuate_, 0);
+    evac_scan_ = std::exchange(other.evac_scan_, 0);
     noverflow_ = std::exchange(other.noverflow_, 0);
     old_noverflow_ = std::exchange(other.old_noverflow_, 0);
     evacuated_ = std::exchange(other.evacuated_, 0);
@@ -1233,6 +1295,7 @@ class Map {
     swap(oldbuckets_, other.oldbuckets_);
     swap(count_, other.count_);
     swap(nevacuate_, other.nevacuate_);
+    swap(evac_scan_, other.evac_scan_);
     swap(noverflow_, other.noverflow_);
     swap(old_noverflow_, other.old_noverflow_);
     swap(evacuated_, other.evacuated_);
@@ -1287,6 +1350,7 @@ class Map {
   bucket_type* oldbuckets_ = nullptr;  // previous array, only while growing
   size_type count_ = 0;                // live entries (Go's count)
   std::size_t nevacuate_ = 0;          // progress counter: old buckets below are evacuated
+  std::size_t evac_scan_ = 0;          // 0, or the next old bucket to evacuate past a stuck one
   std::size_t noverflow_ = 0;          // overflow buckets in buckets_' chains (exact)
   std::size_t old_noverflow_ = 0;      // overflow buckets still in oldbuckets_' chains
   std::size_t evacuated_ = 0;          // old buckets evacuated in this growth (stats)
@@ -1383,7 +1447,15 @@ class Map {
       const std::uint64_t r = detail::random_u64();
       start_ = static_cast<std::size_t>(r) & m->bucket_mask();
       offset_ = static_cast<unsigned>(r >> 58) & (detail::bucket_cnt - 1);
-      advance_unchecked();
+      // The first step may hash (an old bucket mid-growth) and the hasher may throw. A
+      // constructor that throws runs no destructor, so the pin is dropped here: a leaked
+      // pin would stop the map from ever growing again.
+      try {
+        advance_unchecked();
+      } catch (...) {
+        release();
+        throw;
+      }
     }
 
     void copy(const basic_iterator& o) noexcept {

@@ -13,7 +13,9 @@
 //
 // Detection is best-effort, like Go's: a race is reported when the accesses overlap in time,
 // which a test can force and a production race hits often enough to be found; a race that
-// never overlaps is not seen. It never reports a correct program.
+// never overlaps is not seen. It never reports a correct program. Exactly what Map promises
+// is listed in map.hpp ("# Misuse detection"): overlapping writes are always reported before
+// the second one touches the table; reads and iteration steps are checked at their edges.
 //
 // The default handler prints "fatal error: <message>" and a stack trace to stderr, then
 // aborts. A handler may instead throw (safemap::misuse_error is provided for that); every

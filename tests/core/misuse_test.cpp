@@ -8,10 +8,13 @@
 // is ordered by latches, so these tests are clean under ThreadSanitizer.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iostream>
+#include <latch>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -218,6 +221,116 @@ TEST(MisuseDetection, IterationStepDuringAWriteIsReportedAsConcurrentMapIteratio
         safemap::misuse_kind::concurrent_iteration_write);
   });
   EXPECT_EQ(m.size(), 101u);
+}
+
+// Blocks inside the comparison of probe_key, once, while a gate is armed: a lookup of
+// probe_key then stands in the middle of its probe.
+struct probe_gate_eq {
+  static constexpr int probe_key = 7;
+  static inline std::atomic<write_gate*> gate{nullptr};
+  bool operator()(int a, int b) const {
+    if (a == probe_key) {
+      if (write_gate* g = gate.exchange(nullptr)) g->enter_and_wait();
+    }
+    return a == b;
+  }
+};
+
+// Go checks the writing flag only as a read starts; Map checks again as it ends, so a write
+// that started while the lookup was probing is reported rather than its result trusted.
+TEST(MisuseDetection, AWriteThatStartsDuringALookupIsReportedAtTheLookupsEnd) {
+  scoped_misuse_handler guard(&throw_misuse);
+  safemap::Map<int, gated_value, safemap::Hash<int>, probe_gate_eq> m;
+  m.reserve(1000);  // no growth below: the racing insert only fills a free slot
+  for (int i = 0; i < 100; ++i) m.insert_or_assign(i, gated_value(i));
+  write_gate reader_gate;
+  probe_gate_eq::gate = &reader_gate;
+  std::atomic<int> outcome{-1};  // -1 unset, 0 not reported, 1 + kind when reported
+  std::thread reader([&] {
+    try {
+      (void)m.find(probe_gate_eq::probe_key);
+      outcome = 0;
+    } catch (const safemap::misuse_error& e) {
+      outcome = 1 + static_cast<int>(e.kind);
+    }
+  });
+  reader_gate.wait_entered();  // the lookup is past its first check, inside the probe
+  write_gate writer_gate;
+  std::thread writer([&] { m.try_emplace(1000, &writer_gate, 1000); });
+  writer_gate.wait_entered();  // the write holds the writing bit
+  reader_gate.release();
+  reader.join();
+  writer_gate.release();
+  writer.join();
+  EXPECT_EQ(outcome.load(), 1 + static_cast<int>(safemap::misuse_kind::concurrent_read_write))
+      << "the lookup that a write overlapped at its end was not reported";
+  EXPECT_EQ(m.size(), 101u);
+  EXPECT_EQ(m.at(1000).value, 1000);
+}
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr int racing_writes = 3000;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+constexpr int racing_writes = 3000;
+#else
+constexpr int racing_writes = 100000;
+#endif
+#else
+constexpr int racing_writes = 100000;
+#endif
+
+// Two threads write one Map at the same time, as a racy program would. Go's plain store of
+// the writing bit lets two writers that load the flags together both pass (then both corrupt
+// the table, and the program often crashes before the report). Map takes the bit with an
+// atomic fetch_or: the second of two overlapping writes is always reported before it touches
+// the table, so with a throwing handler every write either happened whole or not at all, and
+// the map ends consistent (and ThreadSanitizer sees no race on the table).
+TEST(MisuseDetection, OverlappingWritesAreReportedBeforeTheSecondTouchesTheTable) {
+  scoped_misuse_handler guard(&throw_misuse);
+  safemap::Map<int, int> m;
+  m.insert_or_assign(-1, -1);  // never erased: the map never empties, so the seed stays
+  constexpr int threads = 2;
+  std::vector<std::vector<int>> kept(threads);  // keys each thread inserted and kept
+  std::atomic<long> reported{0};
+  std::latch start(threads);
+  std::vector<std::thread> writers;
+  for (int t = 0; t < threads; ++t) {
+    writers.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int i = 0; i < racing_writes; ++i) {
+        const int key = t * racing_writes + i;
+        try {
+          m.insert_or_assign(key, i);
+          kept[t].push_back(key);
+        } catch (const safemap::misuse_error& e) {
+          EXPECT_EQ(e.kind, safemap::misuse_kind::concurrent_writes);
+          ++reported;
+        }
+        if (i % 4 == 3 && !kept[t].empty()) {  // erases too: chains shrink, growths overlap
+          try {
+            if (m.erase(kept[t].back()) == 1) kept[t].pop_back();
+          } catch (const safemap::misuse_error& e) {
+            EXPECT_EQ(e.kind, safemap::misuse_kind::concurrent_writes);
+            ++reported;
+          }
+        }
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  std::size_t expected = 1;
+  for (int t = 0; t < threads; ++t) {
+    expected += kept[t].size();
+    for (int key : kept[t]) ASSERT_EQ(m.at(key), key - t * racing_writes) << key;
+  }
+  EXPECT_EQ(m.size(), expected);
+  std::size_t visited = 0;
+  for (const auto& kv : m) visited += kv.first >= -1 ? 1 : 0;
+  EXPECT_EQ(visited, expected);
+  const auto s = m.stats();
+  EXPECT_EQ(s.size, expected);
+  std::cout << "overlapping writes reported: " << reported.load() << "\n";
 }
 
 TEST(MisuseDetection, AMapStaysUsableAfterAReportedMisuse) {

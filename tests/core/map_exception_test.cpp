@@ -1,0 +1,145 @@
+// Exceptions in the middle of Map's housekeeping: a hasher that throws while an iteration
+// starts, and a value whose copy always throws while the table grows. Either must leave the
+// map whole and still able to grow and be written (map.hpp "# Exceptions").
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "safemap/map.hpp"
+#include "support/reference_model.hpp"
+
+namespace safemap_test {
+namespace {
+
+struct hash_fault : std::runtime_error {
+  hash_fault() : std::runtime_error("hash fault") {}
+};
+
+// A fixed, well-mixed hash (splitmix64's finalizer), or a throw while failing is set (this
+// thread only).
+struct switchable_hash {
+  static inline thread_local bool failing = false;
+  std::size_t operator()(std::uint64_t k) const {
+    if (failing) throw hash_fault();
+    k = (k ^ (k >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    k = (k ^ (k >> 27)) * 0x94d049bb133111ebULL;
+    return static_cast<std::size_t>(k ^ (k >> 31));
+  }
+};
+
+class failing_scope {
+ public:
+  failing_scope() { switchable_hash::failing = true; }
+  ~failing_scope() { switchable_hash::failing = false; }
+  failing_scope(const failing_scope&) = delete;
+  failing_scope& operator=(const failing_scope&) = delete;
+};
+
+// Issue: an exception thrown while an iteration starts (begin() hashes the first entry of an
+// old bucket mid-growth, to know whether it belongs to the logical bucket) leaked the
+// iterator's pin, and a pinned map never grows again: 100k inserts left it at its old size
+// with ever longer overflow chains.
+TEST(MapExceptions, AHasherThrowingWhileAnIterationStartsDoesNotPinTheTable) {
+  using map_type = safemap::Map<std::uint64_t, std::uint64_t, switchable_hash>;
+  map_type m;
+  std::unordered_map<std::uint64_t, std::uint64_t> ref;
+  std::uint64_t k = 0;
+  // A doubling growth of 64 old buckets that has just started: nearly all are unevacuated,
+  // so begin() almost always hashes the first entry it looks at.
+  while (!(m.stats().growing && !m.stats().same_size_grow && m.stats().old_buckets >= 64)) {
+    m.insert_or_assign(k, k);
+    ref[k] = k;
+    ++k;
+  }
+  const unsigned B = m.stats().log2_buckets;
+  int thrown = 0;
+  {
+    failing_scope fail;
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      try {
+        auto it = m.begin();
+        (void)it;
+      } catch (const hash_fault&) {
+        ++thrown;
+      }
+    }
+  }
+  ASSERT_GT(thrown, 0) << "begin() never hashed: the test did not exercise the fault";
+  // Nothing pins the table now: the growth finishes and the next ones start.
+  for (int i = 0; i < 20000; ++i, ++k) {
+    m.insert_or_assign(k, k);
+    ref[k] = k;
+  }
+  EXPECT_GT(m.stats().log2_buckets, B + 3u) << "the table stopped growing";
+  EXPECT_LT(m.stats().overflow_buckets, m.stats().buckets / 2);
+  EXPECT_TRUE(same_contents(m, ref));
+  EXPECT_TRUE(stats_consistent(m));
+}
+
+// A value whose copy throws exactly when it is poisoned. Its move constructor is not
+// noexcept, so Map relocates by copying (for the strong guarantee): the poisoned entry can
+// never be evacuated.
+struct poison_value {
+  static inline int live = 0;
+  int value = 0;
+  bool poisoned = false;
+
+  explicit poison_value(int v, bool p = false) : value(v), poisoned(p) { ++live; }
+  poison_value(const poison_value& o) : value(o.value), poisoned(o.poisoned) {
+    if (poisoned) throw std::runtime_error("poisoned copy");
+    ++live;
+  }
+  poison_value(poison_value&& o) noexcept(false) : value(o.value), poisoned(o.poisoned) { ++live; }
+  poison_value& operator=(const poison_value&) = default;
+  poison_value& operator=(poison_value&&) = default;
+  ~poison_value() { --live; }
+};
+
+// Issue: every write whose growth work reached the poisoned bucket threw, even writes of
+// other keys, so one such value made the whole map unwritable.
+TEST(MapExceptions, OneValueWhoseCopyAlwaysThrowsLeavesOtherKeysWritable) {
+  poison_value::live = 0;
+  {
+    safemap::Map<int, poison_value> m;
+    std::unordered_map<int, int> ref;
+    m.try_emplace(-1, -1, true);
+    int grew = 0;
+    for (int i = 0; i < 6000; ++i) {
+      const bool before = m.stats().growing;
+      ASSERT_NO_THROW(m.try_emplace(i, i)) << "insert of " << i;
+      ref[i] = i;
+      grew += !before && m.stats().growing ? 1 : 0;
+      if (i % 3 == 0) {
+        ASSERT_NO_THROW(m.erase(i / 3)) << "erase of " << i / 3;
+        ref.erase(i / 3);
+      }
+    }
+    EXPECT_GE(grew, 1) << "no growth started";
+    EXPECT_TRUE(m.stats().growing) << "the poisoned bucket cannot have been evacuated";
+    ASSERT_EQ(m.size(), ref.size() + 1);
+    ASSERT_NE(m.find(-1), nullptr);
+    EXPECT_TRUE(m.find(-1)->poisoned);
+    for (const auto& [key, value] : ref) {
+      const poison_value* v = m.find(key);
+      ASSERT_NE(v, nullptr) << key;
+      ASSERT_EQ(v->value, value) << key;
+    }
+    std::size_t visited = 0;
+    for (const auto& kv : m) visited += kv.first == -1 || ref.count(kv.first) == 1 ? 1 : 0;
+    EXPECT_EQ(visited, m.size());
+
+    // Once the poisoned entry is gone, the growth finishes within a pass or two of writes.
+    ASSERT_EQ(m.erase(-1), 1u);
+    int writes = 0;
+    for (int i = 6000; m.stats().growing && writes < 200000; ++i, ++writes) m.try_emplace(i, i);
+    EXPECT_FALSE(m.stats().growing) << "the growth never finished";
+    EXPECT_TRUE(stats_consistent(m));
+  }
+  EXPECT_EQ(poison_value::live, 0);
+}
+
+}  // namespace
+}  // namespace safemap_test
