@@ -126,6 +126,37 @@ TEST(LockedMapCompute, ThrowingFunctionLeavesMapUnchangedAndUnlocked) {
   EXPECT_EQ(m.size(), 2u);
 }
 
+// --- failures mid-operation (hasher, copies and moves that throw) -----------------------------
+
+using fault_map = LockedMap<int, lk::fault_value, lk::fault_hash>;
+
+TEST(LockedMapFaults, MergeIsAllOrNothingWhenTheHasherOrAMoveThrows) {
+  using M = fault_map;
+  for (std::uint64_t seed : {1u, 2u, 3u}) {
+    SCOPED_TRACE(seed);
+    lk::merge_is_all_or_nothing_under_faults<M>([] { return std::make_unique<M>(); }, seed);
+  }
+}
+
+TEST(LockedMapFaults, ThrowsLeaveNoLockBehindAndCountersExact) {
+  using M = fault_map;
+  for (std::uint64_t seed : {11u, 12u, 13u}) {
+    SCOPED_TRACE(seed);
+    lk::throws_leave_no_lock_behind<M>([] { return std::make_unique<M>(); }, seed, false);
+  }
+}
+
+// Needs Map's iterator to release its pin when its constructor throws (the hasher, during a
+// growth); that fix lives in map.hpp and lands separately. Seed 12 leaves the table at 8
+// buckets and 4,708 overflow buckets without it. Enable with that fix.
+TEST(LockedMapFaults, DISABLED_TableStillGrowsAfterThrowsDuringIteration) {
+  using M = fault_map;
+  for (std::uint64_t seed : {11u, 12u, 13u}) {
+    SCOPED_TRACE(seed);
+    lk::throws_leave_no_lock_behind<M>([] { return std::make_unique<M>(); }, seed, true);
+  }
+}
+
 // --- values -----------------------------------------------------------------------------------
 
 TEST(LockedMapValues, EveryValueIsDestroyedExactlyOnce) {
