@@ -21,12 +21,14 @@
 // of readers cannot starve it) and bounds the wait of readers behind a stream of writers (a
 // reader that waited 1 ms gets in at the next release). Why a reader/writer lock and not a
 // plain mutex, at 50% writes as well: the reader path is one fetch_add, the same cost as a
-// mutex's CAS, so a mixed load loses nothing, while read-mostly loads keep their parallel
-// readers (measured: docs/benchmarks.md). The lock is not recursive: a thread that already
-// holds it and asks again would wait for itself; hence the re-entrancy rules below. It counts
-// acquisitions that had to wait (stats().contended_acquisitions) only on the contended path.
-// The lock, the counters and the Map are one detail::shard, the same core ShardedMap has
-// many of: the write bodies and the all-or-nothing merge are written once, there.
+// mutex's CAS on the same cache line, so a mixed load should lose nothing while read-mostly
+// loads keep their parallel readers. (Reasoned, not yet measured against a plain-mutex
+// LockedMap; the before/after against the old lock is in docs/benchmarks.md.) The lock is not
+// recursive: a thread that already holds it and asks again would wait for itself; hence the
+// re-entrancy rules below. It counts acquisitions that had to wait (stats().contended_acquisitions)
+// only on the contended path. The lock, the counters and the Map are one detail::shard, the same
+// core ShardedMap has many of: the write bodies and the all-or-nothing merge are written once,
+// there.
 //
 // # Consistency
 // Every call is linearizable: it takes effect at one instant while the lock is held. range()

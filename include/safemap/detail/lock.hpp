@@ -20,12 +20,12 @@
 //    non-starving writers then leave a free lock to it, so it gets in at the next release.
 //    The bit is cleared by the starving waiter when it acquires.
 //
-// Considered and measured beside this one (tools/safemap-bench, docs/benchmarks.md):
-// pthread_rwlock (the old lock: parks at once), absl::Mutex (spins then parks, and is fair,
-// but would make safemap::core depend on Abseil, and it keeps a waiter list under a spin
-// lock: more work per handoff than a futex word), oneTBB's spin_rw_mutex (never parks: under
-// oversubscription 8 threads on 2 cores burn their slices spinning). A header-only word lock
-// keeps the core's only dependency xxHash.
+// Considered (not yet measured beside this one: a follow-up for a quiet machine):
+// absl::Mutex (spins then parks, and bounds unfairness too, but would make safemap::core
+// depend on Abseil, and it keeps a waiter list under a spin lock: more work per handoff than
+// a futex word); oneTBB's spin_rw_mutex (never parks: with 8 threads on 2 cores, waiters
+// burn the slices the holder needs). A header-only word lock keeps the core's only
+// dependency xxHash. Measured against the old pthread_rwlock and the peers: docs/benchmarks.md.
 //
 // # The state word (std::atomic<std::uint32_t>, so wait/notify use a futex directly)
 //   bit 0 writer            held exclusively
