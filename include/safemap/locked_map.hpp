@@ -14,14 +14,21 @@
 //    different shards proceed in parallel), or SyncMap/CowMap for read-mostly maps where
 //    readers should not touch a shared lock word at all.
 //
-// # The lock (detail::rw_lock)
-// A pthread rwlock with PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP: once a writer waits,
-// new readers queue behind it, so a steady stream of readers cannot starve writers (glibc's
-// default, used by std::shared_mutex, prefers readers and can). The price of the policy is
-// that the lock is not recursive: a thread that already holds it shared and asks again queues
-// behind a waiting writer that waits for it - a deadlock. Hence the re-entrancy rules below.
-// The lock counts acquisitions that had to wait (stats().contended_acquisitions) only on the
-// contended path; the uncontended path writes nothing shared besides the lock word.
+// # The lock (detail::rw_lock) and the core (detail::shard)
+// A word lock of our own (detail/lock.hpp): one atomic read-modify-write to take or release
+// when uncontended; when contended a short spin with PAUSE and backoff, then yield, then a
+// futex park. It prefers writers (a waiting writer keeps new readers out, so a steady stream
+// of readers cannot starve it) and bounds the wait of readers behind a stream of writers (a
+// reader that waited 1 ms gets in at the next release). Why a reader/writer lock and not a
+// plain mutex, at 50% writes as well: the reader path is one fetch_add, the same cost as a
+// mutex's CAS on the same cache line, so a mixed load should lose nothing while read-mostly
+// loads keep their parallel readers. (Reasoned, not yet measured against a plain-mutex
+// LockedMap; the before/after against the old lock is in docs/benchmarks.md.) The lock is not
+// recursive: a thread that already holds it and asks again would wait for itself; hence the
+// re-entrancy rules below. It counts acquisitions that had to wait (stats().contended_acquisitions)
+// only on the contended path. The lock, the counters and the Map are one detail::shard, the same
+// core ShardedMap has many of: the write bodies and the all-or-nothing merge are written once,
+// there.
 //
 // # Consistency
 // Every call is linearizable: it takes effect at one instant while the lock is held. range()
@@ -46,8 +53,8 @@
 //
 // # What is deliberately absent
 // No iterators (a reference into the table cannot outlive the lock), no operator[] (it would
-// hand out a reference), no bulk update under one lock (use compute per key, or a CowMap
-// update for many keys at once).
+// hand out a reference), no bulk update under one lock other than merge (use compute per key,
+// or a CowMap update for many keys at once).
 //
 // Concurrency: every member function may be called from any number of threads at once.
 #pragma once
@@ -65,6 +72,7 @@
 #include "safemap/concurrent.hpp"
 #include "safemap/detail/config.hpp"
 #include "safemap/detail/lock.hpp"
+#include "safemap/detail/shard.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/map.hpp"
 
@@ -97,15 +105,17 @@ class LockedMap {
 
  private:
   using held_locks = detail::held_locks;
+  using core_type = detail::shard<K, V, Hash, Eq>;
+  using read_lock = std::shared_lock<detail::rw_lock>;
+  using write_lock = std::unique_lock<detail::rw_lock>;
 
  public:
   // Concurrency: construction and destruction are not concurrent with any other call.
   LockedMap() = default;
   // Allocates the table for size_hint entries up front.
-  explicit LockedMap(size_type size_hint) : map_(size_hint) {}
+  explicit LockedMap(size_type size_hint) : core_(size_hint) {}
   // Takes over the entries of `initial` (from_json and load_snapshot build maps this way).
-  explicit LockedMap(map_type initial)
-      : size_(initial.size()), version_(initial.empty() ? 0 : 1), map_(std::move(initial)) {}
+  explicit LockedMap(map_type initial) : core_(std::move(initial)) {}
   LockedMap(const LockedMap&) = delete;
   LockedMap& operator=(const LockedMap&) = delete;
 
@@ -141,45 +151,36 @@ class LockedMap {
 
   // Calls f(const K&, const V&) for every entry; f may return bool, false stops. Sees one
   // point-in-time state. f may call read methods of this map; writes are reported as
-  // misuse_kind::reentrant_call.
+  // misuse_kind::reentrant_call. Allocates nothing.
   // Concurrency: the whole walk runs under the shared lock (writers wait until it ends).
   template <class F>
   void range(F f) const {
-    auto walk = [&] {
-      map_.for_each([&](const K& k, const V& v) { return detail::invoke_range_callback(f, k, v); });
-    };
-    if (SAFEMAP_UNLIKELY(held_by_this_thread())) {
-      walk();  // a callback of ours already holds the lock and marks it
-      return;
-    }
-    std::shared_lock lock(lock_);
-    held_locks::scope mark(&lock_, held_locks::mode::shared);
-    walk();
+    with_callback_lock([&] {
+      core_.map.for_each(
+          [&](const K& k, const V& v) { return detail::invoke_range_callback(f, k, v); });
+    });
   }
 
   // The consistent view json.hpp serializes without copying: calls f(walk), where walk(g)
   // calls g(const K&, const V&) for every entry; every reference stays valid until f returns.
-  // f may call read methods of this map; writes are reported as misuse_kind::reentrant_call.
+  // f may call read methods of this map; writes are reported as misuse_kind::reentrant_call
+  // (the same rule as ShardedMap's read_view).
   // Concurrency: the shared lock is held for the whole call (point-in-time).
   template <class F>
   void read_view(F&& f) const {
-    auto view = [&] {
-      f([this](auto&& g) { map_.for_each([&g](const K& k, const V& v) { g(k, v); }); });
-    };
-    if (SAFEMAP_UNLIKELY(held_by_this_thread())) return view();
-    std::shared_lock lock(lock_);
-    held_locks::scope mark(&lock_, held_locks::mode::shared);
-    view();
+    with_callback_lock([&] {
+      f([this](auto&& g) { core_.map.for_each([&g](const K& k, const V& v) { g(k, v); }); });
+    });
   }
 
   // Entries, exact when no write is in flight.
   // Concurrency: lock-free (one atomic load).
-  size_type size() const noexcept { return size_.load(std::memory_order_relaxed); }
+  size_type size() const noexcept { return core_.size.load(std::memory_order_relaxed); }
 
   // A copy of the whole map at one point in time (its own hash seed).
   // Concurrency: shared lock for the duration of the copy.
   map_type snapshot() const {
-    return with_read_lock([&]() -> map_type { return map_; });
+    return with_read_lock([&]() -> map_type { return core_.map; });
   }
 
   // Grows by at least 1 on every call that changes the map (an overwrite counts even when the
@@ -187,17 +188,17 @@ class LockedMap {
   // key, clearing an empty map) leave it alone. A change whose version a thread has read is
   // visible to that thread's later reads.
   // Concurrency: lock-free (one atomic load).
-  std::uint64_t version() const noexcept { return version_.load(std::memory_order_acquire); }
+  std::uint64_t version() const noexcept { return core_.version.load(std::memory_order_acquire); }
 
   // Table shape and lock contention.
   // Concurrency: shared lock.
   LockedMapStats stats() const {
     return with_read_lock([&] {
       LockedMapStats s;
-      s.size = map_.size();
-      s.table = map_.stats();
-      s.contended_acquisitions = lock_.contended();
-      s.version = version_.load(std::memory_order_relaxed);
+      s.size = core_.map.size();
+      s.table = core_.map.stats();
+      s.contended_acquisitions = core_.lock.contended();
+      s.version = core_.version.load(std::memory_order_relaxed);
       return s;
     });
   }
@@ -207,19 +208,15 @@ class LockedMap {
   // Inserts or overwrites.
   // Concurrency: exclusive lock.
   void store(K key, V value) {
-    std::unique_lock lock = lock_for_write();
-    map_.insert_or_assign(std::move(key), std::move(value));
-    changed_locked();
+    write_lock lock = lock_for_write();
+    core_.store_locked(std::move(key), std::move(value));
   }
 
   // The existing value and true, or value and false after storing it.
   // Concurrency: exclusive lock.
   std::pair<V, bool> load_or_store(K key, V value) {
-    std::unique_lock lock = lock_for_write();
-    // try_emplace constructs from `value` only when it inserts, so `value` is intact otherwise.
-    auto [stored, inserted] = map_.try_emplace(std::move(key), std::move(value));
-    if (inserted) changed_locked();
-    return {*stored, !inserted};
+    write_lock lock = lock_for_write();
+    return core_.load_or_store_locked(std::move(key), std::move(value));
   }
 
   // Removes key; the removed value, or nullopt if it was absent.
@@ -241,15 +238,8 @@ class LockedMap {
   // Stores value; returns the previous value, if any.
   // Concurrency: exclusive lock.
   std::optional<V> swap(K key, V value) {
-    std::unique_lock lock = lock_for_write();
-    auto [stored, inserted] = map_.try_emplace(std::move(key), std::move(value));
-    std::optional<V> previous;
-    if (!inserted) {
-      previous.emplace(std::move(*stored));
-      *stored = std::move(value);  // not moved from: try_emplace did not insert
-    }
-    changed_locked();
-    return previous;
+    write_lock lock = lock_for_write();
+    return core_.swap_locked(std::move(key), std::move(value));
   }
 
   // Replaces the value with desired only if key is present and its value == expected.
@@ -279,150 +269,114 @@ class LockedMap {
   // Concurrency: f runs under the exclusive lock; all other calls wait.
   template <class F>
   std::optional<V> compute(const K& key, F f) {
-    std::unique_lock lock = lock_for_write();
-    V* current = map_.find(key);
-    std::optional<V> next;
-    {
-      held_locks::scope mark(&lock_, held_locks::mode::exclusive);
-      next = f(current != nullptr ? std::optional<V>(*current) : std::optional<V>());
-    }
-    if (next.has_value()) {
-      if (current != nullptr) {
-        *current = *next;
-      } else {
-        map_.try_emplace(key, *next);
-      }
-      changed_locked();
-    } else if (current != nullptr) {
-      map_.erase(key);
-      changed_locked();
-    }
-    return next;
+    write_lock lock = lock_for_write();
+    return core_.compute_locked(
+        key, f, [this] { return held_locks::scope(&core_.lock, held_locks::mode::exclusive); });
   }
 
   // Removes every entry (and draws a new hash seed, as Map::clear does).
   // Concurrency: exclusive lock.
   void clear() {
-    std::unique_lock lock = lock_for_write();
-    if (map_.empty()) return;
-    map_.clear();
-    changed_locked();
+    write_lock lock = lock_for_write();
+    core_.clear_locked();
   }
 
   // Stores every entry of `entries` (overwriting existing keys) as one batch: readers see all
-  // of them or none. merge_json applies parsed input this way.
+  // of them or none, and if the hasher, a key's copy or a value's move throws, the map is left
+  // as it was (entries may have been moved from). merge_json applies parsed input this way.
+  // Cost: O(entries) when those cannot throw, else O(size + entries) (detail/shard.hpp).
   // Concurrency: one exclusive lock for the whole batch.
   void merge(map_type&& entries) {
-    auto lock = lock_for_write();
+    write_lock lock = lock_for_write();
     if (entries.empty()) return;
-    entries.for_each([&](const K& k, V& v) { map_.insert_or_assign(k, std::move(v)); });
-    changed_locked();
+    core_.merge_locked([&](auto&& g) { entries.for_each(g); });
+    core_.changed_locked();
   }
 
  private:
   // True when a callback of this map runs on this thread (the lock is already held). One
   // thread-local load when the thread runs no callback at all.
   bool held_by_this_thread() const noexcept {
-    return held_locks::held(&lock_) != held_locks::mode::none;
+    return held_locks::held(&core_.lock) != held_locks::mode::none;
   }
 
   // Runs fn under the shared lock, or directly when this thread's callback holds the lock.
   template <class Fn>
   auto with_read_lock(Fn&& fn) const {
     if (SAFEMAP_UNLIKELY(held_by_this_thread())) return fn();
-    std::shared_lock lock(lock_);
+    read_lock lock(core_.lock);
     return fn();
   }
 
-  // The exclusive lock; a write from inside one of our callbacks is reported instead.
-  std::unique_lock<detail::rw_lock> lock_for_write() {
-    if (SAFEMAP_UNLIKELY(held_by_this_thread())) detail::report_reentrant_write();
-    return std::unique_lock<detail::rw_lock>(lock_);
+  // Runs fn, which calls user code, under the shared lock with the lock marked held (reads from
+  // the callback do not relock, writes are reported); directly when a callback of ours already
+  // holds the lock and marks it.
+  template <class Fn>
+  void with_callback_lock(Fn&& fn) const {
+    if (SAFEMAP_UNLIKELY(held_by_this_thread())) return fn();
+    read_lock lock(core_.lock);
+    held_locks::scope mark(&core_.lock, held_locks::mode::shared);
+    fn();
   }
 
-  // After a successful mutation; the caller holds the exclusive lock, so plain load + store
-  // is enough (no read-modify-write): nobody else writes these.
-  void changed_locked() noexcept {
-    size_.store(map_.size(), std::memory_order_relaxed);
-    version_.store(version_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  // The exclusive lock; a write from inside one of our callbacks is reported instead.
+  write_lock lock_for_write() {
+    if (SAFEMAP_UNLIKELY(held_by_this_thread())) detail::report_reentrant_write();
+    return write_lock(core_.lock);
   }
 
   template <class Q>
   std::optional<V> load_impl(const Q& key) const {
-    return with_read_lock([&]() -> std::optional<V> {
-      if (const V* v = map_.find(key)) return *v;
-      return std::nullopt;
-    });
+    return with_read_lock([&] { return core_.load_locked(key); });
   }
 
   template <class Q>
   bool contains_impl(const Q& key) const {
-    return with_read_lock([&] { return map_.contains(key); });
+    return with_read_lock([&] { return core_.map.contains(key); });
   }
 
   template <class Q, class F>
   bool visit_impl(const Q& key, F& f) const {
     if (SAFEMAP_UNLIKELY(held_by_this_thread())) {
-      const V* v = map_.find(key);
+      const V* v = core_.map.find(key);
       if (v == nullptr) return false;
       f(*v);
       return true;
     }
-    std::shared_lock lock(lock_);
-    const V* v = map_.find(key);
+    read_lock lock(core_.lock);
+    const V* v = core_.map.find(key);
     if (v == nullptr) return false;
-    held_locks::scope mark(&lock_, held_locks::mode::shared);
+    held_locks::scope mark(&core_.lock, held_locks::mode::shared);
     f(*v);
     return true;
   }
 
   template <class Q>
   std::optional<V> load_and_delete_impl(const Q& key) {
-    std::unique_lock lock = lock_for_write();
-    V* v = map_.find(key);
-    if (v == nullptr) return std::nullopt;
-    std::optional<V> removed(std::move(*v));
-    map_.erase(key);
-    changed_locked();
-    return removed;
+    write_lock lock = lock_for_write();
+    return core_.load_and_delete_locked(key);
   }
 
   template <class Q>
   bool erase_impl(const Q& key) {
-    std::unique_lock lock = lock_for_write();
-    if (map_.erase(key) == 0) return false;
-    changed_locked();
-    return true;
+    write_lock lock = lock_for_write();
+    return core_.erase_locked(key);
   }
 
   template <class Q>
   bool compare_and_swap_impl(const Q& key, const V& expected, V& desired) {
-    std::unique_lock lock = lock_for_write();
-    V* v = map_.find(key);
-    if (v == nullptr || !(*v == expected)) return false;
-    *v = std::move(desired);
-    changed_locked();
-    return true;
+    write_lock lock = lock_for_write();
+    return core_.compare_and_swap_locked(key, expected, desired);
   }
 
   template <class Q>
   bool compare_and_delete_impl(const Q& key, const V& expected) {
-    std::unique_lock lock = lock_for_write();
-    const V* v = map_.find(key);
-    if (v == nullptr || !(*v == expected)) return false;
-    map_.erase(key);
-    changed_locked();
-    return true;
+    write_lock lock = lock_for_write();
+    return core_.compare_and_delete_locked(key, expected);
   }
 
-  // lock_ guards map_. size_ and version_ are written only with lock_ held exclusively and
-  // read without it. They share lock_'s cache line on purpose: a writer owns that line anyway.
-  // size_ is relaxed (a count that publishes nothing); version_ is stored with release and
-  // loaded with acquire, so a thread that read version v sees the changes that produced v.
-  mutable detail::rw_lock lock_;
-  std::atomic<size_type> size_{0};         // == map_.size() whenever lock_ is free
-  std::atomic<std::uint64_t> version_{0};  // successful mutations so far
-  map_type map_;
+  // The one shard: lock, size, version and the Map (detail/shard.hpp, its invariants).
+  core_type core_;
 };
 
 }  // namespace safemap

@@ -2,9 +2,10 @@
 //
 // # What it is
 // The key space is split into a power-of-two number of shards; each shard is a LockedMap in
-// miniature (a writer-preferring detail::rw_lock, a Map, and its own size and version
-// counters) on its own cache lines. A call hashes the key once to pick the shard and then
-// locks only that shard, so writers to different shards run in parallel. This is the classic
+// miniature - literally: the detail::shard core (a writer-preferring, spin-then-park
+// detail::rw_lock, a Map, and its own size and version counters) of which LockedMap has one -
+// on its own cache lines. A call hashes the key once to pick the shard and then locks only
+// that shard, so writers to different shards run in parallel. This is the classic
 // lock-striping design (Java's ConcurrentHashMap before 8, Go's concurrent-map package).
 //
 // # When to use it (and when not)
@@ -35,7 +36,10 @@
 //    buffer under that shard's shared lock, the lock is released, then the callback runs on
 //    the copies; so a range sees each key at most once and every shard at one instant, but
 //    two shards at different instants. The callback holds no lock: it may call any method of
-//    this map, writes included.
+//    this map, writes included. The copies go to a per-thread buffer kept across calls, so a
+//    range allocates nothing once that buffer has grown to the largest shard.
+//  - read_view(): point in time (every shard's shared lock, in index order); its callback may
+//    read this map (no relock) and its writes are reported, the rule LockedMap has.
 //  - size(), version(): the sum of per-shard atomics, read without locks. Exact when no write
 //    is in flight; version() never goes backwards as seen by one thread.
 //  - clear(): each shard is cleared atomically, one after another.
@@ -59,10 +63,10 @@
 // so writes from its callback are reported too).
 //
 // # Memory
-// Each shard is alignas(128): x86 prefetches cache lines in adjacent pairs, so 64-byte
-// alignment would still let two shards' lock words ping-pong between cores. An empty shard
-// costs 256 bytes (lock 64, Map header 72, counters 16, padding); its Map allocates buckets on
-// the first insert.
+// Each shard is a detail::shard (detail/shard.hpp), alignas(128): x86 prefetches cache lines
+// in adjacent pairs, so 64-byte alignment would still let two shards' lock words ping-pong
+// between cores. An empty shard costs 128 bytes (lock 16, counters 16, Map header 72,
+// padding); its Map allocates buckets on the first insert.
 //
 // Concurrency: every member function may be called from any number of threads at once.
 #pragma once
@@ -85,6 +89,7 @@
 #include "safemap/concurrent.hpp"
 #include "safemap/detail/config.hpp"
 #include "safemap/detail/lock.hpp"
+#include "safemap/detail/shard.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/map.hpp"
 
@@ -116,7 +121,7 @@ namespace detail {
 // (8 threads, 50% store / 50% load over 100k int keys, on the 2-core test machine, two runs):
 // 8 shards 3.4-7.8% of acquisitions contended, 32: 2.0-2.7%, 64: 1.1-1.3%, 128: 0.5-0.7%,
 // 256: 0.3-0.4% - halving with each doubling, as the model says, so the absolute gain past a
-// few shards per thread is small. More shards cost memory (256 B each, 64 KiB at 256) and
+// few shards per thread is small. More shards cost memory (128 B each, 32 KiB at 256) and
 // make the whole-map calls (snapshot, range, size, version, stats: O(shards)) slower; at
 // least 8 because small machines run more threads than cores, and a lock holder that is
 // preempted stalls everyone on its shard. 256 also keeps the shard index in bits 48..55.
@@ -154,16 +159,11 @@ class ShardedMap {
 
  private:
   using held_locks = detail::held_locks;
-
-  // One shard. lock guards map; size and version are written only under lock held
-  // exclusively, and read without it (size relaxed; version release/acquire, as in LockedMap).
-  struct alignas(128) shard {
-    mutable detail::rw_lock lock;
-    std::atomic<size_type> size{0};         // == map.size() whenever lock is free
-    std::atomic<std::uint64_t> version{0};  // successful mutations of this shard
-    map_type map;
-  };
+  // One shard (detail/shard.hpp: lock, size, version and Map on their own 128 bytes).
+  using shard = detail::shard<K, V, Hash, Eq>;
   static_assert(alignof(shard) == 128, "shards must not share an adjacent-line prefetch pair");
+  using read_lock = std::shared_lock<detail::rw_lock>;
+  using write_lock = std::unique_lock<detail::rw_lock>;
 
  public:
   // A default shard count from the number of hardware threads (see default_shard_count).
@@ -177,11 +177,7 @@ class ShardedMap {
         shards_(std::make_unique<shard[]>(nshards_)) {}
   // Takes over the entries of `initial`, distributed over `shards` shards (0: the default).
   explicit ShardedMap(map_type initial, size_type shards = 0) : ShardedMap(shards) {
-    initial.for_each([&](const K& k, V& v) {
-      shard& s = shard_of(k);
-      s.map.insert_or_assign(k, std::move(v));
-      changed_locked(s);
-    });
+    initial.for_each([&](const K& k, V& v) { shard_of(k).store_locked(k, std::move(v)); });
   }
   ShardedMap(const ShardedMap&) = delete;
   ShardedMap& operator=(const ShardedMap&) = delete;
@@ -229,30 +225,32 @@ class ShardedMap {
 
   // Calls f(const K&, const V&) for every entry; f may return bool, false stops. Consistent
   // per shard: each shard is copied at one instant (under its shared lock), then f runs on
-  // the copy with no lock held, so f may call any method of this map, writes included.
+  // the copy with no lock held, so f may call any method of this map, writes included. The
+  // copy goes to a buffer this thread keeps from call to call (emptied after each), so a
+  // range allocates only while that buffer grows to the largest shard (range_buffer).
   // Concurrency: one shard's shared lock at a time, only while copying that shard.
   template <class F>
   void range(F f) const {
     const bool already_held = all_shards_held_by_this_thread();
-    std::vector<std::pair<K, V>> buffer;  // reused across shards
+    range_buffer buffer;
     for (size_type i = 0; i < nshards_; ++i) {
       const shard& s = shards_[i];
-      buffer.clear();
       {
-        std::shared_lock<detail::rw_lock> lock(s.lock, std::defer_lock);
+        read_lock lock(s.lock, std::defer_lock);
         if (!already_held) lock.lock();
-        buffer.reserve(s.map.size());
-        s.map.for_each([&](const K& k, const V& v) { buffer.emplace_back(k, v); });
+        buffer.fill(s.map);
       }
-      for (const auto& [k, v] : buffer) {
+      for (const auto& [k, v] : buffer.entries()) {
         if (!detail::invoke_range_callback(f, k, v)) return;
       }
+      buffer.clear();
     }
   }
 
   // The consistent view json.hpp serializes without copying: calls f(walk), where walk(g)
   // calls g(const K&, const V&) for every entry of every shard; every reference stays valid
-  // until f returns. f must not call this map (it holds every shard's lock).
+  // until f returns. f may call read methods of this map; writes are reported as
+  // misuse_kind::reentrant_call (the same rule as LockedMap's read_view).
   // Concurrency: every shard's shared lock, taken in index order (as snapshot() does) and
   // held for the whole call: a point-in-time view.
   template <class F>
@@ -266,15 +264,8 @@ class ShardedMap {
       f(walk);
       return;
     }
-    size_type locked = 0;
-    struct unlock_on_exit {
-      const ShardedMap& m;
-      size_type& locked;
-      ~unlock_on_exit() {
-        while (locked > 0) m.shards_[--locked].lock.unlock_shared();
-      }
-    } guard{*this, locked};
-    for (; locked < nshards_; ++locked) shards_[locked].lock.lock_shared();
+    detail::shard_locks<const shard, false> locks(shards_.get(), nshards_);
+    all_shards_scope mark(*this);
     f(walk);
   }
 
@@ -286,7 +277,8 @@ class ShardedMap {
     return n;
   }
 
-  // A copy of the whole map at one point in time (its own hash seed).
+  // A copy of the whole map at one point in time (its own hash seed). Allocates only the
+  // copy (sized before locking).
   // Concurrency: every shard's shared lock, taken in index order and held for the copy.
   map_type snapshot() const {
     const bool already_held = all_shards_held_by_this_thread();
@@ -300,15 +292,7 @@ class ShardedMap {
       copy_all();
       return out;
     }
-    size_type locked = 0;
-    struct unlock_on_exit {
-      const ShardedMap& m;
-      size_type& locked;
-      ~unlock_on_exit() {
-        while (locked > 0) m.shards_[--locked].lock.unlock_shared();
-      }
-    } guard{*this, locked};
-    for (; locked < nshards_; ++locked) shards_[locked].lock.lock_shared();
+    detail::shard_locks<const shard, false> locks(shards_.get(), nshards_);
     copy_all();
     return out;
   }
@@ -338,7 +322,7 @@ class ShardedMap {
       const shard& s = shards_[i];
       MapStats t;
       {
-        std::shared_lock<detail::rw_lock> lock(s.lock, std::defer_lock);
+        read_lock lock(s.lock, std::defer_lock);
         if (!already_held) lock.lock();
         t = s.map.stats();
         st.version += s.version.load(std::memory_order_relaxed);
@@ -365,20 +349,16 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   void store(K key, V value) {
     shard& s = shard_for_write(key);
-    std::unique_lock lock(s.lock);
-    s.map.insert_or_assign(std::move(key), std::move(value));
-    changed_locked(s);
+    write_lock lock(s.lock);
+    s.store_locked(std::move(key), std::move(value));
   }
 
   // The existing value and true, or value and false after storing it.
   // Concurrency: the key's shard, exclusive lock.
   std::pair<V, bool> load_or_store(K key, V value) {
     shard& s = shard_for_write(key);
-    std::unique_lock lock(s.lock);
-    // try_emplace constructs from `value` only when it inserts, so `value` is intact otherwise.
-    auto [stored, inserted] = s.map.try_emplace(std::move(key), std::move(value));
-    if (inserted) changed_locked(s);
-    return {*stored, !inserted};
+    write_lock lock(s.lock);
+    return s.load_or_store_locked(std::move(key), std::move(value));
   }
 
   // Removes key; the removed value, or nullopt if it was absent.
@@ -401,15 +381,8 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   std::optional<V> swap(K key, V value) {
     shard& s = shard_for_write(key);
-    std::unique_lock lock(s.lock);
-    auto [stored, inserted] = s.map.try_emplace(std::move(key), std::move(value));
-    std::optional<V> previous;
-    if (!inserted) {
-      previous.emplace(std::move(*stored));
-      *stored = std::move(value);  // not moved from: try_emplace did not insert
-    }
-    changed_locked(s);
-    return previous;
+    write_lock lock(s.lock);
+    return s.swap_locked(std::move(key), std::move(value));
   }
 
   // Replaces the value with desired only if key is present and its value == expected.
@@ -440,25 +413,9 @@ class ShardedMap {
   template <class F>
   std::optional<V> compute(const K& key, F f) {
     shard& s = shard_for_write(key);
-    std::unique_lock lock(s.lock);
-    V* current = s.map.find(key);
-    std::optional<V> next;
-    {
-      callback_scope mark(*this, s, held_locks::mode::exclusive);
-      next = f(current != nullptr ? std::optional<V>(*current) : std::optional<V>());
-    }
-    if (next.has_value()) {
-      if (current != nullptr) {
-        *current = *next;
-      } else {
-        s.map.try_emplace(key, *next);
-      }
-      changed_locked(s);
-    } else if (current != nullptr) {
-      s.map.erase(key);
-      changed_locked(s);
-    }
-    return next;
+    write_lock lock(s.lock);
+    return s.compute_locked(key, f,
+                            [&] { return callback_scope(*this, s, held_locks::mode::exclusive); });
   }
 
   // Removes every entry, one shard after another (each shard atomically; a concurrent store
@@ -468,33 +425,62 @@ class ShardedMap {
     write_check();
     for (size_type i = 0; i < nshards_; ++i) {
       shard& s = shards_[i];
-      std::unique_lock lock(s.lock);
-      if (s.map.empty()) continue;
-      s.map.clear();
-      changed_locked(s);
+      write_lock lock(s.lock);
+      s.clear_locked();
     }
   }
 
   // Stores every entry of `entries` (overwriting existing keys) as one batch: readers see all
-  // of them or none. merge_json applies parsed input this way.
+  // of them or none, and if the hasher, a key's copy or a value's move throws, the map is left
+  // as it was (entries may have been moved from). merge_json applies parsed input this way.
+  // Every key is routed (hashed) before any lock is taken, each shard's part applied all or
+  // nothing (detail/shard.hpp), and the shards are published (swapped in, counters bumped)
+  // only once every part is in.
   // Concurrency: every shard's exclusive lock, in index order, for the whole batch.
   void merge(map_type&& entries) {
     write_check();
     if (entries.empty()) return;
-    size_type locked = 0;
-    struct unlock_on_exit {
-      ShardedMap& m;
-      size_type& locked;
-      ~unlock_on_exit() {
-        while (locked > 0) m.shards_[--locked].lock.unlock();
+    struct routed {
+      size_type shard;
+      const K* key;
+      V* value;
+    };
+    std::vector<routed> batch;
+    batch.reserve(entries.size());
+    entries.for_each([&](const K& k, V& v) { batch.push_back({index_of(route_hash(k)), &k, &v}); });
+    std::sort(batch.begin(), batch.end(),
+              [](const routed& a, const routed& b) { return a.shard < b.shard; });
+    detail::shard_locks<shard, true> locks(shards_.get(), nshards_);
+    auto publish = [&] {  // every touched shard's counters, once (invariant 2 of shard.hpp)
+      for (auto it = batch.begin(); it != batch.end();) {
+        const size_type i = it->shard;
+        shards_[i].changed_locked();
+        while (it != batch.end() && it->shard == i) ++it;
       }
-    } guard{*this, locked};
-    for (; locked < nshards_; ++locked) shards_[locked].lock.lock();
-    entries.for_each([&](const K& k, V& v) {
-      shard& s = shard_of(k);
-      s.map.insert_or_assign(k, std::move(v));
-      changed_locked(s);
-    });
+    };
+    if constexpr (detail::nothrow_merge_v<K, V, Hash, Eq>) {
+      try {
+        for (const routed& r : batch) {
+          shards_[r.shard].map.insert_or_assign(*r.key, std::move(*r.value));
+        }
+      } catch (...) {
+        publish();  // std::bad_alloc: part of the batch is in
+        throw;
+      }
+    } else {
+      // Each touched shard's part goes into a copy of its table; the copies replace the tables
+      // (noexcept swaps) only when all are complete.
+      std::vector<std::pair<size_type, map_type>> next;
+      for (auto it = batch.begin(); it != batch.end();) {
+        const size_type i = it->shard;
+        map_type& copy = next.emplace_back(i, shards_[i].map).second;
+        for (; it != batch.end() && it->shard == i; ++it) {
+          copy.insert_or_assign(*it->key, std::move(*it->value));
+        }
+      }
+      for (auto& [i, copy] : next) shards_[i].map.swap(copy);
+    }
+    publish();
   }
 
  private:
@@ -508,6 +494,66 @@ class ShardedMap {
    private:
     held_locks::scope map_;
     held_locks::scope shard_;
+  };
+
+  // Marks, for read_view's callback, this map and "every shard" (the shards_ array): reads
+  // from the callback need no relock, writes are refused.
+  class all_shards_scope {
+   public:
+    explicit all_shards_scope(const ShardedMap& m) noexcept
+        : map_(&m, held_locks::mode::shared), all_(m.all_shards_key(), held_locks::mode::shared) {}
+
+   private:
+    held_locks::scope map_;
+    held_locks::scope all_;
+  };
+  const void* all_shards_key() const noexcept { return &shards_; }
+
+  // The per-thread buffer range() copies a shard into. One vector per thread and map type,
+  // reused by every range of this type on the thread and emptied after each shard (so it
+  // keeps no values alive, only capacity); a range started from inside a range callback uses
+  // a vector of its own. Capacity past keep_capacity entries is given back.
+  class range_buffer {
+   public:
+    using entry = std::pair<K, V>;
+    static constexpr std::size_t keep_capacity = 4096;
+
+    range_buffer() : v_(claim()) {}
+    ~range_buffer() {
+      v_->clear();
+      if (v_ == &cache().v) {
+        if (v_->capacity() > keep_capacity) std::vector<entry>().swap(*v_);
+        cache().busy = false;
+      }
+    }
+    range_buffer(const range_buffer&) = delete;
+    range_buffer& operator=(const range_buffer&) = delete;
+
+    void fill(const map_type& m) {
+      v_->reserve(m.size());
+      m.for_each([&](const K& k, const V& v) { v_->emplace_back(k, v); });
+    }
+    const std::vector<entry>& entries() const noexcept { return *v_; }
+    void clear() noexcept { v_->clear(); }
+
+   private:
+    struct per_thread {
+      std::vector<entry> v;
+      bool busy = false;
+    };
+    static per_thread& cache() {
+      thread_local per_thread c;
+      return c;
+    }
+    std::vector<entry>* claim() {
+      per_thread& c = cache();
+      if (c.busy) return &own_;  // nested range: the thread's buffer is in use
+      c.busy = true;
+      return &c.v;
+    }
+
+    std::vector<entry> own_;
+    std::vector<entry>* v_;
   };
 
   template <class Q>
@@ -527,12 +573,14 @@ class ShardedMap {
   }
 
   // The key's shard for a read, and whether this thread already holds its lock (inside a
-  // callback on that shard). Reports a read that would take a second shard's lock.
+  // callback on that shard, or read_view's). Reports a read that would take a second shard's
+  // lock.
   template <class Q>
   std::pair<shard*, bool> shard_for_read(const Q& key) const {
     shard& s = shard_of(key);
     if (SAFEMAP_LIKELY(held_locks::empty())) return {&s, false};
     if (held_locks::held(&s.lock) != held_locks::mode::none) return {&s, true};
+    if (held_locks::held(all_shards_key()) != held_locks::mode::none) return {&s, true};
     if (held_locks::held(this) != held_locks::mode::none) detail::report_reentrant_write();
     return {&s, false};
   }
@@ -551,21 +599,15 @@ class ShardedMap {
     }
   }
 
-  // For calls that read every shard (range, snapshot, stats): false normally; true when a
-  // callback of this map runs on this thread and the map has one shard (which it then holds);
+  // For calls that read every shard (range, snapshot, stats): false normally; true when this
+  // thread already holds every shard (inside read_view, or a callback of a one-shard map);
   // reported when it would need a second shard's lock.
   bool all_shards_held_by_this_thread() const {
     if (SAFEMAP_LIKELY(held_locks::empty())) return false;
+    if (held_locks::held(all_shards_key()) != held_locks::mode::none) return true;
     if (held_locks::held(this) == held_locks::mode::none) return false;
     if (nshards_ == 1) return true;
     detail::report_reentrant_write();
-  }
-
-  // After a successful mutation of s; the caller holds s.lock exclusively, so plain load +
-  // store is enough.
-  static void changed_locked(shard& s) noexcept {
-    s.size.store(s.map.size(), std::memory_order_relaxed);
-    s.version.store(s.version.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
 
   static void add_table_stats(MapStats& sum, const MapStats& t) noexcept {
@@ -584,16 +626,15 @@ class ShardedMap {
   template <class Q>
   std::optional<V> load_impl(const Q& key) const {
     auto [s, held] = shard_for_read(key);
-    std::shared_lock<detail::rw_lock> lock(s->lock, std::defer_lock);
+    read_lock lock(s->lock, std::defer_lock);
     if (!held) lock.lock();
-    if (const V* v = s->map.find(key)) return *v;
-    return std::nullopt;
+    return s->load_locked(key);
   }
 
   template <class Q>
   bool contains_impl(const Q& key) const {
     auto [s, held] = shard_for_read(key);
-    std::shared_lock<detail::rw_lock> lock(s->lock, std::defer_lock);
+    read_lock lock(s->lock, std::defer_lock);
     if (!held) lock.lock();
     return s->map.contains(key);
   }
@@ -601,7 +642,7 @@ class ShardedMap {
   template <class Q, class F>
   bool visit_impl(const Q& key, F& f) const {
     auto [s, held] = shard_for_read(key);
-    std::shared_lock<detail::rw_lock> lock(s->lock, std::defer_lock);
+    read_lock lock(s->lock, std::defer_lock);
     if (!held) lock.lock();
     const V* v = s->map.find(key);
     if (v == nullptr) return false;
@@ -617,44 +658,29 @@ class ShardedMap {
   template <class Q>
   std::optional<V> load_and_delete_impl(const Q& key) {
     shard& s = shard_for_write(key);
-    std::unique_lock lock(s.lock);
-    V* v = s.map.find(key);
-    if (v == nullptr) return std::nullopt;
-    std::optional<V> removed(std::move(*v));
-    s.map.erase(key);
-    changed_locked(s);
-    return removed;
+    write_lock lock(s.lock);
+    return s.load_and_delete_locked(key);
   }
 
   template <class Q>
   bool erase_impl(const Q& key) {
     shard& s = shard_for_write(key);
-    std::unique_lock lock(s.lock);
-    if (s.map.erase(key) == 0) return false;
-    changed_locked(s);
-    return true;
+    write_lock lock(s.lock);
+    return s.erase_locked(key);
   }
 
   template <class Q>
   bool compare_and_swap_impl(const Q& key, const V& expected, V& desired) {
     shard& s = shard_for_write(key);
-    std::unique_lock lock(s.lock);
-    V* v = s.map.find(key);
-    if (v == nullptr || !(*v == expected)) return false;
-    *v = std::move(desired);
-    changed_locked(s);
-    return true;
+    write_lock lock(s.lock);
+    return s.compare_and_swap_locked(key, expected, desired);
   }
 
   template <class Q>
   bool compare_and_delete_impl(const Q& key, const V& expected) {
     shard& s = shard_for_write(key);
-    std::unique_lock lock(s.lock);
-    const V* v = s.map.find(key);
-    if (v == nullptr || !(*v == expected)) return false;
-    s.map.erase(key);
-    changed_locked(s);
-    return true;
+    write_lock lock(s.lock);
+    return s.compare_and_delete_locked(key, expected);
   }
 
   const size_type nshards_;            // a power of two in [1, detail::max_shards]

@@ -87,7 +87,7 @@
 //  - size(), version(): striped counters (detail::trie_stripes cache lines, one chosen per
 //    thread), so concurrent writers do not contend on one counter line.
 //  - compute(k, f): f(current) runs without any lock, then the result is published with the
-//    same re-check as every write; a lost race calls f again (DESIGN allows it for lock-free
+//    same re-check as every write; a lost race calls f again (docs/design.md §4 allows it for lock-free
 //    maps: f must be pure).
 //  - clear(): Go's Clear lets a writer that descended the old root publish into the old tree
 //    after Clear returned, where it is lost. Here clear marks every old node dead under its

@@ -126,6 +126,35 @@ TEST(LockedMapCompute, ThrowingFunctionLeavesMapUnchangedAndUnlocked) {
   EXPECT_EQ(m.size(), 2u);
 }
 
+// --- failures mid-operation (hasher, copies and moves that throw) -----------------------------
+
+using fault_map = LockedMap<int, lk::fault_value, lk::fault_hash>;
+
+TEST(LockedMapFaults, MergeIsAllOrNothingWhenTheHasherOrAMoveThrows) {
+  using M = fault_map;
+  for (std::uint64_t seed : {1u, 2u, 3u}) {
+    SCOPED_TRACE(seed);
+    lk::merge_is_all_or_nothing_under_faults<M>([] { return std::make_unique<M>(); }, seed);
+  }
+}
+
+TEST(LockedMapFaults, ThrowsLeaveNoLockBehindAndCountersExact) {
+  using M = fault_map;
+  for (std::uint64_t seed : {11u, 12u, 13u}) {
+    SCOPED_TRACE(seed);
+    lk::throws_leave_no_lock_behind<M>([] { return std::make_unique<M>(); }, seed, false);
+  }
+}
+
+// Issue 9 item 6 on every shard (see the LockedMap test of the same name).
+TEST(ShardedMapFaults, TableStillGrowsAfterThrowsDuringIteration) {
+  using M = fault_map;
+  for (std::uint64_t seed : {11u, 12u, 13u}) {
+    SCOPED_TRACE(seed);
+    lk::throws_leave_no_lock_behind<M>([] { return std::make_unique<M>(); }, seed, true);
+  }
+}
+
 // --- values -----------------------------------------------------------------------------------
 
 TEST(LockedMapValues, EveryValueIsDestroyedExactlyOnce) {

@@ -238,6 +238,39 @@ TEST(ShardedMapCompute, ThrowingFunctionLeavesMapUnchangedAndUnlocked) {
 
 // --- values -----------------------------------------------------------------------------------
 
+// --- failures mid-operation (hasher, copies and moves that throw) -----------------------------
+
+using fault_map = ShardedMap<int, lk::fault_value, lk::fault_hash>;
+
+TEST(ShardedMapFaults, MergeIsAllOrNothingWhenTheHasherOrAMoveThrows) {
+  using M = fault_map;
+  for (std::size_t shards : {1u, 4u, 16u}) {
+    SCOPED_TRACE(shards);
+    lk::merge_is_all_or_nothing_under_faults<M>([&] { return std::make_unique<M>(shards); },
+                                                shards + 100);
+  }
+}
+
+TEST(ShardedMapFaults, ThrowsLeaveNoLockBehindAndCountersExact) {
+  using M = fault_map;
+  for (std::size_t shards : {1u, 8u}) {
+    SCOPED_TRACE(shards);
+    lk::throws_leave_no_lock_behind<M>([&] { return std::make_unique<M>(shards); }, shards + 200,
+                                       false);
+  }
+}
+
+// Issue 9 item 6 on every shard (see the LockedMap test of the same name).
+TEST(ShardedMapFaults, TableStillGrowsAfterThrowsDuringIteration) {
+  using M = fault_map;
+  for (std::size_t shards : {1u, 8u}) {
+    SCOPED_TRACE(shards);
+    for (std::uint64_t seed : {11u, 12u, 13u}) {
+      lk::throws_leave_no_lock_behind<M>([&] { return std::make_unique<M>(shards); }, seed, true);
+    }
+  }
+}
+
 TEST(ShardedMapValues, EveryValueIsDestroyedExactlyOnce) {
   struct tag {};
   using value = safemap_test::counted<tag>;

@@ -12,6 +12,10 @@
 //    point-in-time snapshots, range during writes, a counted-value stress, writer progress
 //    under a stream of readers). Each takes a factory so a ShardedMap can be built with a
 //    chosen shard count.
+//  - failures mid-operation (fault_hash, throwing_copy_value from support/throwing.hpp):
+//    merge is all or nothing; after any injected throw no lock is left held (another thread
+//    can still write, under a watchdog), the counters agree with the table, and the table
+//    still grows (no iteration pin left behind).
 // Failures name the seed and the operation, so a randomized failure can be replayed.
 //
 // Concurrency: the helpers start and join their own threads; call them from the test thread.
@@ -21,10 +25,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
+#include <future>
 #include <latch>
+#include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -39,6 +49,7 @@
 #include "safemap/misuse.hpp"
 #include "support/counted.hpp"
 #include "support/reference_model.hpp"
+#include "support/throwing.hpp"
 
 namespace safemap_test::lock {
 
@@ -708,6 +719,191 @@ void writer_completes_under_reader_stream(Read read, Write write, int readers = 
   EXPECT_TRUE(writer_done.load());
   // Informative: how much reading the writer had to get through.
   testing::Test::RecordProperty("reader_iterations", std::to_string(reader_iterations.load()));
+}
+
+// --- failures mid-operation ---------------------------------------------------------------------
+
+// An int hasher that is a fault point: throws injected_fault while a fault_scope is active
+// (see support/throwing.hpp). Not noexcept, so the maps take their copying merge path.
+struct fault_hash {
+  std::size_t operator()(int k) const {
+    fault_point();
+    return std::hash<int>{}(k);
+  }
+};
+using fault_value = throwing_copy_value<struct lock_suite_fault_tag>;
+
+// The map's contents as a std::map<int, int>, read outside any fault scope.
+template <class M>
+std::map<int, int> contents_of(const M& m) {
+  std::map<int, int> out;
+  m.range([&](const int& k, const fault_value& v) { out.emplace(k, v.value()); });
+  return out;
+}
+
+// Runs fn on another thread and fails (then aborts: the thread cannot be joined) if it does
+// not finish within a generous bound: a lock left held would make it wait forever.
+template <class Fn>
+void finishes_on_another_thread(const char* what, Fn fn) {
+  auto done = std::async(std::launch::async, fn);
+  if (done.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << what << ": did not finish, a lock was left held";
+    std::fflush(nullptr);
+    std::abort();
+  }
+  done.get();
+}
+
+// merge() with a hasher and value moves that throw at random: after every call the map holds
+// either the whole batch or none of it (compared with a model), and version() moves only when
+// the batch went in. M: a map of int -> fault_value with fault_hash.
+template <class M, class Make>
+void merge_is_all_or_nothing_under_faults(Make make, std::uint64_t seed, int rounds = 400) {
+  std::unique_ptr<M> m = make();
+  std::map<int, int> model;
+  fault_injector::local().configure(seed, 24);
+  int threw = 0;
+  int applied = 0;
+  std::uint64_t x = seed | 1;
+  for (int r = 0; r < rounds; ++r) {
+    typename M::map_type batch;
+    std::vector<std::pair<int, int>> plain;
+    const int n = 1 + static_cast<int>(x % 12);
+    for (int j = 0; j < n; ++j) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      const int k = static_cast<int>(x % 64);
+      const int v = r * 100 + j;
+      batch.insert_or_assign(k, fault_value(v));
+      plain.emplace_back(k, v);
+    }
+    const std::uint64_t version_before = m->version();
+    bool failed = false;
+    {
+      fault_scope faults;
+      try {
+        m->merge(std::move(batch));
+      } catch (const injected_fault&) {
+        failed = true;
+      }
+    }
+    if (failed) {
+      ++threw;
+      ASSERT_EQ(m->version(), version_before) << "round " << r << ": a failed merge counted";
+    } else {
+      ++applied;
+      for (const auto& [k, v] : plain) model[k] = v;
+      ASSERT_GT(m->version(), version_before) << "round " << r;
+    }
+    ASSERT_EQ(contents_of(*m), model)
+        << "round " << r << (failed ? ": part of a failed batch" : ": the batch") << " is in";
+    ASSERT_EQ(m->size(), model.size()) << "round " << r;
+  }
+  EXPECT_GT(threw, rounds / 20) << "too few injected failures to test anything";
+  EXPECT_GT(applied, rounds / 20);
+}
+
+// Every call of the API with a hasher, copies and moves that throw at random; afterwards no
+// lock is held (another thread writes and snapshots, under a bound) and size() agrees with the
+// table. With check_growth, also that the table still grows normally: an iteration pin left
+// behind by a throw (inside Map's iterator) stops its growth, overflow chains instead of
+// buckets.
+template <class M, class Make>
+void throws_leave_no_lock_behind(Make make, std::uint64_t seed, bool check_growth, int ops = 6000) {
+  std::unique_ptr<M> m = make();
+  fault_injector::local().configure(seed, 10);
+  std::uint64_t x = seed | 1;
+  long thrown = 0;
+  for (int i = 0; i < ops; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const int k = static_cast<int>((x >> 8) % 256);
+    const int op = static_cast<int>(x % 14);
+    fault_scope faults;
+    try {
+      switch (op) {
+        case 0:
+          m->store(k, fault_value(i));
+          break;
+        case 1:
+          (void)m->load(k);
+          break;
+        case 2:
+          (void)m->load_or_store(k, fault_value(i));
+          break;
+        case 3:
+          (void)m->load_and_delete(k);
+          break;
+        case 4:
+          (void)m->erase(k);
+          break;
+        case 5:
+          (void)m->swap(k, fault_value(i));
+          break;
+        case 6:
+          (void)m->compare_and_swap(k, fault_value(k), fault_value(i));
+          break;
+        case 7:
+          (void)m->compare_and_delete(k, fault_value(k));
+          break;
+        case 8:
+          (void)m->compute(k, [&](std::optional<fault_value> cur) -> std::optional<fault_value> {
+            fault_point();
+            if (cur) return std::nullopt;
+            return fault_value(i);
+          });
+          break;
+        case 9:
+          (void)m->visit(k, [](const fault_value& v) { fault_value copy(v); });
+          break;
+        case 10:
+          m->range([](const int&, const fault_value& v) { fault_value copy(v); });
+          break;
+        case 11:
+          (void)m->snapshot();
+          break;
+        case 12: {
+          typename M::map_type batch;
+          {
+            fault_injector::local().set_enabled(false);
+            for (int j = 0; j < 4; ++j) batch.insert_or_assign(k + j, fault_value(j));
+            fault_injector::local().set_enabled(true);
+          }
+          m->merge(std::move(batch));
+          break;
+        }
+        default:
+          (void)m->contains(k);
+          break;
+      }
+    } catch (const injected_fault&) {
+      ++thrown;
+    }
+  }
+  EXPECT_GT(thrown, ops / 20);
+  // Counters agree with the table (no failed write bumped or skipped them).
+  const auto before = contents_of(*m);
+  EXPECT_EQ(m->size(), before.size());
+  // No lock left held, shared or exclusive: another thread writes and reads every shard.
+  finishes_on_another_thread("a write after the injected failures", [&] {
+    for (int k = 0; k < 256; ++k) m->store(k, fault_value(k));
+    const auto snap = m->snapshot();
+    for (int k = 0; k < 256; ++k) {
+      const fault_value* v = snap.find(k);
+      EXPECT_TRUE(v != nullptr && v->value() == k) << "key " << k;
+    }
+  });
+  if (!check_growth) return;
+  // The table(s) still grow: 50,000 inserts need buckets, not overflow chains.
+  for (int k = 1000; k < 51'000; ++k) m->store(k, fault_value(k));
+  const auto st = m->stats();
+  EXPECT_EQ(st.size, m->size());
+  EXPECT_GE(st.size, 50'256u);
+  EXPECT_LT(st.table.overflow_buckets, st.table.buckets / 4 + 64)
+      << "the table stopped growing (buckets " << st.table.buckets << ", overflow "
+      << st.table.overflow_buckets << "): an iteration pin was left behind";
 }
 
 }  // namespace safemap_test::lock
