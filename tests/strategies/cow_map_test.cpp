@@ -32,6 +32,7 @@
 #include "support/counted.hpp"
 #include "support/misuse_guard.hpp"
 #include "support/throwing.hpp"
+#include "support/watchdog.hpp"
 
 // ---- a counting global operator new
 // --------------------------------------------------------------- Counts the allocations of the
@@ -427,6 +428,7 @@ TEST(CowMapTest, RetiredSnapshotsAreFreedAfterTheGracePeriod) {
 // snapshot it retires and waits past rcu::retired_bytes_limit(), so what waits stays below the
 // limit plus one snapshot per writing thread (two here), sampled after every write.
 TEST(CowMapTest, TwoContinuousWritersKeepRetiredSnapshotsUnderTheBound) {
+  safemap_test::watchdog dog("two writers under the retired-bytes bound");
   safemap::rcu::barrier();
   const std::size_t saved_limit = safemap::rcu::retired_bytes_limit();
   constexpr std::size_t limit = std::size_t{4} << 20;
@@ -477,6 +479,7 @@ TEST(CowMapTest, TwoContinuousWritersKeepRetiredSnapshotsUnderTheBound) {
 // A write from inside a range callback (inside a read guard) must not wait for a grace period,
 // even past the limit: it would wait for itself.
 TEST(CowMapTest, AWriteInsideARangeCallbackDoesNotWaitForItself) {
+  safemap_test::watchdog dog("a write inside a range callback past the limit");
   safemap::rcu::barrier();
   const std::size_t saved_limit = safemap::rcu::retired_bytes_limit();
   safemap::rcu::set_retired_bytes_limit(0);  // every other write waits

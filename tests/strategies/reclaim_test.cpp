@@ -7,50 +7,19 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstddef>
-#include <cstdio>
-#include <cstdlib>
 #include <latch>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "support/concurrent_maps.hpp"
+#include "support/watchdog.hpp"
 
 namespace {
 
 using safemap_test::scaled;
+using safemap_test::watchdog;
 namespace rcu = safemap::rcu;
-
-// Fails the whole test binary if the scope is not left within `limit`.
-class watchdog {
- public:
-  explicit watchdog(const char* what, std::chrono::seconds limit = std::chrono::seconds(60))
-      : thread_([this, what, limit] {
-          std::unique_lock lock(mu_);
-          if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
-            std::fprintf(stderr, "watchdog: %s did not finish within %llds\n", what,
-                         static_cast<long long>(limit.count()));
-            std::_Exit(1);
-          }
-        }) {}
-  ~watchdog() {
-    {
-      std::lock_guard lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
 
 // A retired object that records when it is freed.
 struct probe final : rcu::sized_retirable<probe> {
