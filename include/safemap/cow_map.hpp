@@ -2,10 +2,14 @@
 //
 // # What it is
 // A CowMap is one pointer to an immutable safemap::Map (a "snapshot") plus the version number
-// of that snapshot. Readers load the pointer and search the snapshot; nothing they do writes
-// shared memory. A writer takes the writer mutex, copies the current snapshot, changes the
-// copy, publishes it with one atomic store and hands the old snapshot to deferred
-// reclamation (reclaim.hpp), which frees it once every reader that could still see it is done.
+// of that snapshot. Readers load the pointer and search the snapshot; a point read (load,
+// contains, visit, size, version) writes no shared memory. A walk (range, read_view, and
+// iterating the Map that read() passes) does write one shared word per walk, not per entry:
+// Map's iterator count on the snapshot, an atomic increment and decrement (it pauses growth,
+// which an immutable snapshot never does, but Map cannot tell). A writer takes the writer mutex,
+// copies the current snapshot, changes the copy, publishes it with one atomic store and hands the
+// old snapshot to deferred reclamation (reclaim.hpp), which frees it once every reader that could
+// still see it is done.
 //
 // # When to use it (and when not)
 // Choose CowMap for read-mostly data: configuration, routing tables, feature flags, caches
@@ -13,13 +17,25 @@
 // reference count, no allocation), and every read of a snapshot is a point-in-time view for
 // free. Every write costs a copy of the whole map (O(size) time and memory), so do not use it
 // for write-heavy maps or large maps written often: LockedMap, ShardedMap or SyncMap are
-// better there. Batch many changes into one copy with update(). Memory: while readers are in
-// flight, retired snapshots wait for their grace period, so a burst of writes to a big map
-// can hold several copies at once.
+// better there. Batch many changes into one copy with update().
+//
+// # Memory: retired snapshots are bounded
+// A replaced snapshot is freed after a grace period, on liburcu's worker thread. Writers
+// faster than that would pile up copies (a 1 MB map with two continuous writers held 30-260
+// MB), so every write that replaces a snapshot counts its bytes in rcu::retired_bytes() and
+// then calls rcu::throttle(): past rcu::retired_bytes_limit() (16 MiB by default, process-wide,
+// tunable with rcu::set_retired_bytes_limit) the writer waits, after releasing the writer
+// mutex, until the snapshots retired so far are freed. Retired snapshots therefore stay below
+// the limit plus one snapshot per writing thread. The bytes counted are the table's
+// (MapStats::bytes plus the snapshot header), not memory that keys and values own on the heap.
+// A write made inside a read guard (from a range or visit callback) or from inside compute's or
+// update's f on any safemap map does not wait (that would wait for itself); and a write must
+// not be made while holding a lock that a range or visit callback on another thread may wait
+// for, since the grace period waits for that callback.
 //
 // # Concurrency design
 // Read path (load, contains, visit, range, size, version, snapshot, read, stats):
-//   1. enter an rcu::read_guard (thread-local state only);
+//   1. enter an rcu::read_guard (this thread's own state only, inlined);
 //   2. current_.load(acquire): pairs with the writer's release store, so the fully built
 //      snapshot is visible;
 //   3. use the snapshot; it is never modified after publication and is not freed before the
@@ -35,7 +51,8 @@
 //      here: no copy, no publication, version unchanged;
 //   4. copy the Map (Map's copy constructor clones chain by chain without rehashing), change
 //      the copy, move it into a new snapshot with version + 1 and store it (release);
-//   5. unlock, then rcu::retire the old snapshot. A writer never waits for a grace period.
+//   5. unlock, then rcu::retire the old snapshot with its size, and rcu::throttle(): the writer
+//      waits for grace periods only when retired snapshots exceed the bound (# Memory).
 // A write that throws (a copy constructor, the allocator, compute's f) publishes nothing: the
 // map is unchanged (strong guarantee).
 //
@@ -106,7 +123,7 @@ class CowMap {
   // (call rcu::barrier() to wait for that). Concurrency: no other thread may use the map.
   ~CowMap() { delete current_.load(std::memory_order_relaxed); }
 
-  // --- reads: wait-free, no lock, no shared write ---------------------------------------------
+  // --- reads: wait-free, no lock; point reads write no shared memory --------------------------
 
   // The value for key, or nullopt. Concurrency: wait-free.
   template <class Q>
@@ -137,7 +154,8 @@ class CowMap {
 
   // Calls f(const K&, const V&) for each entry of one snapshot (a point-in-time view); f may
   // return bool, false stops. Concurrency: lock-free; f runs inside the read guard and may call
-  // any method of this map, writes included (they do not affect this walk).
+  // any method of this map, writes included (they do not affect this walk). Writes the
+  // snapshot's shared iterator count twice per walk (see the top of this file).
   template <class F>
   void range(F f) const {
     rcu::read_guard guard;
@@ -369,7 +387,7 @@ class CowMap {
  private:
   // A published (or once published) snapshot: immutable after construction, so any number of
   // readers may use it; freed by RCU after it is replaced.
-  struct snapshot_node final : rcu::retirable<snapshot_node> {
+  struct snapshot_node final : rcu::sized_retirable<snapshot_node> {
     snapshot_node(map_type&& m, std::uint64_t v) noexcept : map(std::move(m)), version(v) {}
     const map_type map;
     const std::uint64_t version;  // of the CowMap: 0 for the first snapshot, +1 per publication
@@ -403,7 +421,12 @@ class CowMap {
     }
     ~write_section() {
       m_.writer_mutex_.unlock();
-      if (replaced_ != nullptr) rcu::retire(replaced_);
+      if (replaced_ != nullptr) {
+        rcu::retire(replaced_, replaced_bytes_);
+        // Bound the retired copies (# Memory). Not from inside compute's or update's f of any
+        // safemap map: a reader elsewhere may be waiting for the lock this thread holds.
+        if (detail::held_locks::empty()) rcu::throttle();
+      }
     }
     write_section(const write_section&) = delete;
     write_section& operator=(const write_section&) = delete;
@@ -412,6 +435,7 @@ class CowMap {
     friend class CowMap;
     CowMap& m_;
     snapshot_node* replaced_ = nullptr;  // set by publish_locked; at most one per write
+    std::size_t replaced_bytes_ = 0;     // its size, counted in rcu::retired_bytes()
   };
 
   // Copies the current snapshot, applies modify(Map&) to the copy and publishes it. Caller
@@ -435,7 +459,14 @@ class CowMap {
     auto* fresh = new snapshot_node(std::move(next), old->version + 1);
     current_.store(fresh, std::memory_order_release);
     w.replaced_ = old;
+    w.replaced_bytes_ = snapshot_bytes(*old);
     bump_locked(retired_);
+  }
+
+  // What freeing s gives back: the table and the snapshot header (not the heap memory keys and
+  // values own, which Map does not know). O(1).
+  static std::size_t snapshot_bytes(const snapshot_node& s) {
+    return sizeof(snapshot_node) + s.map.stats().bytes;
   }
 
   // The counters have a single writer at a time (writer_mutex_ is held), so a relaxed load and

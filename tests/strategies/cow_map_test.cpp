@@ -32,6 +32,7 @@
 #include "support/counted.hpp"
 #include "support/misuse_guard.hpp"
 #include "support/throwing.hpp"
+#include "support/watchdog.hpp"
 
 // ---- a counting global operator new
 // --------------------------------------------------------------- Counts the allocations of the
@@ -420,6 +421,78 @@ TEST(CowMapTest, RetiredSnapshotsAreFreedAfterTheGracePeriod) {
   }
   EXPECT_EQ(value::counters().live.load(), 0) << "the destructor frees the current snapshot";
   EXPECT_EQ(value::counters().bad_destroys.load(), 0);
+}
+
+// A 1 MB map with two writers copying it back to back and a reader looping: before the bound,
+// replaced snapshots waiting for liburcu's worker reached 30-260 MB. Each write now counts the
+// snapshot it retires and waits past rcu::retired_bytes_limit(), so what waits stays below the
+// limit plus one snapshot per writing thread (two here), sampled after every write.
+TEST(CowMapTest, TwoContinuousWritersKeepRetiredSnapshotsUnderTheBound) {
+  safemap_test::watchdog dog("two writers under the retired-bytes bound");
+  safemap::rcu::barrier();
+  const std::size_t saved_limit = safemap::rcu::retired_bytes_limit();
+  constexpr std::size_t limit = std::size_t{4} << 20;
+  safemap::rcu::set_retired_bytes_limit(limit);
+  CowMap<std::uint64_t, std::uint64_t> m;
+  m.update([](auto& next) {
+    for (std::uint64_t k = 0; k < 50'000; ++k) next.insert_or_assign(k, k);
+  });
+  const std::size_t table_bytes = m.stats().map.bytes;
+  ASSERT_GE(table_bytes, std::size_t{1} << 20) << "the test wants a map of at least 1 MB";
+  const std::size_t bound = limit + 2 * (table_bytes + 4096);  // 4096: the snapshot header
+
+  std::atomic<std::size_t> peak{0};
+  auto sample = [&] {
+    const std::size_t now = safemap::rcu::retired_bytes();
+    std::size_t seen = peak.load(std::memory_order_relaxed);
+    while (now > seen && !peak.compare_exchange_weak(seen, now)) {}
+  };
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    std::uint64_t k = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      EXPECT_TRUE(m.contains(k++ % 50'000));
+      sample();
+    }
+  });
+  const std::size_t writes = safemap_test::scaled(150, 5);
+  std::vector<std::thread> writers;
+  for (std::uint64_t w = 0; w < 2; ++w) {
+    writers.emplace_back([&, w] {
+      for (std::size_t i = 0; i < writes; ++i) {
+        m.store(w, i);
+        sample();
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  stop.store(true);
+  reader.join();
+  safemap::rcu::set_retired_bytes_limit(saved_limit);
+  EXPECT_LE(peak.load(), bound) << "retired snapshots peaked at " << peak.load() / 1024
+                                << " KiB, bound " << bound / 1024 << " KiB";
+  EXPECT_EQ(m.version(), 1 + 2 * writes);
+  safemap::rcu::barrier();
+  EXPECT_EQ(safemap::rcu::retired_bytes(), 0u) << "every retired snapshot's bytes are given back";
+}
+
+// A write from inside a range callback (inside a read guard) must not wait for a grace period,
+// even past the limit: it would wait for itself.
+TEST(CowMapTest, AWriteInsideARangeCallbackDoesNotWaitForItself) {
+  safemap_test::watchdog dog("a write inside a range callback past the limit");
+  safemap::rcu::barrier();
+  const std::size_t saved_limit = safemap::rcu::retired_bytes_limit();
+  safemap::rcu::set_retired_bytes_limit(0);  // every other write waits
+  CowMap<int, int> m;
+  for (int k = 0; k < 8; ++k) m.store(k, k);
+  int seen = 0;
+  m.range([&](const int& k, const int&) {
+    m.store(k + 100, k);  // would hang here if the write waited for a grace period
+    ++seen;
+  });
+  safemap::rcu::set_retired_bytes_limit(saved_limit);
+  EXPECT_EQ(seen, 8);
+  EXPECT_EQ(m.size(), 16u);
 }
 
 // Copies that throw halfway (throwing_copy_value) must leave the published snapshot as it was.

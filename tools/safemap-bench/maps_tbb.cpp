@@ -7,6 +7,8 @@
 
 namespace safemap_bench {
 
+void register_tbb_unordered(map_registry& r);  // maps_tbb_unordered.cpp
+
 void register_tbb(map_registry& r) {
 #if SAFEMAP_BENCH_HAVE_TBB
   map_entry e = make_map_entry<tbb_adapter<std::uint64_t>, tbb_adapter<std::string>>(
@@ -17,6 +19,7 @@ void register_tbb(map_registry& r) {
 #else
   r.missing.push_back({"tbb", "oneTBB not found at build time (Debian: libtbb-dev)"});
 #endif
+  register_tbb_unordered(r);
 }
 
 }  // namespace safemap_bench

@@ -29,6 +29,7 @@ struct map_entry {
   std::string description;  // one line for --list
   bool string_keys = true;  // can run the string-key workloads
   bool range_safe_with_writers = true;
+  bool concurrent_erase = true;  // false: erasing workloads run with one thread only
   bool copies_on_write = false;  // each write copies the map (quadratic on growing workloads)
   bool uses_rcu = false;         // frees through RCU: wait for a grace period after each run
   std::function<repeat_result(const workload&, const workload_plan&, unsigned, const run_options&)>
