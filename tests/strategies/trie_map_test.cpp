@@ -599,6 +599,38 @@ TEST(TrieMapRegression, RacingLoadOrStoreOfStringKeysStoresEachKeyOnce) {
   EXPECT_EQ(m.stats().entries, static_cast<std::size_t>(keys));
 }
 
+// compute's f writing another key of its key's collision chain (a counter kept next to the
+// key, say) changed the chain head, so the re-check failed and f ran again, wrote again, and so
+// on for ever: the map's "f may call any method of this map, never hangs" did not hold. Now a
+// retry whose key still has the same entry publishes f's first result, and a replaced entry
+// moves to the head of its chain, so repeated writes to the same neighbours stop copying it.
+TEST(TrieMapRegression, ComputeWhoseFunctionWritesAChainNeighbourFinishes) {
+  for (const bool neighbour_first : {true, false}) {
+    deep_map m;  // keys 0..3 share one full hash: one chain
+    // The chain lists the last inserted key first.
+    if (neighbour_first) {
+      m.store(0, 0);
+      m.store(1, 1);
+    } else {
+      m.store(1, 1);
+      m.store(0, 0);
+    }
+    int calls = 0;
+    const auto r = m.compute(0, [&](std::optional<int> cur) -> std::optional<int> {
+      // Stop writing after a while so that a livelock fails the test instead of hanging it.
+      if (++calls < 100) m.store(1, 100 + calls);
+      if (calls < 100) m.store(2, 200 + calls);
+      return cur.value_or(-1) + 10;
+    });
+    EXPECT_EQ(r, 10);
+    EXPECT_LE(calls, 2) << "neighbour_first " << neighbour_first;
+    EXPECT_EQ(m.load(0), 10);
+    EXPECT_EQ(m.load(1), 100 + calls);
+    EXPECT_EQ(m.load(2), 200 + calls);
+    EXPECT_EQ(m.size(), 3u);
+  }
+}
+
 // ---- serialization -----------------------------------------------------------------------------
 
 TEST(TrieMapSerialization, JsonAndSnapshotFilesRoundTrip) {
