@@ -33,7 +33,8 @@
 //   write   (1) descend without locks to the slot where the key's chain is or would be, and
 //           remember what it held (`seen`: nil or a chain head); (2) compute the new content of
 //           that slot from `seen` alone, outside any lock: a new entry, the chain with one entry
-//           replaced or removed (its prefix copied: entries are immutable), or the nodes of an
+//           removed (its prefix copied: entries are immutable) and, for a replacement, the
+//           new entry at its head, or the nodes of an
 //           expansion; (3) lock the slot's node only, re-check that it is not dead and that the
 //           slot still holds `seen`; (4) publish the new content with one release store and
 //           unlock; (5) retire what was replaced. If the re-check fails, free (2) and start over
@@ -87,8 +88,10 @@
 //  - size(), version(): striped counters (detail::trie_stripes cache lines, one chosen per
 //    thread), so concurrent writers do not contend on one counter line.
 //  - compute(k, f): f(current) runs without any lock, then the result is published with the
-//    same re-check as every write; a lost race calls f again (docs/design.md §4 allows it for lock-free
-//    maps: f must be pure).
+//    same re-check as every write; f runs again only if the key's own entry changed meanwhile
+//    (docs/design.md §4 allows it for lock-free maps: f must be pure). Writes to other
+//    keys, f's own included, cost a retry of the commit, not another call of f; an f that writes
+//    its own key on every call never lets compute finish (as in SyncMap).
 //  - clear(): Go's Clear lets a writer that descended the old root publish into the old tree
 //    after Clear returned, where it is lost. Here clear marks every old node dead under its
 //    lock: a write that got there first is erased by clear (and counted off size()); one that
@@ -98,7 +101,8 @@
 // # Callbacks and re-entrancy
 // No lock is held while any user code runs: the hasher, key comparison, copies of keys and
 // values, range's f, visit's f and compute's f all run outside the node locks, so callbacks may
-// call any method of the same map, writes included, from the same thread, and never hang.
+// call any method of the same map, writes included, from the same thread, and never hang
+// (save compute's f writing its own key on every call: see "Beyond Go").
 //
 // Concurrency: every member function is thread-safe, except construction and destruction.
 #pragma once
@@ -465,12 +469,30 @@ class TrieMap {
   std::optional<V> compute(const K& key, F f) {
     rcu::read_guard guard;
     const std::uint64_t h = hash_of(key);
+    // f's result (fresh; nullptr: erase) for the state computed_for (the key's entry, or
+    // nullptr for absent). While the guard lasts an entry pointer names one immutable state
+    // (T3, T5), so a retry that finds the same entry publishes the same result without calling
+    // f again: only a change of the key itself makes f run again, not a write to another key
+    // of its chain or slot (f's own writes included, which would otherwise retry for ever).
+    bool computed = false;
+    const entry* computed_for = nullptr;
+    std::unique_ptr<entry> fresh;
     for (;;) {
       const slot_ref at = descend(h);
       const entry* cur = chain_find(at.seen, key);
-      std::optional<V> next =
-          cur != nullptr ? f(std::optional<V>(cur->value)) : f(std::optional<V>());
-      if (!next) {
+      if (!computed || cur != computed_for) {
+        computed = false;
+        fresh.reset();
+        std::optional<V> next =
+            cur != nullptr ? f(std::optional<V>(cur->value)) : f(std::optional<V>());
+        if (next) {
+          fresh = cur != nullptr ? std::make_unique<entry>(cur->key, std::move(*next))
+                                 : std::make_unique<entry>(key, std::move(*next));
+        }
+        computed = true;
+        computed_for = cur;
+      }
+      if (!fresh) {
         if (cur == nullptr) return std::nullopt;  // absent and staying absent: linearized at find
         if (try_commit(at, h, cur, nullptr)) {
           added(-1);
@@ -478,8 +500,6 @@ class TrieMap {
         }
         continue;
       }
-      auto fresh = cur != nullptr ? std::make_unique<entry>(cur->key, std::move(*next))
-                                  : std::make_unique<entry>(key, std::move(*next));
       if (try_commit(at, h, cur, fresh.get())) {
         const entry* stored = fresh.release();
         if (cur == nullptr) {
@@ -638,21 +658,23 @@ class TrieMap {
           }
         }
       } else {
-        // Replace or remove cur: copy the chain before it (entries are immutable, T3), link
-        // the copies to fresh (or straight to what follows cur).
-        entry* tail = cur->overflow;
-        if (fresh != nullptr) {
-          fresh->overflow = tail;
-          tail = fresh;
-        }
+        // Replace or remove cur: copy the chain before it (entries are immutable, T3) and
+        // link the copies to what follows cur. A replacement goes to the head of the chain:
+        // writing the same key again then copies nothing, and the other entries keep their
+        // identity (compute's retry relies on that when f keeps writing a chain neighbour).
         entry** link = &copies;
         for (entry* e = head; e != cur; e = e->overflow) {
           *link = new entry(e->key, e->value);
           ++ncopies;
           link = &(*link)->overflow;
         }
-        *link = tail;
-        next = tag(copies);
+        *link = cur->overflow;  // with no copies, copies is now what followed cur
+        if (fresh != nullptr) {
+          fresh->overflow = copies;
+          next = tag(fresh);
+        } else {
+          next = tag(copies);
+        }
       }
     } catch (...) {
       free_copies(copies, ncopies);

@@ -336,6 +336,63 @@ TEST(TrieMapConcurrency, PruningRacesWithExpansionAndClear) {
   EXPECT_EQ(s.nodes, 1u) << "a node left empty was not pruned";
 }
 
+// range's two promises while every chain it walks is rewritten (prefix copies, replaced entries
+// moved to the head): a key present throughout is seen exactly once, and no key is seen twice.
+// Keys k % 4 == 0 stay; 4 writers churn the other three keys of each chain, 2 threads range.
+TEST(TrieMapConcurrency, RangeSeesEveryStableKeyOnceWhileItsChainIsRewritten) {
+  watchdog dog("range under churn");
+  deep_map m;
+  for (int k = 0; k < k_deep_keys; k += k_group) m.store(k, k);
+  constexpr unsigned writers = 4;
+  const int rounds = static_cast<int>(scaled(60, 6));
+  std::atomic<unsigned> writers_done{0};
+  run_threads(writers + 2, [&](unsigned t) {
+    if (t >= writers) {
+      // Readers range until every writer is done (bounded by the writers' rounds), then once more.
+      for (bool last = false; !last;) {
+        last = writers_done.load() == writers;
+        std::vector<int> count(k_deep_keys + 1, 0);
+        m.range([&](const int& k, const int& v) {
+          ASSERT_GE(k, 0);
+          ASSERT_LT(k, k_deep_keys);
+          ASSERT_EQ(++count[k], 1) << "key " << k << " seen twice";
+          if (k % k_group == 0) {
+            EXPECT_EQ(v, k);
+          }
+        });
+        for (int k = 0; k < k_deep_keys; k += k_group) {
+          ASSERT_EQ(count[k], 1) << "stable key " << k;
+        }
+      }
+      return;
+    }
+    test_rng rng(900 + t);
+    for (int r = 0; r < rounds; ++r) {
+      for (int g = 0; g < k_deep_keys; g += k_group) {
+        const int k = g + 1 + static_cast<int>(rng.below(k_group - 1));
+        switch (rng.below(4)) {
+          case 0:
+            m.store(k, r);
+            break;
+          case 1:
+            (void)m.erase(k);
+            break;
+          case 2:
+            m.compute(k, [](std::optional<int> cur) -> std::optional<int> {
+              if (cur) return std::nullopt;
+              return 1;
+            });
+            break;
+          default:
+            (void)m.load_or_store(k, r);
+        }
+      }
+    }
+    writers_done.fetch_add(1);
+  });
+  for (int k = 0; k < k_deep_keys; k += k_group) EXPECT_EQ(m.load(k), k);
+}
+
 // ---- reclamation -----------------------------------------------------------------------------
 
 struct churn_key_tag {};
@@ -597,6 +654,38 @@ TEST(TrieMapRegression, RacingLoadOrStoreOfStringKeysStoresEachKeyOnce) {
   }
   EXPECT_EQ(m.size(), static_cast<std::size_t>(keys));
   EXPECT_EQ(m.stats().entries, static_cast<std::size_t>(keys));
+}
+
+// compute's f writing another key of its key's collision chain (a counter kept next to the
+// key, say) changed the chain head, so the re-check failed and f ran again, wrote again, and so
+// on for ever: the map's "f may call any method of this map, never hangs" did not hold. Now a
+// retry whose key still has the same entry publishes f's first result, and a replaced entry
+// moves to the head of its chain, so repeated writes to the same neighbours stop copying it.
+TEST(TrieMapRegression, ComputeWhoseFunctionWritesAChainNeighbourFinishes) {
+  for (const bool neighbour_first : {true, false}) {
+    deep_map m;  // keys 0..3 share one full hash: one chain
+    // The chain lists the last inserted key first.
+    if (neighbour_first) {
+      m.store(0, 0);
+      m.store(1, 1);
+    } else {
+      m.store(1, 1);
+      m.store(0, 0);
+    }
+    int calls = 0;
+    const auto r = m.compute(0, [&](std::optional<int> cur) -> std::optional<int> {
+      // Stop writing after a while so that a livelock fails the test instead of hanging it.
+      if (++calls < 100) m.store(1, 100 + calls);
+      if (calls < 100) m.store(2, 200 + calls);
+      return cur.value_or(-1) + 10;
+    });
+    EXPECT_EQ(r, 10);
+    EXPECT_LE(calls, 2) << "neighbour_first " << neighbour_first;
+    EXPECT_EQ(m.load(0), 10);
+    EXPECT_EQ(m.load(1), 100 + calls);
+    EXPECT_EQ(m.load(2), 200 + calls);
+    EXPECT_EQ(m.size(), 3u);
+  }
 }
 
 // ---- serialization -----------------------------------------------------------------------------
