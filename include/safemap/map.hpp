@@ -1029,13 +1029,46 @@ class Map {
   // Rebuilds into a fresh, fully initialized array of 2^newB buckets (reserve). Not
   // incremental: an explicit reserve pays for it on purpose.
   void rebuild(unsigned newB) {
+    const size_type count = count_;
+    if constexpr (move_relocation) {
+      const built nb =
+          build_array(*this, newB, [](slot_type* s, void* p) noexcept { relocate_slot(s, p); });
+      free_tables_without_destroying();
+      adopt(nb, newB, count);
+    } else {
+      const built nb = build_array(
+          *this, newB, [](slot_type* s, void* p) { ::new (p) slot_type(std::as_const(*s)); });
+      destroy_tables();
+      adopt(nb, newB, count);
+    }
+  }
+
+  // A fresh, fully initialized array and the overflow buckets chained to it.
+  struct built {
+    bucket_type* buckets;
+    std::size_t noverflow;
+  };
+
+  // Builds an array of 2^newB buckets holding every entry of src (this map or another, with
+  // the same hasher and seed as this one): put(slot, raw memory) moves or copies one entry.
+  // Everything that can fail happens before the first entry is put: each entry is hashed
+  // once, up front, and the puts reuse those hashes, so a hasher that throws (or answers
+  // differently the second time) cannot stop a relocation of move-only entries halfway;
+  // the array and every overflow bucket the chains need are allocated up front too. A put
+  // that throws (a copy) destroys what was built and leaves src as it was.
+  template <class Src, class Put>
+  built build_array(Src& src, unsigned newB, Put put) {
     const std::size_t n = std::size_t{1} << newB;
-    // Everything that can fail happens before the first entry moves: count the entries per
-    // new bucket (hashing), allocate the array and every overflow bucket the chains need.
+    std::vector<std::size_t> hashes;
+    hashes.reserve(src.count_);
     std::vector<std::uint32_t> per_bucket(n, 0);
-    for_each_live_slot([&](slot_type* s) { ++per_bucket[hash_of(s->first) & (n - 1)]; });
+    for_each_live_slot(src, [&](slot_type* s) {
+      const std::size_t h = hash_of(s->first);
+      hashes.push_back(h);
+      ++per_bucket[h & (n - 1)];
+    });
     bucket_type* const nb = allocate_buckets(newB);
-    std::size_t new_overflow = 0;
+    std::size_t noverflow = 0;
     std::size_t initialized = 0;
     try {
       for (std::size_t j = 0; j < n; ++j) {
@@ -1044,7 +1077,7 @@ class Map {
         bucket_type* b = nb + j;
         for (std::uint32_t c = per_bucket[j]; c > detail::bucket_cnt; c -= detail::bucket_cnt) {
           b->overflow = new_bucket();
-          ++new_overflow;
+          ++noverflow;
           b = b->overflow;
         }
       }
@@ -1053,44 +1086,39 @@ class Map {
       deallocate_buckets(nb, n);
       throw;
     }
-    auto place = [&](slot_type* s, bool move) {
-      const std::size_t h = hash_of(s->first);
-      for (bucket_type* b = nb + (h & (n - 1));; b = b->overflow) {
-        if (const detail::slot_mask e = b->group().match_empty()) {
-          const unsigned i = e.lowest();
-          if (move) {
-            relocate_slot(s, b->raw_slot(i));
-          } else {
-            ::new (b->raw_slot(i)) slot_type(*s);
+    std::size_t next = 0;
+    try {
+      for_each_live_slot(src, [&](slot_type* s) {
+        const std::size_t h = hashes[next++];
+        for (bucket_type* b = nb + (h & (n - 1));; b = b->overflow) {
+          if (const detail::slot_mask e = b->group().match_empty()) {
+            const unsigned i = e.lowest();
+            put(s, b->raw_slot(i));
+            b->tophash[i] = detail::tophash_of(h);
+            return;
           }
-          b->tophash[i] = detail::tophash_of(h);
-          return;
         }
-      }
-    };
-    const size_type count = count_;
-    if constexpr (move_relocation) {
-      for_each_live_slot([&](slot_type* s) { place(s, true); });
-      free_tables_without_destroying();
-    } else {
-      try {
-        for_each_live_slot([&](slot_type* s) { place(s, false); });
-      } catch (...) {
-        for (std::size_t j = 0; j < n; ++j) destroy_chain(nb + j);
-        deallocate_buckets(nb, n);
-        throw;
-      }
-      destroy_tables();
+      });
+    } catch (...) {
+      for (std::size_t j = 0; j < n; ++j) destroy_chain(nb + j);
+      deallocate_buckets(nb, n);
+      throw;
     }
-    buckets_ = nb;
+    return {nb, noverflow};
+  }
+
+  // Takes nb as this map's only array (both old arrays were freed already).
+  void adopt(const built& nb, unsigned newB, size_type count) noexcept {
+    buckets_ = nb.buckets;
     B_ = static_cast<std::uint8_t>(newB);
-    noverflow_ = new_overflow;
+    noverflow_ = nb.noverflow;
     count_ = count;
   }
 
-  // Calls f(slot*) on every entry of both arrays.
-  template <class F>
-  void for_each_live_slot(F&& f) {
+  // Calls f(slot*) on every entry of both arrays of m, in a fixed order (the same on two
+  // calls with no write between them: build_array relies on it).
+  template <class Self, class F>
+  static void for_each_live_slot(Self& m, F&& f) {
     auto chain = [&](bucket_type* b) {
       for (; b != nullptr; b = b->overflow) {
         for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
@@ -1098,17 +1126,21 @@ class Map {
         }
       }
     };
-    if (buckets_ == nullptr) return;
-    if (oldbuckets_ != nullptr) {
-      const std::size_t nold = noldbuckets();
+    if (m.buckets_ == nullptr) return;
+    if (m.oldbuckets_ != nullptr) {
+      const std::size_t nold = m.noldbuckets();
       for (std::size_t k = 0; k < nold; ++k) {
-        if (!oldbuckets_[k].evacuated()) chain(oldbuckets_ + k);
+        if (!m.oldbuckets_[k].evacuated()) chain(m.oldbuckets_ + k);
       }
     }
-    const std::size_t n = nbuckets();
+    const std::size_t n = m.nbuckets();
     for (std::size_t j = 0; j < n; ++j) {
-      if (new_bucket_initialized(j)) chain(buckets_ + j);
+      if (m.new_bucket_initialized(j)) chain(m.buckets_ + j);
     }
+  }
+  template <class F>
+  void for_each_live_slot(F&& f) {
+    for_each_live_slot(*this, std::forward<F>(f));
   }
 
   // During growth a new bucket is initialized exactly when its old bucket is evacuated.
@@ -1245,7 +1277,8 @@ class Map {
   }
 
   // Copies other's entries into this empty map. A map that is not growing is cloned chain by
-  // chain (same seed, same B: no rehashing, chains compacted); a growing one is re-inserted.
+  // chain (same seed, same B: no rehashing, chains compacted); a growing one is rebuilt into
+  // one finished array. Either way the copy is never mid-growth.
   void copy_from(const Map& other) {
     other.read_check();
     if (other.count_ == 0) return;
@@ -1265,10 +1298,12 @@ class Map {
           }
         }
       } else {
-        init_table(detail::log2_buckets_for(other.count_));
-        for (const value_type& kv : other) {  // not a structured binding: clang 14 cannot
-          emplace_impl(kv.first, [&](void* p) { ::new (p) slot_type(kv); });  // capture those
-        }
+        // A growing map is copied into one finished array sized for its entries, never into
+        // a table frozen mid-growth (CowMap publishes copies, SyncMap promotes them): hashed,
+        // allocated, then copied, all before this map holds anything.
+        const unsigned B = detail::log2_buckets_for(other.count_);
+        adopt(build_array(other, B, [](const slot_type* s, void* p) { ::new (p) slot_type(*s); }),
+              B, other.count_);
       }
     } catch (...) {
       destroy_all();

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -139,6 +140,98 @@ TEST(MapExceptions, OneValueWhoseCopyAlwaysThrowsLeavesOtherKeysWritable) {
     EXPECT_TRUE(stats_consistent(m));
   }
   EXPECT_EQ(poison_value::live, 0);
+}
+
+// Hashes like switchable_hash, and throws on the call where countdown reaches zero (this
+// thread only; -1 = never).
+struct countdown_hash {
+  static inline thread_local long countdown = -1;
+  std::size_t operator()(std::uint64_t k) const {
+    if (countdown >= 0 && countdown-- == 0) throw hash_fault();
+    return switchable_hash{}(k);
+  }
+};
+
+// reserve() rebuilds the table. With move-only values it relocates by moving, which cannot be
+// undone, and it hashed each entry a second time while moving, so a hasher that threw then
+// would have left entries moved out of the table (with move-only K or V and a hasher that
+// may throw, reserve did not even compile). Every entry is now hashed once, before anything
+// moves: a throw anywhere leaves the map as it was.
+TEST(MapExceptions, AHasherThrowingDuringAReserveWithMoveOnlyValuesKeepsTheStrongGuarantee) {
+  using map_type = safemap::Map<std::uint64_t, std::unique_ptr<std::uint64_t>, countdown_hash>;
+  constexpr std::uint64_t n = 300;
+  for (const bool growing : {false, true}) {
+    SCOPED_TRACE(growing ? "growing" : "quiet");
+    int thrown = 0;
+    for (long fail_at = 0; fail_at <= static_cast<long>(2 * n + 2); ++fail_at) {
+      map_type m;
+      std::uint64_t k = 0;
+      for (; k < n || (growing && !m.stats().growing); ++k) {
+        m.insert_or_assign(k, std::make_unique<std::uint64_t>(k));
+      }
+      const std::uint64_t size = k;
+      countdown_hash::countdown = fail_at;
+      try {
+        m.reserve(20000);
+      } catch (const hash_fault&) {
+        ++thrown;
+      }
+      countdown_hash::countdown = -1;
+      ASSERT_EQ(m.size(), size) << "fail_at " << fail_at;
+      for (std::uint64_t i = 0; i < size; ++i) {
+        const std::unique_ptr<std::uint64_t>* v = m.find(i);
+        ASSERT_TRUE(v != nullptr && *v != nullptr && **v == i)
+            << "fail_at " << fail_at << ", key " << i;
+      }
+      std::uint64_t visited = 0;
+      for (const auto& kv : m) visited += kv.second != nullptr && *kv.second == kv.first ? 1 : 0;
+      ASSERT_EQ(visited, size) << "fail_at " << fail_at;
+      ASSERT_TRUE(stats_consistent(m));
+    }
+    EXPECT_GE(thrown, static_cast<int>(n)) << "the hasher did not throw inside reserve";
+  }
+}
+
+// A hasher that sends every key to one bucket: the longest chains.
+struct one_bucket_hash {
+  std::size_t operator()(std::uint64_t) const noexcept { return 0x5eed; }
+};
+
+// A copy of a Map (CowMap publishes copies, SyncMap promotes them) is a finished table: a
+// copy of a growing map is not growing, holds the same entries and no more overflow buckets
+// than its chains need, and the source is untouched.
+TEST(MapExceptions, ACopyOfAGrowingMapIsAFinishedTableWithTheSameContents) {
+  auto check = [](auto& m, auto& ref) {
+    ASSERT_TRUE(m.stats().growing);
+    const auto copy = m;
+    const auto s = copy.stats();
+    EXPECT_FALSE(s.growing);
+    EXPECT_EQ(s.old_buckets, 0u);
+    EXPECT_LE(s.load_factor, 6.5);
+    EXPECT_LE(s.overflow_buckets, s.size / 8);
+    EXPECT_TRUE(same_contents(copy, ref));
+    EXPECT_TRUE(stats_consistent(copy));
+    EXPECT_TRUE(m.stats().growing);
+    EXPECT_TRUE(same_contents(m, ref));
+  };
+  {
+    safemap::Map<std::uint64_t, std::uint64_t, switchable_hash> m;
+    std::unordered_map<std::uint64_t, std::uint64_t> ref;
+    for (std::uint64_t k = 0; k < 5000 || !m.stats().growing; ++k) {
+      m.insert_or_assign(k, k * 3);
+      ref[k] = k * 3;
+    }
+    check(m, ref);
+  }
+  {
+    safemap::Map<std::uint64_t, std::uint64_t, one_bucket_hash> m;
+    std::unordered_map<std::uint64_t, std::uint64_t> ref;
+    for (std::uint64_t k = 0; k < 200 || !m.stats().growing; ++k) {
+      m.insert_or_assign(k, k + 1);
+      ref[k] = k + 1;
+    }
+    check(m, ref);
+  }
 }
 
 }  // namespace
