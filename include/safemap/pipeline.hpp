@@ -41,6 +41,15 @@
 // watchdog) is joined before shutdown returns: no thread outlives the pipeline. The destructor
 // drains, bounded by options::shutdown_timeout (default 10 s), then cancels what is left.
 //
+// # Invariants
+// 1. Stop callbacks never run under the pipeline's mutex (mu_). request_stop runs a job's
+//    stop callbacks synchronously on the calling thread, and they lock mu_ (the queued-job
+//    callback, cancel_queued) or run user code (callbacks the sink registered on its token).
+//    So shutdown(cancel) and the deadline watchdog pick the job under mu_ and stop it after
+//    unlocking. A job just taken from the queue keeps its queued-job callback until its taker
+//    resets it outside mu_; a stop meanwhile runs the callback, which finds the job gone from
+//    the queue and returns.
+//
 // Concurrency: every member function is thread-safe; sinks are called from worker threads.
 #pragma once
 
@@ -335,11 +344,19 @@ class snapshot_pipeline {
     } else {
       std::vector<std::shared_ptr<detail::pipeline::job_state>> dropped;
       {
-        std::lock_guard lock(mu_);
+        std::unique_lock lock(mu_);
         accepting_ = false;
         dropped.assign(queue_.begin(), queue_.end());
         queue_.clear();
-        for (auto& j : running_) j->stop.request_stop();
+        // Invariant 1: stop callbacks never run under mu_. One job at a time, so nothing is
+        // allocated; no job can start meanwhile (the queue is empty and submit refuses).
+        while (job_ptr j = first_running_locked(
+                   [](const job_ptr& r) { return !r->stop.stop_requested(); })) {
+          lock.unlock();
+          j->stop.request_stop();
+          j.reset();
+          lock.lock();
+        }
       }
       not_full_.notify_all();
       for (auto& j : dropped) {
@@ -457,7 +474,9 @@ class snapshot_pipeline {
     return true;
   }
 
-  // The queued_cb of a job: takes a cancelled job out of the queue and resolves it now.
+  // The queued_cb of a job: takes a cancelled job out of the queue and resolves it now. Runs
+  // on whichever thread requested the stop (a handle's cancel(), the caller's stop_source),
+  // never under mu_ (invariant 1).
   void cancel_queued(detail::pipeline::job_state* raw) {
     job_ptr job;
     {
@@ -607,18 +626,21 @@ class snapshot_pipeline {
   void watchdog_loop(std::stop_token st) {
     std::unique_lock lock(mu_);
     while (!st.stop_requested()) {
-      std::optional<pipeline_clock::time_point> next;
       const auto now = pipeline_clock::now();
+      if (job_ptr expired = first_running_locked([&](const job_ptr& j) {
+            return j->deadline && *j->deadline <= now && !j->stop.stop_requested();
+          })) {
+        expired->timed_out_while_running = true;  // read by run() under mu_
+        lock.unlock();
+        expired->stop.request_stop();  // invariant 1: outside mu_
+        expired.reset();
+        lock.lock();
+        continue;  // the running set may have changed meanwhile: look again
+      }
+      std::optional<pipeline_clock::time_point> next;
       for (auto& j : running_) {
-        if (!j->deadline) continue;
-        if (*j->deadline <= now) {
-          if (!j->stop.stop_requested()) {
-            j->timed_out_while_running = true;
-            j->stop.request_stop();
-          }
-        } else if (!next || *j->deadline < *next) {
+        if (j->deadline && *j->deadline > now && (!next || *j->deadline < *next))
           next = j->deadline;
-        }
       }
       // Sleep until the earliest deadline, a newly started job with a deadline, or stop.
       const std::uint64_t seen = watch_generation_;
@@ -629,6 +651,13 @@ class snapshot_pipeline {
         watchdog_cv_.wait(lock, st, changed);
       }
     }
+  }
+
+  // The first running job that satisfies pred (a copy that keeps it alive), or null.
+  template <class Pred>
+  job_ptr first_running_locked(Pred pred) const {
+    auto it = std::find_if(running_.begin(), running_.end(), pred);
+    return it == running_.end() ? nullptr : *it;
   }
 
   void notify_if_idle() { idle_.notify_all(); }
@@ -833,10 +862,13 @@ class periodic_snapshotter {
   // Stops the timer thread (cancelling a save in flight) and joins it. Idempotent.
   void stop() {
     thread_.request_stop();
+    job_handle in_flight;
     {
       std::lock_guard lock(mu_);
-      if (current_.valid()) current_.cancel();
+      in_flight = current_;
     }
+    // Outside mu_: cancel() runs the job's stop callbacks on this thread (pipeline invariant 1).
+    if (in_flight.valid()) in_flight.cancel();
     if (thread_.joinable()) thread_.join();
   }
 

@@ -14,7 +14,8 @@
 //  - many producers on mixed maps under every policy: every handle resolves once and stats()
 //    adds up;
 //  - shutdown(drain / cancel), submit after shutdown, the destructor with producers blocked in
-//    submit, threads joined, stats() fields, file_sink round trip.
+//    submit, threads joined, stats() fields, file_sink round trip;
+//  - shutdown(cancel) and deadlines racing a job's start never deadlock (hang_watchdog).
 // Tests marked "Regression" reproduce a bug found here; their comment says which.
 #include "safemap/pipeline.hpp"
 
@@ -34,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
@@ -56,6 +58,7 @@ using safemap::snapshot_pipeline;
 using safemap::submit_options;
 using safemap_test::pipeline::eventually;
 using safemap_test::pipeline::gated_sink;
+using safemap_test::pipeline::hang_watchdog;
 using safemap_test::pipeline::open_on_exit;
 using safemap_test::pipeline::outcomes;
 using safemap_test::pipeline::run_threads;
@@ -704,6 +707,60 @@ TEST(Shutdown, SubmitAfterShutdownIsRejectedAtOnce) {
     EXPECT_EQ(sink->entered(), 0u);
     expect_stats_match(pipe.stats(), tally({h}));
   }
+}
+
+// ---- stop callbacks never run under the pipeline's lock ---------------------------------------
+
+// Burns `n` iterations without a syscall: shifts where in a job's start a racing call lands.
+void spin(std::uint32_t n) {
+  for (std::uint32_t i = 0; i < n; ++i) asm volatile("" ::: "memory");
+}
+
+// Regression (issue 9, item 1): shutdown(cancel) requested stop on the running jobs while it
+// held the pipeline's mutex. A job the worker had just moved to the running set still had its
+// queued-job stop callback registered; that callback locked the same mutex on the same thread
+// and blocked forever (the worker then waited in the callback's destructor). It hung within
+// ~100-20,000 trials on 2 cores; each trial here shifts shutdown against the job's start.
+TEST(Deadlock, ShutdownCancelJustAsAJobStartsNeverDeadlocks) {
+  const hang_watchdog watchdog("shutdown(cancel) racing a job's start");
+  auto maps = make_maps(1);
+  auto sink = std::make_shared<safemap::callback_sink>(
+      [](const safemap::snapshot_data&, std::stop_token) {});
+  std::mt19937 rng(20261206);
+  const int trials = sanitized ? 2000 : 20000;
+  status_tally t;
+  for (int i = 0; i < trials; ++i) {
+    snapshot_pipeline pipe({.workers = 1});
+    job_handle h = pipe.submit(maps[0], sink);
+    spin(rng() % 4001);
+    pipe.shutdown(shutdown_mode::cancel);
+    ASSERT_TRUE(h.ready()) << "trial " << i << ": shutdown(cancel) returned, job unresolved";
+    t.add(h.status());
+  }
+  EXPECT_EQ(t.done + t.cancelled, static_cast<std::uint64_t>(trials));
+}
+
+// Regression (issue 9, item 1): the deadline watchdog had the same fault as shutdown(cancel):
+// it requested stop on an expired running job under the pipeline's mutex. Deadlines 0-100 us
+// ahead make jobs expire just as they start; a job stayed unresolved within ~200-12,000 jobs.
+TEST(Deadlock, DeadlinesPassingJustAsJobsStartNeverDeadlock) {
+  const hang_watchdog watchdog("deadlines passing as jobs start");
+  auto maps = make_maps(1);
+  std::mt19937 rng(20261207);
+  auto sink = std::make_shared<safemap::callback_sink>(
+      [&](const safemap::snapshot_data&, std::stop_token) { spin(500); });
+  const int jobs = sanitized ? 3000 : 30000;
+  status_tally t;
+  {
+    snapshot_pipeline pipe({.workers = 1, .capacity = 64});
+    for (int i = 0; i < jobs; ++i) {
+      const auto deadline = safemap::pipeline_clock::now() + std::chrono::microseconds(rng() % 101);
+      job_handle h = pipe.submit(maps[0], sink, {.deadline = deadline});
+      t.add(h.wait());
+    }
+    expect_stats_match(pipe.stats(), t);
+  }
+  EXPECT_EQ(t.done + t.timed_out, static_cast<std::uint64_t>(jobs));
 }
 
 // ---- the destructor --------------------------------------------------------------------------
