@@ -49,6 +49,10 @@
 //    unlocking. A job just taken from the queue keeps its queued-job callback until its taker
 //    resets it outside mu_; a stop meanwhile runs the callback, which finds the job gone from
 //    the queue and returns.
+// 2. The pipeline outlives every call into it. Its own threads are joined before shutdown
+//    returns; a thread of the caller's inside pipeline code (a producer in submit, a stop
+//    callback resolving a queued job it cancelled) is counted in callers_inside_ under mu_,
+//    and shutdown (so the destructor) waits for the count to reach zero before joining.
 //
 // Concurrency: every member function is thread-safe; sinks are called from worker threads.
 #pragma once
@@ -365,7 +369,7 @@ class snapshot_pipeline {
       }
       {
         std::unique_lock lock(mu_);
-        idle_.wait(lock, [&] { return running_.empty() && submitters_ == 0; });
+        idle_.wait(lock, [&] { return running_.empty() && callers_inside_ == 0; });
       }
     }
     join_all();
@@ -384,21 +388,22 @@ class snapshot_pipeline {
  private:
   using job_ptr = std::shared_ptr<detail::pipeline::job_state>;
 
-  // Counts a producer inside submit, so shutdown and the destructor wait until every released
-  // producer has left (they touch the pipeline until their last line).
-  class submitter_scope {
+  // Counts a thread that is not the pipeline's own while it runs pipeline code (a producer in
+  // submit, a stop callback in cancel_queued), so shutdown and the destructor wait until it
+  // has left: it touches the pipeline until its last line (invariant 2).
+  class caller_scope {
    public:
-    explicit submitter_scope(snapshot_pipeline& p) : p_(p) {
+    explicit caller_scope(snapshot_pipeline& p) : p_(p) {
       std::lock_guard lock(p_.mu_);
-      ++p_.submitters_;
+      ++p_.callers_inside_;
     }
-    ~submitter_scope() {
+    ~caller_scope() {
       std::lock_guard lock(p_.mu_);  // notify under the lock: the pipeline may die right after
-      --p_.submitters_;
+      --p_.callers_inside_;
       p_.idle_.notify_all();
     }
-    submitter_scope(const submitter_scope&) = delete;
-    submitter_scope& operator=(const submitter_scope&) = delete;
+    caller_scope(const caller_scope&) = delete;
+    caller_scope& operator=(const caller_scope&) = delete;
 
    private:
     snapshot_pipeline& p_;
@@ -406,7 +411,7 @@ class snapshot_pipeline {
 
   // Queues job (returns true) or resolves it at once (false).
   bool enqueue(const job_ptr& job) {
-    const submitter_scope scope(*this);
+    const caller_scope scope(*this);
     job_ptr displaced;
     job_result displaced_result;
     {
@@ -476,8 +481,10 @@ class snapshot_pipeline {
 
   // The queued_cb of a job: takes a cancelled job out of the queue and resolves it now. Runs
   // on whichever thread requested the stop (a handle's cancel(), the caller's stop_source),
-  // never under mu_ (invariant 1).
+  // never under mu_ (invariant 1), possibly while the pipeline is being destroyed: counted,
+  // so the destructor waits for it (invariant 2).
   void cancel_queued(detail::pipeline::job_state* raw) {
+    const caller_scope scope(*this);
     job_ptr job;
     {
       std::lock_guard lock(mu_);
@@ -668,7 +675,7 @@ class snapshot_pipeline {
     std::unique_lock lock(mu_);
     accepting_ = false;
     not_full_.notify_all();  // blocked producers see !accepting_ and resolve rejected
-    auto drained = [&] { return queue_.empty() && running_.empty() && submitters_ == 0; };
+    auto drained = [&] { return queue_.empty() && running_.empty() && callers_inside_ == 0; };
     if (until) {
       if (!idle_.wait_until(lock, *until, drained)) return false;
     } else {
@@ -701,7 +708,7 @@ class snapshot_pipeline {
   std::deque<job_ptr> queue_;           // guarded by mu_
   std::vector<job_ptr> running_;        // guarded by mu_
   bool accepting_ = true;               // guarded by mu_
-  std::size_t submitters_ = 0;          // guarded by mu_: producers inside submit
+  std::size_t callers_inside_ = 0;      // guarded by mu_: see caller_scope
   std::uint64_t room_generation_ = 0;   // guarded by mu_: bumps when a queued job leaves
   std::size_t live_workers_ = 0;        // guarded by mu_
   pipeline_stats stats_;                // guarded by mu_ (counters only)
