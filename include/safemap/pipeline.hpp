@@ -17,7 +17,8 @@
 // callback_sink, or any snapshot_sink subclass. The map must outlive the jobs submitted for it.
 //
 // When the queue is full, the overflow_policy chosen at construction decides:
-//   block        submit waits for room (backpressure)
+//   block        submit waits for room (backpressure), at most until the job's deadline
+//                (then the job resolves `timed_out`) or the caller's stop token (`cancelled`)
 //   drop_oldest  the oldest queued job is dropped (resolves `dropped`), the new one is queued
 //   drop_newest  the new job is dropped at once (resolves `dropped`)
 //   coalesce     a queued job for the same map is replaced by the new one (resolves
@@ -53,6 +54,14 @@
 //    returns; a thread of the caller's inside pipeline code (a producer in submit, a stop
 //    callback resolving a queued job it cancelled) is counted in callers_inside_ under mu_,
 //    and shutdown (so the destructor) waits for the count to reach zero before joining.
+// 3. A job's outcome is decided when its sink returns. The sink's token belongs to a stop
+//    source of its own, linked to the job's only while serialize and the sink run; after the
+//    sink returns the link is gone, so a stop that arrives then (a late cancel(), the deadline
+//    watchdog, shutdown) neither reaches the sink nor turns a save it made into
+//    cancelled / timed_out. A stop that arrives while the sink runs makes the job cancelled /
+//    timed_out even if the sink then finished its work: the pipeline cannot tell a sink that
+//    returned early from one that completed, so a sink that must count its saves counts them
+//    itself (as periodic_snapshotter does).
 //
 // Concurrency: every member function is thread-safe; sinks are called from worker threads.
 #pragma once
@@ -180,7 +189,10 @@ struct job_state {
   const void* map = nullptr;
   pipeline_clock::time_point submitted;
   std::optional<pipeline_clock::time_point> deadline;
-  std::stop_source stop;
+  std::stop_source stop;  // cancel(), the caller's token, the watchdog and shutdown request it
+  // What serialize and the sink see: requested through a link from `stop` that exists only
+  // while the job runs (invariant 3). Made at submit, so running a job allocates nothing.
+  std::stop_source run_stop;
   std::unique_ptr<std::stop_callback<std::function<void()>>> forward_stop;  // caller's token
   // While the job waits in the queue: a cancellation removes it at once (not when a worker
   // gets to it). Reset by whoever takes the job out of the queue, outside the pipeline mutex;
@@ -461,12 +473,24 @@ class snapshot_pipeline {
           break;
         }
         // block, or coalesce with nothing to coalesce: backpressure, until room appears, the
-        // pipeline shuts down, or the caller's stop token (submit_options::stop) fires.
+        // pipeline shuts down, the caller's stop token (submit_options::stop) fires or the
+        // job's deadline passes (a job past its deadline would time out unrun once queued).
         const std::uint64_t seen = room_generation_;
-        if (!not_full_.wait(lock, stop, [&] { return room_generation_ != seen || !accepting_; })) {
+        const auto room_or_closed = [&] { return room_generation_ != seen || !accepting_; };
+        const bool woken = job->deadline
+                               ? not_full_.wait_until(lock, stop, *job->deadline, room_or_closed)
+                               : not_full_.wait(lock, stop, room_or_closed);
+        if (!woken) {
           lock.unlock();
-          finish(job,
-                 {job_status::cancelled, "cancelled while waiting for room in the queue", 0, {}});
+          if (stop.stop_requested()) {
+            finish(job,
+                   {job_status::cancelled, "cancelled while waiting for room in the queue", 0, {}});
+          } else {
+            finish(job, {job_status::timed_out,
+                         "deadline passed while waiting for room in the queue",
+                         0,
+                         {}});
+          }
           return false;
         }
       }
@@ -596,28 +620,36 @@ class snapshot_pipeline {
     idle_.notify_all();
   }
 
+  // Invariant 3: the sink sees run_stop, linked to the job's stop source only while the job's
+  // work runs, so a stop that arrives after the sink returned cannot reach it or change the
+  // outcome.
   void run(const job_ptr& job, std::string& buffer) {
     job_result r;
-    const std::stop_token token = job->stop.get_token();
-    try {
-      buffer.clear();
-      std::uint64_t version = 0;
-      const auto t0 = pipeline_clock::now();
-      const std::size_t entries = job->serialize(buffer, version);
-      r.serialize_time = pipeline_clock::now() - t0;
-      r.bytes = buffer.size();
-      if (!token.stop_requested()) {
-        job->sink->write({buffer, entries, version, job->map, t0}, token);
+    {
+      const std::stop_callback link(job->stop.get_token(), [&run_stop = job->run_stop]() noexcept {
+        run_stop.request_stop();
+      });
+      const std::stop_token token = job->run_stop.get_token();
+      try {
+        buffer.clear();
+        std::uint64_t version = 0;
+        const auto t0 = pipeline_clock::now();
+        const std::size_t entries = job->serialize(buffer, version);
+        r.serialize_time = pipeline_clock::now() - t0;
+        r.bytes = buffer.size();
+        if (!token.stop_requested()) {
+          job->sink->write({buffer, entries, version, job->map, t0}, token);
+        }
+        r.status = job_status::done;
+      } catch (const std::exception& e) {
+        r.status = job_status::failed;
+        r.error = e.what();
+      } catch (...) {
+        r.status = job_status::failed;
+        r.error = "unknown exception";
       }
-      r.status = job_status::done;
-    } catch (const std::exception& e) {
-      r.status = job_status::failed;
-      r.error = e.what();
-    } catch (...) {
-      r.status = job_status::failed;
-      r.error = "unknown exception";
-    }
-    if (token.stop_requested()) {
+    }  // unlinked (after any forward in progress): the outcome is decided here
+    if (job->run_stop.stop_requested()) {
       // Told to stop while running: the sink may have returned early or thrown because of it.
       std::lock_guard lock(mu_);
       r.status = job->timed_out_while_running ? job_status::timed_out : job_status::cancelled;
@@ -856,9 +888,12 @@ class periodic_snapshotter {
     sink_ = std::make_shared<callback_sink>([this](const snapshot_data& d, std::stop_token st) {
       if (st.stop_requested()) return;
       detail::persist::write_snapshot_file(path_, d.entries, d.json);
+      // Counted here, where the file was replaced: a stop() that lands while this sink runs
+      // still resolves the job cancelled (pipeline invariant 3), yet the save was made.
       std::lock_guard lock(mu_);
       saved_version_ = d.version;  // the version the written state was read at
       have_saved_ = true;
+      ++saves_;
     });
     thread_ = std::jthread([this](std::stop_token st) { loop(st); });
   }
@@ -893,14 +928,17 @@ class periodic_snapshotter {
   }
 
  private:
+  // Sleeps an interval at a time on the thread's stop token: the wait registers a stop
+  // callback that wakes it, so stop() ends a long interval at once.
   void loop(std::stop_token st) {
-    std::condition_variable_any cv;
-    while (!st.stop_requested()) {
+    std::mutex sleep_mu;  // the condition variable needs a lock; nothing else takes it
+    std::condition_variable_any sleep_cv;
+    const auto stopped = [&st] { return st.stop_requested(); };
+    for (;;) {
       {
-        std::unique_lock lock(mu_);
-        cv.wait_for(lock, st, interval_, [] { return false; });
+        std::unique_lock lock(sleep_mu);
+        if (sleep_cv.wait_for(lock, st, interval_, stopped)) return;
       }
-      if (st.stop_requested()) break;
       tick(st);
     }
   }
@@ -923,11 +961,7 @@ class periodic_snapshotter {
     const job_status s = h.wait();
     std::lock_guard lock(mu_);
     current_ = job_handle();
-    if (s == job_status::done) {
-      ++saves_;
-    } else if (s == job_status::failed) {
-      ++failures_;
-    }
+    if (s == job_status::failed) ++failures_;  // saves are counted by the sink
   }
 
   snapshot_pipeline& pipe_;

@@ -40,6 +40,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "pipeline_support.hpp"
@@ -204,6 +205,42 @@ TEST(Backpressure, BlockedSubmitResolvesCancelledWhenTheCallersStopTokenFires) {
   pipe.shutdown(shutdown_mode::drain);
   EXPECT_EQ(sink->maps(), (addresses(maps, {0, 1})));
   expect_stats_match(pipe.stats(), tally({running, queued, h}));
+}
+
+// Regression (issue 9, item 3): a producer blocked for room under overflow_policy::block (and
+// coalesce with nothing to coalesce) waited past its job's deadline (1 s with a 50 ms
+// deadline), for as long as the queue stayed full. It gives up at the deadline: timed_out.
+TEST(Backpressure, BlockedSubmitGivesUpAtTheJobsDeadlineAndResolvesTimedOut) {
+  for (overflow_policy policy : {overflow_policy::block, overflow_policy::coalesce}) {
+    SCOPED_TRACE(policy == overflow_policy::block ? "block" : "coalesce");
+    auto maps = make_maps(3);
+    auto sink = std::make_shared<gated_sink>();
+    snapshot_pipeline pipe({.workers = 1, .capacity = 1, .policy = policy});
+    job_handle first = pipe.submit(maps[0], sink);
+    ASSERT_TRUE(sink->wait_entered(1));
+    job_handle queued = pipe.submit(maps[1], sink);  // the queue is full now
+    const auto deadline = safemap::pipeline_clock::now() + 50ms;
+    auto blocked = std::async(std::launch::async, [&] {
+      job_handle h = pipe.submit(maps[2], sink, {.deadline = deadline});
+      return std::make_pair(h, safemap::pipeline_clock::now());
+    });
+    const open_on_exit release_on_failure(*sink);  // after `blocked`: released first
+    ASSERT_EQ(blocked.wait_for(safemap_test::pipeline::hang_guard), std::future_status::ready)
+        << "submit kept waiting for room past its job's deadline";
+    const auto [h, returned_at] = blocked.get();
+    ASSERT_TRUE(h.ready());
+    EXPECT_EQ(h.status(), job_status::timed_out);
+    EXPECT_NE(h.result().error.find("deadline"), std::string::npos) << h.result().error;
+    EXPECT_GE(returned_at, deadline) << "submit gave up before the deadline";
+    EXPECT_FALSE(queued.ready()) << "the queued job was disturbed";
+    sink->open();
+    EXPECT_EQ(first.wait(), job_status::done);
+    EXPECT_EQ(queued.wait(), job_status::done);
+    pipe.shutdown(shutdown_mode::drain);
+    EXPECT_EQ(sink->maps(), (addresses(maps, {0, 1})));
+    EXPECT_EQ(pipe.stats().timed_out, 1u);
+    expect_stats_match(pipe.stats(), tally({first, queued, h}));
+  }
 }
 
 // ---- overflow policies: exact counts -----------------------------------------------------------
@@ -433,6 +470,37 @@ TEST(Cancellation, CancelDuringAJobReachesTheSinksStopTokenAndResolvesCancelled)
   const auto s = pipe.stats();
   EXPECT_EQ(s.cancelled, 2u);
   expect_stats_match(s, tally({by_handle, by_token}));
+}
+
+// Regression (issue 9, item 4): the sink saw the job's own stop token, and run() decided the
+// outcome by reading it after the sink returned, so a stop that arrived just after a sink had
+// finished its save (a late cancel(), the watchdog, shutdown) turned the job cancelled or
+// timed_out. The sink's token is now linked to the job's only while the sink runs. Shown
+// without a race: a stop callback the sink leaves on its token must never fire for a stop
+// requested after the job resolved done.
+TEST(Cancellation, AStopAfterTheSinkReturnedNeverReachesItsTokenAndTheJobStaysDone) {
+  struct count_calls {
+    std::atomic<int>* calls;
+    void operator()() const noexcept { calls->fetch_add(1); }
+  };
+  auto maps = make_maps(1);
+  std::atomic<int> stops_seen{0};
+  std::unique_ptr<std::stop_callback<count_calls>> left_behind;
+  auto sink = std::make_shared<safemap::callback_sink>([&](const safemap::snapshot_data&,
+                                                           std::stop_token stop) {
+    left_behind = std::make_unique<std::stop_callback<count_calls>>(stop, count_calls{&stops_seen});
+  });
+  snapshot_pipeline pipe({.workers = 1});
+  job_handle h = pipe.submit(maps[0], sink);
+  ASSERT_EQ(h.wait(), job_status::done);
+  h.cancel();
+  EXPECT_EQ(stops_seen.load(), 0) << "a stop requested after the sink returned reached its token";
+  EXPECT_EQ(h.status(), job_status::done);
+  pipe.shutdown(shutdown_mode::drain);
+  const auto s = pipe.stats();
+  EXPECT_EQ(s.done, 1u);
+  EXPECT_EQ(s.cancelled, 0u);
+  left_behind.reset();
 }
 
 // ---- deadlines -------------------------------------------------------------------------------

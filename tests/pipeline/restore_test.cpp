@@ -63,6 +63,12 @@ using safemap_test::pipeline::versioned_map;
 
 using int_map = safemap::Map<int, int>;
 
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+
 void put(versioned_map<int, int>& vm, int key, int value) {
   vm.update([&](int_map& m) { m.insert_or_assign(key, value); });
 }
@@ -187,6 +193,48 @@ TEST(PeriodicSnapshotter, StopReturnsWhileItsSaveIsQueuedBehindAnotherSink) {
   EXPECT_TRUE(returned) << "periodic_snapshotter::stop() waited for another producer's sink";
   EXPECT_EQ(running.wait(), job_status::done);
   EXPECT_EQ(snap->saves(), 0u) << "the cancelled save ran";
+}
+
+// Regression (issue 9, item 4): a save counted only when its job resolved done, so a stop()
+// that arrived after the file was replaced but before the job resolved (the directory fsync,
+// the sink's return) left a saved file with saves() == 0. The sink counts the save where it
+// made it. Each trial catches the file the moment it appears and stops at once; the map never
+// changes, so exactly one save is ever made.
+TEST(PeriodicSnapshotter, StopJustAfterASaveStillCountsIt) {
+  const int trials = sanitized ? 10 : 40;
+  int uncounted = 0;
+  for (int trial = 0; trial < trials; ++trial) {
+    scoped_temp_dir dir;
+    const auto path = dir / "late-stop.snap";
+    versioned_map<int, int> vm;
+    put(vm, 1, 1);
+    snapshot_pipeline pipe({.workers = 1});
+    periodic_snapshotter snap(pipe, vm, path, 1ms);
+    const auto give_up = std::chrono::steady_clock::now() + hang_guard;
+    while (!std::filesystem::exists(path)) {
+      ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "no save in trial " << trial;
+    }
+    snap.stop();
+    if (snap.saves() != 1) ++uncounted;
+    EXPECT_EQ(snap.failures(), 0u);
+  }
+  EXPECT_EQ(uncounted, 0) << uncounted << " of " << trials
+                          << " saves that replaced the file were not counted by saves()";
+}
+
+// Item 5 of issue 9: the timer waits on its thread's stop token, so stop() during a long
+// interval returns at once instead of after the interval.
+TEST(PeriodicSnapshotter, StopDuringALongIntervalReturnsAtOnce) {
+  scoped_temp_dir dir;
+  versioned_map<int, int> vm;
+  put(vm, 1, 1);
+  snapshot_pipeline pipe({.workers = 1});
+  auto snap = std::make_unique<periodic_snapshotter<versioned_map<int, int>>>(
+      pipe, vm, dir / "interval.snap", std::chrono::hours(1));
+  auto stopped = std::async(std::launch::async, [&] { snap->stop(); });
+  ASSERT_EQ(stopped.wait_for(hang_guard), std::future_status::ready)
+      << "stop() waited for the interval";
+  EXPECT_EQ(snap->saves(), 0u) << "a save ran before the first interval passed";
 }
 
 TEST(Restore, MissingFileGivesAnEmptyMap) {
