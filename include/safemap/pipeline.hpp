@@ -86,8 +86,10 @@
 #include <utility>
 #include <vector>
 
+#include "safemap/cancellable_once.hpp"  // kept here: code that used it through this header
 #include "safemap/json.hpp"
 #include "safemap/persist.hpp"
+#include "safemap/restore.hpp"  // restore_snapshot_or_empty, lazy_snapshot_map
 
 namespace safemap {
 
@@ -748,127 +750,6 @@ class snapshot_pipeline {
   std::mutex join_mu_;                                      // serializes join_all
   std::vector<std::jthread> workers_;
   std::jthread watchdog_;
-};
-
-// Runs an initializer exactly once even when many threads need its result at the same moment:
-// one runs init, the others wait. Each waiter may give up through its own std::stop_token or
-// deadline without affecting the init or the other waiters. If init throws, the exception is
-// rethrown to the thread that ran it and to every thread waiting on that attempt, and the next
-// caller tries again: a failure is never cached as success.
-// Concurrency: all members are thread-safe. T need not be movable (init's result is
-// constructed in place).
-template <class T>
-class cancellable_once {
- public:
-  // The value, running init() if nobody has succeeded yet. Blocks while another thread runs it.
-  template <class F>
-  T& get(F&& init) {
-    return *get(std::forward<F>(init), std::stop_token{}, pipeline_clock::time_point::max());
-  }
-
-  // As above, but returns nullptr if `stop` is requested or `deadline` passes while waiting for
-  // another thread's init (the init goes on). The calling thread runs init itself if no
-  // attempt is in progress; that run is not interruptible through `stop`.
-  template <class F>
-  T* get(F&& init, std::stop_token stop,
-         pipeline_clock::time_point deadline = pipeline_clock::time_point::max()) {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      if (ready_) return &*value_;
-      if (!running_) break;
-      const std::uint64_t attempt = attempt_;
-      const auto attempt_over = [&] { return attempt_ != attempt; };
-      const bool over = deadline == pipeline_clock::time_point::max()
-                            ? cv_.wait(lock, stop, attempt_over)
-                            : cv_.wait_until(lock, stop, deadline, attempt_over);
-      if (!over) return nullptr;  // gave up: stop requested or deadline passed
-      if (ready_) return &*value_;
-      if (failed_attempt_ == attempt && error_) std::rethrow_exception(error_);
-    }
-    running_ = true;
-    ++runs_;
-    lock.unlock();
-    try {
-      // value_ is written only by the thread that set running_, and read only after ready_
-      // is seen under mu_, so it is built outside the lock (waiters are not held up).
-      struct deferred {
-        F& f;
-        operator T() { return f(); }  // guaranteed elision: T is constructed in place
-      };
-      value_.emplace(deferred{init});
-    } catch (...) {
-      lock.lock();
-      error_ = std::current_exception();
-      failed_attempt_ = attempt_;
-      running_ = false;
-      ++attempt_;
-      cv_.notify_all();
-      throw;
-    }
-    lock.lock();
-    ready_ = true;
-    running_ = false;
-    ++attempt_;
-    cv_.notify_all();
-    return &*value_;
-  }
-
-  bool ready() const {
-    std::lock_guard lock(mu_);
-    return ready_;
-  }
-  // How many times an init ran (tests: exactly one success under a thundering herd).
-  std::uint64_t runs() const {
-    std::lock_guard lock(mu_);
-    return runs_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::condition_variable_any cv_;
-  std::optional<T> value_;     // written by the running thread, read once ready_
-  bool ready_ = false;         // guarded by mu_
-  bool running_ = false;       // guarded by mu_
-  std::uint64_t attempt_ = 0;  // guarded by mu_; bumps when an attempt ends
-  std::uint64_t failed_attempt_ = ~std::uint64_t{0};  // guarded by mu_
-  std::exception_ptr error_;  // guarded by mu_: the last failed attempt's exception
-  std::uint64_t runs_ = 0;    // guarded by mu_
-};
-
-// Restores a map from its snapshot file, or an empty map when the file does not exist yet.
-// Any other problem (corrupt file, bad JSON) throws.
-template <class M>
-M restore_snapshot_or_empty(const std::filesystem::path& path) {
-  try {
-    return load_snapshot<M>(path);
-  } catch (const snapshot_error& e) {
-    if (e.problem() != snapshot_error::kind::missing) throw;
-  }
-  return M();
-}
-
-// A map restored lazily from its snapshot file on first use: the first get() loads it (the
-// threads that arrive meanwhile wait, each able to give up), a failed load is retried by the
-// next get().
-template <class M>
-class lazy_snapshot_map {
- public:
-  explicit lazy_snapshot_map(std::filesystem::path path) : path_(std::move(path)) {}
-  M& get() {
-    return once_.get([this] { return restore_snapshot_or_empty<M>(path_); });
-  }
-  // nullptr when this caller gave up waiting for another thread's load.
-  M* get(std::stop_token stop,
-         pipeline_clock::time_point deadline = pipeline_clock::time_point::max()) {
-    return once_.get([this] { return restore_snapshot_or_empty<M>(path_); }, std::move(stop),
-                     deadline);
-  }
-  bool loaded() const { return once_.ready(); }
-  const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  std::filesystem::path path_;
-  cancellable_once<M> once_;
 };
 
 // Saves a map to a file through a pipeline every `interval`, only when its version() moved

@@ -1,6 +1,7 @@
 // safemap/safemap.hpp - umbrella header: every public safemap header.
 #pragma once
 
+#include "safemap/cancellable_once.hpp"
 #include "safemap/concurrent.hpp"
 #include "safemap/cow_map.hpp"
 #include "safemap/hash.hpp"
@@ -11,5 +12,6 @@
 #include "safemap/persist.hpp"
 #include "safemap/pipeline.hpp"
 #include "safemap/reclaim.hpp"
+#include "safemap/restore.hpp"
 #include "safemap/sharded_map.hpp"
 #include "safemap/sync_map.hpp"
