@@ -8,9 +8,8 @@
 //    such an integer key, so they too are distinct and a miss key is never a hit key.
 //  - Peers get the same good hasher (peer_hash): std::hash<std::uint64_t> is the identity,
 //    which would make std::unordered_map look better than it is on random keys and punish
-//    any table that uses the top bits; a one-round mulx mixer (the one Boost applies to
-//    non-avalanching hashes) is used for every peer, and XXH3 (the hash safemap uses) for
-//    string keys. safemap::Map keeps its own seeded safemap::Hash: that is what users get.
+//    any table that uses the top bits: peer_hash.hpp, one copy shared with
+//    tools/safemap-bench. safemap::Map keeps its own seeded safemap::Hash: that is what users get.
 //  - Adapters hide the one API difference that matters: safemap::Map::find returns V*,
 //    the peers return an iterator.
 //
@@ -36,21 +35,14 @@
 #include <malloc.h>
 #endif
 
+#include "peer_hash.hpp"
 #include "safemap/hash.hpp"  // XXH3 (inline), detail::mum
 
 namespace safemap_bench {
 
 // ---- keys -------------------------------------------------------------------------------------
 
-// splitmix64's finalizer: a bijection of 64-bit integers with good avalanche.
-constexpr std::uint64_t fmix64(std::uint64_t x) noexcept {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
+// fmix64 (splitmix64's finalizer) comes from peer_hash.hpp.
 
 inline constexpr std::uint64_t miss_base = std::uint64_t{1} << 62;
 
@@ -105,30 +97,7 @@ struct key_set {
   }
 };
 
-// ---- hashers for the peers --------------------------------------------------------------------
-
-// One 64x64->128 multiply folded (Boost's mulx): strong enough for flat tables' top/low bit
-// splits, as cheap as a good integer hash gets.
-struct peer_u64_hash {
-  using is_avalanching = void;  // Boost: do not post-mix again
-  std::size_t operator()(std::uint64_t k) const noexcept {
-    return static_cast<std::size_t>(safemap::detail::mum(k, 0x9e3779b97f4a7c15ULL));
-  }
-};
-
-// XXH3, unseeded: the function safemap::Hash<std::string> uses, so string results compare
-// table designs, not hash functions.
-struct peer_string_hash {
-  using is_avalanching = void;
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return static_cast<std::size_t>(XXH3_64bits(s.data(), s.size()));
-  }
-};
-
-template <class K>
-using peer_hash =
-    std::conditional_t<std::is_same_v<K, std::string>, peer_string_hash, peer_u64_hash>;
+// ---- hashers for the peers: peer_hash.hpp (shared with tools/safemap-bench) ----------------
 
 // ---- counting allocator -----------------------------------------------------------------------
 

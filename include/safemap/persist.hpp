@@ -17,7 +17,12 @@
 // rename is atomic), fsyncs it, renames it over the target, then fsyncs the directory so the
 // rename itself is durable. A crash at any point leaves either the old file or the new one,
 // never a torn one; at worst a stray ".<name>.tmp-*" file remains (a later save does not
-// reuse its name; it is safe to delete).
+// reuse its name; it is safe to delete). A save that throws before the rename leaves the
+// target untouched; one that throws after it (the directory fsync failed) has put the new
+// file in place without the durability promise, and its error says so.
+//
+// load_snapshot reads only regular files: a FIFO, a device, a socket or a directory is
+// refused with snapshot_error (kind io), never opened in a way that could block.
 //
 // load_snapshot verifies the tag, the format version, the payload length, the checksum and the
 // entry count before returning, and throws safemap::snapshot_error naming the file and the
@@ -85,6 +90,15 @@ namespace detail::persist {
   const int e = errno;
   throw snapshot_error(e == ENOENT ? snapshot_error::kind::missing : snapshot_error::kind::io, file,
                        std::string(what) + ": " + std::strerror(e));
+}
+
+// A failure after the new file was renamed into place.
+[[noreturn]] inline void throw_not_durable(const std::filesystem::path& file, const char* what) {
+  const int e = errno;
+  throw snapshot_error(snapshot_error::kind::io, file,
+                       std::string("the new snapshot is in place but may not be durable (a crash "
+                                   "may still bring back the old file): ") +
+                           what + ": " + std::strerror(e));
 }
 
 // Closes a descriptor on scope exit (and unlinks a temporary file unless released).
@@ -186,12 +200,32 @@ inline parsed_header parse_header(std::string_view data, const std::filesystem::
   return h;
 }
 
+inline const char* file_type_name(mode_t mode) noexcept {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "an unknown type";
+}
+
+// Reads a whole regular file. O_NONBLOCK: opening a FIFO for reading otherwise blocks until a
+// writer appears (forever, for a snapshot path). The type is checked with fstat on the open
+// descriptor, so the path cannot change between the check and the read; the flag is cleared
+// before reading.
 inline std::string read_file(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw_errno(path, "open");
   file f(fd);
   struct stat st;
   if (::fstat(fd, &st) != 0) throw_errno(path, "fstat");
+  if (!S_ISREG(st.st_mode)) {
+    throw snapshot_error(snapshot_error::kind::io, path,
+                         std::string("not a regular file (") + file_type_name(st.st_mode) +
+                             "): a snapshot is read only from a regular file");
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) throw_errno(path, "fcntl");
   std::string data;
   data.resize(static_cast<std::size_t>(st.st_size));
   std::size_t got = 0;
@@ -260,16 +294,19 @@ inline void write_snapshot_file(const std::filesystem::path& path, std::size_t e
   if (f.release_close() != 0) throw_errno(path, "close");
   if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno(path, "rename");
   f.keep();  // renamed: nothing to unlink
+  // The new file is in place from here on: a failure now must not claim the target untouched.
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) throw_errno(path, "open directory");
+  if (dfd < 0) throw_not_durable(path, "open directory");
   file d(dfd);
-  if (::fsync(dfd) != 0) throw_errno(path, "fsync directory");
+  if (::fsync(dfd) != 0) throw_not_durable(path, "fsync directory");
 }
 
 }  // namespace detail::persist
 
 // Writes m to `path` crash-safely (see the top of this file). Throws snapshot_error (kind io)
-// when a system call fails; the target is then untouched.
+// when a system call fails. Up to the rename the target is untouched; if only the last step
+// fails (opening or fsyncing the directory after the rename), the new file is already in
+// place but a crash may still undo the rename, and what() says so.
 template <class M>
 requires detail::json::map_like<M>
 void save_snapshot(const M& m, const std::filesystem::path& path) {

@@ -17,7 +17,8 @@
 // callback_sink, or any snapshot_sink subclass. The map must outlive the jobs submitted for it.
 //
 // When the queue is full, the overflow_policy chosen at construction decides:
-//   block        submit waits for room (backpressure)
+//   block        submit waits for room (backpressure), at most until the job's deadline
+//                (then the job resolves `timed_out`) or the caller's stop token (`cancelled`)
 //   drop_oldest  the oldest queued job is dropped (resolves `dropped`), the new one is queued
 //   drop_newest  the new job is dropped at once (resolves `dropped`)
 //   coalesce     a queued job for the same map is replaced by the new one (resolves
@@ -41,12 +42,33 @@
 // watchdog) is joined before shutdown returns: no thread outlives the pipeline. The destructor
 // drains, bounded by options::shutdown_timeout (default 10 s), then cancels what is left.
 //
+// # Invariants
+// 1. Stop callbacks never run under the pipeline's mutex (mu_). request_stop runs a job's
+//    stop callbacks synchronously on the calling thread, and they lock mu_ (the queued-job
+//    callback, cancel_queued) or run user code (callbacks the sink registered on its token).
+//    So shutdown(cancel) and the deadline watchdog pick the job under mu_ and stop it after
+//    unlocking. A job just taken from the queue keeps its queued-job callback until its taker
+//    resets it outside mu_; a stop meanwhile runs the callback, which finds the job gone from
+//    the queue and returns.
+// 2. The pipeline outlives every call into it. Its own threads are joined before shutdown
+//    returns; a thread of the caller's inside pipeline code (a producer in submit, a stop
+//    callback resolving a queued job it cancelled) is counted in callers_inside_ under mu_,
+//    and shutdown (so the destructor) waits for the count to reach zero before joining.
+// 3. A job's outcome is decided when its sink returns. The sink's token belongs to a stop
+//    source of its own, linked to the job's only while serialize and the sink run; after the
+//    sink returns the link is gone, so a stop that arrives then (a late cancel(), the deadline
+//    watchdog, shutdown) neither reaches the sink nor turns a save it made into
+//    cancelled / timed_out. A stop that arrives while the sink runs makes the job cancelled /
+//    timed_out even if the sink then finished its work: the pipeline cannot tell a sink that
+//    returned early from one that completed, so a sink that must count its saves counts them
+//    itself (as periodic_snapshotter does).
+//
 // Concurrency: every member function is thread-safe; sinks are called from worker threads.
 #pragma once
 
 #include "safemap/detail/config.hpp"
 #if !SAFEMAP_HAS_PIPELINE
-#error "safemap/pipeline.hpp needs C++20 std::stop_token and std::jthread (libstdc++ 10+, libc++ 18+); this standard library lacks them. Every other safemap header works here."
+#error "safemap/pipeline.hpp needs C++20 std::stop_token and std::jthread (libstdc++ 10+, libc++ 18+); this standard library lacks them. Every header but this one and cancellable_once.hpp works here."
 #endif
 
 #include <algorithm>
@@ -69,8 +91,10 @@
 #include <utility>
 #include <vector>
 
+#include "safemap/cancellable_once.hpp"  // kept here: code that used it through this header
 #include "safemap/json.hpp"
 #include "safemap/persist.hpp"
+#include "safemap/restore.hpp"  // restore_snapshot_or_empty, lazy_snapshot_map
 
 namespace safemap {
 
@@ -172,7 +196,10 @@ struct job_state {
   const void* map = nullptr;
   pipeline_clock::time_point submitted;
   std::optional<pipeline_clock::time_point> deadline;
-  std::stop_source stop;
+  std::stop_source stop;  // cancel(), the caller's token, the watchdog and shutdown request it
+  // What serialize and the sink see: requested through a link from `stop` that exists only
+  // while the job runs (invariant 3). Made at submit, so running a job allocates nothing.
+  std::stop_source run_stop;
   std::unique_ptr<std::stop_callback<std::function<void()>>> forward_stop;  // caller's token
   // While the job waits in the queue: a cancellation removes it at once (not when a worker
   // gets to it). Reset by whoever takes the job out of the queue, outside the pipeline mutex;
@@ -340,11 +367,19 @@ class snapshot_pipeline {
     } else {
       std::vector<std::shared_ptr<detail::pipeline::job_state>> dropped;
       {
-        std::lock_guard lock(mu_);
+        std::unique_lock lock(mu_);
         accepting_ = false;
         dropped.assign(queue_.begin(), queue_.end());
         queue_.clear();
-        for (auto& j : running_) j->stop.request_stop();
+        // Invariant 1: stop callbacks never run under mu_. One job at a time, so nothing is
+        // allocated; no job can start meanwhile (the queue is empty and submit refuses).
+        while (job_ptr j = first_running_locked(
+                   [](const job_ptr& r) { return !r->stop.stop_requested(); })) {
+          lock.unlock();
+          j->stop.request_stop();
+          j.reset();
+          lock.lock();
+        }
       }
       not_full_.notify_all();
       for (auto& j : dropped) {
@@ -353,7 +388,7 @@ class snapshot_pipeline {
       }
       {
         std::unique_lock lock(mu_);
-        idle_.wait(lock, [&] { return running_.empty() && submitters_ == 0; });
+        idle_.wait(lock, [&] { return running_.empty() && callers_inside_ == 0; });
       }
     }
     join_all();
@@ -372,21 +407,22 @@ class snapshot_pipeline {
  private:
   using job_ptr = std::shared_ptr<detail::pipeline::job_state>;
 
-  // Counts a producer inside submit, so shutdown and the destructor wait until every released
-  // producer has left (they touch the pipeline until their last line).
-  class submitter_scope {
+  // Counts a thread that is not the pipeline's own while it runs pipeline code (a producer in
+  // submit, a stop callback in cancel_queued), so shutdown and the destructor wait until it
+  // has left: it touches the pipeline until its last line (invariant 2).
+  class caller_scope {
    public:
-    explicit submitter_scope(snapshot_pipeline& p) : p_(p) {
+    explicit caller_scope(snapshot_pipeline& p) : p_(p) {
       std::lock_guard lock(p_.mu_);
-      ++p_.submitters_;
+      ++p_.callers_inside_;
     }
-    ~submitter_scope() {
+    ~caller_scope() {
       std::lock_guard lock(p_.mu_);  // notify under the lock: the pipeline may die right after
-      --p_.submitters_;
+      --p_.callers_inside_;
       p_.idle_.notify_all();
     }
-    submitter_scope(const submitter_scope&) = delete;
-    submitter_scope& operator=(const submitter_scope&) = delete;
+    caller_scope(const caller_scope&) = delete;
+    caller_scope& operator=(const caller_scope&) = delete;
 
    private:
     snapshot_pipeline& p_;
@@ -394,7 +430,7 @@ class snapshot_pipeline {
 
   // Queues job (returns true) or resolves it at once (false).
   bool enqueue(const job_ptr& job) {
-    const submitter_scope scope(*this);
+    const caller_scope scope(*this);
     job_ptr displaced;
     job_result displaced_result;
     {
@@ -444,12 +480,24 @@ class snapshot_pipeline {
           break;
         }
         // block, or coalesce with nothing to coalesce: backpressure, until room appears, the
-        // pipeline shuts down, or the caller's stop token (submit_options::stop) fires.
+        // pipeline shuts down, the caller's stop token (submit_options::stop) fires or the
+        // job's deadline passes (a job past its deadline would time out unrun once queued).
         const std::uint64_t seen = room_generation_;
-        if (!not_full_.wait(lock, stop, [&] { return room_generation_ != seen || !accepting_; })) {
+        const auto room_or_closed = [&] { return room_generation_ != seen || !accepting_; };
+        const bool woken = job->deadline
+                               ? not_full_.wait_until(lock, stop, *job->deadline, room_or_closed)
+                               : not_full_.wait(lock, stop, room_or_closed);
+        if (!woken) {
           lock.unlock();
-          finish(job,
-                 {job_status::cancelled, "cancelled while waiting for room in the queue", 0, {}});
+          if (stop.stop_requested()) {
+            finish(job,
+                   {job_status::cancelled, "cancelled while waiting for room in the queue", 0, {}});
+          } else {
+            finish(job, {job_status::timed_out,
+                         "deadline passed while waiting for room in the queue",
+                         0,
+                         {}});
+          }
           return false;
         }
       }
@@ -462,8 +510,12 @@ class snapshot_pipeline {
     return true;
   }
 
-  // The queued_cb of a job: takes a cancelled job out of the queue and resolves it now.
+  // The queued_cb of a job: takes a cancelled job out of the queue and resolves it now. Runs
+  // on whichever thread requested the stop (a handle's cancel(), the caller's stop_source),
+  // never under mu_ (invariant 1), possibly while the pipeline is being destroyed: counted,
+  // so the destructor waits for it (invariant 2).
   void cancel_queued(detail::pipeline::job_state* raw) {
+    const caller_scope scope(*this);
     job_ptr job;
     {
       std::lock_guard lock(mu_);
@@ -575,28 +627,36 @@ class snapshot_pipeline {
     idle_.notify_all();
   }
 
+  // Invariant 3: the sink sees run_stop, linked to the job's stop source only while the job's
+  // work runs, so a stop that arrives after the sink returned cannot reach it or change the
+  // outcome.
   void run(const job_ptr& job, std::string& buffer) {
     job_result r;
-    const std::stop_token token = job->stop.get_token();
-    try {
-      buffer.clear();
-      std::uint64_t version = 0;
-      const auto t0 = pipeline_clock::now();
-      const std::size_t entries = job->serialize(buffer, version);
-      r.serialize_time = pipeline_clock::now() - t0;
-      r.bytes = buffer.size();
-      if (!token.stop_requested()) {
-        job->sink->write({buffer, entries, version, job->map, t0}, token);
+    {
+      const std::stop_callback link(job->stop.get_token(), [&run_stop = job->run_stop]() noexcept {
+        run_stop.request_stop();
+      });
+      const std::stop_token token = job->run_stop.get_token();
+      try {
+        buffer.clear();
+        std::uint64_t version = 0;
+        const auto t0 = pipeline_clock::now();
+        const std::size_t entries = job->serialize(buffer, version);
+        r.serialize_time = pipeline_clock::now() - t0;
+        r.bytes = buffer.size();
+        if (!token.stop_requested()) {
+          job->sink->write({buffer, entries, version, job->map, t0}, token);
+        }
+        r.status = job_status::done;
+      } catch (const std::exception& e) {
+        r.status = job_status::failed;
+        r.error = e.what();
+      } catch (...) {
+        r.status = job_status::failed;
+        r.error = "unknown exception";
       }
-      r.status = job_status::done;
-    } catch (const std::exception& e) {
-      r.status = job_status::failed;
-      r.error = e.what();
-    } catch (...) {
-      r.status = job_status::failed;
-      r.error = "unknown exception";
-    }
-    if (token.stop_requested()) {
+    }  // unlinked (after any forward in progress): the outcome is decided here
+    if (job->run_stop.stop_requested()) {
       // Told to stop while running: the sink may have returned early or thrown because of it.
       std::lock_guard lock(mu_);
       r.status = job->timed_out_while_running ? job_status::timed_out : job_status::cancelled;
@@ -612,18 +672,21 @@ class snapshot_pipeline {
   void watchdog_loop(std::stop_token st) {
     std::unique_lock lock(mu_);
     while (!st.stop_requested()) {
-      std::optional<pipeline_clock::time_point> next;
       const auto now = pipeline_clock::now();
+      if (job_ptr expired = first_running_locked([&](const job_ptr& j) {
+            return j->deadline && *j->deadline <= now && !j->stop.stop_requested();
+          })) {
+        expired->timed_out_while_running = true;  // read by run() under mu_
+        lock.unlock();
+        expired->stop.request_stop();  // invariant 1: outside mu_
+        expired.reset();
+        lock.lock();
+        continue;  // the running set may have changed meanwhile: look again
+      }
+      std::optional<pipeline_clock::time_point> next;
       for (auto& j : running_) {
-        if (!j->deadline) continue;
-        if (*j->deadline <= now) {
-          if (!j->stop.stop_requested()) {
-            j->timed_out_while_running = true;
-            j->stop.request_stop();
-          }
-        } else if (!next || *j->deadline < *next) {
+        if (j->deadline && *j->deadline > now && (!next || *j->deadline < *next))
           next = j->deadline;
-        }
       }
       // Sleep until the earliest deadline, a newly started job with a deadline, or stop.
       const std::uint64_t seen = watch_generation_;
@@ -636,6 +699,13 @@ class snapshot_pipeline {
     }
   }
 
+  // The first running job that satisfies pred (a copy that keeps it alive), or null.
+  template <class Pred>
+  job_ptr first_running_locked(Pred pred) const {
+    auto it = std::find_if(running_.begin(), running_.end(), pred);
+    return it == running_.end() ? nullptr : *it;
+  }
+
   void notify_if_idle() { idle_.notify_all(); }
 
   // Waits for an empty queue and no running job (until `until`); stops accepting first.
@@ -644,7 +714,7 @@ class snapshot_pipeline {
     std::unique_lock lock(mu_);
     accepting_ = false;
     not_full_.notify_all();  // blocked producers see !accepting_ and resolve rejected
-    auto drained = [&] { return queue_.empty() && running_.empty() && submitters_ == 0; };
+    auto drained = [&] { return queue_.empty() && running_.empty() && callers_inside_ == 0; };
     if (until) {
       if (!idle_.wait_until(lock, *until, drained)) return false;
     } else {
@@ -677,7 +747,7 @@ class snapshot_pipeline {
   std::deque<job_ptr> queue_;           // guarded by mu_
   std::vector<job_ptr> running_;        // guarded by mu_
   bool accepting_ = true;               // guarded by mu_
-  std::size_t submitters_ = 0;          // guarded by mu_: producers inside submit
+  std::size_t callers_inside_ = 0;      // guarded by mu_: see caller_scope
   std::uint64_t room_generation_ = 0;   // guarded by mu_: bumps when a queued job leaves
   std::size_t live_workers_ = 0;        // guarded by mu_
   pipeline_stats stats_;                // guarded by mu_ (counters only)
@@ -685,127 +755,6 @@ class snapshot_pipeline {
   std::mutex join_mu_;                                      // serializes join_all
   std::vector<std::jthread> workers_;
   std::jthread watchdog_;
-};
-
-// Runs an initializer exactly once even when many threads need its result at the same moment:
-// one runs init, the others wait. Each waiter may give up through its own std::stop_token or
-// deadline without affecting the init or the other waiters. If init throws, the exception is
-// rethrown to the thread that ran it and to every thread waiting on that attempt, and the next
-// caller tries again: a failure is never cached as success.
-// Concurrency: all members are thread-safe. T need not be movable (init's result is
-// constructed in place).
-template <class T>
-class cancellable_once {
- public:
-  // The value, running init() if nobody has succeeded yet. Blocks while another thread runs it.
-  template <class F>
-  T& get(F&& init) {
-    return *get(std::forward<F>(init), std::stop_token{}, pipeline_clock::time_point::max());
-  }
-
-  // As above, but returns nullptr if `stop` is requested or `deadline` passes while waiting for
-  // another thread's init (the init goes on). The calling thread runs init itself if no
-  // attempt is in progress; that run is not interruptible through `stop`.
-  template <class F>
-  T* get(F&& init, std::stop_token stop,
-         pipeline_clock::time_point deadline = pipeline_clock::time_point::max()) {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      if (ready_) return &*value_;
-      if (!running_) break;
-      const std::uint64_t attempt = attempt_;
-      const auto attempt_over = [&] { return attempt_ != attempt; };
-      const bool over = deadline == pipeline_clock::time_point::max()
-                            ? cv_.wait(lock, stop, attempt_over)
-                            : cv_.wait_until(lock, stop, deadline, attempt_over);
-      if (!over) return nullptr;  // gave up: stop requested or deadline passed
-      if (ready_) return &*value_;
-      if (failed_attempt_ == attempt && error_) std::rethrow_exception(error_);
-    }
-    running_ = true;
-    ++runs_;
-    lock.unlock();
-    try {
-      // value_ is written only by the thread that set running_, and read only after ready_
-      // is seen under mu_, so it is built outside the lock (waiters are not held up).
-      struct deferred {
-        F& f;
-        operator T() { return f(); }  // guaranteed elision: T is constructed in place
-      };
-      value_.emplace(deferred{init});
-    } catch (...) {
-      lock.lock();
-      error_ = std::current_exception();
-      failed_attempt_ = attempt_;
-      running_ = false;
-      ++attempt_;
-      cv_.notify_all();
-      throw;
-    }
-    lock.lock();
-    ready_ = true;
-    running_ = false;
-    ++attempt_;
-    cv_.notify_all();
-    return &*value_;
-  }
-
-  bool ready() const {
-    std::lock_guard lock(mu_);
-    return ready_;
-  }
-  // How many times an init ran (tests: exactly one success under a thundering herd).
-  std::uint64_t runs() const {
-    std::lock_guard lock(mu_);
-    return runs_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::condition_variable_any cv_;
-  std::optional<T> value_;     // written by the running thread, read once ready_
-  bool ready_ = false;         // guarded by mu_
-  bool running_ = false;       // guarded by mu_
-  std::uint64_t attempt_ = 0;  // guarded by mu_; bumps when an attempt ends
-  std::uint64_t failed_attempt_ = ~std::uint64_t{0};  // guarded by mu_
-  std::exception_ptr error_;  // guarded by mu_: the last failed attempt's exception
-  std::uint64_t runs_ = 0;    // guarded by mu_
-};
-
-// Restores a map from its snapshot file, or an empty map when the file does not exist yet.
-// Any other problem (corrupt file, bad JSON) throws.
-template <class M>
-M restore_snapshot_or_empty(const std::filesystem::path& path) {
-  try {
-    return load_snapshot<M>(path);
-  } catch (const snapshot_error& e) {
-    if (e.problem() != snapshot_error::kind::missing) throw;
-  }
-  return M();
-}
-
-// A map restored lazily from its snapshot file on first use: the first get() loads it (the
-// threads that arrive meanwhile wait, each able to give up), a failed load is retried by the
-// next get().
-template <class M>
-class lazy_snapshot_map {
- public:
-  explicit lazy_snapshot_map(std::filesystem::path path) : path_(std::move(path)) {}
-  M& get() {
-    return once_.get([this] { return restore_snapshot_or_empty<M>(path_); });
-  }
-  // nullptr when this caller gave up waiting for another thread's load.
-  M* get(std::stop_token stop,
-         pipeline_clock::time_point deadline = pipeline_clock::time_point::max()) {
-    return once_.get([this] { return restore_snapshot_or_empty<M>(path_); }, std::move(stop),
-                     deadline);
-  }
-  bool loaded() const { return once_.ready(); }
-  const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  std::filesystem::path path_;
-  cancellable_once<M> once_;
 };
 
 // Saves a map to a file through a pipeline every `interval`, only when its version() moved
@@ -825,9 +774,12 @@ class periodic_snapshotter {
     sink_ = std::make_shared<callback_sink>([this](const snapshot_data& d, std::stop_token st) {
       if (st.stop_requested()) return;
       detail::persist::write_snapshot_file(path_, d.entries, d.json);
+      // Counted here, where the file was replaced: a stop() that lands while this sink runs
+      // still resolves the job cancelled (pipeline invariant 3), yet the save was made.
       std::lock_guard lock(mu_);
       saved_version_ = d.version;  // the version the written state was read at
       have_saved_ = true;
+      ++saves_;
     });
     thread_ = std::jthread([this](std::stop_token st) { loop(st); });
   }
@@ -838,10 +790,13 @@ class periodic_snapshotter {
   // Stops the timer thread (cancelling a save in flight) and joins it. Idempotent.
   void stop() {
     thread_.request_stop();
+    job_handle in_flight;
     {
       std::lock_guard lock(mu_);
-      if (current_.valid()) current_.cancel();
+      in_flight = current_;
     }
+    // Outside mu_: cancel() runs the job's stop callbacks on this thread (pipeline invariant 1).
+    if (in_flight.valid()) in_flight.cancel();
     if (thread_.joinable()) thread_.join();
   }
 
@@ -859,14 +814,17 @@ class periodic_snapshotter {
   }
 
  private:
+  // Sleeps an interval at a time on the thread's stop token: the wait registers a stop
+  // callback that wakes it, so stop() ends a long interval at once.
   void loop(std::stop_token st) {
-    std::condition_variable_any cv;
-    while (!st.stop_requested()) {
+    std::mutex sleep_mu;  // the condition variable needs a lock; nothing else takes it
+    std::condition_variable_any sleep_cv;
+    const auto stopped = [&st] { return st.stop_requested(); };
+    for (;;) {
       {
-        std::unique_lock lock(mu_);
-        cv.wait_for(lock, st, interval_, [] { return false; });
+        std::unique_lock lock(sleep_mu);
+        if (sleep_cv.wait_for(lock, st, interval_, stopped)) return;
       }
-      if (st.stop_requested()) break;
       tick(st);
     }
   }
@@ -889,11 +847,7 @@ class periodic_snapshotter {
     const job_status s = h.wait();
     std::lock_guard lock(mu_);
     current_ = job_handle();
-    if (s == job_status::done) {
-      ++saves_;
-    } else if (s == job_status::failed) {
-      ++failures_;
-    }
+    if (s == job_status::failed) ++failures_;  // saves are counted by the sink
   }
 
   snapshot_pipeline& pipe_;

@@ -12,9 +12,11 @@
 #include "safemap/misuse.hpp"
 #include "safemap/persist.hpp"
 #if SAFEMAP_HAS_PIPELINE  // C++20 <stop_token>: not in libc++ before 18 (detail/config.hpp)
+#include "safemap/cancellable_once.hpp"
 #include "safemap/pipeline.hpp"
 #endif
 #include "safemap/reclaim.hpp"
+#include "safemap/restore.hpp"
 #include "safemap/sharded_map.hpp"
 #include "safemap/sync_map.hpp"
 #include "safemap/trie_map.hpp"

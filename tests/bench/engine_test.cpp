@@ -372,6 +372,19 @@ TEST(BenchReport, RecommendationsAndAdviceComeFromTheNumbers) {
   EXPECT_EQ(advice[1].map, "LockedMap");
   EXPECT_DOUBLE_EQ(advice[1].geomean_vs_best_peer, 0.5);
   EXPECT_DOUBLE_EQ(*advice[1].geomean_vs_baseline, 1.6);
+  // Issue 9, item 15: the advice named a safemap map even where a peer was much faster. It
+  // names the fastest map of each use, peer or ours, and what safemap's best gives up.
+  EXPECT_EQ(advice[0].fastest, "SyncMap");
+  EXPECT_EQ(advice[0].fastest_family, "safemap");
+  EXPECT_DOUBLE_EQ(advice[0].vs_fastest, 1.0);
+  EXPECT_EQ(advice[1].fastest, "tbb") << "a peer twice as fast as any safemap map";
+  EXPECT_EQ(advice[1].fastest_family, "peer");
+  EXPECT_DOUBLE_EQ(advice[1].vs_fastest, 0.5);
+  const std::string advice_text = sb::format_advice(advice);
+  EXPECT_NE(advice_text.find("write-heavy: tbb (peer) is the fastest; safemap's best, LockedMap, "
+                             "runs at 0.50x of its speed"),
+            std::string::npos)
+      << advice_text;
 
   const std::string table = sb::format_table(r);
   EXPECT_NE(table.find("Sync 2.50x (tbb)"), std::string::npos) << table;

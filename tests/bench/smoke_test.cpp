@@ -3,8 +3,10 @@
 // checksum verified, and with --ops (the same op counts for every map) the checksums of each
 // deterministic workload must be equal across the maps.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #if SAFEMAP_BENCH_SMOKE_HAVE_NLOHMANN
@@ -62,11 +65,37 @@ std::string exe() {
   return e == nullptr ? "" : e;
 }
 
+// One shell word holding `s` exactly, whatever characters it has.
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+// Runs the program with `args` and --out `out`; its stdout and stderr go to logs/.
+int run_to(const std::string& args, const fs::path& out, const fs::path& logs) {
+  const std::string cmd = shell_quote(exe()) + " " + args + " --out " + shell_quote(out.string()) +
+                          " >" + shell_quote((logs / "stdout.txt").string()) + " 2>" +
+                          shell_quote((logs / "stderr.txt").string());
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 int run(const std::string& args, const fs::path& dir) {
-  const std::string cmd = "'" + exe() + "' " + args + " --out '" + dir.string() + "' >'" +
-                          (dir / "stdout.txt").string() + "' 2>'" + (dir / "stderr.txt").string() +
-                          "'";
-  return std::system(cmd.c_str());
+  return run_to(args, dir, dir);
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 std::string first_safemap_map(const fs::path& dir) {
@@ -183,6 +212,71 @@ TEST_F(BenchSmoke, FixedOpsGiveEqualChecksumsAcrossMaps) {
   }
   // Every Go-suite workload but adversarial-delete with 1 thread, most with 2.
   EXPECT_GE(compared, 20U);
+}
+
+// Regression (issue 9, item 14): --threads -2 printed a 308-digit number, --threads 10000
+// was accepted, --duration abc said only "stod". Each is now an error that says what is wrong
+// and what is accepted, before anything runs.
+TEST_F(BenchSmoke, BadArgumentsFailWithClearMessagesBeforeAnyRun) {
+  struct probe {
+    std::string args;
+    std::string says;
+  };
+  const probe probes[] = {
+      {"--threads=-2", "thread count '-2' is not a whole number from 1 to 1024"},
+      {"--threads=10000", "thread count '10000' is not a whole number from 1 to 1024"},
+      {"--threads=2,x", "thread count 'x'"},
+      {"--duration=abc", "--duration 'abc': not a duration"},
+      {"--duration=5parsecs", "unknown unit 'parsecs'"},
+      {"--duration=-3ms", "not positive"},
+  };
+  for (const probe& p : probes) {
+    const fs::path out = dir_ / "out";
+    EXPECT_NE(run_to("--maps " + map_ + " --workloads range " + p.args, out, dir_), 0) << p.args;
+    const std::string err = slurp(dir_ / "stderr.txt");
+    EXPECT_NE(err.find(p.says), std::string::npos) << p.args << ": " << err;
+    EXPECT_FALSE(fs::exists(out / "safemap-bench.csv")) << p.args << ": it ran anyway";
+  }
+}
+
+// Regression (issue 9, item 14): --out went through std::system("mkdir -p '...'"), so a quote
+// broke it and a crafted path ran a command; and an --out that cannot be written was found only
+// after every run. Directories are made with std::filesystem and checked before the runs.
+TEST_F(BenchSmoke, OutIsAnyPathAndAnUnwritableOneFailsBeforeAnyRun) {
+  const fs::path odd = dir_ / "it's a \"dir\"; touch pwned-$(id -u) `true`";
+  ASSERT_EQ(
+      run_to("--quick --maps " + map_ + " --workloads range --threads 1 --no-plots", odd, dir_), 0)
+      << slurp(dir_ / "stderr.txt");
+  EXPECT_TRUE(fs::exists(odd / "safemap-bench.csv")) << slurp(dir_ / "stderr.txt");
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    if (e.path() == odd) continue;  // its own name says "pwned"; a file a shell made would not
+    EXPECT_EQ(e.path().filename().string().find("pwned"), std::string::npos)
+        << "a command in --out ran: " << e.path();
+  }
+
+  const fs::path file = dir_ / "a-file";
+  std::ofstream(file) << "x";
+  const fs::path under_file = file / "out";
+  EXPECT_EQ(run_to("--maps " + map_ + " --workloads range --threads 1", under_file, dir_), 2);
+  const std::string err = slurp(dir_ / "stderr.txt");
+  EXPECT_NE(err.find("cannot create the directory"), std::string::npos) << err;
+  EXPECT_EQ(err.find("runs in"), std::string::npos) << "it ran before checking --out: " << err;
+}
+
+// Issue 9, item 14: many more threads than cores is allowed (oversubscription is a workload),
+// with a warning that says what such numbers measure.
+TEST_F(BenchSmoke, ManyMoreThreadsThanCoresWarns) {
+  const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
+  const unsigned many = std::min(1024U, 4 * cores + 1);
+  ASSERT_EQ(
+      run("--maps " + map_ + " --workloads load-mostly-hits --ops 200 --repeat 1 --no-plots " +
+              "--threads " + std::to_string(many),
+          dir_),
+      0)
+      << slurp(dir_ / "stderr.txt");
+  EXPECT_NE(slurp(dir_ / "stderr.txt").find("warning: --threads " + std::to_string(many)),
+            std::string::npos)
+      << slurp(dir_ / "stderr.txt");
 }
 
 }  // namespace

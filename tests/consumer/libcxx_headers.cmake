@@ -1,5 +1,5 @@
 # Compiles every public header on its own with clang++ -stdlib=libc++ (-fsyntax-only,
-# -Werror). pipeline.hpp must compile where the library has <stop_token> and fail with its
+# -Werror). pipeline.hpp and cancellable_once.hpp must compile where the library has <stop_token> and fail with its
 # own #error (not a missing-header error) where it does not; safemap.hpp must compile either
 # way. Usage: cmake -DCXX=clang++ -DINCLUDE_DIR=include -P libcxx_headers.cmake
 file(GLOB headers RELATIVE "${INCLUDE_DIR}" "${INCLUDE_DIR}/safemap/*.hpp")
@@ -15,7 +15,7 @@ foreach(h IN LISTS headers)
   execute_process(COMMAND "${CXX}" -std=c++20 -stdlib=libc++ -fsyntax-only -Wall -Wextra -Werror
                           -I${INCLUDE_DIR} "${CMAKE_CURRENT_BINARY_DIR}/libcxx_check.cpp"
                   RESULT_VARIABLE rc ERROR_VARIABLE err)
-  if(h STREQUAL "safemap/pipeline.hpp" AND has_jthread EQUAL -1)
+  if((h STREQUAL "safemap/pipeline.hpp" OR h STREQUAL "safemap/cancellable_once.hpp") AND has_jthread EQUAL -1)
     if(rc EQUAL 0 OR NOT err MATCHES "needs C\\+\\+20 std::stop_token")
       list(APPEND failed "${h} (expected its own #error)")
     endif()

@@ -111,7 +111,7 @@ TEST(MisuseDetection, WriteDuringAWriteIsReportedAsConcurrentMapWrites) {
       {"erase", [&] { m.erase(8); }},
       {"clear", [&] { m.clear(); }},
       {"reserve", [&] { m.reserve(100000); }},
-      // Move assignment is checked too, but it is noexcept: see the next test.
+      // Move assignment is checked too, in a child process: see the next test.
   };
   for (const auto& [name, write] : writes) {
     SCOPED_TRACE(name);
@@ -135,9 +135,10 @@ TEST(MisuseDetection, WriteDuringAWriteIsReportedAsConcurrentMapWrites) {
 }
 
 // misuse.hpp: "every call that can report lets the exception propagate". Map's move
-// assignment reports an overlapping write but is declared noexcept (for std::allocator), so a
-// throwing handler ends in std::terminate instead. Run in a child process so the abort fails
-// this test rather than the whole binary.
+// assignment reports an overlapping write, and it is not noexcept (a throwing handler must
+// reach the caller, not std::terminate). Regression of the time it was declared noexcept
+// (for std::allocator), when a report ended in std::terminate: run in a child process so
+// such an abort fails this test rather than the whole binary.
 void move_assign_during_a_write_then_exit() {
   safemap::set_misuse_handler(&throw_misuse);
   gated_map m = make_map(10);

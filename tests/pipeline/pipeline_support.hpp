@@ -14,6 +14,8 @@
 //  - run_threads(n, fn): n threads released together by a std::latch, joined on return.
 //  - status_tally: the handles' final statuses counted, compared field by field with stats().
 //  - scoped_temp_dir, thread_count(): a private directory per test; entries of /proc/self/task.
+//  - hang_watchdog: fails the test process (instead of hanging it) when a test that could
+//    deadlock has not finished within its limit.
 //
 // Concurrency: versioned_map and gated_sink are thread-safe; the rest is used from one thread.
 #pragma once
@@ -26,6 +28,8 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <latch>
@@ -165,6 +169,36 @@ class open_on_exit {
 
  private:
   gated_sink& sink_;
+};
+
+// ---- hang_watchdog -------------------------------------------------------------------------
+
+// A deadlocked thread can be neither joined nor interrupted, so a test that could deadlock
+// cannot fail in the ordinary way: it would hang the suite until ctest's timeout. A
+// hang_watchdog declared first in such a test waits for the test to finish (its destructor);
+// if `limit` passes first it prints what hung and ends the process with a failure status.
+// Each TEST is its own ctest process (gtest_discover_tests), so only that test fails.
+class hang_watchdog {
+ public:
+  explicit hang_watchdog(std::string what, std::chrono::seconds limit = hang_guard)
+      : thread_([what = std::move(what), limit](std::stop_token st) {
+          std::mutex m;
+          std::condition_variable_any cv;
+          std::unique_lock lock(m);
+          // Woken only by the destructor's stop request (the wait registers a stop callback).
+          if (!cv.wait_for(lock, st, limit, [&] { return st.stop_requested(); })) {
+            std::fprintf(stderr, "FAILED (hang_watchdog): %s did not finish within %llds\n",
+                         what.c_str(), static_cast<long long>(limit.count()));
+            std::fflush(stderr);
+            std::_Exit(EXIT_FAILURE);
+          }
+        }) {}
+  ~hang_watchdog() = default;  // the jthread requests stop and joins
+  hang_watchdog(const hang_watchdog&) = delete;
+  hang_watchdog& operator=(const hang_watchdog&) = delete;
+
+ private:
+  std::jthread thread_;
 };
 
 // ---- small helpers -------------------------------------------------------------------------

@@ -14,7 +14,8 @@
 //  - many producers on mixed maps under every policy: every handle resolves once and stats()
 //    adds up;
 //  - shutdown(drain / cancel), submit after shutdown, the destructor with producers blocked in
-//    submit, threads joined, stats() fields, file_sink round trip.
+//    submit, threads joined, stats() fields, file_sink round trip;
+//  - shutdown(cancel) and deadlines racing a job's start never deadlock (hang_watchdog).
 // Tests marked "Regression" reproduce a bug found here; their comment says which.
 #include "safemap/pipeline.hpp"
 
@@ -34,10 +35,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "pipeline_support.hpp"
@@ -56,6 +59,7 @@ using safemap::snapshot_pipeline;
 using safemap::submit_options;
 using safemap_test::pipeline::eventually;
 using safemap_test::pipeline::gated_sink;
+using safemap_test::pipeline::hang_watchdog;
 using safemap_test::pipeline::open_on_exit;
 using safemap_test::pipeline::outcomes;
 using safemap_test::pipeline::run_threads;
@@ -201,6 +205,42 @@ TEST(Backpressure, BlockedSubmitResolvesCancelledWhenTheCallersStopTokenFires) {
   pipe.shutdown(shutdown_mode::drain);
   EXPECT_EQ(sink->maps(), (addresses(maps, {0, 1})));
   expect_stats_match(pipe.stats(), tally({running, queued, h}));
+}
+
+// Regression (issue 9, item 3): a producer blocked for room under overflow_policy::block (and
+// coalesce with nothing to coalesce) waited past its job's deadline (1 s with a 50 ms
+// deadline), for as long as the queue stayed full. It gives up at the deadline: timed_out.
+TEST(Backpressure, BlockedSubmitGivesUpAtTheJobsDeadlineAndResolvesTimedOut) {
+  for (overflow_policy policy : {overflow_policy::block, overflow_policy::coalesce}) {
+    SCOPED_TRACE(policy == overflow_policy::block ? "block" : "coalesce");
+    auto maps = make_maps(3);
+    auto sink = std::make_shared<gated_sink>();
+    snapshot_pipeline pipe({.workers = 1, .capacity = 1, .policy = policy});
+    job_handle first = pipe.submit(maps[0], sink);
+    ASSERT_TRUE(sink->wait_entered(1));
+    job_handle queued = pipe.submit(maps[1], sink);  // the queue is full now
+    const auto deadline = safemap::pipeline_clock::now() + 50ms;
+    auto blocked = std::async(std::launch::async, [&] {
+      job_handle h = pipe.submit(maps[2], sink, {.deadline = deadline});
+      return std::make_pair(h, safemap::pipeline_clock::now());
+    });
+    const open_on_exit release_on_failure(*sink);  // after `blocked`: released first
+    ASSERT_EQ(blocked.wait_for(safemap_test::pipeline::hang_guard), std::future_status::ready)
+        << "submit kept waiting for room past its job's deadline";
+    const auto [h, returned_at] = blocked.get();
+    ASSERT_TRUE(h.ready());
+    EXPECT_EQ(h.status(), job_status::timed_out);
+    EXPECT_NE(h.result().error.find("deadline"), std::string::npos) << h.result().error;
+    EXPECT_GE(returned_at, deadline) << "submit gave up before the deadline";
+    EXPECT_FALSE(queued.ready()) << "the queued job was disturbed";
+    sink->open();
+    EXPECT_EQ(first.wait(), job_status::done);
+    EXPECT_EQ(queued.wait(), job_status::done);
+    pipe.shutdown(shutdown_mode::drain);
+    EXPECT_EQ(sink->maps(), (addresses(maps, {0, 1})));
+    EXPECT_EQ(pipe.stats().timed_out, 1u);
+    expect_stats_match(pipe.stats(), tally({first, queued, h}));
+  }
 }
 
 // ---- overflow policies: exact counts -----------------------------------------------------------
@@ -430,6 +470,37 @@ TEST(Cancellation, CancelDuringAJobReachesTheSinksStopTokenAndResolvesCancelled)
   const auto s = pipe.stats();
   EXPECT_EQ(s.cancelled, 2u);
   expect_stats_match(s, tally({by_handle, by_token}));
+}
+
+// Regression (issue 9, item 4): the sink saw the job's own stop token, and run() decided the
+// outcome by reading it after the sink returned, so a stop that arrived just after a sink had
+// finished its save (a late cancel(), the watchdog, shutdown) turned the job cancelled or
+// timed_out. The sink's token is now linked to the job's only while the sink runs. Shown
+// without a race: a stop callback the sink leaves on its token must never fire for a stop
+// requested after the job resolved done.
+TEST(Cancellation, AStopAfterTheSinkReturnedNeverReachesItsTokenAndTheJobStaysDone) {
+  struct count_calls {
+    std::atomic<int>* calls;
+    void operator()() const noexcept { calls->fetch_add(1); }
+  };
+  auto maps = make_maps(1);
+  std::atomic<int> stops_seen{0};
+  std::unique_ptr<std::stop_callback<count_calls>> left_behind;
+  auto sink = std::make_shared<safemap::callback_sink>([&](const safemap::snapshot_data&,
+                                                           std::stop_token stop) {
+    left_behind = std::make_unique<std::stop_callback<count_calls>>(stop, count_calls{&stops_seen});
+  });
+  snapshot_pipeline pipe({.workers = 1});
+  job_handle h = pipe.submit(maps[0], sink);
+  ASSERT_EQ(h.wait(), job_status::done);
+  h.cancel();
+  EXPECT_EQ(stops_seen.load(), 0) << "a stop requested after the sink returned reached its token";
+  EXPECT_EQ(h.status(), job_status::done);
+  pipe.shutdown(shutdown_mode::drain);
+  const auto s = pipe.stats();
+  EXPECT_EQ(s.done, 1u);
+  EXPECT_EQ(s.cancelled, 0u);
+  left_behind.reset();
 }
 
 // ---- deadlines -------------------------------------------------------------------------------
@@ -704,6 +775,60 @@ TEST(Shutdown, SubmitAfterShutdownIsRejectedAtOnce) {
     EXPECT_EQ(sink->entered(), 0u);
     expect_stats_match(pipe.stats(), tally({h}));
   }
+}
+
+// ---- stop callbacks never run under the pipeline's lock ---------------------------------------
+
+// Burns `n` iterations without a syscall: shifts where in a job's start a racing call lands.
+void spin(std::uint32_t n) {
+  for (std::uint32_t i = 0; i < n; ++i) asm volatile("" ::: "memory");
+}
+
+// Regression (issue 9, item 1): shutdown(cancel) requested stop on the running jobs while it
+// held the pipeline's mutex. A job the worker had just moved to the running set still had its
+// queued-job stop callback registered; that callback locked the same mutex on the same thread
+// and blocked forever (the worker then waited in the callback's destructor). It hung within
+// ~100-20,000 trials on 2 cores; each trial here shifts shutdown against the job's start.
+TEST(Deadlock, ShutdownCancelJustAsAJobStartsNeverDeadlocks) {
+  const hang_watchdog watchdog("shutdown(cancel) racing a job's start");
+  auto maps = make_maps(1);
+  auto sink = std::make_shared<safemap::callback_sink>(
+      [](const safemap::snapshot_data&, std::stop_token) {});
+  std::mt19937 rng(20261206);
+  const int trials = sanitized ? 2000 : 20000;
+  status_tally t;
+  for (int i = 0; i < trials; ++i) {
+    snapshot_pipeline pipe({.workers = 1});
+    job_handle h = pipe.submit(maps[0], sink);
+    spin(rng() % 4001);
+    pipe.shutdown(shutdown_mode::cancel);
+    ASSERT_TRUE(h.ready()) << "trial " << i << ": shutdown(cancel) returned, job unresolved";
+    t.add(h.status());
+  }
+  EXPECT_EQ(t.done + t.cancelled, static_cast<std::uint64_t>(trials));
+}
+
+// Regression (issue 9, item 1): the deadline watchdog had the same fault as shutdown(cancel):
+// it requested stop on an expired running job under the pipeline's mutex. Deadlines 0-100 us
+// ahead make jobs expire just as they start; a job stayed unresolved within ~200-12,000 jobs.
+TEST(Deadlock, DeadlinesPassingJustAsJobsStartNeverDeadlock) {
+  const hang_watchdog watchdog("deadlines passing as jobs start");
+  auto maps = make_maps(1);
+  std::mt19937 rng(20261207);
+  auto sink = std::make_shared<safemap::callback_sink>(
+      [&](const safemap::snapshot_data&, std::stop_token) { spin(500); });
+  const int jobs = sanitized ? 3000 : 30000;
+  status_tally t;
+  {
+    snapshot_pipeline pipe({.workers = 1, .capacity = 64});
+    for (int i = 0; i < jobs; ++i) {
+      const auto deadline = safemap::pipeline_clock::now() + std::chrono::microseconds(rng() % 101);
+      job_handle h = pipe.submit(maps[0], sink, {.deadline = deadline});
+      t.add(h.wait());
+    }
+    expect_stats_match(pipe.stats(), t);
+  }
+  EXPECT_EQ(t.done + t.timed_out, static_cast<std::uint64_t>(jobs));
 }
 
 // ---- the destructor --------------------------------------------------------------------------

@@ -14,20 +14,24 @@
 //    random moment, 100 times; every time the file must load and hold one whole generation.
 //
 // Each test works in its own directory under temp_directory_path(), removed afterwards.
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <optional>
 #include <random>
@@ -40,6 +44,27 @@
 #include "serialize_support.hpp"
 
 extern char** environ;
+
+// ---- fsync, failing on request for directories -----------------------------------------------
+// persist.hpp is header-only, so its ::fsync calls bind to this definition in the test
+// binary; it forwards to the next one (libc's, or a sanitizer's interceptor) unless a test
+// asks directories to fail, which no file system can be told to do on demand.
+namespace {
+std::atomic<bool> g_fail_directory_fsync{false};
+}  // namespace
+
+extern "C" int fsync(int fd) {
+  if (g_fail_directory_fsync.load()) {
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+      errno = EIO;
+      return -1;
+    }
+  }
+  using fsync_fn = int (*)(int);
+  static const auto next = reinterpret_cast<fsync_fn>(::dlsym(RTLD_NEXT, "fsync"));
+  return next(fd);
+}
 
 namespace {
 
@@ -374,7 +399,51 @@ TEST_F(SnapshotFiles, AMissingFileIsMissing) {
 
 TEST_F(SnapshotFiles, ADirectoryIsAnIoError) {
   fs::create_directory(file_);
-  EXPECT_TRUE(fails_with(problem::io));
+  const auto r = fails_with(problem::io);
+  EXPECT_TRUE(r);
+  EXPECT_NE(std::string(r.message()).find("not a regular file (a directory)"), std::string::npos)
+      << r.message();
+}
+
+// Regression (issue 9, item 11): load_snapshot opened a FIFO with a blocking open(), which
+// waits for a writer forever. It refuses every file that is not regular, and never blocks.
+TEST_F(SnapshotFiles, AFifoIsRefusedAtOnceAsNotARegularFile) {
+  ASSERT_EQ(::mkfifo(file_.c_str(), 0600), 0);
+  auto loading = std::async(std::launch::async, [&] { return fails_with(problem::io); });
+  if (loading.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    // Release the blocked open() so the test can end: a writer that opens and closes at once.
+    const int w = ::open(file_.c_str(), O_WRONLY | O_NONBLOCK);
+    if (w >= 0) ::close(w);
+    ADD_FAILURE() << "load_snapshot blocked opening a FIFO";
+  }
+  const auto r = loading.get();
+  EXPECT_TRUE(r);
+  EXPECT_NE(std::string(r.message()).find("not a regular file (a FIFO)"), std::string::npos)
+      << r.message();
+}
+
+// Regression (issue 9, item 12): when the directory fsync failed after the rename, save_snapshot
+// threw the same error as before the rename although the new file was already in place (the
+// header said the target was untouched). The error now says the file is in place but may not
+// be durable, and it is.
+TEST_F(SnapshotFiles, ADirectoryFsyncFailureAfterTheRenameSaysTheNewFileIsInPlace) {
+  save_sample();
+  Map<std::string, int> next;
+  next.insert_or_assign("z", 26);
+  g_fail_directory_fsync = true;
+  try {
+    safemap::save_snapshot(next, file_);
+    ADD_FAILURE() << "the directory fsync failure was not reported";
+  } catch (const snapshot_error& e) {
+    EXPECT_EQ(e.problem(), problem::io);
+    const std::string what = e.what();
+    EXPECT_NE(what.find(file_.string()), std::string::npos) << what;
+    EXPECT_NE(what.find("in place but may not be durable"), std::string::npos) << what;
+    EXPECT_NE(what.find("fsync directory"), std::string::npos) << what;
+  }
+  g_fail_directory_fsync = false;
+  EXPECT_EQ(safemap::load_snapshot<str_int>(file_), next) << "the new file is not in place";
+  EXPECT_EQ(listing(), std::set<std::string>{"state.snap"});
 }
 
 TEST_F(SnapshotFiles, AValidChecksumOverInvalidJsonIsAJsonError) {

@@ -15,13 +15,17 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "engine/registry.hpp"
@@ -60,10 +64,22 @@ std::string lower(std::string s) {
   return s;
 }
 
-// "250ms", "1.5s", "2m", "80" (milliseconds).
+// "250ms", "1.5s", "2m", "80" (milliseconds). Throws std::invalid_argument with a message
+// meant for the command line.
 nanoseconds parse_duration(const std::string& text) {
+  const auto bad = [&](const std::string& why) {
+    return std::invalid_argument(fmt::format(
+        "--duration '{}': {} (a positive number with an optional unit ms, s, m or us: 60ms, "
+        "1.5s, 2m)",
+        text, why));
+  };
   std::size_t used = 0;
-  const double x = std::stod(text, &used);
+  double x = 0;
+  try {
+    x = std::stod(text, &used);
+  } catch (const std::exception&) {
+    throw bad("not a duration");
+  }
   const std::string unit = text.substr(used);
   double ms = x;
   if (unit == "s")
@@ -73,9 +89,45 @@ nanoseconds parse_duration(const std::string& text) {
   else if (unit == "us")
     ms = x / 1e3;
   else if (!unit.empty() && unit != "ms")
-    throw std::invalid_argument("unit of '" + text + "'");
-  if (!(ms > 0)) throw std::invalid_argument("duration must be positive");
+    throw bad("unknown unit '" + unit + "'");
+  if (!(ms > 0)) throw bad("not positive");
+  if (ms > 24 * 3600e3) throw bad("longer than a day");
   return nanoseconds(static_cast<std::int64_t>(ms * 1e6));
+}
+
+// The most threads one run may start: far past any core count this tool is meant for, low
+// enough that a typo (--threads 100000) is an error instead of a machine brought to its knees.
+constexpr unsigned max_threads = 1024;
+
+// CLI check of one --threads value: a whole number from 1 to max_threads, said plainly.
+std::string check_thread_count(const std::string& text) {
+  unsigned v = 0;
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (r.ec != std::errc() || r.ptr != text.data() + text.size() || v < 1 || v > max_threads) {
+    return fmt::format("thread count '{}' is not a whole number from 1 to {}", text, max_threads);
+  }
+  return {};
+}
+
+// Creates the output directory (and its parents) and proves a file can be written there,
+// before any run: a typo in --out must not cost a whole benchmark. Returns the problem, or "".
+std::string prepare_out_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    return fmt::format("--out '{}': cannot create the directory: {}", dir.string(), ec.message());
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return fmt::format("--out '{}': not a directory", dir.string());
+  }
+  const std::filesystem::path probe = dir / fmt::format(".safemap-bench-probe-{}", ::getpid());
+  bool written = false;
+  {
+    std::ofstream f(probe);
+    written = f && (f << "probe\n") && f.flush();
+  }
+  std::filesystem::remove(probe, ec);
+  if (!written) return fmt::format("--out '{}': cannot write a file there", dir.string());
+  return {};
 }
 
 std::string format_elapsed(double seconds) {
@@ -175,7 +227,8 @@ int main(int argc, char** argv) {
       app.add_option("--threads", threads,
                      fmt::format("thread counts (default 1..{} and {})", nproc, 2 * nproc))
           ->delimiter(',')
-          ->check(CLI::PositiveNumber);
+          ->check(CLI::Validator([](std::string& v) { return check_thread_count(v); },
+                                 fmt::format("1..{}", max_threads), "thread count"));
   app.add_option("--keys", keys, "keys in the mixes and the memory measurement")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
   auto* dist_opt = app.add_option("--dist", dist_names, "key choice of the mixes: uniform, zipf")
@@ -183,7 +236,17 @@ int main(int argc, char** argv) {
                        ->check(CLI::IsMember({"uniform", "zipf"}));
   app.add_option("--zipf-s", zipf_s, "Zipf exponent")->check(CLI::PositiveNumber);
   auto* duration_opt =
-      app.add_option("--duration", duration_text, "time per run, e.g. 60ms, 1s (default 60ms)");
+      app.add_option("--duration", duration_text, "time per run, e.g. 60ms, 1s (default 60ms)")
+          ->check(CLI::Validator(
+              [](std::string& v) {
+                try {
+                  (void)parse_duration(v);
+                  return std::string();
+                } catch (const std::invalid_argument& e) {
+                  return std::string(e.what());
+                }
+              },
+              "DURATION", "duration"));
   app.add_option("--ops", ops,
                  "ops per thread per run instead of a duration (same ops for "
                  "every map: checksums of deterministic workloads are equal)");
@@ -268,6 +331,16 @@ int main(int argc, char** argv) {
   }
   ropt.ops_per_thread = ops;
   const bool fixed = ops > 0;
+  if (const std::string problem = prepare_out_dir(out_dir); !problem.empty()) {
+    std::cerr << "safemap-bench: " << problem << "\n";
+    return 2;
+  }
+  if (threads.back() > 4 * nproc) {
+    std::cerr << fmt::format(
+        "safemap-bench: warning: --threads {} on {} core{}: that many threads mostly measure "
+        "the scheduler (time slices, preemption inside critical sections), not the maps\n",
+        threads.back(), nproc, nproc == 1 ? "" : "s");
+  }
 
   report rep;
   rep.machine = probe_machine(SAFEMAP_BENCH_BUILD_TYPE);
@@ -393,17 +466,35 @@ int main(int argc, char** argv) {
 
   // The Go program, with the settings resolved above.
   if (!go_program.empty()) {
-    if (std::system(fmt::format("mkdir -p '{}'", out_dir).c_str()) != 0) return 2;
     std::string names;
     for (const auto& w : workloads) names += (names.empty() ? "" : ",") + w.name;
-    const std::string go_csv = out_dir + "/go.csv";
-    const std::string cmd = fmt::format(
-        "'{}' -workloads '{}' -threads '{}' -duration {}ns -ops {} -repeat {} -keys {} -dist '{}' "
-        "-zipf-s {} -out '{}'{}",
-        go_program, names, thread_text, ropt.duration.count(), ops, repeat, keys, dist_text, zipf_s,
-        go_csv, quiet ? " -q" : "");
-    if (!quiet) std::cerr << "running the Go program: " << cmd << "\n";
-    if (std::system(cmd.c_str()) != 0) {
+    const std::string go_csv = (std::filesystem::path(out_dir) / "go.csv").string();
+    std::vector<std::string> go_argv = {go_program,
+                                        "-workloads",
+                                        names,
+                                        "-threads",
+                                        thread_text,
+                                        "-duration",
+                                        fmt::format("{}ns", ropt.duration.count()),
+                                        "-ops",
+                                        std::to_string(ops),
+                                        "-repeat",
+                                        std::to_string(repeat),
+                                        "-keys",
+                                        std::to_string(keys),
+                                        "-dist",
+                                        dist_text,
+                                        "-zipf-s",
+                                        fmt::format("{}", zipf_s),
+                                        "-out",
+                                        go_csv};
+    if (quiet) go_argv.push_back("-q");
+    if (!quiet) {
+      std::string shown;
+      for (const auto& a : go_argv) shown += (shown.empty() ? "" : " ") + a;
+      std::cerr << "running the Go program: " << shown << "\n";
+    }
+    if (run_program(go_argv) != 0) {
       std::cerr << "safemap-bench: the Go program failed; its rows are left out\n";
     } else {
       imports.push_back(go_csv);
@@ -460,8 +551,8 @@ int main(int argc, char** argv) {
   // Files.
   std::string plot_message;
   std::vector<std::string> pngs;
-  if (std::system(fmt::format("mkdir -p '{}'", out_dir).c_str()) != 0) {
-    std::cerr << "safemap-bench: cannot create " << out_dir << "\n";
+  if (const std::string problem = prepare_out_dir(out_dir); !problem.empty()) {
+    std::cerr << "safemap-bench: " << problem << "\n";  // removed or made read-only meanwhile
     return 2;
   }
   {

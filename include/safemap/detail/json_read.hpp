@@ -10,6 +10,7 @@
 // (tests/fuzz).
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <concepts>
 #include <cstddef>
@@ -252,7 +253,14 @@ class reader {
     const std::string_view tok = scan_number("a number");
     T v{};
     const auto r = std::from_chars(tok.data(), tok.data() + tok.size(), v);
-    if (r.ec != std::errc() || r.ptr != tok.data() + tok.size()) {
+    if (r.ptr != tok.data() + tok.size()) fail_at(start, "a number");
+    if (r.ec == std::errc::result_out_of_range && below_one(tok)) {
+      // Underflow (1e-400; 1e-46 for float): from_chars reports it like an overflow, but the
+      // value is zero to the type's precision, and Go's strconv.ParseFloat reads it as 0.
+      // The sign is kept (-1e-400 is -0), as IEEE rounding would.
+      return tok.front() == '-' ? -T(0) : T(0);
+    }
+    if (r.ec != std::errc()) {
       fail_at(start, "a number in range for " + std::string(type_name<T>()));
     }
     return v;
@@ -288,6 +296,42 @@ class reader {
       while (digit()) ++p_;
     }
     return {start, static_cast<std::size_t>(p_ - start)};
+  }
+
+  // Whether a token of the JSON number grammar has magnitude below 1 (zero included): its
+  // first significant digit stands at a negative power of ten. The exponent saturates, so a
+  // thousand-digit exponent cannot overflow the arithmetic.
+  static bool below_one(std::string_view tok) {
+    const auto digit = [&](std::size_t i) {
+      return i < tok.size() && tok[i] >= '0' && tok[i] <= '9';
+    };
+    std::size_t i = tok.front() == '-' ? 1 : 0;
+    const std::size_t int_begin = i;
+    while (digit(i)) ++i;
+    long long lead = 0;  // power of ten of the first nonzero digit
+    bool nonzero = false;
+    if (tok[int_begin] != '0') {  // the grammar allows no leading zeros
+      lead = static_cast<long long>(i - int_begin) - 1;
+      nonzero = true;
+    }
+    if (i < tok.size() && tok[i] == '.') {
+      for (long long power = -1; digit(++i); --power) {
+        if (!nonzero && tok[i] != '0') {
+          lead = power;
+          nonzero = true;
+        }
+      }
+    }
+    if (!nonzero) return true;
+    long long exp = 0;
+    if (i < tok.size()) {  // 'e' or 'E', an optional sign, digits
+      ++i;
+      const bool negative = tok[i] == '-';
+      if (tok[i] == '-' || tok[i] == '+') ++i;
+      for (; digit(i); ++i) exp = std::min(exp * 10 + (tok[i] - '0'), 1'000'000'000LL);
+      if (negative) exp = -exp;
+    }
+    return lead + exp < 0;
   }
 
   unsigned read_hex4() {
@@ -350,13 +394,15 @@ class reader {
     unsigned cp = read_hex4();
     if (cp >= 0xDC00 && cp <= 0xDFFF) fail_at(at, "a \\u escape that is not a lone low surrogate");
     if (cp >= 0xD800 && cp <= 0xDBFF) {
-      // Look before consuming: the low surrogate is missing where "\\u" should start.
-      if (e_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') {
-        fail("a \\u low surrogate after a high surrogate");
-      }
+      // A high surrogate without its low half is reported at its own backslash, as a lone
+      // low surrogate is: that escape is what cannot be decoded.
+      static constexpr const char* lone_high =
+          "a \\u escape that is not a lone high surrogate (D800-DBFF must be followed by a "
+          "\\u low surrogate, DC00-DFFF)";
+      if (e_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') fail_at(at, lone_high);
       p_ += 2;
       const unsigned lo = read_hex4();
-      if (lo < 0xDC00 || lo > 0xDFFF) fail_at(p_ - 6, "a \\u low surrogate (DC00-DFFF)");
+      if (lo < 0xDC00 || lo > 0xDFFF) fail_at(at, lone_high);
       cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
     }
     append_utf8(out, cp);

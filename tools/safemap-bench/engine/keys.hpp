@@ -20,18 +20,12 @@
 #include <string_view>
 #include <vector>
 
+#include "../../../bench/peer_hash.hpp"  // one copy for bench/ and this tool
+
 namespace safemap_bench {
 
-// splitmix64's finalizer: a bijection of 64-bit integers with good avalanche. Also the hash the
-// peers get for integer keys (std::hash<uint64_t> is the identity).
-constexpr std::uint64_t fmix64(std::uint64_t x) noexcept {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
+// fmix64 (splitmix64's finalizer) and the peers' hashers: bench/peer_hash.hpp, shared with
+// bench/.
 
 // splitmix64 (Steele, Lea, Flood 2014): the generator of every random choice here; the Go
 // program implements the same one.

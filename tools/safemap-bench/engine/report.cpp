@@ -1,13 +1,19 @@
 #include "report.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <spawn.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <istream>
 #include <limits>
@@ -16,6 +22,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+extern char** environ;
 
 namespace safemap_bench {
 
@@ -247,10 +255,12 @@ std::vector<advice_row> advise(const report& r, const std::map<std::string, std:
       unsigned n_base = 0;
     };
     std::map<std::string, acc> per_map;
+    std::vector<row_key> class_rows;
     for (const auto& k : keys) {
       const auto it = classes.find(k.workload);
       if ((it == classes.end() ? "other" : it->second) != use) continue;
       if (multi && k.threads < 2) continue;
+      class_rows.push_back(k);
       const cell_result* peer = best_of(r, k, "peer");
       const cell_result* base = find_cell(r.rows, baseline_map, k);
       for (const auto& c : r.columns) {
@@ -287,6 +297,47 @@ std::vector<advice_row> advise(const report& r, const std::map<std::string, std:
       row.runner_up = ranked[1].second;
       row.runner_up_vs_best_peer = ranked[1].first;
     }
+    // The fastest map of the class, whatever its family: each map's geometric mean of
+    // (fastest ns/op in the row / its own) over the rows it ran.
+    std::map<std::string, std::pair<double, unsigned>> speed;  // name -> (sum of logs, rows)
+    for (const auto& k : class_rows) {
+      double row_best = std::numeric_limits<double>::infinity();
+      for (const auto& c : r.columns) {
+        if (c.family != "safemap" && c.family != "peer") continue;
+        const cell_result* cell = find_cell(r.rows, c.name, k);
+        if (cell != nullptr && !cell->skipped()) row_best = std::min(row_best, cell->ns_per_op);
+      }
+      for (const auto& c : r.columns) {
+        if (c.family != "safemap" && c.family != "peer") continue;
+        const cell_result* cell = find_cell(r.rows, c.name, k);
+        if (cell == nullptr || cell->skipped()) continue;
+        auto& [log_sum, n] = speed[c.name];
+        log_sum += std::log(row_best / cell->ns_per_op);
+        ++n;
+      }
+    }
+    double best_speed = -1;
+    for (const auto& c : r.columns) {  // column order breaks ties: safemap's maps come first
+      const auto it = speed.find(c.name);
+      if (it == speed.end() || it->second.second == 0) continue;
+      const double g = std::exp(it->second.first / it->second.second);
+      if (g > best_speed) {
+        best_speed = g;
+        row.fastest = c.name;
+        row.fastest_family = c.family;
+      }
+    }
+    // What safemap's best gives up against it, over the rows both ran.
+    double log_ratio = 0;
+    unsigned both = 0;
+    for (const auto& k : class_rows) {
+      const cell_result* ours = find_cell(r.rows, row.map, k);
+      const cell_result* theirs = find_cell(r.rows, row.fastest, k);
+      if (ours == nullptr || ours->skipped() || theirs == nullptr || theirs->skipped()) continue;
+      log_ratio += std::log(theirs->ns_per_op / ours->ns_per_op);
+      ++both;
+    }
+    row.vs_fastest = both > 0 ? std::exp(log_ratio / both) : 1;
     out.push_back(std::move(row));
   }
   return out;
@@ -436,16 +487,26 @@ std::string format_recommendations(const std::vector<recommendation>& recs) {
 }
 
 std::string format_advice(const std::vector<advice_row>& advice) {
-  std::string s = "Advice (geometric mean of speedups over the best peer, rows with 2+ threads):\n";
-  s += fmt::format("  {:<20} {:<12} {:>13} {:>20}  {}\n", "use", "choose", "vs best peer",
-                   "vs std+shared_mutex", "runner-up (vs best peer)");
+  std::string s =
+      "Advice (rows with 2+ threads, geometric means): the fastest map per use, peer or "
+      "safemap, and safemap's best with what it gives up against it:\n";
+  s += fmt::format("  {:<20} {:<18} {:<14} {:>10} {:>13} {:>20}  {}\n", "use", "fastest",
+                   "safemap's best", "vs fastest", "vs best peer", "vs std+shared_mutex",
+                   "runner-up (vs best peer)");
   for (const auto& a : advice) {
-    s += fmt::format("  {:<20} {:<12} {:>13} {:>20}  {}\n", a.use, a.map,
+    s += fmt::format("  {:<20} {:<18} {:<14} {:>10} {:>13} {:>20}  {}\n", a.use,
+                     a.fastest.empty() ? a.map : a.fastest, a.map,
+                     a.fastest == a.map ? "-" : ratio_text(a.vs_fastest),
                      ratio_text(a.geomean_vs_best_peer),
                      a.geomean_vs_baseline ? ratio_text(*a.geomean_vs_baseline) : "-",
                      a.runner_up.empty()
                          ? "-"
                          : fmt::format("{} {}", a.runner_up, ratio_text(a.runner_up_vs_best_peer)));
+  }
+  for (const auto& a : advice) {
+    if (a.fastest.empty() || a.fastest == a.map) continue;
+    s += fmt::format("  {}: {} ({}) is the fastest; safemap's best, {}, runs at {} of its speed\n",
+                     a.use, a.fastest, a.fastest_family, a.map, ratio_text(a.vs_fastest));
   }
   return s;
 }
@@ -619,10 +680,11 @@ void write_json(std::ostream& out, const report& r, const std::vector<recommenda
         << fmt::format(
                "{{\"use\": {}, \"map\": {}, \"geomean_vs_best_peer\": {}, "
                "\"geomean_vs_baseline\": {}, \"runner_up\": {}, \"runner_up_vs_best_peer\": {}, "
-               "\"rows\": {}}}",
+               "\"rows\": {}, \"fastest\": {}, \"fastest_family\": {}, \"vs_fastest\": {}}}",
                json_string(a.use), json_string(a.map), json_num(a.geomean_vs_best_peer),
                a.geomean_vs_baseline ? json_num(*a.geomean_vs_baseline) : "null",
-               json_string(a.runner_up), json_num(a.runner_up_vs_best_peer), a.rows);
+               json_string(a.runner_up), json_num(a.runner_up_vs_best_peer), a.rows,
+               json_string(a.fastest), json_string(a.fastest_family), json_num(a.vs_fastest));
   }
   out << "\n  ]\n}\n";
 }
@@ -680,12 +742,36 @@ std::string gp_quote(const std::string& s) {
 
 }  // namespace
 
+int run_program(const std::vector<std::string>& argv, const std::string& stderr_path) {
+  if (argv.empty()) return -1;
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  if (::posix_spawn_file_actions_init(&actions) != 0) return -1;
+  if (!stderr_path.empty()) {
+    ::posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_path.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  }
+  pid_t pid = 0;
+  const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  ::posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 std::vector<std::string> write_plots(const report& r, const std::string& dir,
                                      unsigned latency_threads, std::string& message) {
   std::vector<std::string> pngs;
   const std::string img = dir + "/img";
-  if (std::system(fmt::format("mkdir -p '{}'", img).c_str()) != 0) {
-    message = "cannot create " + img;
+  std::error_code ec;
+  std::filesystem::create_directories(img, ec);
+  if (ec) {
+    message = "cannot create " + img + ": " + ec.message();
     return pngs;
   }
   const bool have_gnuplot = std::system("command -v gnuplot >/dev/null 2>&1") == 0;
@@ -907,8 +993,7 @@ std::vector<std::string> write_plots(const report& r, const std::string& dir,
     }
     all_scripts += gp;
     if (have_gnuplot) {
-      const std::string cmd = fmt::format("gnuplot '{}.gp' 2>'{}.gnuplot.log'", base, base);
-      if (std::system(cmd.c_str()) == 0) {
+      if (run_program({"gnuplot", base + ".gp"}, base + ".gnuplot.log") == 0) {
         pngs.push_back(base + ".png");
       } else {
         message = fmt::format("gnuplot failed for {} (see {}.gnuplot.log)", w, base);

@@ -70,10 +70,17 @@ struct recommendation {
 
 struct advice_row {
   std::string use;  // workload class
+  // The map to choose: the best geometric mean of (fastest ns/op in the row / its ns/op) over
+  // the class's rows, among safemap's maps and the peers alike.
+  std::string fastest;
+  std::string fastest_family;  // "safemap" or "peer"
+  // safemap's best map, and what it gives up: its geometric-mean speed relative to `fastest`
+  // over the rows both ran (1 when it is the fastest; 0.32 means 0.32x the fastest's speed).
   std::string map;
+  double vs_fastest = 1;
   double geomean_vs_best_peer = 0;
   std::optional<double> geomean_vs_baseline;
-  std::string runner_up;
+  std::string runner_up;  // safemap's second best
   double runner_up_vs_best_peer = 0;
   unsigned rows = 0;  // (workload, threads) rows it summarizes
 };
@@ -84,8 +91,9 @@ inline constexpr const char* baseline_map = "std+shared_mutex";
 // compares with the best peer and with std+shared_mutex.
 std::vector<recommendation> recommend(const report& r);
 
-// Per workload class: the safemap map with the best geometric-mean speedup over the best peer,
-// over the rows with 2 or more threads (all rows when no run used 2 threads).
+// Per workload class, over the rows with 2 or more threads (all rows when no run used 2
+// threads): the fastest map, peer or safemap, and safemap's best map with what it gives up
+// against that one.
 std::vector<advice_row> advise(const report& r, const std::map<std::string, std::string>& classes);
 
 std::string format_header(const report& r);
@@ -105,6 +113,11 @@ std::vector<cell_result> read_csv(std::istream& in);
 
 void write_json(std::ostream& out, const report& r, const std::vector<recommendation>& recs,
                 const std::vector<advice_row>& advice);
+
+// Runs argv[0] (looked up in PATH) with these arguments, without a shell, so no character of
+// a path or name can be taken as shell syntax; stderr goes to `stderr_path` when not empty.
+// Returns the exit status (0: success), or -1 when it could not be started.
+int run_program(const std::vector<std::string>& argv, const std::string& stderr_path = {});
 
 // Writes gnuplot data and scripts under dir/img and runs gnuplot when it is installed: one PNG
 // per workload (throughput against threads; latency percentiles at the given thread count).
