@@ -23,7 +23,8 @@
 
 #include "safemap/detail/config.hpp"
 #if !SAFEMAP_HAS_PIPELINE
-#error "safemap/cancellable_once.hpp needs C++20 std::stop_token (libstdc++ 10+, libc++ 18+); this standard library lacks it. Every header but this one and pipeline.hpp works here."
+#error \
+    "safemap/cancellable_once.hpp needs C++20 std::stop_token (libstdc++ 10+, libc++ 18+); this standard library lacks it. Every header but this one and pipeline.hpp works here."
 #endif
 
 #include <chrono>

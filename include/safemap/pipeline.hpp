@@ -68,7 +68,8 @@
 
 #include "safemap/detail/config.hpp"
 #if !SAFEMAP_HAS_PIPELINE
-#error "safemap/pipeline.hpp needs C++20 std::stop_token and std::jthread (libstdc++ 10+, libc++ 18+); this standard library lacks them. Every header but this one and cancellable_once.hpp works here."
+#error \
+    "safemap/pipeline.hpp needs C++20 std::stop_token and std::jthread (libstdc++ 10+, libc++ 18+); this standard library lacks them. Every header but this one and cancellable_once.hpp works here."
 #endif
 
 #include <algorithm>

@@ -2,9 +2,9 @@
 // separate target; pipeline.hpp only where SAFEMAP_HAS_PIPELINE).
 #pragma once
 
-#include "safemap/detail/config.hpp"  // SAFEMAP_HAS_PIPELINE
 #include "safemap/concurrent.hpp"
 #include "safemap/cow_map.hpp"
+#include "safemap/detail/config.hpp"  // SAFEMAP_HAS_PIPELINE
 #include "safemap/hash.hpp"
 #include "safemap/json.hpp"
 #include "safemap/locked_map.hpp"

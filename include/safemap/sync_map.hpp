@@ -94,8 +94,8 @@
 //  - version(): +1 on every successful mutation (a second shared counter). Reads never write it.
 //  - compute(k, f): a CAS loop on the key's entry: f(current) is called without any lock,
 //    then the result is CAS'ed in; a lost race calls f again (docs/design.md §4 allows it for
-//    lock-free maps: f must be pure). For a key with no entry f(nullopt) is computed before mu_ is taken,
-//    so f may call any method of this map.
+//    lock-free maps: f must be pure). For a key with no entry f(nullopt) is computed before mu_ is
+//    taken, so f may call any method of this map.
 //  - clear(): see its comment. Go 1.23's Clear lets a racing lock-free store land in an entry
 //    of the old read map and be lost; SyncMap expunges those entries before returning.
 //  - stats(): counters of the slow paths, kept under mu_ only.
