@@ -277,7 +277,9 @@ repeat_result run_once(const workload_plan& plan, unsigned threads, const run_op
       if (fixed) {
         if (n >= opt.ops_per_thread) break;
         block = std::min<std::uint64_t>(block, opt.ops_per_thread - n);
-      } else if (bench_clock::now() >= deadline) {
+      } else if (n > 0 && bench_clock::now() >= deadline) {
+        // n > 0: every thread completes at least one block, so a thread the machine delayed
+        // past the deadline still reports a time per op (a run of 0 ops has none).
         break;
       }
       if (reservoir.wants(n)) {
