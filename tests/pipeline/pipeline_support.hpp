@@ -43,6 +43,7 @@
 
 #include "safemap/map.hpp"
 #include "safemap/pipeline.hpp"
+#include "support/watchdog.hpp"
 
 namespace safemap_test::pipeline {
 
@@ -178,27 +179,9 @@ class open_on_exit {
 // hang_watchdog declared first in such a test waits for the test to finish (its destructor);
 // if `limit` passes first it prints what hung and ends the process with a failure status.
 // Each TEST is its own ctest process (gtest_discover_tests), so only that test fails.
-class hang_watchdog {
- public:
+struct hang_watchdog : safemap_test::watchdog {
   explicit hang_watchdog(std::string what, std::chrono::seconds limit = hang_guard)
-      : thread_([what = std::move(what), limit](std::stop_token st) {
-          std::mutex m;
-          std::condition_variable_any cv;
-          std::unique_lock lock(m);
-          // Woken only by the destructor's stop request (the wait registers a stop callback).
-          if (!cv.wait_for(lock, st, limit, [&] { return st.stop_requested(); })) {
-            std::fprintf(stderr, "FAILED (hang_watchdog): %s did not finish within %llds\n",
-                         what.c_str(), static_cast<long long>(limit.count()));
-            std::fflush(stderr);
-            std::_Exit(EXIT_FAILURE);
-          }
-        }) {}
-  ~hang_watchdog() = default;  // the jthread requests stop and joins
-  hang_watchdog(const hang_watchdog&) = delete;
-  hang_watchdog& operator=(const hang_watchdog&) = delete;
-
- private:
-  std::jthread thread_;
+      : watchdog(std::move(what), limit) {}
 };
 
 // ---- small helpers -------------------------------------------------------------------------

@@ -21,6 +21,7 @@
 
 #include "safemap/detail/config.hpp"
 #include "support/lock_suite.hpp"
+#include "support/watchdog.hpp"
 
 namespace {
 
@@ -30,38 +31,7 @@ namespace lk = safemap_test::lock;
 // Fewer iterations under sanitizers (each lock operation is instrumented).
 constexpr long scale = (SAFEMAP_TSAN != 0) ? 8 : 1;
 
-// Aborts the test binary (a failure with the test's name on stderr) if the scope is not left
-// within `limit`: a lock bug that parks a thread forever fails the test instead of hanging it.
-class watchdog {
- public:
-  explicit watchdog(std::chrono::seconds limit) : thread_([this, limit] { watch(limit); }) {}
-  ~watchdog() {
-    {
-      std::lock_guard<std::mutex> g(m_);
-      done_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-  }
-  watchdog(const watchdog&) = delete;
-  watchdog& operator=(const watchdog&) = delete;
-
- private:
-  void watch(std::chrono::seconds limit) {
-    std::unique_lock<std::mutex> g(m_);
-    if (cv_.wait_for(g, limit, [this] { return done_; })) return;
-    const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-    std::fprintf(stderr, "watchdog: %s.%s did not finish within %llds: a thread never woke\n",
-                 info != nullptr ? info->test_suite_name() : "?",
-                 info != nullptr ? info->name() : "?", static_cast<long long>(limit.count()));
-    std::abort();
-  }
-
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;  // last: starts once the rest is constructed
-};
+using safemap_test::watchdog;  // fails the binary instead of hanging it
 
 TEST(RwLock, TryLockSeesExclusiveAndSharedHolders) {
   rw_lock l;

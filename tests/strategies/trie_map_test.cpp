@@ -44,6 +44,7 @@
 #include "support/degenerate_hash.hpp"
 #include "support/reference_model.hpp"
 #include "support/throwing.hpp"
+#include "support/watchdog.hpp"
 
 namespace {
 
@@ -57,34 +58,6 @@ static_assert(safemap::concurrent_map<TrieMap<int, int, deep_trie_hash<4>>>);
 constexpr int k_group = 4;
 using deep_map = TrieMap<int, int, deep_trie_hash<k_group>>;
 constexpr int k_deep_keys = 256 * k_group;  // every distinct hash once
-
-// Aborts the test binary if the scope is still running after `limit` (a hang is a failure).
-class watchdog {
- public:
-  explicit watchdog(const char* what, std::chrono::seconds limit = std::chrono::seconds(300))
-      : thread_([this, what, limit] {
-          std::unique_lock lock(mu_);
-          if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
-            std::fprintf(stderr, "watchdog: %s did not finish in %llds\n", what,
-                         static_cast<long long>(limit.count()));
-            std::abort();
-          }
-        }) {}
-  ~watchdog() {
-    {
-      std::lock_guard lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
 
 // ---- shape --------------------------------------------------------------------------------------
 
