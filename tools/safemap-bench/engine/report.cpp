@@ -298,7 +298,9 @@ std::vector<advice_row> advise(const report& r, const std::map<std::string, std:
       row.runner_up_vs_best_peer = ranked[1].first;
     }
     // The fastest map of the class, whatever its family: each map's geometric mean of
-    // (fastest ns/op in the row / its own) over the rows it ran.
+    // (fastest ns/op in the row / its own) over the rows it ran. Only maps that ran as many of
+    // the class's rows as any map did compete: a peer that skips the rows it cannot run
+    // (tbb-unordered has no concurrent erase) must not win on the easier rows alone.
     std::map<std::string, std::pair<double, unsigned>> speed;  // name -> (sum of logs, rows)
     for (const auto& k : class_rows) {
       double row_best = std::numeric_limits<double>::infinity();
@@ -316,10 +318,12 @@ std::vector<advice_row> advise(const report& r, const std::map<std::string, std:
         ++n;
       }
     }
+    unsigned most_rows = 0;
+    for (const auto& [name, s] : speed) most_rows = std::max(most_rows, s.second);
     double best_speed = -1;
     for (const auto& c : r.columns) {  // column order breaks ties: safemap's maps come first
       const auto it = speed.find(c.name);
-      if (it == speed.end() || it->second.second == 0) continue;
+      if (it == speed.end() || it->second.second == 0 || it->second.second < most_rows) continue;
       const double g = std::exp(it->second.first / it->second.second);
       if (g > best_speed) {
         best_speed = g;
