@@ -43,7 +43,7 @@
 
 #include "safemap/map.hpp"
 #include "safemap/pipeline.hpp"
-#include "support/watchdog.hpp"
+#include "../support/watchdog.hpp"  // crash_helper.cpp includes this file without tests/ on its path
 
 namespace safemap_test::pipeline {
 

@@ -44,6 +44,10 @@
 #include "safemap/cow_map.hpp"
 #define SAFEMAP_SER_HAS_COW_MAP 1
 #endif
+#if __has_include("safemap/trie_map.hpp")
+#include "safemap/trie_map.hpp"
+#define SAFEMAP_SER_HAS_TRIE_MAP 1
+#endif
 
 namespace {
 
@@ -328,6 +332,15 @@ TEST(JsonConcurrentMaps, CowMapIsSerializable) {
 }
 TEST(JsonConcurrentMaps, CowMapMergedBatchesAreSeenWholeThroughJsonCache) {
   merged_batches_are_seen_whole<safemap::CowMap<int, int>>(true);
+}
+#endif
+#if defined(SAFEMAP_SER_HAS_TRIE_MAP)
+TEST(JsonConcurrentMaps, TrieMapIsSerializable) {
+  check_concurrent_map<safemap::TrieMap<int, int>>("TrieMap");
+}
+// Weakly consistent like SyncMap: a merged batch is stored key by key, each value whole.
+TEST(JsonConcurrentMaps, TrieMapMergedBatchesAreSeenWholeThroughJsonCache) {
+  merged_batches_are_seen_whole<safemap::TrieMap<int, int>>(false);
 }
 #endif
 
