@@ -24,8 +24,8 @@
 //  - static M make(): how a test gets a fresh, empty map (default: M{} - a RedisMap needs a
 //    server and a name no other test uses);
 //  - static constexpr std::size_t work_divisor: the model and concurrency tests divide their
-//    operation counts by it (default 1;
-//    a RedisMap call is a network round trip, so its tests run ~1/100 of the operations);
+//    operation counts by it (default 1; a RedisMap call is a network round trip, so it runs
+//    ~1/100 of the operations);
 //  - static constexpr bool holds_value_objects: false when the map keeps values as text, so
 //    there is no C++ object per stored value to count (default true). Only the instance-counting
 //    test is skipped for such a map (GTEST_SKIP, saying why); visit's "no copy" check becomes a
