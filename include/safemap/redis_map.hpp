@@ -489,6 +489,10 @@ class RedisMap {
   using hasher = Hash;
   using key_equal = Eq;
   using map_type = Map<K, V, Hash, Eq>;
+  // What the lookups, erases and compute take: for a string-keyed map a std::string_view, so
+  // a std::string, a std::string_view or a literal finds its key without building a
+  // std::string first (heterogeneous lookup, as every other map offers); otherwise const K&.
+  using key_arg = std::conditional_t<detail::json::string_value<K>, std::string_view, const K&>;
 
   // Connects lazily: the first call opens the first connection (and raises redis_error if the
   // server cannot be reached).
@@ -502,7 +506,7 @@ class RedisMap {
   const redis_options& options() const noexcept { return c_->options(); }
 
   // The value, or nullopt. Concurrency: one HGET.
-  std::optional<V> load(const K& k) const {
+  std::optional<V> load(key_arg k) const {
     const std::string f = field(k);
     auto l = c_->acquire();
     auto r = c_->run(l, {"HGET", c_->name(), f});
@@ -511,7 +515,7 @@ class RedisMap {
   }
 
   // Concurrency: one HEXISTS.
-  bool contains(const K& k) const {
+  bool contains(key_arg k) const {
     const std::string f = field(k);
     auto l = c_->acquire();
     return c_->run(l, {"HEXISTS", c_->name(), f})->integer == 1;
@@ -520,7 +524,7 @@ class RedisMap {
   // Calls f(const V&) on a copy of the value just read, with no connection held; returns
   // whether the key was present. Concurrency: one HGET.
   template <class F>
-  bool visit(const K& k, F f) const {
+  bool visit(key_arg k, F f) const {
     std::optional<V> v = load(k);
     if (!v) return false;
     f(static_cast<const V&>(*v));
@@ -546,7 +550,7 @@ class RedisMap {
   }
 
   // Removes; the removed value. Concurrency: one script.
-  std::optional<V> load_and_delete(const K& k) {
+  std::optional<V> load_and_delete(key_arg k) {
     const std::string f = field(k);
     auto l = c_->acquire();
     auto r = c_->eval(l, detail::redis::s_load_and_delete, {f});
@@ -555,7 +559,7 @@ class RedisMap {
   }
 
   // True if something was removed. Concurrency: one script.
-  bool erase(const K& k) {
+  bool erase(key_arg k) {
     const std::string f = field(k);
     auto l = c_->acquire();
     return c_->eval(l, detail::redis::s_erase, {f})->integer == 1;
@@ -573,7 +577,7 @@ class RedisMap {
 
   // Only if present and equal (equal JSON text, see the top of this file). Concurrency: one
   // script.
-  bool compare_and_swap(const K& k, const V& expected, V desired) {
+  bool compare_and_swap(key_arg k, const V& expected, V desired) {
     const std::string f = field(k);
     const std::string e = encode(expected);
     const std::string d = encode(desired);
@@ -582,7 +586,7 @@ class RedisMap {
   }
 
   // Only if present and equal. Concurrency: one script.
-  bool compare_and_delete(const K& k, const V& expected) {
+  bool compare_and_delete(key_arg k, const V& expected) {
     const std::string f = field(k);
     const std::string e = encode(expected);
     auto l = c_->acquire();
@@ -594,7 +598,7 @@ class RedisMap {
   // race with another writer of the key): it must be pure. If f throws, nothing is changed.
   // Concurrency: per attempt one HGET and one compare-and-set script.
   template <class F>
-  std::optional<V> compute(const K& k, F f) {
+  std::optional<V> compute(key_arg k, F f) {
     const std::string fld = field(k);
     for (;;) {
       std::optional<std::string> was;
@@ -761,9 +765,9 @@ class RedisMap {
   static constexpr std::size_t k_window = 4096;  // keys in flight per pipeline round
 
   // The field of key k: the JSON object key without its quotes.
-  static std::string field(const K& k) {
+  static std::string field(key_arg k) {
     if constexpr (detail::json::string_value<K>) {
-      return std::string(std::string_view(k));
+      return std::string(k);
     } else if constexpr (std::same_as<K, bool>) {
       return k ? "true" : "false";
     } else {

@@ -1,11 +1,13 @@
 // tests/redis/redis_map_test.cpp - RedisMap (include/safemap/redis_map.hpp) against private
-// redis-servers (tests/redis/redis_server.hpp).
+// redis-servers (tests/redis/redis_server.hpp). The conformance suite every map passes runs on
+// RedisMap in redis_conformance_test.cpp; this file is what is RedisMap's own:
 //
 //  - the API: concurrent.hpp's table call by call, the storage format (fields, JSON values, the
 //    version key), user types through json_traits, to_json/merge_json, load_many/store_many;
 //  - model: random sequences of every operation (the conformance suite's op_generator and
-//    reference_map, fewer operations), results and version deltas compared call by call, with
-//    int and std::string keys;
+//    reference_map, fewer operations), results and exact version deltas (RedisMap's own promise:
+//    +1 per change) compared call by call, with negative int keys and string keys that need
+//    escaping;
 //  - sharing: a forked process and this one increment one key through compute; 4 threads x 2
 //    map objects increment through compute with an exact total; range during writes sees each
 //    key once and every stable key;

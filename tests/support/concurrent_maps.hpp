@@ -2,8 +2,9 @@
 //
 //  - concurrent_map_types: the ::testing::Types list of the concurrent maps whose header exists
 //    (LockedMap, ShardedMap, SyncMap, TrieMap, CowMap), instantiated <int, int>. A map joins the
-//    conformance suite as soon as its header lands; rebind_map_t<M, K, V> gives the same map
-//    template with other key and value types (string keys, instance-counting values).
+//    conformance suite (tests/support/conformance_suite.hpp) as soon as its header lands;
+//    rebind_map_t<M, K, V> gives the same map template with other key and value types (string
+//    keys, instance-counting values).
 //  - map_traits<M>: what a map documents where docs/design.md §4 lets the strategies differ (range
 //    consistency, a write from a range callback, version on failed writes, how often compute
 //    calls f, what a visit callback may read). Each value is taken from the map's header
@@ -209,7 +210,7 @@ struct rebind_map<T<K, V, H, E>, K2, V2> {
 template <class M, class K2, class V2>
 using rebind_map_t = typename rebind_map<M, K2, V2>::type;
 
-// Names typed tests after the map ("ConformanceTest/CowMap.…").
+// Names typed tests after the map ("InProcess/ConformanceTest/CowMap.…").
 struct map_names {
   template <class M>
   static std::string GetName(int) {
