@@ -390,6 +390,30 @@ TEST(BenchReport, RecommendationsAndAdviceComeFromTheNumbers) {
   EXPECT_NE(table.find("Sync 2.50x (tbb)"), std::string::npos) << table;
 }
 
+// Issue 13: with a map that crosses processes in the run, the advice says when it is the point
+// and what it costs against the fastest in-process safemap map of each row it ran.
+TEST(BenchReport, RemoteMapAdviceSaysWhatCrossingProcessesCosts) {
+  sb::report r;
+  r.columns = {{"LockedMap", "Locked", "safemap"},
+               {"SyncMap", "Sync", "safemap"},
+               {"RedisMap", "redis", "remote"}};
+  r.rows = {cell("LockedMap", "safemap", "mix-50-50", 2, 50),
+            cell("SyncMap", "safemap", "mix-50-50", 2, 100),
+            cell("RedisMap", "remote", "mix-50-50", 2, 50'000),  // 1000x LockedMap
+            cell("LockedMap", "safemap", "load-mostly-hits", 2, 20),
+            cell("SyncMap", "safemap", "load-mostly-hits", 2, 10),
+            cell("RedisMap", "remote", "load-mostly-hits", 2, 1'000)};  // 100x SyncMap
+  const std::string text = sb::format_remote_advice(r);
+  EXPECT_NE(text.find("across processes: RedisMap"), std::string::npos) << text;
+  EXPECT_NE(text.find("over the 2 rows it ran it takes 316x the time"), std::string::npos)
+      << text;  // sqrt(1000 * 100)
+  r.columns.pop_back();
+  r.rows.erase(std::remove_if(r.rows.begin(), r.rows.end(),
+                              [](const sb::cell_result& c) { return c.family == "remote"; }),
+               r.rows.end());
+  EXPECT_EQ(sb::format_remote_advice(r), "");
+}
+
 TEST(BenchReport, NanosecondsFitFiveCharacters) {
   EXPECT_EQ(sb::format_ns(3.214), "3.21");
   EXPECT_EQ(sb::format_ns(45.66), "45.7");

@@ -537,8 +537,8 @@ int main(int argc, char** argv) {
   }
   const auto recs = recommend(rep);
   const auto advice = advise(rep, classes);
-  std::string text =
-      format_table(rep) + "\n" + format_recommendations(recs) + "\n" + format_advice(advice);
+  std::string text = format_table(rep) + "\n" + format_recommendations(recs) + "\n" +
+                     format_advice(advice) + format_remote_advice(rep);
   const double load_after = load_average();
   if (std::max(rep.machine.load_average, load_after) > 0.5 * rep.machine.cores) {
     text += fmt::format(

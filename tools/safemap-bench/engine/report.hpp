@@ -101,6 +101,11 @@ std::string format_table(const report& r);
 std::string format_recommendations(const std::vector<recommendation>& recs);
 std::string format_advice(const std::vector<advice_row>& advice);
 
+// When a map that crosses processes ran (family "remote": RedisMap), one paragraph saying when
+// it is the point and what it costs: its geometric-mean ns/op over the rows it ran against the
+// fastest safemap map of each row. Empty when no remote map ran.
+std::string format_remote_advice(const report& r);
+
 // A number of nanoseconds in at most 5 characters: 3.21, 45.6, 789, 12.3k, 4.56M.
 std::string format_ns(double ns);
 
