@@ -19,6 +19,12 @@
 // that starts a growth does O(1) work. When overflow buckets pile up (many deletes and
 // inserts), a same-size growth compacts the chains.
 //
+// # Overflow buckets
+// Each bucket array comes with a pool of overflow buckets in the same block (Go's
+// nextOverflow: 2^(B-4) of them); when the pool runs out it refills in chunks that double, so
+// filling a map costs tens of allocator calls, not one per overflow bucket. An overflow
+// bucket is never freed alone: it returns to its array's pool and goes with the array.
+//
 // # Iteration (Go's semantics)
 // The order is unspecified and deliberately randomized on every begin(), as in Go. Erasing or
 // inserting through the same thread while iterating is allowed and never invalidates the
@@ -400,8 +406,9 @@ class Map {
     s.old_buckets = oldbuckets_ ? noldbuckets() : 0;
     s.old_overflow_buckets = oldbuckets_ ? old_noverflow_ : 0;
     s.evacuated = oldbuckets_ ? evacuated_ : 0;
-    s.bytes = (s.buckets + s.overflow_buckets + s.old_buckets + s.old_overflow_buckets) *
-              sizeof(bucket_type);
+    s.bytes =
+        (pool_.block_len + pool_.chunk_buckets + oldpool_.block_len + oldpool_.chunk_buckets) *
+        sizeof(bucket_type);
     return s;
   }
 
@@ -580,6 +587,29 @@ class Map {
   };
 #endif
 
+  // ---- overflow buckets (Go's nextOverflow, extended) -----------------------------------------
+
+  // The overflow buckets of one bucket array. The array's block holds its 2^B buckets followed
+  // by preallocated overflow buckets (Go's makeBucketArray: 2^(B-4) of them); when those run
+  // out, more come in chunks, each twice the last, so filling a table costs a handful of
+  // allocator calls instead of one per overflow bucket. Overflow buckets are never freed one
+  // by one: one that empties (an evacuated old chain, a failed insert or relocation) goes on
+  // the free list for reuse, and all go back to the allocator with their array.
+  struct overflow_pool {
+    bucket_type* block = nullptr;  // the array: 2^B buckets, then the preallocated overflow
+    std::size_t block_len = 0;     // buckets in block
+    bucket_type* next = nullptr;   // [next, end): never used yet
+    bucket_type* end = nullptr;
+    bucket_type* free = nullptr;  // returned buckets, linked through overflow
+    std::size_t nfree = 0;
+    bucket_type* chunks = nullptr;  // header buckets of the chunks, newest first (overflow links)
+    std::size_t chunk_buckets = 0;  // buckets in chunks, headers included (stats().bytes)
+    std::size_t next_chunk = 0;     // length of the next chunk
+
+    std::size_t available() const noexcept { return nfree + static_cast<std::size_t>(end - next); }
+  };
+  static constexpr std::size_t min_overflow_chunk = 8;
+
   // ---- hashing and shape ---------------------------------------------------------------------
 
   template <class Q>
@@ -711,12 +741,15 @@ class Map {
       construct(insert_b->raw_slot(insert_i));
       insert_b->tophash[insert_i] = top;
     } else {
-      // All full: chain a new overflow bucket, linked only once the entry is built.
-      bucket_type* ov = new_bucket();
+      // All full: chain a new overflow bucket from the pool of the array the chain is in,
+      // linked only once the entry is built.
+      overflow_pool& pool = in_old ? oldpool_ : pool_;
+      reserve_overflow(pool, 1);
+      bucket_type* ov = take_overflow(pool);
       try {
         construct(ov->raw_slot(0));
       } catch (...) {
-        free_bucket(ov);
+        give_back(pool, ov);
         throw;
       }
       ov->tophash[0] = top;
@@ -785,11 +818,15 @@ class Map {
 
   void hash_grow() {
     const bool bigger = detail::over_load_factor(count_ + 1, B_);
-    // The new array is left uninitialized: each bucket is initialized when its old bucket
-    // is evacuated, so this step is O(1) however large the table.
-    bucket_type* const nb = allocate_buckets(B_ + (bigger ? 1 : 0));
+    // The new array (and its overflow pool) is left uninitialized: each bucket is initialized
+    // when its old bucket is evacuated, each pool bucket when it is taken, so this step is
+    // O(1) however large the table.
+    const unsigned newB = B_ + (bigger ? 1u : 0u);
+    overflow_pool np = allocate_array(newB, preallocated_overflow(newB));
+    oldpool_ = pool_;
+    pool_ = np;
     oldbuckets_ = buckets_;
-    buckets_ = nb;
+    buckets_ = np.block;
     same_size_grow_ = !bigger;
     B_ = static_cast<std::uint8_t>(B_ + (bigger ? 1 : 0));
     nevacuate_ = 0;
@@ -843,22 +880,15 @@ class Map {
   struct evac_dest {
     bucket_type* b;
     unsigned i;
-    bucket_type** spare = nullptr;  // pre-allocated overflow buckets to take from, if any
   };
 
   // Appends into d's chain and returns the raw slot; tophash is set by the caller after
-  // construction succeeds. Takes overflow buckets from d.spare when there are some (then it
-  // cannot throw), else allocates.
+  // construction succeeds. Takes overflow buckets from the current array's pool: it cannot
+  // throw when the caller made them available first (reserve_overflow), as relocate_chain does.
   void* dest_slot(evac_dest& d) {
     if (d.i == detail::bucket_cnt) {
-      bucket_type* ov;
-      if (d.spare != nullptr && *d.spare != nullptr) {
-        ov = *d.spare;
-        *d.spare = ov->overflow;
-        ov->overflow = nullptr;
-      } else {
-        ov = new_bucket();
-      }
+      reserve_overflow(pool_, 1);
+      bucket_type* ov = take_overflow(pool_);
       d.b->overflow = ov;
       ++noverflow_;
       d.b = ov;
@@ -879,9 +909,11 @@ class Map {
         dst[1].b->init();
       }
       relocate_chain(ob, dst, newbit);
+      // The old chain's overflow buckets go back to the old array's pool (reused by inserts
+      // into old buckets not evacuated yet, freed with the old array).
       for (bucket_type* ov = ob->overflow; ov != nullptr;) {
         bucket_type* next = ov->overflow;
-        free_bucket(ov);
+        give_back(oldpool_, ov);
         --old_noverflow_;
         ov = next;
       }
@@ -900,50 +932,27 @@ class Map {
       if (same_size_grow_) return 0;
       return (hash_of(s.first) & newbit) != 0 ? 1 : 0;
     };
+    // Overflow buckets the destinations may need, made available in the new array's pool up
+    // front (at most one chunk allocation, before anything moves). With x + y = n entries split
+    // over X and Y, (ceil(x/8) - 1) + (ceil(y/8) - 1) <= ceil(n/8) - 1 = (n - 1) / 8, so that
+    // many suffice for both. Usually none (n <= 8).
+    std::size_t n = 0;
+    for (const bucket_type* b = ob; b != nullptr; b = b->overflow) {
+      for (unsigned i = 0; i < detail::bucket_cnt; ++i) n += !detail::is_empty(b->tophash[i]);
+    }
+    reserve_overflow(pool_, n > detail::bucket_cnt ? (n - 1) / detail::bucket_cnt : 0);
     if constexpr (move_relocation) {
-      // Overflow buckets the destinations may need, allocated up front into one shared pool.
-      // With x + y = n entries split over X and Y, (ceil(x/8) - 1) + (ceil(y/8) - 1) <=
-      // ceil(n/8) - 1 = (n - 1) / 8, so that many suffice for both. Usually none (n <= 8).
-      std::size_t n = 0;
-      for (const bucket_type* b = ob; b != nullptr; b = b->overflow) {
-        for (unsigned i = 0; i < detail::bucket_cnt; ++i) n += !detail::is_empty(b->tophash[i]);
-      }
-      const std::size_t needed = n > detail::bucket_cnt ? (n - 1) / detail::bucket_cnt : 0;
-      bucket_type* spare = nullptr;
-      auto free_spare = [&] {
-        while (spare != nullptr) {
-          bucket_type* next = spare->overflow;
-          free_bucket(spare);
-          spare = next;
-        }
-      };
-      try {
-        for (std::size_t k = 0; k < needed; ++k) {
-          bucket_type* b = new_bucket();
-          b->overflow = spare;
-          spare = b;
-        }
-      } catch (...) {
-        free_spare();
-        throw;
-      }
-      dst[0].spare = dst[1].spare = &spare;
       // A hasher that may throw hashes everything before anything moves.
       std::vector<std::uint8_t> targets;
       if constexpr (!noexcept(std::declval<const Hash&>()(std::declval<const K&>()))) {
         if (!same_size_grow_) {
-          try {
-            targets.reserve(n);
-            for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
-              for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-                if (!detail::is_empty(b->tophash[i])) {
-                  targets.push_back(static_cast<std::uint8_t>(target(*b->slot(i))));
-                }
+          targets.reserve(n);
+          for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
+            for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+              if (!detail::is_empty(b->tophash[i])) {
+                targets.push_back(static_cast<std::uint8_t>(target(*b->slot(i))));
               }
             }
-          } catch (...) {
-            free_spare();
-            throw;
           }
         }
       }
@@ -963,7 +972,6 @@ class Map {
           b->tophash[i] = static_cast<std::uint8_t>(detail::evacuated_x + t);
         }
       }
-      free_spare();
     } else {
       // Copy everything first; on an exception destroy the copies and leave ob as it was.
       bucket_type* const heads[2] = {dst[0].b, dst[1].b};
@@ -983,7 +991,7 @@ class Map {
         }
       } catch (...) {
         for (bucket_type* h : heads) {
-          if (h != nullptr) noverflow_ -= destroy_chain(h);
+          if (h != nullptr) noverflow_ -= destroy_chain(h, &pool_);
         }
         throw;
       }
@@ -1015,8 +1023,8 @@ class Map {
     const std::size_t stop = std::min(nevacuate_ + 1024, newbit);
     while (nevacuate_ != stop && (oldbuckets_ + nevacuate_)->evacuated()) ++nevacuate_;
     if (nevacuate_ == newbit) {
-      // Every old bucket is evacuated (their overflow buckets were freed on the way).
-      deallocate_buckets(oldbuckets_, newbit);
+      // Every old bucket is evacuated: the old array goes, with its overflow pool.
+      release_pool(oldpool_);
       oldbuckets_ = nullptr;
       same_size_grow_ = false;
       old_noverflow_ = 0;
@@ -1043,9 +1051,9 @@ class Map {
     }
   }
 
-  // A fresh, fully initialized array and the overflow buckets chained to it.
+  // A fresh, fully initialized array (with its pool) and the overflow buckets chained to it.
   struct built {
-    bucket_type* buckets;
+    overflow_pool pool;
     std::size_t noverflow;
   };
 
@@ -1067,24 +1075,20 @@ class Map {
       hashes.push_back(h);
       ++per_bucket[h & (n - 1)];
     });
-    bucket_type* const nb = allocate_buckets(newB);
+    // Exactly the overflow buckets the chains need, in the array's own block (one allocation).
     std::size_t noverflow = 0;
-    std::size_t initialized = 0;
-    try {
-      for (std::size_t j = 0; j < n; ++j) {
-        nb[j].init();
-        ++initialized;
-        bucket_type* b = nb + j;
-        for (std::uint32_t c = per_bucket[j]; c > detail::bucket_cnt; c -= detail::bucket_cnt) {
-          b->overflow = new_bucket();
-          ++noverflow;
-          b = b->overflow;
-        }
+    for (const std::uint32_t c : per_bucket) {
+      if (c > detail::bucket_cnt) noverflow += (c - 1) / detail::bucket_cnt;
+    }
+    overflow_pool pool = allocate_array(newB, std::max(noverflow, preallocated_overflow(newB)));
+    bucket_type* const nb = pool.block;
+    for (std::size_t j = 0; j < n; ++j) {
+      nb[j].init();
+      bucket_type* b = nb + j;
+      for (std::uint32_t c = per_bucket[j]; c > detail::bucket_cnt; c -= detail::bucket_cnt) {
+        b->overflow = take_overflow(pool);  // available: the block holds noverflow of them
+        b = b->overflow;
       }
-    } catch (...) {
-      for (std::size_t j = 0; j < initialized; ++j) destroy_chain(nb + j);  // overflow only
-      deallocate_buckets(nb, n);
-      throw;
     }
     std::size_t next = 0;
     try {
@@ -1100,16 +1104,17 @@ class Map {
         }
       });
     } catch (...) {
-      for (std::size_t j = 0; j < n; ++j) destroy_chain(nb + j);
-      deallocate_buckets(nb, n);
+      for (std::size_t j = 0; j < n; ++j) destroy_chain(nb + j, nullptr);
+      release_pool(pool);
       throw;
     }
-    return {nb, noverflow};
+    return {pool, noverflow};
   }
 
   // Takes nb as this map's only array (both old arrays were freed already).
   void adopt(const built& nb, unsigned newB, size_type count) noexcept {
-    buckets_ = nb.buckets;
+    pool_ = nb.pool;
+    buckets_ = pool_.block;
     B_ = static_cast<std::uint8_t>(newB);
     noverflow_ = nb.noverflow;
     count_ = count;
@@ -1148,10 +1153,11 @@ class Map {
     return oldbuckets_ == nullptr || oldbuckets_[j & old_bucket_mask()].evacuated();
   }
 
-  // Destroys every entry of b's chain and frees its overflow buckets; b itself stays
-  // allocated (its contents are garbage afterwards). Returns the overflow buckets freed.
-  std::size_t destroy_chain(bucket_type* b) noexcept {
-    std::size_t freed = 0;
+  // Destroys every entry of b's chain; b itself stays allocated (its contents are garbage
+  // afterwards). Its overflow buckets go back to pool when one is given (else they are freed
+  // with their array). Returns the number of overflow buckets in the chain.
+  std::size_t destroy_chain(bucket_type* b, overflow_pool* pool) noexcept {
+    std::size_t overflow = 0;
     for (bucket_type* cur = b; cur != nullptr;) {
       for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
         if (cur->tophash[i] >= detail::min_top_hash) {
@@ -1160,55 +1166,29 @@ class Map {
       }
       bucket_type* next = cur->overflow;
       if (cur != b) {
-        free_bucket(cur);
-        ++freed;
+        if (pool != nullptr) give_back(*pool, cur);
+        ++overflow;
       }
       cur = next;
     }
-    return freed;
+    return overflow;
   }
 
-  // Destroys all entries and frees both arrays and every overflow bucket.
+  // Destroys all entries and frees both arrays with their overflow buckets.
   void destroy_tables() noexcept {
     if (buckets_ == nullptr) return;
-    if (oldbuckets_ != nullptr) {
-      const std::size_t nold = noldbuckets();
-      for (std::size_t k = 0; k < nold; ++k) {
-        if (!oldbuckets_[k].evacuated()) destroy_chain(oldbuckets_ + k);
-      }
-    }
-    const std::size_t n = nbuckets();
-    for (std::size_t j = 0; j < n; ++j) {
-      if (new_bucket_initialized(j)) destroy_chain(buckets_ + j);
-    }
+    for_each_live_slot([](slot_type* s) { std::destroy_at(s); });
     free_arrays();
   }
 
-  // Frees both arrays and every overflow bucket; the entries were relocated already.
+  // Frees both arrays with their overflow buckets; the entries were relocated already.
   void free_tables_without_destroying() noexcept {
-    auto free_overflow = [&](bucket_type* b) {
-      for (bucket_type* cur = b->overflow; cur != nullptr;) {
-        bucket_type* next = cur->overflow;
-        free_bucket(cur);
-        cur = next;
-      }
-    };
-    if (oldbuckets_ != nullptr) {
-      const std::size_t nold = noldbuckets();
-      for (std::size_t k = 0; k < nold; ++k) {
-        if (!oldbuckets_[k].evacuated()) free_overflow(oldbuckets_ + k);
-      }
-    }
-    const std::size_t n = nbuckets();
-    for (std::size_t j = 0; j < n; ++j) {
-      if (new_bucket_initialized(j)) free_overflow(buckets_ + j);
-    }
     free_arrays();
   }
 
   void free_arrays() noexcept {
-    if (oldbuckets_ != nullptr) deallocate_buckets(oldbuckets_, noldbuckets());
-    if (buckets_ != nullptr) deallocate_buckets(buckets_, nbuckets());
+    release_pool(oldpool_);
+    release_pool(pool_);
     buckets_ = oldbuckets_ = nullptr;
     B_ = 0;
     count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
@@ -1251,14 +1231,15 @@ class Map {
       if (oldbuckets_ != nullptr) {
         const std::size_t nold = noldbuckets();
         for (std::size_t k = 0; k < nold; ++k) {
-          if (!oldbuckets_[k].evacuated()) destroy_chain(oldbuckets_ + k);
+          if (!oldbuckets_[k].evacuated()) destroy_chain(oldbuckets_ + k, nullptr);
         }
       }
       const std::size_t n = nbuckets();
       for (std::size_t j = 0; j < n; ++j) {
-        if (keep_initialized || new_bucket_initialized(j)) destroy_chain(buckets_ + j);
+        if (keep_initialized || new_bucket_initialized(j)) destroy_chain(buckets_ + j, nullptr);
       }
-      if (oldbuckets_ != nullptr) deallocate_buckets(oldbuckets_, noldbuckets());
+      release_pool(oldpool_);
+      reset_pool(pool_, n);
       for (std::size_t j = 0; j < n; ++j) keep[j].init();
       buckets_ = keep;
       oldbuckets_ = nullptr;
@@ -1269,9 +1250,15 @@ class Map {
     reseed();
   }
 
+  // A fresh, initialized array of 2^B buckets whose block also holds `extra` overflow buckets
+  // (by default Go's 2^(B-4)).
   void init_table(unsigned B) {
+    init_table(B, preallocated_overflow(B));
+  }
+  void init_table(unsigned B, std::size_t extra) {
     const std::size_t n = std::size_t{1} << B;
-    buckets_ = allocate_buckets(B);
+    pool_ = allocate_array(B, extra);
+    buckets_ = pool_.block;
     for (std::size_t j = 0; j < n; ++j) buckets_[j].init();
     B_ = static_cast<std::uint8_t>(B);
   }
@@ -1284,7 +1271,8 @@ class Map {
     if (other.count_ == 0) return;
     try {
       if (other.oldbuckets_ == nullptr) {
-        init_table(other.B_);
+        // Compacted chains need at most the overflow buckets other's chains have: one block.
+        init_table(other.B_, std::max(other.noverflow_, preallocated_overflow(other.B_)));
         const std::size_t n = nbuckets();
         for (std::size_t j = 0; j < n; ++j) {
           evac_dest d{buckets_ + j, 0};
@@ -1312,6 +1300,8 @@ class Map {
   }
 
   void steal(Map& other) noexcept {
+    pool_ = std::exchange(other.pool_, overflow_pool{});
+    oldpool_ = std::exchange(other.oldpool_, overflow_pool{});
     buckets_ = std::exchange(other.buckets_, nullptr);
     oldbuckets_ = std::exchange(other.oldbuckets_, nullptr);
     count_ = std::exchange(other.count_, 0);
@@ -1326,6 +1316,8 @@ class Map {
 
   void swap_contents(Map& other) noexcept {
     using std::swap;
+    swap(pool_, other.pool_);
+    swap(oldpool_, other.oldpool_);
     swap(buckets_, other.buckets_);
     swap(oldbuckets_, other.oldbuckets_);
     swap(count_, other.count_);
@@ -1344,19 +1336,94 @@ class Map {
 
   // ---- memory --------------------------------------------------------------------------------
 
-  bucket_type* allocate_buckets(unsigned B) {
-    return bucket_traits::allocate(alloc_, std::size_t{1} << B);
+  // Go's makeBucketArray preallocates 2^(B-4) overflow buckets with an array of 2^B >= 16
+  // buckets (its nextOverflow); at load 6.5 about a fifth of buckets overflow once the array is
+  // full, so the rest come in chunks (overflow_pool).
+  static std::size_t preallocated_overflow(unsigned B) noexcept {
+    return B >= 4 ? std::size_t{1} << (B - 4) : 0;
   }
-  void deallocate_buckets(bucket_type* p, std::size_t n) noexcept {
-    bucket_traits::deallocate(alloc_, p, n);
+
+  // One block of 2^B buckets followed by `extra` overflow buckets, all uninitialized, and the
+  // pool that hands the extra ones out.
+  overflow_pool allocate_array(unsigned B, std::size_t extra) {
+    const std::size_t n = std::size_t{1} << B;
+    overflow_pool p;
+    p.block = bucket_traits::allocate(alloc_, n + extra);
+    p.block_len = n + extra;
+    p.next = p.block + n;
+    p.end = p.block + n + extra;
+    p.next_chunk = std::max<std::size_t>(min_overflow_chunk, preallocated_overflow(B));
+    return p;
   }
-  bucket_type* new_bucket() {
-    bucket_type* b = bucket_traits::allocate(alloc_, 1);
+
+  // Makes k overflow buckets available in p, so that k take_overflow calls cannot fail: at
+  // most one allocation (a chunk of max(k, next_chunk) buckets plus a header bucket that links
+  // the chunks and records the length). Chunks double, so an array that keeps overflowing
+  // costs O(log) allocator calls. Strong guarantee: p is unchanged when allocation throws.
+  void reserve_overflow(overflow_pool& p, std::size_t k) {
+    if (p.available() >= k) return;
+    const std::size_t len = std::max(k, p.next_chunk);
+    bucket_type* const c = bucket_traits::allocate(alloc_, len + 1);
+    const std::uint64_t len64 = len;
+    std::memcpy(c->tophash, &len64, sizeof len64);
+    c->overflow = p.chunks;
+    p.chunks = c;
+    p.chunk_buckets += len + 1;
+    p.next_chunk = len * 2;
+    while (p.next != p.end) give_back(p, p.next++);  // the rest of the old range stays usable
+    p.next = c + 1;
+    p.end = c + 1 + len;
+  }
+
+  // An overflow bucket from p, initialized (all empty_rest, no successor). p must have one
+  // available (reserve_overflow).
+  static bucket_type* take_overflow(overflow_pool& p) noexcept {
+    bucket_type* b;
+    if (p.free != nullptr) {
+      b = p.free;
+      p.free = b->overflow;
+      --p.nfree;
+    } else {
+      b = p.next++;
+    }
     b->init();
     return b;
   }
-  void free_bucket(bucket_type* b) noexcept {
-    bucket_traits::deallocate(alloc_, b, 1);
+
+  // Returns an overflow bucket (no live entries) to p for reuse.
+  static void give_back(overflow_pool& p, bucket_type* b) noexcept {
+    b->overflow = p.free;
+    p.free = b;
+    ++p.nfree;
+  }
+
+  // Frees p's array block and chunks; p becomes empty.
+  void release_pool(overflow_pool& p) noexcept {
+    free_chunks(p);
+    if (p.block != nullptr) bucket_traits::deallocate(alloc_, p.block, p.block_len);
+    p = overflow_pool{};
+  }
+
+  // Keeps p's array block (n buckets and its preallocated overflow), frees the chunks and
+  // makes every overflow bucket of the block available again (clear: no chain uses them).
+  void reset_pool(overflow_pool& p, std::size_t n) noexcept {
+    free_chunks(p);
+    p.free = nullptr;
+    p.nfree = 0;
+    p.next = p.block + n;
+    p.end = p.block + p.block_len;
+  }
+
+  void free_chunks(overflow_pool& p) noexcept {
+    for (bucket_type* c = p.chunks; c != nullptr;) {
+      bucket_type* const next = c->overflow;
+      std::uint64_t len;
+      std::memcpy(&len, c->tophash, sizeof len);
+      bucket_traits::deallocate(alloc_, c, static_cast<std::size_t>(len) + 1);
+      c = next;
+    }
+    p.chunks = nullptr;
+    p.chunk_buckets = 0;
   }
 
   // ---- iteration helpers -------------------------------------------------------------------
@@ -1381,6 +1448,8 @@ class Map {
   //    noldbuckets(), and the old array is freed then.
   //  - while iterators_ > 0 no growth starts and no entry is evacuated or relocated.
   //  - count_ is the number of entries in both arrays.
+  overflow_pool pool_;                 // buckets_' block and its overflow buckets
+  overflow_pool oldpool_;              // oldbuckets_' block and its overflow buckets
   bucket_type* buckets_ = nullptr;     // current array; nullptr until the first insert
   bucket_type* oldbuckets_ = nullptr;  // previous array, only while growing
   size_type count_ = 0;                // live entries (Go's count)
