@@ -19,11 +19,14 @@
 // that starts a growth does O(1) work. When overflow buckets pile up (many deletes and
 // inserts), a same-size growth compacts the chains.
 //
-// # Overflow buckets
-// Each bucket array comes with a pool of overflow buckets in the same block (Go's
-// nextOverflow: 2^(B-4) of them); when the pool runs out it refills in chunks that double, so
-// filling a map costs tens of allocator calls, not one per overflow bucket. An overflow
-// bucket is never freed alone: it returns to its array's pool and goes with the array.
+// # Layout and overflow buckets
+// An array keeps its buckets' metadata (8 tophash bytes and the overflow link, 16 bytes) in a
+// dense array apart from the slots (detail/bucket.hpp), so a miss reads only metadata and a
+// hit reads metadata plus the one slot whose tophash matched. Each array comes with a pool of
+// overflow buckets in the same block (Go's nextOverflow: 2^(B-4) of them); when the pool runs
+// out it refills in chunks that double, so filling a map costs tens of allocator calls, not
+// one per overflow bucket. An overflow bucket is never freed alone: it returns to its
+// array's pool and goes with the array.
 //
 // # Iteration (Go's semantics)
 // The order is unspecified and deliberately randomized on every begin(), as in Go. Erasing or
@@ -170,9 +173,18 @@ class Map {
 
  private:
   using slot_type = value_type;
-  using bucket_type = detail::bucket<slot_type>;
+  using meta_type = detail::bucket_meta<slot_type>;
+  using group_type = detail::slot_group<slot_type>;
+  using overflow_type = detail::overflow_bucket<slot_type>;
+  using bucket_ref = detail::bucket_ref<slot_type>;
+  // The unit of every block the map allocates (arrays, pool chunks): aligned for all of them.
+  static constexpr std::size_t unit_align = alignof(overflow_type);
+  struct alignas(unit_align) block_unit {
+    unsigned char bytes[unit_align];
+  };
+  static_assert(sizeof(block_unit) >= 16 && alignof(overflow_type) >= alignof(group_type));
   using alloc_traits = std::allocator_traits<Alloc>;
-  using bucket_allocator = typename alloc_traits::template rebind_alloc<bucket_type>;
+  using bucket_allocator = typename alloc_traits::template rebind_alloc<block_unit>;
   using bucket_traits = std::allocator_traits<bucket_allocator>;
 
   static_assert(std::is_same_v<typename alloc_traits::value_type, value_type>,
@@ -407,8 +419,8 @@ class Map {
     s.old_overflow_buckets = oldbuckets_ ? old_noverflow_ : 0;
     s.evacuated = oldbuckets_ ? evacuated_ : 0;
     s.bytes =
-        (pool_.block_len + pool_.chunk_buckets + oldpool_.block_len + oldpool_.chunk_buckets) *
-        sizeof(bucket_type);
+        (pool_.block_units + pool_.chunk_units + oldpool_.block_units + oldpool_.chunk_units) *
+        sizeof(block_unit);
     return s;
   }
 
@@ -596,19 +608,28 @@ class Map {
   // by one: one that empties (an evacuated old chain, a failed insert or relocation) goes on
   // the free list for reuse, and all go back to the allocator with their array.
   struct overflow_pool {
-    bucket_type* block = nullptr;  // the array: 2^B buckets, then the preallocated overflow
-    std::size_t block_len = 0;     // buckets in block
-    bucket_type* next = nullptr;   // [next, end): never used yet
-    bucket_type* end = nullptr;
-    bucket_type* free = nullptr;  // returned buckets, linked through overflow
+    // The array's block: metadata[2^B], slot groups[2^B], then the preallocated overflow.
+    block_unit* block = nullptr;
+    std::size_t block_units = 0;
+    meta_type* metas = nullptr;
+    group_type* groups = nullptr;
+    overflow_type* next = nullptr;  // [next, end): never used yet
+    overflow_type* end = nullptr;
+    meta_type* free = nullptr;  // returned overflow buckets, linked through overflow
     std::size_t nfree = 0;
-    bucket_type* chunks = nullptr;  // header buckets of the chunks, newest first (overflow links)
-    std::size_t chunk_buckets = 0;  // buckets in chunks, headers included (stats().bytes)
-    std::size_t next_chunk = 0;     // length of the next chunk
+    block_unit* chunks = nullptr;  // the chunks, newest first (chunk_header links them)
+    std::size_t chunk_units = 0;   // units in chunks (stats().bytes)
+    std::size_t next_chunk = 0;    // overflow buckets in the next chunk
 
     std::size_t available() const noexcept { return nfree + static_cast<std::size_t>(end - next); }
   };
   static constexpr std::size_t min_overflow_chunk = 8;
+  // The first unit of a chunk; its overflow buckets follow.
+  struct chunk_header {
+    block_unit* next;
+    std::size_t units;
+  };
+  static_assert(sizeof(chunk_header) <= sizeof(block_unit));
 
   // ---- hashing and shape ---------------------------------------------------------------------
 
@@ -642,18 +663,25 @@ class Map {
     return noldbuckets() - 1;
   }
 
+  // Bucket j of the current array, and bucket k of the old one.
+  bucket_ref new_at(std::size_t j) const noexcept {
+    return bucket_ref(buckets_ + j, slots_ + j);
+  }
+  bucket_ref old_at(std::size_t k) const noexcept {
+    return bucket_ref(oldbuckets_ + k, oldslots_ + k);
+  }
+
   // The bucket whose chain holds hash's key: the old one while it is not evacuated.
-  bucket_type* bucket_for(std::size_t hash, bool* in_old = nullptr) const noexcept {
-    bucket_type* b = buckets_ + (hash & bucket_mask());
+  bucket_ref bucket_for(std::size_t hash, bool* in_old = nullptr) const noexcept {
     if (oldbuckets_ != nullptr) {
-      bucket_type* ob = oldbuckets_ + (hash & old_bucket_mask());
-      if (!ob->evacuated()) {
+      const std::size_t k = hash & old_bucket_mask();
+      if (!oldbuckets_[k].evacuated()) {
         if (in_old) *in_old = true;
-        return ob;
+        return old_at(k);
       }
     }
     if (in_old) *in_old = false;
-    return b;
+    return new_at(hash & bucket_mask());
   }
 
   // ---- lookup ----------------------------------------------------------------------------------
@@ -674,17 +702,19 @@ class Map {
     if (count_ == 0) return nullptr;
     const std::size_t hash = hash_of(key);
     const std::uint8_t top = detail::tophash_of(hash);
-    bucket_type* b = bucket_for(hash);
-    do {
+    // Only the metadata is read until a tophash matches: a miss touches no slot.
+    bucket_ref b = bucket_for(hash);
+    for (;;) {
       const detail::tophash_group g = b->group();
       for (detail::slot_mask m = g.match(top); m; m.clear_lowest()) {
-        slot_type* s = b->slot(m.lowest());
+        slot_type* s = b.slot(m.lowest());
         if (eq_(key, s->first)) return s;
       }
       if (g.has_empty_rest()) return nullptr;
-      b = b->overflow;
-    } while (b != nullptr);
-    return nullptr;
+      meta_type* const o = b->overflow;
+      if (o == nullptr) return nullptr;
+      b = bucket_ref(overflow_type::of(o));
+    }
   }
 
   static V* value_or_null(slot_type* s) noexcept {
@@ -708,18 +738,18 @@ class Map {
   again:
     if (oldbuckets_ != nullptr) grow_work(hash & bucket_mask());
     bool in_old = false;
-    bucket_type* const first = bucket_for(hash, &in_old);
-    bucket_type* insert_b = nullptr;
+    const bucket_ref first = bucket_for(hash, &in_old);
+    bucket_ref insert_b;
     unsigned insert_i = 0;
-    bucket_type* last = first;
-    for (bucket_type* b = first; b != nullptr; b = b->overflow) {
+    bucket_ref last = first;
+    for (bucket_ref b = first; b; b = b.next()) {
       last = b;
       const detail::tophash_group g = b->group();
       for (detail::slot_mask m = g.match(top); m; m.clear_lowest()) {
-        slot_type* s = b->slot(m.lowest());
+        slot_type* s = b.slot(m.lowest());
         if (eq_(key, s->first)) return {s, false};
       }
-      if (insert_b == nullptr) {
+      if (!insert_b) {
         if (const detail::slot_mask e = g.match_empty()) {
           insert_b = b;
           insert_i = e.lowest();
@@ -737,29 +767,29 @@ class Map {
       goto again;
     }
 
-    if (insert_b != nullptr) {
-      construct(insert_b->raw_slot(insert_i));
+    if (insert_b) {
+      construct(insert_b.raw_slot(insert_i));
       insert_b->tophash[insert_i] = top;
     } else {
       // All full: chain a new overflow bucket from the pool of the array the chain is in,
       // linked only once the entry is built.
       overflow_pool& pool = in_old ? oldpool_ : pool_;
       reserve_overflow(pool, 1);
-      bucket_type* ov = take_overflow(pool);
+      const bucket_ref ov = take_overflow(pool);
       try {
-        construct(ov->raw_slot(0));
+        construct(ov.raw_slot(0));
       } catch (...) {
-        give_back(pool, ov);
+        give_back(pool, ov.m);
         throw;
       }
       ov->tophash[0] = top;
-      last->overflow = ov;
+      last->overflow = ov.m;
       ++(in_old ? old_noverflow_ : noverflow_);
       insert_b = ov;
       insert_i = 0;
     }
     ++count_;
-    return {insert_b->slot(insert_i), true};
+    return {insert_b.slot(insert_i), true};
   }
 
   // ---- erase (Go's mapdelete) --------------------------------------------------------------
@@ -771,15 +801,15 @@ class Map {
     if (count_ == 0) return 0;
     if (oldbuckets_ != nullptr) grow_work(hash & bucket_mask());
     const std::uint8_t top = detail::tophash_of(hash);
-    bucket_type* const first = bucket_for(hash);
-    for (bucket_type* b = first; b != nullptr; b = b->overflow) {
+    const bucket_ref first = bucket_for(hash);
+    for (bucket_ref b = first; b; b = b.next()) {
       const detail::tophash_group g = b->group();
       for (detail::slot_mask m = g.match(top); m; m.clear_lowest()) {
         const unsigned i = m.lowest();
-        if (!eq_(key, b->slot(i)->first)) continue;
-        std::destroy_at(b->slot(i));
+        if (!eq_(key, b.slot(i)->first)) continue;
+        std::destroy_at(b.slot(i));
         b->tophash[i] = detail::empty_one;
-        mark_empty_rest(first, b, i);
+        mark_empty_rest(first.m, b.m, i);
         if (--count_ == 0) reseed();  // Go: a fresh seed whenever the map empties
         return 1;
       }
@@ -790,7 +820,7 @@ class Map {
 
   // Slot i of b (in the chain starting at first) was just emptied. If the chain now ends in
   // a run of empty_one slots, turn them into empty_rest so probes stop early (Go's logic).
-  static void mark_empty_rest(bucket_type* first, bucket_type* b, unsigned i) noexcept {
+  static void mark_empty_rest(meta_type* first, meta_type* b, unsigned i) noexcept {
     if (i == detail::bucket_cnt - 1) {
       if (b->overflow != nullptr && b->overflow->tophash[0] != detail::empty_rest) return;
     } else if (b->tophash[i + 1] != detail::empty_rest) {
@@ -800,7 +830,7 @@ class Map {
       b->tophash[i] = detail::empty_rest;
       if (i == 0) {
         if (b == first) break;
-        bucket_type* c = b;
+        meta_type* c = b;
         for (b = first; b->overflow != c; b = b->overflow) {}
         i = detail::bucket_cnt - 1;
       } else {
@@ -826,7 +856,9 @@ class Map {
     oldpool_ = pool_;
     pool_ = np;
     oldbuckets_ = buckets_;
-    buckets_ = np.block;
+    oldslots_ = slots_;
+    buckets_ = np.metas;
+    slots_ = np.groups;
     same_size_grow_ = !bigger;
     B_ = static_cast<std::uint8_t>(B_ + (bigger ? 1 : 0));
     nevacuate_ = 0;
@@ -878,7 +910,7 @@ class Map {
 
   // Where the entries of one old bucket go: a chain in the new array, filled in order.
   struct evac_dest {
-    bucket_type* b;
+    bucket_ref b;
     unsigned i;
   };
 
@@ -888,31 +920,31 @@ class Map {
   void* dest_slot(evac_dest& d) {
     if (d.i == detail::bucket_cnt) {
       reserve_overflow(pool_, 1);
-      bucket_type* ov = take_overflow(pool_);
-      d.b->overflow = ov;
+      const bucket_ref ov = take_overflow(pool_);
+      d.b->overflow = ov.m;
       ++noverflow_;
       d.b = ov;
       d.i = 0;
     }
-    return d.b->raw_slot(d.i);
+    return d.b.raw_slot(d.i);
   }
 
   void evacuate(std::size_t oldbucket) {
-    bucket_type* const ob = oldbuckets_ + oldbucket;
+    const bucket_ref ob = old_at(oldbucket);
     const std::size_t newbit = noldbuckets();
     if (!ob->evacuated()) {
       // X is the bucket with the same index in the new array; Y (doubling only) is X+newbit.
-      evac_dest dst[2] = {{buckets_ + oldbucket, 0}, {nullptr, 0}};
+      evac_dest dst[2] = {{new_at(oldbucket), 0}, {bucket_ref(), 0}};
       dst[0].b->init();
       if (!same_size_grow_) {
-        dst[1].b = buckets_ + oldbucket + newbit;
+        dst[1].b = new_at(oldbucket + newbit);
         dst[1].b->init();
       }
       relocate_chain(ob, dst, newbit);
       // The old chain's overflow buckets go back to the old array's pool (reused by inserts
       // into old buckets not evacuated yet, freed with the old array).
-      for (bucket_type* ov = ob->overflow; ov != nullptr;) {
-        bucket_type* next = ov->overflow;
+      for (meta_type* ov = ob->overflow; ov != nullptr;) {
+        meta_type* next = ov->overflow;
         give_back(oldpool_, ov);
         --old_noverflow_;
         ov = next;
@@ -927,7 +959,7 @@ class Map {
   // the X/Y destinations, and marks ob's tophash bytes evacuated_x/y/empty. Strong guarantee:
   // everything that can fail (allocating destination overflow buckets, hashing, copying)
   // happens before the first entry leaves ob, or is undone.
-  void relocate_chain(bucket_type* ob, evac_dest (&dst)[2], std::size_t newbit) {
+  void relocate_chain(bucket_ref ob, evac_dest (&dst)[2], std::size_t newbit) {
     auto target = [&](const slot_type& s) -> unsigned {
       if (same_size_grow_) return 0;
       return (hash_of(s.first) & newbit) != 0 ? 1 : 0;
@@ -937,7 +969,7 @@ class Map {
     // over X and Y, (ceil(x/8) - 1) + (ceil(y/8) - 1) <= ceil(n/8) - 1 = (n - 1) / 8, so that
     // many suffice for both. Usually none (n <= 8).
     std::size_t n = 0;
-    for (const bucket_type* b = ob; b != nullptr; b = b->overflow) {
+    for (bucket_ref b = ob; b; b = b.next()) {
       for (unsigned i = 0; i < detail::bucket_cnt; ++i) n += !detail::is_empty(b->tophash[i]);
     }
     reserve_overflow(pool_, n > detail::bucket_cnt ? (n - 1) / detail::bucket_cnt : 0);
@@ -947,24 +979,24 @@ class Map {
       if constexpr (!noexcept(std::declval<const Hash&>()(std::declval<const K&>()))) {
         if (!same_size_grow_) {
           targets.reserve(n);
-          for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
+          for (bucket_ref b = ob; b; b = b.next()) {
             for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
               if (!detail::is_empty(b->tophash[i])) {
-                targets.push_back(static_cast<std::uint8_t>(target(*b->slot(i))));
+                targets.push_back(static_cast<std::uint8_t>(target(*b.slot(i))));
               }
             }
           }
         }
       }
       std::size_t k = 0;
-      for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
+      for (bucket_ref b = ob; b; b = b.next()) {
         for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
           const std::uint8_t th = b->tophash[i];
           if (detail::is_empty(th)) {
             b->tophash[i] = detail::evacuated_empty;
             continue;
           }
-          slot_type* s = b->slot(i);
+          slot_type* s = b.slot(i);
           const unsigned t = targets.empty() ? target(*s) : targets[k++];
           evac_dest& d = dst[t];
           relocate_slot(s, dest_slot(d));
@@ -974,14 +1006,14 @@ class Map {
       }
     } else {
       // Copy everything first; on an exception destroy the copies and leave ob as it was.
-      bucket_type* const heads[2] = {dst[0].b, dst[1].b};
+      const bucket_ref heads[2] = {dst[0].b, dst[1].b};
       std::uint8_t marks[detail::bucket_cnt];  // ob's markers, written once all copies exist
       try {
-        for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
+        for (bucket_ref b = ob; b; b = b.next()) {
           for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
             if (b == ob) marks[i] = detail::evacuated_empty;
             if (detail::is_empty(b->tophash[i])) continue;
-            const slot_type& s = *b->slot(i);
+            const slot_type& s = *b.slot(i);
             const unsigned t = target(s);
             evac_dest& d = dst[t];
             ::new (dest_slot(d)) slot_type(s);
@@ -990,14 +1022,14 @@ class Map {
           }
         }
       } catch (...) {
-        for (bucket_type* h : heads) {
-          if (h != nullptr) noverflow_ -= destroy_chain(h, &pool_);
+        for (const bucket_ref h : heads) {
+          if (h) noverflow_ -= destroy_chain(h, &pool_);
         }
         throw;
       }
-      for (bucket_type* b = ob; b != nullptr; b = b->overflow) {
+      for (bucket_ref b = ob; b; b = b.next()) {
         for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-          if (!detail::is_empty(b->tophash[i])) std::destroy_at(b->slot(i));
+          if (!detail::is_empty(b->tophash[i])) std::destroy_at(b.slot(i));
         }
       }
       std::memcpy(ob->tophash, marks, sizeof marks);
@@ -1026,6 +1058,7 @@ class Map {
       // Every old bucket is evacuated: the old array goes, with its overflow pool.
       release_pool(oldpool_);
       oldbuckets_ = nullptr;
+      oldslots_ = nullptr;
       same_size_grow_ = false;
       old_noverflow_ = 0;
       evac_scan_ = 0;
@@ -1081,12 +1114,12 @@ class Map {
       if (c > detail::bucket_cnt) noverflow += (c - 1) / detail::bucket_cnt;
     }
     overflow_pool pool = allocate_array(newB, std::max(noverflow, preallocated_overflow(newB)));
-    bucket_type* const nb = pool.block;
+    auto at = [&](std::size_t j) { return bucket_ref(pool.metas + j, pool.groups + j); };
     for (std::size_t j = 0; j < n; ++j) {
-      nb[j].init();
-      bucket_type* b = nb + j;
+      pool.metas[j].init();
+      meta_type* b = pool.metas + j;
       for (std::uint32_t c = per_bucket[j]; c > detail::bucket_cnt; c -= detail::bucket_cnt) {
-        b->overflow = take_overflow(pool);  // available: the block holds noverflow of them
+        b->overflow = take_overflow(pool).m;  // available: the block holds noverflow of them
         b = b->overflow;
       }
     }
@@ -1094,17 +1127,17 @@ class Map {
     try {
       for_each_live_slot(src, [&](slot_type* s) {
         const std::size_t h = hashes[next++];
-        for (bucket_type* b = nb + (h & (n - 1));; b = b->overflow) {
+        for (bucket_ref b = at(h & (n - 1));; b = b.next()) {
           if (const detail::slot_mask e = b->group().match_empty()) {
             const unsigned i = e.lowest();
-            put(s, b->raw_slot(i));
+            put(s, b.raw_slot(i));
             b->tophash[i] = detail::tophash_of(h);
             return;
           }
         }
       });
     } catch (...) {
-      for (std::size_t j = 0; j < n; ++j) destroy_chain(nb + j, nullptr);
+      for (std::size_t j = 0; j < n; ++j) destroy_chain(at(j), nullptr);
       release_pool(pool);
       throw;
     }
@@ -1114,34 +1147,41 @@ class Map {
   // Takes nb as this map's only array (both old arrays were freed already).
   void adopt(const built& nb, unsigned newB, size_type count) noexcept {
     pool_ = nb.pool;
-    buckets_ = pool_.block;
+    buckets_ = pool_.metas;
+    slots_ = pool_.groups;
     B_ = static_cast<std::uint8_t>(newB);
     noverflow_ = nb.noverflow;
     count_ = count;
   }
 
-  // Calls f(slot*) on every entry of both arrays of m, in a fixed order (the same on two
-  // calls with no write between them: build_array relies on it).
+  // The one walk over both arrays: calls f(head) for the head bucket of every live chain, the
+  // old array's unevacuated buckets first, then the current array's initialized ones, in a
+  // fixed order (the same on two calls with no write between them: build_array relies on it).
   template <class Self, class F>
-  static void for_each_live_slot(Self& m, F&& f) {
-    auto chain = [&](bucket_type* b) {
-      for (; b != nullptr; b = b->overflow) {
-        for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-          if (!detail::is_empty(b->tophash[i])) f(b->slot(i));
-        }
-      }
-    };
+  static void for_each_chain(Self& m, F&& f) {
     if (m.buckets_ == nullptr) return;
     if (m.oldbuckets_ != nullptr) {
       const std::size_t nold = m.noldbuckets();
       for (std::size_t k = 0; k < nold; ++k) {
-        if (!m.oldbuckets_[k].evacuated()) chain(m.oldbuckets_ + k);
+        if (!m.oldbuckets_[k].evacuated()) f(m.old_at(k));
       }
     }
     const std::size_t n = m.nbuckets();
     for (std::size_t j = 0; j < n; ++j) {
-      if (m.new_bucket_initialized(j)) chain(m.buckets_ + j);
+      if (m.new_bucket_initialized(j)) f(m.new_at(j));
     }
+  }
+
+  // Calls f(slot*) on every entry of both arrays of m, in for_each_chain's fixed order.
+  template <class Self, class F>
+  static void for_each_live_slot(Self& m, F&& f) {
+    for_each_chain(m, [&](bucket_ref head) {
+      for (bucket_ref b = head; b; b = b.next()) {
+        for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+          if (!detail::is_empty(b->tophash[i])) f(b.slot(i));
+        }
+      }
+    });
   }
   template <class F>
   void for_each_live_slot(F&& f) {
@@ -1156,17 +1196,17 @@ class Map {
   // Destroys every entry of b's chain; b itself stays allocated (its contents are garbage
   // afterwards). Its overflow buckets go back to pool when one is given (else they are freed
   // with their array). Returns the number of overflow buckets in the chain.
-  std::size_t destroy_chain(bucket_type* b, overflow_pool* pool) noexcept {
+  std::size_t destroy_chain(bucket_ref b, overflow_pool* pool) noexcept {
     std::size_t overflow = 0;
-    for (bucket_type* cur = b; cur != nullptr;) {
+    for (bucket_ref cur = b; cur;) {
       for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
         if (cur->tophash[i] >= detail::min_top_hash) {
-          std::destroy_at(cur->slot(i));
+          std::destroy_at(cur.slot(i));
         }
       }
-      bucket_type* next = cur->overflow;
-      if (cur != b) {
-        if (pool != nullptr) give_back(*pool, cur);
+      const bucket_ref next = cur.next();
+      if (!(cur == b)) {
+        if (pool != nullptr) give_back(*pool, cur.m);
         ++overflow;
       }
       cur = next;
@@ -1190,6 +1230,7 @@ class Map {
     release_pool(oldpool_);
     release_pool(pool_);
     buckets_ = oldbuckets_ = nullptr;
+    slots_ = oldslots_ = nullptr;
     B_ = 0;
     count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
     same_size_grow_ = false;
@@ -1204,46 +1245,24 @@ class Map {
     if (iterators_.load(std::memory_order_relaxed) != 0) {
       // Live iterators may stand on any bucket: destroy entries but keep every bucket and
       // the growth state, so their walk stays valid.
-      auto empty_chain = [](bucket_type* b) {
-        for (; b != nullptr; b = b->overflow) {
+      for_each_chain(*this, [](bucket_ref head) {
+        for (bucket_ref b = head; b; b = b.next()) {
           for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-            if (!detail::is_empty(b->tophash[i])) std::destroy_at(b->slot(i));
+            if (!detail::is_empty(b->tophash[i])) std::destroy_at(b.slot(i));
             b->tophash[i] = detail::empty_rest;
           }
         }
-      };
-      if (oldbuckets_ != nullptr) {
-        const std::size_t nold = noldbuckets();
-        for (std::size_t k = 0; k < nold; ++k) {
-          if (!oldbuckets_[k].evacuated()) empty_chain(oldbuckets_ + k);
-        }
-      }
-      const std::size_t n = nbuckets();
-      for (std::size_t j = 0; j < n; ++j) {
-        if (new_bucket_initialized(j)) empty_chain(buckets_ + j);
-      }
+      });
       count_ = 0;
     } else {
       // Keep the current array (as Go 1.21 clear does), drop the rest.
-      const unsigned B = B_;
-      bucket_type* keep = buckets_;
-      const bool keep_initialized = oldbuckets_ == nullptr;
-      if (oldbuckets_ != nullptr) {
-        const std::size_t nold = noldbuckets();
-        for (std::size_t k = 0; k < nold; ++k) {
-          if (!oldbuckets_[k].evacuated()) destroy_chain(oldbuckets_ + k, nullptr);
-        }
-      }
+      for_each_chain(*this, [&](bucket_ref head) { destroy_chain(head, nullptr); });
       const std::size_t n = nbuckets();
-      for (std::size_t j = 0; j < n; ++j) {
-        if (keep_initialized || new_bucket_initialized(j)) destroy_chain(buckets_ + j, nullptr);
-      }
       release_pool(oldpool_);
       reset_pool(pool_, n);
-      for (std::size_t j = 0; j < n; ++j) keep[j].init();
-      buckets_ = keep;
+      for (std::size_t j = 0; j < n; ++j) buckets_[j].init();
       oldbuckets_ = nullptr;
-      B_ = static_cast<std::uint8_t>(B);
+      oldslots_ = nullptr;
       count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
       same_size_grow_ = false;
     }
@@ -1258,7 +1277,8 @@ class Map {
   void init_table(unsigned B, std::size_t extra) {
     const std::size_t n = std::size_t{1} << B;
     pool_ = allocate_array(B, extra);
-    buckets_ = pool_.block;
+    buckets_ = pool_.metas;
+    slots_ = pool_.groups;
     for (std::size_t j = 0; j < n; ++j) buckets_[j].init();
     B_ = static_cast<std::uint8_t>(B);
   }
@@ -1275,11 +1295,11 @@ class Map {
         init_table(other.B_, std::max(other.noverflow_, preallocated_overflow(other.B_)));
         const std::size_t n = nbuckets();
         for (std::size_t j = 0; j < n; ++j) {
-          evac_dest d{buckets_ + j, 0};
-          for (const bucket_type* b = other.buckets_ + j; b != nullptr; b = b->overflow) {
+          evac_dest d{new_at(j), 0};
+          for (bucket_ref b = other.new_at(j); b; b = b.next()) {
             for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
               if (detail::is_empty(b->tophash[i])) continue;
-              ::new (dest_slot(d)) slot_type(*b->slot(i));
+              ::new (dest_slot(d)) slot_type(std::as_const(*b.slot(i)));
               d.b->tophash[d.i++] = b->tophash[i];
               ++count_;
             }
@@ -1304,6 +1324,8 @@ class Map {
     oldpool_ = std::exchange(other.oldpool_, overflow_pool{});
     buckets_ = std::exchange(other.buckets_, nullptr);
     oldbuckets_ = std::exchange(other.oldbuckets_, nullptr);
+    slots_ = std::exchange(other.slots_, nullptr);
+    oldslots_ = std::exchange(other.oldslots_, nullptr);
     count_ = std::exchange(other.count_, 0);
     nevacuate_ = std::exchange(other.nevacuate_, 0);
     evac_scan_ = std::exchange(other.evac_scan_, 0);
@@ -1320,6 +1342,8 @@ class Map {
     swap(oldpool_, other.oldpool_);
     swap(buckets_, other.buckets_);
     swap(oldbuckets_, other.oldbuckets_);
+    swap(slots_, other.slots_);
+    swap(oldslots_, other.oldslots_);
     swap(count_, other.count_);
     swap(nevacuate_, other.nevacuate_);
     swap(evac_scan_, other.evac_scan_);
@@ -1343,55 +1367,72 @@ class Map {
     return B >= 4 ? std::size_t{1} << (B - 4) : 0;
   }
 
-  // One block of 2^B buckets followed by `extra` overflow buckets, all uninitialized, and the
-  // pool that hands the extra ones out.
+  static constexpr std::size_t align_up(std::size_t n, std::size_t a) noexcept {
+    return (n + a - 1) / a * a;
+  }
+  // Byte offset of the overflow buckets in the block of an array of n buckets.
+  static constexpr std::size_t overflow_offset(std::size_t n) noexcept {
+    return align_up(align_up(n * sizeof(meta_type), alignof(group_type)) + n * sizeof(group_type),
+                    alignof(overflow_type));
+  }
+
+  // One block for an array of 2^B buckets with `extra` overflow buckets, all uninitialized:
+  // the metadata array, the slot groups, then the overflow buckets; and the pool that hands
+  // the overflow buckets out.
   overflow_pool allocate_array(unsigned B, std::size_t extra) {
     const std::size_t n = std::size_t{1} << B;
+    const std::size_t groups_at = align_up(n * sizeof(meta_type), alignof(group_type));
+    const std::size_t overflow_at = overflow_offset(n);
+    const std::size_t bytes = overflow_at + extra * sizeof(overflow_type);
     overflow_pool p;
-    p.block = bucket_traits::allocate(alloc_, n + extra);
-    p.block_len = n + extra;
-    p.next = p.block + n;
-    p.end = p.block + n + extra;
+    p.block_units = (bytes + sizeof(block_unit) - 1) / sizeof(block_unit);
+    p.block = bucket_traits::allocate(alloc_, p.block_units);
+    auto* const base = reinterpret_cast<unsigned char*>(p.block);
+    p.metas = reinterpret_cast<meta_type*>(base);
+    p.groups = reinterpret_cast<group_type*>(base + groups_at);
+    p.next = reinterpret_cast<overflow_type*>(base + overflow_at);
+    p.end = p.next + extra;
     p.next_chunk = std::max<std::size_t>(min_overflow_chunk, preallocated_overflow(B));
     return p;
   }
 
   // Makes k overflow buckets available in p, so that k take_overflow calls cannot fail: at
-  // most one allocation (a chunk of max(k, next_chunk) buckets plus a header bucket that links
-  // the chunks and records the length). Chunks double, so an array that keeps overflowing
-  // costs O(log) allocator calls. Strong guarantee: p is unchanged when allocation throws.
+  // most one allocation (a chunk of max(k, next_chunk) overflow buckets after a header unit
+  // that links the chunks and records their size). Chunks double, so an array that keeps
+  // overflowing costs O(log) allocator calls. Strong guarantee: p is unchanged when the
+  // allocation throws.
   void reserve_overflow(overflow_pool& p, std::size_t k) {
     if (p.available() >= k) return;
+    static_assert(sizeof(overflow_type) % sizeof(block_unit) == 0);
     const std::size_t len = std::max(k, p.next_chunk);
-    bucket_type* const c = bucket_traits::allocate(alloc_, len + 1);
-    const std::uint64_t len64 = len;
-    std::memcpy(c->tophash, &len64, sizeof len64);
-    c->overflow = p.chunks;
+    const std::size_t units = 1 + len * (sizeof(overflow_type) / sizeof(block_unit));
+    block_unit* const c = bucket_traits::allocate(alloc_, units);
+    ::new (static_cast<void*>(c)) chunk_header{p.chunks, units};
     p.chunks = c;
-    p.chunk_buckets += len + 1;
+    p.chunk_units += units;
     p.next_chunk = len * 2;
-    while (p.next != p.end) give_back(p, p.next++);  // the rest of the old range stays usable
-    p.next = c + 1;
-    p.end = c + 1 + len;
+    while (p.next != p.end) give_back(p, &(p.next++)->meta);  // the rest stays usable
+    p.next = reinterpret_cast<overflow_type*>(c + 1);
+    p.end = p.next + len;
   }
 
   // An overflow bucket from p, initialized (all empty_rest, no successor). p must have one
   // available (reserve_overflow).
-  static bucket_type* take_overflow(overflow_pool& p) noexcept {
-    bucket_type* b;
+  static bucket_ref take_overflow(overflow_pool& p) noexcept {
+    overflow_type* b;
     if (p.free != nullptr) {
-      b = p.free;
-      p.free = b->overflow;
+      b = overflow_type::of(p.free);
+      p.free = p.free->overflow;
       --p.nfree;
     } else {
       b = p.next++;
     }
-    b->init();
-    return b;
+    b->meta.init();
+    return bucket_ref(b);
   }
 
   // Returns an overflow bucket (no live entries) to p for reuse.
-  static void give_back(overflow_pool& p, bucket_type* b) noexcept {
+  static void give_back(overflow_pool& p, meta_type* b) noexcept {
     b->overflow = p.free;
     p.free = b;
     ++p.nfree;
@@ -1400,7 +1441,7 @@ class Map {
   // Frees p's array block and chunks; p becomes empty.
   void release_pool(overflow_pool& p) noexcept {
     free_chunks(p);
-    if (p.block != nullptr) bucket_traits::deallocate(alloc_, p.block, p.block_len);
+    if (p.block != nullptr) bucket_traits::deallocate(alloc_, p.block, p.block_units);
     p = overflow_pool{};
   }
 
@@ -1410,20 +1451,22 @@ class Map {
     free_chunks(p);
     p.free = nullptr;
     p.nfree = 0;
-    p.next = p.block + n;
-    p.end = p.block + p.block_len;
+    const std::size_t overflow_at = overflow_offset(n);
+    const std::size_t extra =
+        (p.block_units * sizeof(block_unit) - overflow_at) / sizeof(overflow_type);
+    p.next =
+        reinterpret_cast<overflow_type*>(reinterpret_cast<unsigned char*>(p.block) + overflow_at);
+    p.end = p.next + extra;
   }
 
   void free_chunks(overflow_pool& p) noexcept {
-    for (bucket_type* c = p.chunks; c != nullptr;) {
-      bucket_type* const next = c->overflow;
-      std::uint64_t len;
-      std::memcpy(&len, c->tophash, sizeof len);
-      bucket_traits::deallocate(alloc_, c, static_cast<std::size_t>(len) + 1);
-      c = next;
+    for (block_unit* c = p.chunks; c != nullptr;) {
+      const chunk_header h = *std::launder(reinterpret_cast<const chunk_header*>(c));
+      bucket_traits::deallocate(alloc_, c, h.units);
+      c = h.next;
     }
     p.chunks = nullptr;
-    p.chunk_buckets = 0;
+    p.chunk_units = 0;
   }
 
   // ---- iteration helpers -------------------------------------------------------------------
@@ -1448,18 +1491,20 @@ class Map {
   //    noldbuckets(), and the old array is freed then.
   //  - while iterators_ > 0 no growth starts and no entry is evacuated or relocated.
   //  - count_ is the number of entries in both arrays.
-  overflow_pool pool_;                 // buckets_' block and its overflow buckets
-  overflow_pool oldpool_;              // oldbuckets_' block and its overflow buckets
-  bucket_type* buckets_ = nullptr;     // current array; nullptr until the first insert
-  bucket_type* oldbuckets_ = nullptr;  // previous array, only while growing
-  size_type count_ = 0;                // live entries (Go's count)
-  std::size_t nevacuate_ = 0;          // progress counter: old buckets below are evacuated
-  std::size_t evac_scan_ = 0;          // 0, or the next old bucket to evacuate past a stuck one
-  std::size_t noverflow_ = 0;          // overflow buckets in buckets_' chains (exact)
-  std::size_t old_noverflow_ = 0;      // overflow buckets still in oldbuckets_' chains
-  std::size_t evacuated_ = 0;          // old buckets evacuated in this growth (stats)
-  std::uint8_t B_ = 0;                 // log2 of the bucket count
-  bool same_size_grow_ = false;        // the current growth keeps B (compaction)
+  overflow_pool pool_;               // buckets_' block and its overflow buckets
+  overflow_pool oldpool_;            // oldbuckets_' block and its overflow buckets
+  meta_type* buckets_ = nullptr;     // current array's metadata; nullptr until the first insert
+  group_type* slots_ = nullptr;      // current array's slots
+  meta_type* oldbuckets_ = nullptr;  // previous array's metadata, only while growing
+  group_type* oldslots_ = nullptr;   // previous array's slots
+  size_type count_ = 0;              // live entries (Go's count)
+  std::size_t nevacuate_ = 0;        // progress counter: old buckets below are evacuated
+  std::size_t evac_scan_ = 0;        // 0, or the next old bucket to evacuate past a stuck one
+  std::size_t noverflow_ = 0;        // overflow buckets in buckets_' chains (exact)
+  std::size_t old_noverflow_ = 0;    // overflow buckets still in oldbuckets_' chains
+  std::size_t evacuated_ = 0;        // old buckets evacuated in this growth (stats)
+  std::uint8_t B_ = 0;               // log2 of the bucket count
+  bool same_size_grow_ = false;      // the current growth keeps B (compaction)
 #if SAFEMAP_MISUSE_CHECKS
   std::atomic<std::uint8_t> flags_{0};  // hash_writing while a write is in progress
 #endif
@@ -1594,18 +1639,18 @@ class Map {
       const Map* m = m_;
       const std::size_t n = m->nbuckets();
       for (;;) {
-        if (b_ == nullptr) {
+        if (!b_) {
           if (step_ == n) {
             release();  // end: stop pinning the table
             return;
           }
           const std::size_t bucket = (start_ + step_++) & (n - 1);
           check_bucket_ = no_check;
-          b_ = m->buckets_ + bucket;
+          b_ = m->new_at(bucket);
           if (m->oldbuckets_ != nullptr) {
-            bucket_type* ob = m->oldbuckets_ + (bucket & m->old_bucket_mask());
-            if (!ob->evacuated()) {
-              b_ = ob;
+            const std::size_t k = bucket & m->old_bucket_mask();
+            if (!m->oldbuckets_[k].evacuated()) {
+              b_ = m->old_at(k);
               if (!m->same_size_grow_) check_bucket_ = bucket;
             }
           }
@@ -1614,7 +1659,7 @@ class Map {
         for (; i_ < detail::bucket_cnt; ++i_) {
           const unsigned slot = (i_ + offset_) & (detail::bucket_cnt - 1);
           if (detail::is_empty(b_->tophash[slot])) continue;
-          slot_type* s = b_->slot(slot);
+          slot_type* s = b_.slot(slot);
           if (check_bucket_ != no_check && (m->hash_of(s->first) & (n - 1)) != check_bucket_) {
             continue;  // this old entry belongs to the other half of the new array
           }
@@ -1622,13 +1667,13 @@ class Map {
           ++i_;
           return;
         }
-        b_ = b_->overflow;
+        b_ = b_.next();
         i_ = 0;
       }
     }
 
     map_ptr m_ = nullptr;  // nullptr once at end (then not counted in iterators_)
-    bucket_type* b_ = nullptr;
+    bucket_ref b_;
     slot_type* cur_ = nullptr;
     std::size_t start_ = 0;
     std::size_t step_ = 0;

@@ -1,13 +1,16 @@
 // safemap/detail/bucket.hpp - the bucket of safemap::Map and its tophash byte matching.
 //
-// # Bucket layout (after Go's runtime/map.go, bmap)
+// # Bucket layout (after Go's runtime/map.go, bmap, with the metadata apart)
 // A bucket holds up to 8 entries. For each, one "tophash" byte: the top 8 bits of the entry's
-// hash, or a small reserved marker. Then the 8 entry slots, then a pointer to an overflow
-// bucket that continues the chain when more than 8 keys land in the same bucket.
+// hash, or a small reserved marker. With them a link to an overflow bucket that continues the
+// chain when more than 8 keys land in the same bucket. Go keeps these in the bucket, next to
+// its slots; safemap keeps an array's metadata in a dense array of its own, so a probe reads
+// a 16-byte record (four per cache line, an array small enough to stay in cache far longer
+// than the slots) and touches a slot's line only where a tophash matches:
 //
-//   +--------------------+-------------------------------------------+----------+
-//   | tophash[8] (8 B)   | slot[8]: std::pair<const K, V>             | overflow |
-//   +--------------------+-------------------------------------------+----------+
+//   metadata[2^B]:  | tophash[8] (8 B) | overflow (8 B) |   16 B per bucket
+//   slots[2^B]:     | slot[8]: std::pair<const K, V>  |   8 * sizeof(pair) per bucket
+//   overflow bucket: | metadata | slot[8] |  (from the array's pool)
 //
 // Go stores keys and values in two arrays to avoid padding; safemap stores pairs because the
 // iterator's reference type is std::pair<const K, V>& (the std-like contract), which needs a
@@ -38,7 +41,7 @@
 
 namespace safemap::detail {
 
-inline constexpr unsigned bucket_cnt = 8;          // slots per bucket (Go's bucketCnt)
+inline constexpr unsigned bucket_cnt = 8;  // slots per bucket (Go's bucketCnt)
 inline constexpr unsigned bucket_cnt_bits = 3;
 
 inline constexpr std::uint8_t empty_rest = 0;
@@ -53,7 +56,9 @@ inline constexpr std::uint8_t tophash_of(std::size_t hash) noexcept {
   return top < min_top_hash ? static_cast<std::uint8_t>(top + min_top_hash) : top;
 }
 
-inline constexpr bool is_empty(std::uint8_t th) noexcept { return th <= empty_one; }
+inline constexpr bool is_empty(std::uint8_t th) noexcept {
+  return th <= empty_one;
+}
 
 // A set of slot indices [0, 8), one bit per slot, as produced by the matchers below.
 class slot_mask {
@@ -91,9 +96,7 @@ class tophash_group {
     return slot_mask(zero_bytes(word_ ^ (lsb * top)));
   }
   // Empty slots (empty_one or empty_rest: the byte is 0 or 1).
-  slot_mask match_empty() const noexcept {
-    return slot_mask(zero_bytes(word_ & ~lsb));
-  }
+  slot_mask match_empty() const noexcept { return slot_mask(zero_bytes(word_ & ~lsb)); }
   // Full slots (tophash >= min_top_hash); valid in live buckets, where no evacuation markers are.
   slot_mask match_full() const noexcept { return slot_mask(~zero_bytes(word_ & ~lsb) & msb); }
   // Whether some slot is empty_rest: the chain has no entry from there on.
@@ -103,27 +106,72 @@ class tophash_group {
   std::uint64_t word_;
 };
 
-// One bucket. Trivially default-constructible on purpose: a new table's buckets are not
-// touched when the table is allocated (growth must not zero O(n) bytes on one insert); each is
-// initialized by init() just before its first use (see Map's evacuation).
+// A bucket's metadata: its 8 tophash bytes and its overflow link, 16 bytes. The metadata of an
+// array's 2^B buckets is one dense array (16 B per bucket, four buckets per cache line), apart
+// from their slots, so a probe that misses reads only metadata. Trivially
+// default-constructible on purpose: a new array's metadata is not touched when the array is
+// allocated (growth must not zero O(n) bytes on one insert); each is initialized by init()
+// just before its first use (see Map's evacuation).
 template <class Slot>
-struct bucket {
+struct overflow_bucket;
+
+template <class Slot>
+struct alignas(16) bucket_meta {
   std::uint8_t tophash[bucket_cnt];
-  alignas(Slot) unsigned char storage[bucket_cnt * sizeof(Slot)];
-  bucket* overflow;
+  bucket_meta* overflow;  // metadata of the next bucket of the chain (an overflow_bucket's)
 
   void init() noexcept {
     std::memset(tophash, 0, sizeof tophash);
     overflow = nullptr;
   }
-  Slot* slot(unsigned i) noexcept { return std::launder(reinterpret_cast<Slot*>(storage) + i); }
-  const Slot* slot(unsigned i) const noexcept {
-    return std::launder(reinterpret_cast<const Slot*>(storage) + i);
-  }
-  void* raw_slot(unsigned i) noexcept { return storage + i * sizeof(Slot); }
   tophash_group group() const noexcept { return tophash_group(tophash); }
-  bool evacuated() const noexcept {
-    return tophash[0] > empty_one && tophash[0] < min_top_hash;
+  bool evacuated() const noexcept { return tophash[0] > empty_one && tophash[0] < min_top_hash; }
+};
+
+// The 8 entry slots of one bucket (raw storage; a slot holds an entry iff its tophash is full).
+template <class Slot>
+struct slot_group {
+  alignas(Slot) unsigned char storage[bucket_cnt * sizeof(Slot)];
+
+  Slot* slot(unsigned i) noexcept { return std::launder(reinterpret_cast<Slot*>(storage) + i); }
+  void* raw_slot(unsigned i) noexcept { return storage + i * sizeof(Slot); }
+};
+
+// An overflow bucket: metadata and slots together (overflow buckets are a minority, about a
+// fifth of an array's at load 6.5, and a probe reaches one only past a full bucket). They come
+// from the array's pool (Map's overflow_pool), so their metadata is packed too.
+template <class Slot>
+struct overflow_bucket {
+  bucket_meta<Slot> meta;  // first member: a bucket_meta* of an overflow bucket converts back
+  slot_group<Slot> slots;
+
+  static overflow_bucket* of(bucket_meta<Slot>* m) noexcept {
+    return reinterpret_cast<overflow_bucket*>(m);
+  }
+};
+
+// A bucket: its metadata and its slots, wherever they live (an array's dense arrays or an
+// overflow bucket). b->tophash, b->overflow, b->group() reach the metadata; next() follows the
+// chain.
+template <class Slot>
+struct bucket_ref {
+  bucket_meta<Slot>* m = nullptr;
+  slot_group<Slot>* g = nullptr;
+
+  bucket_ref() noexcept = default;
+  bucket_ref(bucket_meta<Slot>* meta, slot_group<Slot>* slots) noexcept : m(meta), g(slots) {}
+  explicit bucket_ref(overflow_bucket<Slot>* o) noexcept : m(&o->meta), g(&o->slots) {}
+
+  bucket_meta<Slot>* operator->() const noexcept { return m; }
+  explicit operator bool() const noexcept { return m != nullptr; }
+  friend bool operator==(const bucket_ref& a, const bucket_ref& b) noexcept { return a.m == b.m; }
+
+  Slot* slot(unsigned i) const noexcept { return g->slot(i); }
+  void* raw_slot(unsigned i) const noexcept { return g->raw_slot(i); }
+  // The next bucket of the chain, or an empty ref at its end.
+  bucket_ref next() const noexcept {
+    bucket_meta<Slot>* o = m->overflow;
+    return o != nullptr ? bucket_ref(overflow_bucket<Slot>::of(o)) : bucket_ref();
   }
 };
 
