@@ -48,8 +48,10 @@
 //           lock, counting and retiring what it held (Go's Clear publishes the root only).
 //
 // ## Invariants (each is relied on where noted)
-//  T1 root_ is never null; an indirect node's parent never changes; only a node's own lock
-//     holder stores into its children (write step 4, pruning of a child, expansion).
+//  T1 root_ is never null; an indirect node's parent never changes (nodes keep no parent
+//     pointer: pruning finds the parent again from the root by the hash, parent_of); only a
+//     node's own lock holder stores into its children (write step 4, pruning of a child,
+//     expansion).
 //  T2 a slot of a level-d node holds only entries whose hash agrees with the node's path on the
 //     top 4(d+1) bits; at level 15 (hash_shift 0) that is the whole hash, so expansion never
 //     runs out of bits (checked in expand).
@@ -80,9 +82,12 @@
 // # Reclamation (reclaim.hpp)
 // Every public operation runs inside one rcu::read_guard for its whole duration, so every node
 // and entry pointer it loaded stays valid until it returns; what a write unlinks goes to
-// rcu::retire and is freed after a grace period. No operation waits for one. The destructor
-// frees the live tree directly (no other thread may use the map then); objects retired earlier
-// are freed by RCU and do not refer back to the map.
+// rcu::defer (reclaim.hpp's per-thread batches: no RCU header in entries or nodes, one call_rcu
+// per batch) and is freed after a grace period; clear defers the whole old tree as one object.
+// Room in the thread's batch is reserved (rcu::reserve, which may throw) before a write
+// publishes, so nothing after the publication can fail. No operation waits for a grace period.
+// The destructor frees the live tree directly (no other thread may use the map then); objects
+// retired earlier are freed by RCU and do not refer back to the map.
 //
 // # Beyond Go
 //  - size(), version(): striped counters (detail::trie_stripes cache lines, one chosen per
@@ -216,16 +221,20 @@ class TrieMap {
   static constexpr unsigned k_bits = 4;                 // hash bits per level (Go's nChildrenLog2)
   static constexpr unsigned k_children = 1u << k_bits;  // 16
   static constexpr std::uint64_t k_mask = k_children - 1;
+  static constexpr unsigned k_levels = 64 / k_bits;      // 16: the deepest path (T2)
+  static constexpr unsigned k_root_shift = 64 - k_bits;  // the root's slots are at shift 60
   static_assert(64 % k_bits == 0, "levels must consume the hash exactly (T2)");
 
   // Go's entry: an immutable leaf (T3). overflow chains entries with the same full hash.
-  struct entry : rcu::retirable<entry> {
+  // No RCU header: retired entries go through rcu::defer's per-thread batches, so a uint64 ->
+  // uint64 entry is 24 bytes (a 32-byte malloc chunk, the smallest there is).
+  struct entry {
     template <class KK, class... Args>
     explicit entry(KK&& k, Args&&... args)
         : key(std::forward<KK>(k)), value(std::forward<Args>(args)...) {}
-    entry* overflow = nullptr;  // written only before publication (T3)
     const K key;
     const V value;
+    entry* overflow = nullptr;  // written only before publication (T3)
   };
 
   // A child slot holds 0 (empty), an indirect* or an entry* with the low bit set: both are at
@@ -233,13 +242,13 @@ class TrieMap {
   using slot_t = std::atomic<std::uintptr_t>;
   static_assert(alignof(entry) >= 2, "the low bit of an entry pointer tags it");
 
-  // Go's indirect: one node of the trie.
-  struct indirect : rcu::retirable<indirect> {
-    explicit indirect(indirect* p) noexcept : parent(p) {}
-    indirect* const parent;  // T1; nullptr for the root
-    detail::trie_lock mu;    // guards stores into children and dead (T1, T4)
-    std::atomic<bool> dead{false};
+  // Go's indirect: one node of the trie. 16 slots, a 4-byte lock and the dead flag: 136 bytes,
+  // which malloc serves from a 144-byte chunk (a parent pointer or an RCU header would push it
+  // to 160 or 176). The parent is found again from the root when pruning needs it (T1).
+  struct indirect {
     std::array<slot_t, k_children> children{};
+    detail::trie_lock mu;  // guards stores into children and dead (T1, T4)
+    std::atomic<bool> dead{false};
 
     bool empty_locked() const noexcept {
       for (const slot_t& c : children) {
@@ -270,7 +279,7 @@ class TrieMap {
   // --- construction ---------------------------------------------------------------------------
 
   // An empty map. Allocates the (empty) root node.
-  TrieMap() : root_(new indirect(nullptr)) {}
+  TrieMap() : root_(new indirect) {}
 
   // Stores every entry of `initial` (from_json and load_snapshot build maps this way).
   explicit TrieMap(map_type initial) : TrieMap() {
@@ -522,11 +531,17 @@ class TrieMap {
     bool any = false;
     for (const slot_t& c : old->children) any = any || c.load(std::memory_order_acquire) != 0;
     if (!any) return;  // empty: linearized at these loads
-    auto fresh = std::make_unique<indirect>(nullptr);
+    auto fresh = std::make_unique<indirect>();
+    rcu::reserve(1);  // the old tree goes to RCU as one deferred object
     // Only clear swaps the root, but two clears may race: exchange hands each old root to
     // exactly one of them.
     old = root_.exchange(fresh.release(), std::memory_order_acq_rel);
-    const std::int64_t removed = kill_tree(old);
+    std::size_t nodes = 0;
+    const std::int64_t removed = kill_tree(old, nodes);
+    // Every node of the old tree is dead now, so nothing is stored into it any more: its final
+    // shape is freed in one piece once the readers that may be in it are gone.
+    rcu::defer(old, &defer_destroy_tree,
+               nodes * sizeof(indirect) + static_cast<std::size_t>(removed) * sizeof(entry));
     if (removed != 0) added(-removed);
   }
 
@@ -640,6 +655,13 @@ class TrieMap {
     indirect* expansion = nullptr;  // new nodes of an expansion (owned here until published)
     entry* const head = at.seen != 0 ? as_entry(at.seen) : nullptr;
     try {
+      if (cur != nullptr) {
+        // Room for step (5): cur, the copied prefix, and up to 15 pruned nodes (T2), so that
+        // nothing after the publication can fail.
+        std::size_t retiring = 1;
+        for (entry* e = head; e != cur; e = e->overflow) ++retiring;
+        rcu::reserve(fresh == nullptr ? retiring + k_levels - 1 : retiring);
+      }
       if (cur == nullptr) {
         // Insert (Go's LoadOrStore/expand): into an empty slot, at the head of a chain of the
         // same full hash, or below the slot in new nodes that separate the two hashes.
@@ -653,7 +675,7 @@ class TrieMap {
             next = tag(fresh);
           } else {
             fresh->overflow = nullptr;
-            expansion = expand(head, head_hash, fresh, h, at.shift, at.node);
+            expansion = expand(head, head_hash, fresh, h, at.shift);
             next = tag(expansion);
           }
         }
@@ -692,25 +714,25 @@ class TrieMap {
       return false;
     }
     at.slot->store(next, std::memory_order_release);
-    if (next == 0 && i->parent != nullptr && i->empty_locked()) {
+    if (next == 0 && at.shift != k_root_shift && i->empty_locked()) {
       prune_locked(i, h, at.shift);  // unlocks
     } else {
       i->mu.unlock();
     }
     // Step (5): cur and the chain entries before it are unreachable now (T5).
     if (cur != nullptr) {
-      for (entry* e = head; e != cur; e = e->overflow) rcu::retire(e);
-      rcu::retire(const_cast<entry*>(cur));
+      for (entry* e = head; e != cur; e = e->overflow) retire_entry(e);
+      retire_entry(const_cast<entry*>(cur));
     }
     return true;
   }
 
-  // Go's expand: new nodes below `parent` (whose slot at `shift` holds old_head) down to the
+  // Go's expand: new nodes below the slot at `shift` (which holds old_head) down to the
   // first level where the two hashes differ; that node holds the old chain and fresh. Nothing
   // is published here.
   indirect* expand(entry* old_head, std::uint64_t old_hash, entry* fresh, std::uint64_t h,
-                   unsigned shift, indirect* parent) {
-    auto top = std::make_unique<indirect>(parent);
+                   unsigned shift) {
+    auto top = std::make_unique<indirect>();
     indirect* current = top.get();
     try {
       for (;;) {
@@ -726,7 +748,7 @@ class TrieMap {
           current->children[ni].store(tag(fresh), std::memory_order_relaxed);
           return top.release();
         }
-        auto* below = new indirect(current);
+        auto* below = new indirect;
         current->children[oi].store(tag(below), std::memory_order_relaxed);
         current = below;
       }
@@ -757,58 +779,77 @@ class TrieMap {
     }
   }
 
-  // Go's pruning loop in LoadAndDelete: i (locked, not dead, not the root) has no child left.
-  // Unlinks it from its parent under both locks (T6: child first), marks it dead (T4) and
-  // retires it, then goes on with the parent while that is left empty. Unlocks everything.
+  // Go's pruning loop in LoadAndDelete: i (locked, not dead, not a root), whose slots are at
+  // `shift`, has no child left. Unlinks it from its parent under both locks (T6: child first),
+  // marks it dead (T4) and retires it, then goes on with the parent while that is left empty.
+  // Unlocks everything. Room for the retires was reserved by the caller.
   void prune_locked(indirect* i, std::uint64_t h, unsigned shift) noexcept {
-    while (i->parent != nullptr && i->empty_locked()) {
-      indirect* parent = i->parent;
+    while (shift != k_root_shift && i->empty_locked()) {
+      indirect* parent = parent_of(i, h, shift);
+      if (parent == nullptr) break;  // clear replaced i's tree: it marks i dead and frees it
       shift += k_bits;
+      slot_t& link = parent->children[(h >> shift) & k_mask];
       parent->mu.lock();
-      if (parent->dead.load(std::memory_order_relaxed)) {
-        // clear owns parent's subtree, i included: it will mark i dead and retire it.
+      if (parent->dead.load(std::memory_order_relaxed) ||
+          link.load(std::memory_order_relaxed) != tag(i)) {
+        // clear owns parent's subtree, i included: it will mark i dead and free it.
         parent->mu.unlock();
         break;
       }
-      // i is not dead (we hold its lock since checking), so parent's slot still holds it (T1).
       i->dead.store(true, std::memory_order_relaxed);
-      parent->children[(h >> shift) & k_mask].store(0, std::memory_order_release);
+      link.store(0, std::memory_order_release);
       i->mu.unlock();
-      rcu::retire(i);
+      rcu::defer(i, &defer_delete<indirect>, sizeof(indirect));
       i = parent;
     }
     i->mu.unlock();
   }
 
-  // clear's walk of the old tree: marks each node dead under its lock (skipping nodes a pruner
-  // got to first: they are empty and the pruner retires them), then retires it and its entries.
-  // Recursion depth is at most 16 (T2), so clear needs no memory beyond the new root. Returns
-  // the number of entries retired.
-  std::int64_t kill_tree(indirect* i) noexcept {
-    i->mu.lock();
-    if (i->dead.load(std::memory_order_relaxed)) {
-      i->mu.unlock();
-      return 0;
+  // The node whose slot at shift + 4 holds i (locked, not dead, slots at `shift`), found again
+  // from the root by h: i's path never changes while it is linked (T1), and i stays linked while
+  // we hold its lock, so the walk meets its parent unless clear has replaced the root since
+  // (then nullptr). Lock-free loads inside the caller's read_guard.
+  indirect* parent_of(const indirect* i, std::uint64_t h, unsigned shift) const noexcept {
+    indirect* n = root_.load(std::memory_order_acquire);
+    for (unsigned s = k_root_shift;; s -= k_bits) {
+      const std::uintptr_t c = n->children[(h >> s) & k_mask].load(std::memory_order_acquire);
+      if (s == shift + k_bits) return c == tag(const_cast<indirect*>(i)) ? n : nullptr;
+      if (c == 0 || is_entry(c)) return nullptr;
+      n = as_indirect(c);
     }
+  }
+
+  template <class T>
+  static void defer_delete(void* p) noexcept {
+    delete static_cast<T*>(p);
+  }
+  static void defer_destroy_tree(void* p) noexcept { destroy_tree(static_cast<indirect*>(p)); }
+  static void retire_entry(entry* e) noexcept {
+    rcu::defer(e, &defer_delete<entry>, sizeof(entry));
+  }
+
+  // clear's walk of the old tree: marks each node dead under its lock, so that no write or
+  // pruner stores into it afterwards (T4), and counts the entries it holds; clear then defers
+  // the whole frozen tree as one object. A pruner unlinks a node under its parent's lock before
+  // marking it dead, so every node reached here through its parent is alive: nothing is freed
+  // twice. Recursion depth is at most 16 (T2). Returns the number of entries; adds the nodes
+  // to `nodes`.
+  std::int64_t kill_tree(indirect* i, std::size_t& nodes) noexcept {
+    i->mu.lock();
     i->dead.store(true, std::memory_order_relaxed);
     std::array<std::uintptr_t, k_children> kids;
     for (unsigned c = 0; c < k_children; ++c) {
       kids[c] = i->children[c].load(std::memory_order_relaxed);
     }
     i->mu.unlock();
-    rcu::retire(i);  // readers that loaded it keep it until their guard ends (ours too)
+    ++nodes;
     std::int64_t removed = 0;
     for (const std::uintptr_t n : kids) {
       if (n == 0) continue;
       if (is_entry(n)) {
-        for (entry* e = as_entry(n); e != nullptr;) {
-          entry* next = e->overflow;
-          rcu::retire(e);
-          ++removed;
-          e = next;
-        }
+        for (const entry* e = as_entry(n); e != nullptr; e = e->overflow) ++removed;
       } else {
-        removed += kill_tree(as_indirect(n));
+        removed += kill_tree(as_indirect(n), nodes);
       }
     }
     return removed;
