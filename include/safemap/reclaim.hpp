@@ -71,12 +71,30 @@
 // throttling, the bytes waiting stay below the limit plus the W objects retired since each thread's
 // last check.
 //
+// # Batched retirement (rcu::defer)
+// retire(n) needs an rcu::node inside every retired object (24 bytes: liburcu's rcu_head and the
+// reclaim function) and costs one call_rcu, which may wake liburcu's worker, per object. For
+// small, numerous objects (TrieMap's 24-byte entries) that header is as big as the object.
+// defer(p, fn, bytes) instead appends (p, fn) to this thread's retire buffer; a full buffer is
+// handed to call_rcu as ONE batch (defer_batch_capacity objects), whose callback calls fn(p) for
+// each. The buffer is flushed when full, when its thread exits, by flush(), and by barrier()
+// (which flushes every thread's buffer first, so "everything retired before the call is freed"
+// holds for deferred objects too). reserve(n) makes room for n defer() calls ahead of time and
+// is the only call that may throw (std::bad_alloc for a new batch): a map reserves before it
+// publishes, so the defer() calls after publication never allocate and never fail.
+// `bytes` go to retired_bytes() when the batch is flushed (one atomic add per batch, not one
+// global add per object), so with W threads deferring, throttle() bounds the total to the
+// limit plus W buffers (each at most defer_batch_capacity objects) plus what # Bounding says.
+// An object sits in a buffer until its batch is flushed: at most defer_batch_capacity objects
+// per thread that stopped writing, until that thread writes again, exits, or a barrier runs.
+//
 // # Rules for users of this header (safemap's maps)
 //  - every dereference of a pointer loaded lock-free happens inside a read_guard;
 //  - an object is retired only after it is unreachable for new readers;
 //  - never wait for a grace period (rcu::barrier) while inside a read_guard, nor while holding
 //    a lock that a reader may wait for inside its read_guard (throttle() included);
-//  - callbacks of retired objects must not enter read-side critical sections or retire.
+//  - callbacks of retired (and deferred) objects must not enter read-side critical sections,
+//    retire or defer.
 //
 // Concurrency: every function here is thread-safe.
 #pragma once
@@ -84,6 +102,10 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <mutex>
+#include <new>
+#include <utility>
 
 #include "safemap/detail/config.hpp"
 
@@ -108,9 +130,7 @@ extern __thread struct urcu_reader urcu_memb_reader;
 #pragma GCC diagnostic pop
 #else
 #include <chrono>
-#include <mutex>
 #include <thread>
-#include <utility>
 #include <vector>
 #endif
 
@@ -461,6 +481,258 @@ inline void retire(sized_node* n, std::size_t bytes) noexcept {
 #endif
 }
 
+// ---- batched retirement (see # Batched retirement) ------------------------------------------
+
+// Frees a deferred object after its grace period; must not throw (nor read_guard, retire, defer).
+using deleter = void (*)(void*) noexcept;
+
+// Objects per batch (one call_rcu each): 1 KiB of (pointer, deleter) pairs.
+inline constexpr std::size_t defer_batch_capacity = 64;
+
+namespace detail {
+
+struct deferred {
+  void* object;
+  deleter free;
+};
+
+// One call_rcu's worth of deferred objects; the pairs follow the header in the same allocation.
+struct defer_batch final : sized_node {
+  explicit defer_batch(std::size_t cap) noexcept : sized_node(&reclaim_batch), capacity(cap) {}
+  const std::size_t capacity;
+  std::size_t count = 0;
+  std::size_t pending_bytes = 0;       // bytes of the objects, counted in retired_bytes on flush
+  defer_batch* stolen_next = nullptr;  // barrier's list of batches it took from other threads
+
+  deferred* items() noexcept { return reinterpret_cast<deferred*>(this + 1); }
+  bool full() const noexcept { return count == capacity; }
+
+  static std::size_t alloc_size(std::size_t cap) noexcept {
+    return sizeof(defer_batch) + cap * sizeof(deferred);
+  }
+  static defer_batch* make(std::size_t cap) {
+    return new (::operator new(alloc_size(cap))) defer_batch(cap);
+  }
+  static defer_batch* try_make(std::size_t cap) noexcept {
+    void* mem = ::operator new(alloc_size(cap), std::nothrow);
+    return mem == nullptr ? nullptr : new (mem) defer_batch(cap);
+  }
+  static void destroy(defer_batch* b) noexcept {
+    b->~defer_batch();
+    ::operator delete(b);
+  }
+  // The grace period of the whole batch has ended: free every object, then the batch.
+  static void reclaim_batch(node* n) noexcept {
+    auto* b = static_cast<defer_batch*>(n);
+    deferred* it = b->items();
+    for (std::size_t i = 0; i < b->count; ++i) it[i].free(it[i].object);
+    destroy(b);
+  }
+};
+static_assert(sizeof(defer_batch) % alignof(deferred) == 0, "the pairs follow the header");
+
+// Hands a batch to RCU (one call_rcu); its bytes join retired_bytes until it is freed. An
+// empty batch is freed at once. Never blocks.
+inline void flush_batch(defer_batch* b) noexcept {
+  if (b == nullptr) return;
+  if (b->count == 0) {
+    defer_batch::destroy(b);
+    return;
+  }
+  const std::size_t bytes = b->pending_bytes;
+  b->bytes = bytes;  // reclaim_sized / free_list take them off the count when b is freed
+  if (bytes != 0) retired_bytes.fetch_add(bytes, std::memory_order_relaxed);
+#if !SAFEMAP_TSAN
+  const bool unregister = ensure_registered();
+  ::urcu_memb_call_rcu(&b->head, &rcu_sized_callback);
+  if (SAFEMAP_UNLIKELY(unregister)) unregister_after_call();
+#else
+  retire(static_cast<node*>(b));
+#endif
+}
+
+// One thread's retire buffer. The owner appends under mu (uncontended: only barrier() takes it
+// from another thread); registered in the defer registry so barrier() can flush it.
+struct defer_buffer {
+  std::mutex mu;
+  defer_batch* batch = nullptr;  // guarded by mu
+  defer_buffer* prev = nullptr;  // guarded by defer_registry::mu
+  defer_buffer* next = nullptr;  // guarded by defer_registry::mu
+};
+
+struct defer_registry {
+  std::mutex mu;
+  defer_buffer* head = nullptr;
+};
+
+inline defer_registry& get_defer_registry() {
+  static defer_registry* r = new defer_registry;  // outlives every thread_local destructor
+  return *r;
+}
+
+// This thread's buffer; null before first use and after the thread's exit began (tls state
+// below). Constant-initialized: reading it is one thread-local load.
+inline thread_local defer_buffer* tls_defer = nullptr;
+inline thread_local bool tls_defer_exited = false;
+
+// Flushes and unregisters the thread's buffer at thread exit.
+struct defer_owner {
+  ~defer_owner() {
+    defer_buffer* buf = tls_defer;
+    tls_defer = nullptr;
+    tls_defer_exited = true;
+    if (buf == nullptr) return;
+    defer_batch* b = nullptr;
+    {
+      defer_registry& r = get_defer_registry();
+      std::lock_guard lock(r.mu);  // registry before buffer, as in barrier
+      if (buf->prev != nullptr) buf->prev->next = buf->next;
+      if (buf->next != nullptr) buf->next->prev = buf->prev;
+      if (r.head == buf) r.head = buf->next;
+      std::lock_guard block(buf->mu);
+      b = std::exchange(buf->batch, nullptr);
+    }
+    delete buf;
+    flush_batch(b);
+  }
+};
+
+// Creates and registers this thread's buffer. Throws std::bad_alloc (nothing changed). Returns
+// null on a thread whose thread_local destructors are running (its defers go out one by one).
+SAFEMAP_NOINLINE inline defer_buffer* make_defer_buffer() {
+  if (tls_defer_exited) return nullptr;
+  auto* buf = new defer_buffer;
+  {
+    defer_registry& r = get_defer_registry();
+    std::lock_guard lock(r.mu);
+    buf->next = r.head;
+    if (r.head != nullptr) r.head->prev = buf;
+    r.head = buf;
+  }
+  tls_defer = buf;
+  thread_local defer_owner owner;  // flushes and unregisters at thread exit
+  (void)owner;
+  return buf;
+}
+
+// Takes every thread's pending batch (replacing it by an empty one where memory allows, so a
+// thread that reserved room keeps it) and hands them to RCU.
+inline void flush_all_buffers() {
+  defer_batch* stolen = nullptr;
+  {
+    defer_registry& r = get_defer_registry();
+    std::lock_guard lock(r.mu);
+    for (defer_buffer* buf = r.head; buf != nullptr; buf = buf->next) {
+      std::lock_guard block(buf->mu);
+      defer_batch* b = buf->batch;
+      if (b == nullptr || b->count == 0) continue;
+      buf->batch = defer_batch::try_make(b->capacity);  // null: the owner's defer allocates
+      b->stolen_next = stolen;
+      stolen = b;
+    }
+  }
+  while (stolen != nullptr) {
+    defer_batch* next = stolen->stolen_next;
+    flush_batch(stolen);
+    stolen = next;
+  }
+}
+
+// The number of threads with a retire buffer (for tests: a thread's goes away at its exit).
+inline std::size_t registered_buffers() {
+  defer_registry& r = get_defer_registry();
+  std::lock_guard lock(r.mu);
+  std::size_t n = 0;
+  for (defer_buffer* buf = r.head; buf != nullptr; buf = buf->next) ++n;
+  return n;
+}
+
+}  // namespace detail
+
+// Makes room in this thread's retire buffer for n more defer() calls, so that they cannot fail
+// (a concurrent barrier() that cannot allocate is the one exception: defer then allocates).
+// Flushes a buffer that lacks room. Throws std::bad_alloc, having changed nothing. Never waits.
+inline void reserve(std::size_t n) {
+  detail::defer_buffer* buf = detail::tls_defer;
+  if (SAFEMAP_UNLIKELY(buf == nullptr)) {
+    buf = detail::make_defer_buffer();
+    if (buf == nullptr) return;  // exiting thread: each defer makes its own batch
+  }
+  detail::defer_batch* full = nullptr;
+  {
+    std::lock_guard lock(buf->mu);
+    detail::defer_batch* b = buf->batch;
+    if (SAFEMAP_LIKELY(b != nullptr && b->capacity - b->count >= n)) return;
+    detail::defer_batch* fresh =
+        detail::defer_batch::make(n > defer_batch_capacity ? n : defer_batch_capacity);
+    full = std::exchange(buf->batch, fresh);
+  }
+  detail::flush_batch(full);
+}
+
+// Frees `object` with free(object) after a grace period, like retire() but without an rcu::node
+// in the object: it joins this thread's retire buffer, which goes to RCU as one batch (see
+// # Batched retirement). `bytes` (what free releases) count in retired_bytes() from the flush
+// until the batch is freed. object must already be unreachable for readers that start from now
+// on. Never blocks. Does not allocate when reserve() made room; otherwise allocates a batch and,
+// if memory is exhausted, terminates (there is no way to defer without memory, and freeing now
+// could free under a reader).
+inline void defer(void* object, deleter free, std::size_t bytes = 0) noexcept {
+  detail::defer_buffer* buf = detail::tls_defer;
+  if (SAFEMAP_UNLIKELY(buf == nullptr)) {
+    try {
+      buf = detail::make_defer_buffer();
+    } catch (...) {
+      buf = nullptr;
+    }
+    if (buf == nullptr) {
+      // Exiting thread (or no memory for a buffer): a batch of one, flushed at once.
+      detail::defer_batch* b = detail::defer_batch::try_make(1);
+      if (b == nullptr) std::terminate();
+      b->items()[0] = {object, free};
+      b->count = 1;
+      b->pending_bytes = bytes;
+      detail::flush_batch(b);
+      return;
+    }
+  }
+  detail::defer_batch* full = nullptr;
+  {
+    std::lock_guard lock(buf->mu);
+    detail::defer_batch* b = buf->batch;
+    if (SAFEMAP_UNLIKELY(b == nullptr || b->full())) {
+      detail::defer_batch* fresh = detail::defer_batch::try_make(defer_batch_capacity);
+      if (fresh == nullptr) std::terminate();
+      full = std::exchange(buf->batch, fresh);
+      b = fresh;
+    }
+    b->items()[b->count++] = {object, free};
+    b->pending_bytes += bytes;
+  }
+  detail::flush_batch(full);
+}
+
+// Hands this thread's retire buffer to RCU now (barrier() flushes every thread's).
+inline void flush() noexcept {
+  detail::defer_buffer* buf = detail::tls_defer;
+  if (buf == nullptr) return;
+  detail::defer_batch* b = nullptr;
+  {
+    std::lock_guard lock(buf->mu);
+    if (buf->batch == nullptr || buf->batch->count == 0) return;
+    b = std::exchange(buf->batch, detail::defer_batch::try_make(buf->batch->capacity));
+  }
+  detail::flush_batch(b);
+}
+
+// Deferred objects waiting in this thread's buffer (not yet handed to RCU). For tests.
+inline std::size_t buffered() noexcept {
+  detail::defer_buffer* buf = detail::tls_defer;
+  if (buf == nullptr) return 0;
+  std::lock_guard lock(buf->mu);
+  return buf->batch == nullptr ? 0 : buf->batch->count;
+}
+
 // Bytes retired with retire(n, bytes) and not freed yet (all threads, all maps).
 inline std::size_t retired_bytes() noexcept {
   return detail::retired_bytes.load(std::memory_order_relaxed);
@@ -475,15 +747,16 @@ inline void set_retired_bytes_limit(std::size_t bytes) noexcept {
   detail::retired_bytes_limit.store(bytes, std::memory_order_relaxed);
 }
 
-// Waits until every object retired before the call has been freed. Must not be called inside
-// a read_guard. For tests and orderly shutdown; maps never call it on their hot paths.
-inline void barrier() {
+namespace detail {
+// barrier() without flushing the retire buffers: waits for what was handed to RCU before the
+// call (for tests of the buffers themselves).
+inline void barrier_unflushed() {
 #if !SAFEMAP_TSAN
-  const bool unregister = detail::ensure_registered();
+  const bool unregister = ensure_registered();
   ::urcu_memb_barrier();
-  if (SAFEMAP_UNLIKELY(unregister)) detail::unregister_after_call();
+  if (SAFEMAP_UNLIKELY(unregister)) unregister_after_call();
 #else
-  detail::domain& d = detail::get_domain();
+  domain& d = get_domain();
   const std::uint64_t target = d.epoch.load(std::memory_order_seq_cst);
   for (;;) {
     node* freeable = nullptr;
@@ -493,11 +766,20 @@ inline void barrier() {
       freeable = d.collect_locked();
       for (node* n = d.retired; n; n = n->next) done = done && n->epoch >= target;
     }
-    detail::free_list(freeable);
+    free_list(freeable);
     if (done) return;
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 #endif
+}
+}  // namespace detail
+
+// Waits until every object retired or deferred before the call has been freed (every thread's
+// retire buffer is flushed first). Must not be called inside a read_guard. For tests and orderly
+// shutdown; maps never call it on their hot paths.
+inline void barrier() {
+  detail::flush_all_buffers();
+  detail::barrier_unflushed();
 }
 
 // If retired_bytes() is above retired_bytes_limit(), waits (rcu::barrier) until everything

@@ -11,12 +11,16 @@
 // and write no shared memory; a write locks one small node (never the whole map), and since no
 // table ever resizes, no single insert ever stalls behind a rehash. It replaced the read/dirty
 // algorithm (SyncMap) in Go 1.24 because that one is slow exactly where keys change: new keys,
-// deletes, mixed writes. Every key costs one heap entry (48 bytes for uint64 -> uint64, a 64-byte
-// malloc chunk), plus a share of the 16-way nodes above it (about 1/ln 16 = 0.36 nodes of 168
-// bytes per key for well-spread hashes): safemap-bench measured 128 bytes per uint64 entry
-// (SyncMap 134, LockedMap 37), so it is not the map for memory-bound tables. For a map written in
-// rare batches and read in point-in-time snapshots choose CowMap; for iteration that must be
-// point-in-time, LockedMap or ShardedMap.
+// deletes, mixed writes. Every key costs one heap entry (24 bytes for uint64 -> uint64, a 32-byte
+// malloc chunk), plus a share of the 16-way nodes above it (about 1/ln 16 = 0.36 nodes of 136
+// bytes, 144-byte chunks, per key for well-spread hashes): 84 bytes per uint64 entry (mallinfo2
+// after 2^16 and 2^20 stores; it was 128 with an RCU header in every entry and node), against
+// LockedMap's 37, so it is not the map for memory-bound tables. Small trivially copyable values
+// (uint64, int, enums, pointers, small structs without padding) are written in place: a store,
+// swap, compare_and_swap or compute on an existing key is one atomic operation on the entry,
+// with no allocation and no lock ("In-place values"). For a map written in rare batches and read
+// in point-in-time snapshots choose CowMap; for iteration that must be point-in-time, LockedMap
+// or ShardedMap.
 //
 // # The algorithm
 // A trie of 16-way *indirect* nodes over the 64-bit hash, 4 bits per level from the top: the
@@ -48,13 +52,16 @@
 //           lock, counting and retiring what it held (Go's Clear publishes the root only).
 //
 // ## Invariants (each is relied on where noted)
-//  T1 root_ is never null; an indirect node's parent never changes; only a node's own lock
-//     holder stores into its children (write step 4, pruning of a child, expansion).
+//  T1 root_ is never null; an indirect node's parent never changes (nodes keep no parent
+//     pointer: pruning finds the parent again from the root by the hash, parent_of); only a
+//     node's own lock holder stores into its children (write step 4, pruning of a child,
+//     expansion).
 //  T2 a slot of a level-d node holds only entries whose hash agrees with the node's path on the
 //     top 4(d+1) bits; at level 15 (hash_shift 0) that is the whole hash, so expansion never
 //     runs out of bits (checked in expand).
 //  T3 every entry of one chain has the same full hash; an entry, once published, never changes
-//     (key, value and overflow are written before the release store that publishes it).
+//     (key, value and overflow are written before the release store that publishes it), except
+//     an in-place value and the low bits of its link word (V1, V2).
 //  T4 dead is set once, under the node's own lock, by whoever unlinks the node (a pruner holding
 //     the parent's lock too, or clear), and that one retires it. A writer that re-checks under
 //     the lock and sees dead starts over from the root; a pruned node is empty, so nothing is
@@ -73,16 +80,46 @@
 //                           via expand (the old chain moves, unchanged, one or more levels down)
 //   entry -> entry'         store, swap, compare_and_swap, compute: a new entry replaces it (and
 //                           copies of the entries before it in its chain); the old ones retire
+//   entry -> entry          the same writes with an in-place value: the value changes in place
 //   entry -> absent         erase, load_and_delete, compare_and_delete, compute -> nullopt, clear
 // Entries never move up (pruning only removes empty nodes), so a key's slot is always on its
 // hash's path: a range visits each key at most once.
 //
+// ## In-place values
+// When V is small (at most 8 bytes), trivially copyable, lock-free as std::atomic<V> and has
+// unique object representations (detail::trie_inline_value: so compare_exchange's bitwise
+// comparison means "unchanged"; float and double, with +0.0 == -0.0, are boxed), an entry holds
+// std::atomic<V> and writes to an existing key change it in place instead of replacing the entry:
+// store is one atomic store, swap one exchange, compare_and_swap one compare_exchange (after V's
+// == on the loaded value, outside any lock), compute one compare_exchange against the value f
+// saw (f runs again if it changed: allowed for lock-free maps, f must be pure). New keys and
+// deletes still publish and retire entries under the slot's lock. A delete must not lose a write
+// that lands in the entry it unlinks, hence the writer word:
+//  V1 an entry's link word is its overflow pointer with 3 low bits: bit 0 *frozen*, bits 1-2 the
+//     number of in-place writers inside. A writer enters with a CAS that fails if frozen (it
+//     then looks again from the root) and waits only while 3 writers are inside; it does one
+//     atomic operation on the value and leaves (release). No user code runs inside.
+//  V2 only the holder of the lock of the node whose slot holds an entry's chain freezes it: it
+//     sets frozen, then waits until no writer is inside (acquire), so the value is final. A
+//     delete freezes the entry it removes and the chain prefix it copies (refreshing the
+//     copies' values from the frozen originals), so no write is lost and none lands in a copy
+//     too late; a frozen entry is unlinked before the lock is released and stays frozen, except
+//     when a conditional delete (compare_and_delete, compute -> nullopt) finds the final value
+//     changed: it thaws everything, publishes nothing and retries.
+// A write therefore linearizes at its atomic operation on the value (made before the freeze of
+// any delete that unlinks the entry); a load at its load of the value (the entry was linked
+// when the descent found it, and every value it can read was stored while it was linked).
+// range, snapshot and read_view copy each value once (weakly consistent as before).
+//
 // # Reclamation (reclaim.hpp)
 // Every public operation runs inside one rcu::read_guard for its whole duration, so every node
 // and entry pointer it loaded stays valid until it returns; what a write unlinks goes to
-// rcu::retire and is freed after a grace period. No operation waits for one. The destructor
-// frees the live tree directly (no other thread may use the map then); objects retired earlier
-// are freed by RCU and do not refer back to the map.
+// rcu::defer (reclaim.hpp's per-thread batches: no RCU header in entries or nodes, one call_rcu
+// per batch) and is freed after a grace period; clear defers the whole old tree as one object.
+// Room in the thread's batch is reserved (rcu::reserve, which may throw) before a write
+// publishes, so nothing after the publication can fail. No operation waits for a grace period.
+// The destructor frees the live tree directly (no other thread may use the map then); objects
+// retired earlier are freed by RCU and do not refer back to the map.
 //
 // # Beyond Go
 //  - size(), version(): striped counters (detail::trie_stripes cache lines, one chosen per
@@ -111,11 +148,14 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "safemap/concurrent.hpp"
 #include "safemap/detail/config.hpp"
@@ -164,6 +204,29 @@ inline void trie_cpu_relax() noexcept {
   asm volatile("yield");
 #endif
 }
+
+// Waiting for another thread's few instructions (an in-place writer, a lock holder's freeze):
+// spin first, then yield, so that a preempted thread gets the CPU back (more threads than cores).
+inline void trie_backoff(unsigned spins) noexcept {
+  if (spins < 64) {
+    trie_cpu_relax();
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+// Whether TrieMap keeps V in its entries as a std::atomic<V> written in place (see "In-place
+// values" in trie_map.hpp): small, trivially copyable, lock-free as an atomic, and with unique
+// object representations, so that compare_exchange's bitwise comparison means "unchanged"
+// (floating-point values, with +0.0 == -0.0 and NaN, take the boxed path). std::atomic<V> is
+// only named once V is known to be trivially copyable.
+template <class V, bool = std::is_trivially_copyable_v<V> && sizeof(V) <= sizeof(std::uint64_t) &&
+                          std::has_unique_object_representations_v<V>>
+struct trie_inline_value : std::false_type {};
+template <class V>
+struct trie_inline_value<V, true> : std::bool_constant<std::atomic<V>::is_always_lock_free> {};
+
+inline void trie_backoff(unsigned spins) noexcept;
 
 // The small lock of one trie node (Go's indirect.mu): 4 bytes, where std::mutex takes 40 (it is
 // in every node). 0 free, 1 held, 2 held with waiters (Drepper's futex mutex). Held only for a
@@ -216,30 +279,72 @@ class TrieMap {
   static constexpr unsigned k_bits = 4;                 // hash bits per level (Go's nChildrenLog2)
   static constexpr unsigned k_children = 1u << k_bits;  // 16
   static constexpr std::uint64_t k_mask = k_children - 1;
+  static constexpr unsigned k_levels = 64 / k_bits;      // 16: the deepest path (T2)
+  static constexpr unsigned k_root_shift = 64 - k_bits;  // the root's slots are at shift 60
   static_assert(64 % k_bits == 0, "levels must consume the hash exactly (T2)");
 
-  // Go's entry: an immutable leaf (T3). overflow chains entries with the same full hash.
-  struct entry : rcu::retirable<entry> {
+  // In-place values (see the top of the file): V lives in the entry as std::atomic<V>.
+  static constexpr bool inline_values = detail::trie_inline_value<V>::value;
+
+  struct entry;
+  // Boxed: const V. In place: std::atomic<V>, written by store/swap/compare_and_swap/compute.
+  using value_cell = std::conditional_t<inline_values, std::atomic<V>, const V>;
+  // Boxed: the overflow pointer. In place: the overflow pointer with the writer word in its low
+  // bits (V1): bit 0 frozen, bits 1-2 the number of in-place writers inside.
+  using link_word = std::conditional_t<inline_values, std::atomic<std::uintptr_t>, entry*>;
+  static constexpr std::uintptr_t k_frozen = 1;
+  static constexpr std::uintptr_t k_writer = 2;
+  static constexpr std::uintptr_t k_writers = 6;  // mask; full at 3 writers
+  static constexpr std::uintptr_t k_link_bits = 7;
+
+  // Go's entry: a leaf, immutable but for an in-place value (T3). overflow chains entries with
+  // the same full hash. No RCU header: retired entries go through rcu::defer's per-thread
+  // batches, so a uint64 -> uint64 entry is 24 bytes (a 32-byte malloc chunk, the smallest).
+  struct entry {
     template <class KK, class... Args>
     explicit entry(KK&& k, Args&&... args)
         : key(std::forward<KK>(k)), value(std::forward<Args>(args)...) {}
-    entry* overflow = nullptr;  // written only before publication (T3)
     const K key;
-    const V value;
+    value_cell value;
+    link_word overflow{};  // the pointer is written only before publication (T3)
   };
+  static_assert(alignof(entry) > k_link_bits || !inline_values, "the link word's low bits");
+
+  static entry* next_of(const entry* e) noexcept {
+    if constexpr (inline_values) {
+      return reinterpret_cast<entry*>(e->overflow.load(std::memory_order_acquire) & ~k_link_bits);
+    } else {
+      return e->overflow;
+    }
+  }
+  static void set_next(entry* e, entry* next) noexcept {  // before publication only (T3)
+    if constexpr (inline_values) {
+      e->overflow.store(reinterpret_cast<std::uintptr_t>(next), std::memory_order_relaxed);
+    } else {
+      e->overflow = next;
+    }
+  }
+  // The value: a reference to the immutable one (boxed), or a copy loaded now (in place).
+  static decltype(auto) value_of(const entry* e) noexcept {
+    if constexpr (inline_values) {
+      return e->value.load(std::memory_order_acquire);
+    } else {
+      return (e->value);
+    }
+  }
 
   // A child slot holds 0 (empty), an indirect* or an entry* with the low bit set: both are at
   // least 8-aligned, and the tag saves every entry a header word (Go's node.isEntry).
   using slot_t = std::atomic<std::uintptr_t>;
   static_assert(alignof(entry) >= 2, "the low bit of an entry pointer tags it");
 
-  // Go's indirect: one node of the trie.
-  struct indirect : rcu::retirable<indirect> {
-    explicit indirect(indirect* p) noexcept : parent(p) {}
-    indirect* const parent;  // T1; nullptr for the root
-    detail::trie_lock mu;    // guards stores into children and dead (T1, T4)
-    std::atomic<bool> dead{false};
+  // Go's indirect: one node of the trie. 16 slots, a 4-byte lock and the dead flag: 136 bytes,
+  // which malloc serves from a 144-byte chunk (a parent pointer or an RCU header would push it
+  // to 160 or 176). The parent is found again from the root when pruning needs it (T1).
+  struct indirect {
     std::array<slot_t, k_children> children{};
+    detail::trie_lock mu;  // guards stores into children and dead (T1, T4)
+    std::atomic<bool> dead{false};
 
     bool empty_locked() const noexcept {
       for (const slot_t& c : children) {
@@ -270,7 +375,7 @@ class TrieMap {
   // --- construction ---------------------------------------------------------------------------
 
   // An empty map. Allocates the (empty) root node.
-  TrieMap() : root_(new indirect(nullptr)) {}
+  TrieMap() : root_(new indirect) {}
 
   // Stores every entry of `initial` (from_json and load_snapshot build maps this way).
   explicit TrieMap(map_type initial) : TrieMap() {
@@ -290,7 +395,7 @@ class TrieMap {
   template <class Q>
   std::optional<V> load(const Q& key) const {
     rcu::read_guard guard;
-    if (const entry* e = find(key)) return e->value;
+    if (const entry* e = find(key)) return value_of(e);
     return std::nullopt;
   }
 
@@ -309,7 +414,8 @@ class TrieMap {
     rcu::read_guard guard;
     const entry* e = find(key);
     if (e == nullptr) return false;
-    f(e->value);
+    decltype(auto) v = value_of(e);  // in place: a copy, so f sees one value throughout
+    f(v);
     return true;
   }
 
@@ -321,23 +427,36 @@ class TrieMap {
   void range(F f) const {
     rcu::read_guard guard;
     walk(root_.load(std::memory_order_acquire),
-         [&f](const entry* e) { return detail::invoke_range_callback(f, e->key, e->value); });
+         [&f](const entry* e) { return detail::invoke_range_callback(f, e->key, value_of(e)); });
   }
 
-  // The view json.hpp serializes without copying: calls f(walk), where walk(g) calls
-  // g(const K&, const V&) for each key, like range (weakly consistent), and every reference
-  // stays valid until f returns (one read-side critical section spans the call). f must not
-  // block for long (it delays reclamation). Concurrency: as range.
+  // The view json.hpp serializes without copying (in-place values: one copy of each value): calls
+  // f(walk), where walk(g) calls g(const K&, const V&) for each key, like range (weakly
+  // consistent), and every reference stays valid until f returns (one read-side critical section
+  // spans the call). f must not block for long (it delays reclamation). Concurrency: as range.
   template <class F>
   void read_view(F&& f) const {
     rcu::read_guard guard;
     const indirect* root = root_.load(std::memory_order_acquire);
-    f([root](auto&& g) {
-      walk(root, [&g](const entry* e) {
-        g(e->key, e->value);
+    if constexpr (inline_values) {
+      // In-place values have no stable V object to refer to: copy each value once (keys stay
+      // valid for the guard), so every reference g gets lives until f returns.
+      std::vector<std::pair<const K*, V>> items;
+      walk(root, [&items](const entry* e) {
+        items.emplace_back(&e->key, value_of(e));
         return true;
       });
-    });
+      f([&items](auto&& g) {
+        for (const auto& [k, v] : items) g(*k, v);
+      });
+    } else {
+      f([root](auto&& g) {
+        walk(root, [&g](const entry* e) {
+          g(e->key, e->value);
+          return true;
+        });
+      });
+    }
   }
 
   // The number of keys; exact when no write is in flight (S1). Concurrency: 16 relaxed loads.
@@ -380,20 +499,30 @@ class TrieMap {
 
   // --- writes ---------------------------------------------------------------------------------
 
-  // Inserts or overwrites (Go's Store, which is Swap). Concurrency: locks the key's slot node
-  // for one re-check and one store.
+  // Inserts or overwrites (Go's Store, which is Swap). Concurrency: an existing key with an
+  // in-place value: one atomic store (V1), lock-free, no allocation; otherwise locks the key's
+  // slot node for one re-check and one store.
   void store(K key, V value) {
     rcu::read_guard guard;
-    auto fresh = std::make_unique<entry>(std::move(key), std::move(value));
-    put(fresh);
+    if constexpr (inline_values) {
+      put_in_place(std::move(key), value, false);
+    } else {
+      auto fresh = std::make_unique<entry>(std::move(key), std::move(value));
+      put(fresh);
+    }
   }
 
-  // Stores value; returns the previous value if any (Go's Swap). Concurrency: as store.
+  // Stores value; returns the previous value if any (Go's Swap). Concurrency: as store (one
+  // atomic exchange for an existing key with an in-place value).
   std::optional<V> swap(K key, V value) {
     rcu::read_guard guard;
-    auto fresh = std::make_unique<entry>(std::move(key), std::move(value));
-    if (const entry* old = put(fresh)) return old->value;  // retired, valid until guard ends
-    return std::nullopt;
+    if constexpr (inline_values) {
+      return put_in_place(std::move(key), value, true);
+    } else {
+      auto fresh = std::make_unique<entry>(std::move(key), std::move(value));
+      if (const entry* old = put(fresh)) return old->value;  // retired, valid until guard ends
+      return std::nullopt;
+    }
   }
 
   // The existing value and true, or value and false after storing it (Go's LoadOrStore).
@@ -406,12 +535,19 @@ class TrieMap {
       const slot_ref at = descend(h);
       // Once fresh exists, key has been moved into it: a retry must compare fresh's copy (the
       // key may have been stored meanwhile; missing it would add the key a second time).
-      if (const entry* e = chain_find(at.seen, fresh ? fresh->key : key)) return {e->value, true};
+      if (const entry* e = chain_find(at.seen, fresh ? fresh->key : key)) {
+        return {value_of(e), true};
+      }
       if (!fresh) fresh = std::make_unique<entry>(std::move(key), std::move(value));
-      if (try_commit(at, h, nullptr, fresh.get())) {
+      if (try_commit(at, h, nullptr, fresh.get()) == commit::done) {
         const entry* stored = fresh.release();
         added(1);
-        return {stored->value, false};
+        if constexpr (inline_values) {
+          return {value, false};  // trivially copyable: moving left it intact; stored may
+                                  // already hold a later store's value
+        } else {
+          return {stored->value, false};
+        }
       }
     }
   }
@@ -421,7 +557,7 @@ class TrieMap {
   template <class Q>
   std::optional<V> load_and_delete(const Q& key) {
     rcu::read_guard guard;
-    if (const entry* e = remove_if(key, [](const entry*) { return true; })) return e->value;
+    if (const entry* e = remove_if(key, false, nullptr)) return value_of(e);  // frozen (V2)
     return std::nullopt;
   }
 
@@ -429,85 +565,114 @@ class TrieMap {
   template <class Q>
   bool erase(const Q& key) {
     rcu::read_guard guard;
-    return remove_if(key, [](const entry*) { return true; }) != nullptr;
+    return remove_if(key, false, nullptr) != nullptr;
   }
 
   // Replaces the value with desired only if the key is present and its value == expected (Go's
-  // CompareAndSwap). Concurrency: lock-free when it fails on the first look; otherwise as store.
-  // The comparison runs outside the lock, and is repeated if the slot changed meanwhile.
+  // CompareAndSwap). Concurrency: lock-free when it fails on the first look; in-place values:
+  // one compare_exchange, no lock; otherwise as store. The comparison (V's ==) runs outside any
+  // lock and is repeated if the slot or the value changed meanwhile.
   template <class Q>
   bool compare_and_swap(const Q& key, const V& expected, V desired) {
     rcu::read_guard guard;
     const std::uint64_t h = hash_of(key);
-    std::unique_ptr<entry> fresh;
-    for (;;) {
-      const slot_ref at = descend(h);
-      const entry* cur = chain_find(at.seen, key);
-      if (cur == nullptr || !(cur->value == expected)) return false;
-      if (!fresh) fresh = std::make_unique<entry>(cur->key, std::move(desired));
-      if (try_commit(at, h, cur, fresh.get())) {
-        fresh.release();
-        bump_version();
-        return true;
+    if constexpr (inline_values) {
+      for (unsigned spins = 0;; ++spins) {
+        entry* cur = const_cast<entry*>(chain_find(descend(h).seen, key));
+        if (cur == nullptr) return false;
+        V seen = cur->value.load(std::memory_order_acquire);
+        if (!(seen == expected)) return false;  // linearized at the load
+        if (!try_enter(cur)) {                  // being removed or copied: look again from the root
+          detail::trie_backoff(spins);
+          continue;
+        }
+        // Bitwise, which for V means "still the value compared" (unique representations).
+        const bool swapped = cur->value.compare_exchange_strong(
+            seen, desired, std::memory_order_acq_rel, std::memory_order_acquire);
+        leave(cur);
+        if (swapped) {
+          bump_version();
+          return true;
+        }
+      }
+    } else {
+      std::unique_ptr<entry> fresh;
+      for (;;) {
+        const slot_ref at = descend(h);
+        const entry* cur = chain_find(at.seen, key);
+        if (cur == nullptr || !(cur->value == expected)) return false;
+        if (!fresh) fresh = std::make_unique<entry>(cur->key, std::move(desired));
+        if (try_commit(at, h, cur, fresh.get()) == commit::done) {
+          fresh.release();
+          bump_version();
+          return true;
+        }
       }
     }
   }
 
   // Removes the key only if its value == expected (Go's CompareAndDelete). Concurrency: as
-  // load_and_delete; the comparison runs outside the lock.
+  // load_and_delete; the comparison runs outside the lock (in place: repeated if the value
+  // changed before the lock holder froze it).
   template <class Q>
   bool compare_and_delete(const Q& key, const V& expected) {
     rcu::read_guard guard;
-    return remove_if(key, [&](const entry* e) { return e->value == expected; }) != nullptr;
+    return remove_if(key, true, &expected) != nullptr;
   }
 
   // Atomically per key: f(std::optional<V> current) -> std::optional<V>; nullopt erases.
   // Returns the new state. Concurrency: f runs without any lock, then the result is published
-  // under the slot node's lock if the slot is unchanged; otherwise f runs again on the newer
-  // state (f may run more than once and must be pure). f may call any method of this map.
+  // under the slot node's lock if the slot is unchanged (in-place values: a new value for an
+  // existing key is one compare_exchange, no lock); otherwise f runs again on the newer state
+  // (f may run more than once and must be pure). f may call any method of this map.
   template <class F>
   std::optional<V> compute(const K& key, F f) {
     rcu::read_guard guard;
-    const std::uint64_t h = hash_of(key);
-    // f's result (fresh; nullptr: erase) for the state computed_for (the key's entry, or
-    // nullptr for absent). While the guard lasts an entry pointer names one immutable state
-    // (T3, T5), so a retry that finds the same entry publishes the same result without calling
-    // f again: only a change of the key itself makes f run again, not a write to another key
-    // of its chain or slot (f's own writes included, which would otherwise retry for ever).
-    bool computed = false;
-    const entry* computed_for = nullptr;
-    std::unique_ptr<entry> fresh;
-    for (;;) {
-      const slot_ref at = descend(h);
-      const entry* cur = chain_find(at.seen, key);
-      if (!computed || cur != computed_for) {
-        computed = false;
-        fresh.reset();
-        std::optional<V> next =
-            cur != nullptr ? f(std::optional<V>(cur->value)) : f(std::optional<V>());
-        if (next) {
-          fresh = cur != nullptr ? std::make_unique<entry>(cur->key, std::move(*next))
-                                 : std::make_unique<entry>(key, std::move(*next));
+    if constexpr (inline_values) {
+      return compute_in_place(key, f);
+    } else {
+      const std::uint64_t h = hash_of(key);
+      // f's result (fresh; nullptr: erase) for the state computed_for (the key's entry, or
+      // nullptr for absent). While the guard lasts an entry pointer names one immutable state
+      // (T3, T5), so a retry that finds the same entry publishes the same result without
+      // calling f again: only a change of the key itself makes f run again, not a write to
+      // another key of its chain or slot (f's own writes included, which would otherwise retry
+      // for ever).
+      bool computed = false;
+      const entry* computed_for = nullptr;
+      std::unique_ptr<entry> fresh;
+      for (;;) {
+        const slot_ref at = descend(h);
+        const entry* cur = chain_find(at.seen, key);
+        if (!computed || cur != computed_for) {
+          computed = false;
+          fresh.reset();
+          std::optional<V> next =
+              cur != nullptr ? f(std::optional<V>(cur->value)) : f(std::optional<V>());
+          if (next) {
+            fresh = cur != nullptr ? std::make_unique<entry>(cur->key, std::move(*next))
+                                   : std::make_unique<entry>(key, std::move(*next));
+          }
+          computed = true;
+          computed_for = cur;
         }
-        computed = true;
-        computed_for = cur;
-      }
-      if (!fresh) {
-        if (cur == nullptr) return std::nullopt;  // absent and staying absent: linearized at find
-        if (try_commit(at, h, cur, nullptr)) {
-          added(-1);
-          return std::nullopt;
+        if (!fresh) {
+          if (cur == nullptr) return std::nullopt;  // absent and staying absent: linearized
+          if (try_commit(at, h, cur, nullptr) == commit::done) {
+            added(-1);
+            return std::nullopt;
+          }
+          continue;
         }
-        continue;
-      }
-      if (try_commit(at, h, cur, fresh.get())) {
-        const entry* stored = fresh.release();
-        if (cur == nullptr) {
-          added(1);
-        } else {
-          bump_version();
+        if (try_commit(at, h, cur, fresh.get()) == commit::done) {
+          const entry* stored = fresh.release();
+          if (cur == nullptr) {
+            added(1);
+          } else {
+            bump_version();
+          }
+          return stored->value;
         }
-        return stored->value;
       }
     }
   }
@@ -522,11 +687,17 @@ class TrieMap {
     bool any = false;
     for (const slot_t& c : old->children) any = any || c.load(std::memory_order_acquire) != 0;
     if (!any) return;  // empty: linearized at these loads
-    auto fresh = std::make_unique<indirect>(nullptr);
+    auto fresh = std::make_unique<indirect>();
+    rcu::reserve(1);  // the old tree goes to RCU as one deferred object
     // Only clear swaps the root, but two clears may race: exchange hands each old root to
     // exactly one of them.
     old = root_.exchange(fresh.release(), std::memory_order_acq_rel);
-    const std::int64_t removed = kill_tree(old);
+    std::size_t nodes = 0;
+    const std::int64_t removed = kill_tree(old, nodes);
+    // Every node of the old tree is dead now, so nothing is stored into it any more: its final
+    // shape is freed in one piece once the readers that may be in it are gone.
+    rcu::defer(old, &defer_destroy_tree,
+               nodes * sizeof(indirect) + static_cast<std::size_t>(removed) * sizeof(entry));
     if (removed != 0) added(-removed);
   }
 
@@ -586,7 +757,7 @@ class TrieMap {
   // Go's entry.lookup: the entry for key in the chain `head` (tagged, may be 0), or nullptr.
   template <class Q>
   const entry* chain_find(std::uintptr_t head, const Q& key) const {
-    for (const entry* e = head != 0 ? as_entry(head) : nullptr; e != nullptr; e = e->overflow) {
+    for (const entry* e = head != 0 ? as_entry(head) : nullptr; e != nullptr; e = next_of(e)) {
       if (key_equals(e->key, key)) return e;
     }
     return nullptr;
@@ -601,7 +772,7 @@ class TrieMap {
     for (;;) {
       const slot_ref at = descend(h);
       const entry* cur = chain_find(at.seen, fresh->key);
-      if (try_commit(at, h, cur, fresh.get())) {
+      if (try_commit(at, h, cur, fresh.get()) == commit::done) {
         fresh.release();
         if (cur == nullptr) {
           added(1);
@@ -613,47 +784,206 @@ class TrieMap {
     }
   }
 
-  // Removes key's entry if pred(entry) holds; returns it (retired) or nullptr.
-  template <class Q, class Pred>
-  const entry* remove_if(const Q& key, Pred pred) {
+  // store/swap of an in-place value: an existing key's value is stored (or exchanged: want_old)
+  // in place (V1); an absent key gets a new entry. Returns the previous value (want_old only).
+  std::optional<V> put_in_place(K&& key, V value, bool want_old) {
     const std::uint64_t h = hash_of(key);
-    for (;;) {
+    std::unique_ptr<entry> fresh;  // allocated once the key is found absent
+    for (unsigned spins = 0;; ++spins) {
       const slot_ref at = descend(h);
-      const entry* cur = chain_find(at.seen, key);
-      if (cur == nullptr || !pred(cur)) return nullptr;
-      if (try_commit(at, h, cur, nullptr)) {
-        added(-1);
-        return cur;
+      // After fresh took the key, a retry compares fresh's copy (as load_or_store).
+      if (entry* cur = const_cast<entry*>(chain_find(at.seen, fresh ? fresh->key : key))) {
+        if (!try_enter(cur)) {  // being removed or copied: look again from the root
+          detail::trie_backoff(spins);
+          continue;
+        }
+        std::optional<V> old;
+        if (want_old) {
+          old = cur->value.exchange(value, std::memory_order_acq_rel);
+        } else {
+          cur->value.store(value, std::memory_order_release);
+        }
+        leave(cur);
+        bump_version();
+        return old;
+      }
+      if (!fresh) fresh = std::make_unique<entry>(std::move(key), value);
+      if (try_commit(at, h, nullptr, fresh.get()) == commit::done) {
+        fresh.release();
+        added(1);
+        return std::nullopt;
       }
     }
   }
 
+  // compute for in-place values. f runs outside any lock and outside the writer word; a new
+  // value for an existing key is published by compare_exchange against the value f saw, an
+  // erase by try_commit with that value as the expected one, an insert as everywhere. f runs
+  // again only when the key's state changed (another entry, or another value): a retry caused
+  // by writes to other keys (f's own included) reuses the result, as in the boxed compute.
+  template <class F>
+  std::optional<V> compute_in_place(const K& key, F& f) {
+    const std::uint64_t h = hash_of(key);
+    bool computed = false;
+    const entry* computed_for = nullptr;
+    V computed_from{};  // the value f saw (meaningful when computed_for is not null)
+    std::optional<V> next;
+    std::unique_ptr<entry> fresh;  // the new entry when the key was absent
+    for (unsigned spins = 0;; ++spins) {
+      const slot_ref at = descend(h);
+      entry* cur = const_cast<entry*>(chain_find(at.seen, key));
+      V seen{};
+      if (cur != nullptr) seen = cur->value.load(std::memory_order_acquire);
+      if (!computed || cur != computed_for || (cur != nullptr && !same_bits(seen, computed_from))) {
+        computed = false;
+        fresh.reset();
+        next = cur != nullptr ? f(std::optional<V>(seen)) : f(std::optional<V>());
+        if (next && cur == nullptr) fresh = std::make_unique<entry>(key, *next);
+        computed = true;
+        computed_for = cur;
+        computed_from = seen;
+      }
+      if (cur == nullptr) {
+        if (!fresh) return std::nullopt;  // absent and staying absent: linearized at find
+        if (try_commit(at, h, nullptr, fresh.get()) == commit::done) {
+          fresh.release();
+          added(1);
+          return next;
+        }
+        continue;
+      }
+      if (!next) {
+        if (try_commit(at, h, cur, nullptr, &seen) == commit::done) {
+          added(-1);
+          return std::nullopt;
+        }
+        continue;  // slot or value changed: the check at the top decides whether f runs again
+      }
+      if (!try_enter(cur)) {
+        detail::trie_backoff(spins);
+        continue;
+      }
+      V expected = seen;
+      const bool swapped = cur->value.compare_exchange_strong(
+          expected, *next, std::memory_order_acq_rel, std::memory_order_acquire);
+      leave(cur);
+      if (swapped) {
+        bump_version();
+        return next;
+      }
+    }
+  }
+
+  static bool same_bits(const V& a, const V& b) noexcept {
+    return std::memcmp(&a, &b, sizeof(V)) == 0;
+  }
+
+  // ---- in-place writers and the lock holder's freeze (V1, V2) ---------------------------------
+
+  // Enters e's writer word; false if e is frozen (a lock holder is removing or copying it: the
+  // caller looks again from the root). Waits only while 3 writers are inside (each leaves after
+  // one atomic operation).
+  static bool try_enter(entry* e) noexcept {
+    std::uintptr_t w = e->overflow.load(std::memory_order_relaxed);
+    for (unsigned spins = 0;; ++spins) {
+      if ((w & k_frozen) != 0) return false;
+      if ((w & k_writers) == k_writers) {
+        detail::trie_backoff(spins);
+        w = e->overflow.load(std::memory_order_relaxed);
+        continue;
+      }
+      if (e->overflow.compare_exchange_weak(w, w + k_writer, std::memory_order_acquire,
+                                            std::memory_order_relaxed)) {
+        return true;
+      }
+    }
+  }
+  static void leave(entry* e) noexcept {
+    e->overflow.fetch_sub(k_writer, std::memory_order_release);
+  }
+  // Under the node lock of e's slot: no new writer enters; waits for those inside to leave,
+  // after which e's value is final until thawed (acquire: their stores are visible).
+  static void freeze_locked(entry* e) noexcept {
+    e->overflow.fetch_or(k_frozen, std::memory_order_acq_rel);
+    for (unsigned spins = 0; (e->overflow.load(std::memory_order_acquire) & k_writers) != 0;
+         ++spins) {
+      detail::trie_backoff(spins);
+    }
+  }
+  static void thaw_locked(entry* e) noexcept {
+    e->overflow.fetch_and(~k_frozen, std::memory_order_release);
+  }
+
+  // Removes key's entry (if conditional: only while its value == *expected); returns it
+  // (retired; in place: frozen, so its value is the final one) or nullptr.
+  template <class Q>
+  const entry* remove_if(const Q& key, bool conditional, const V* expected) {
+    const std::uint64_t h = hash_of(key);
+    for (;;) {
+      const slot_ref at = descend(h);
+      const entry* cur = chain_find(at.seen, key);
+      if (cur == nullptr) return nullptr;
+      if constexpr (inline_values) {
+        const V seen = cur->value.load(std::memory_order_acquire);
+        if (conditional && !(seen == *expected)) return nullptr;  // linearized at the load
+        if (try_commit(at, h, cur, nullptr, conditional ? &seen : nullptr) == commit::done) {
+          added(-1);
+          return cur;
+        }
+      } else {
+        if (conditional && !(cur->value == *expected)) return nullptr;
+        if (try_commit(at, h, cur, nullptr) == commit::done) {
+          added(-1);
+          return cur;
+        }
+      }
+    }
+  }
+
+  enum class commit {
+    done,     // published
+    retry,    // the slot changed or its node died: nothing changed
+    changed,  // in place: cur's value was not *must_equal once frozen: nothing changed
+  };
+
   // One attempt of write steps (2)-(5) (see the top of the file): makes the key of `cur`/
   // `fresh` map to fresh (nullptr: removes cur) in the slot at.slot, which held at.seen when
-  // cur was found in it (cur nullptr: the key was absent). Returns false, having changed
-  // nothing, if the slot changed or its node died meanwhile. Allocation and hashing happen
-  // before the lock; on an exception nothing was published. fresh is adopted only on success.
-  bool try_commit(const slot_ref& at, std::uint64_t h, const entry* cur, entry* fresh) {
+  // cur was found in it (cur nullptr: the key was absent). Returns commit::retry, having
+  // changed nothing, if the slot changed or its node died meanwhile. In place (V2): under the
+  // lock, freezes cur and the chain entries before it, refreshes the copies' values, and if
+  // must_equal is given and cur's final value differs bitwise, thaws them and returns
+  // commit::changed. Allocation and hashing happen before the lock; on an exception nothing
+  // was published. fresh is adopted only on success.
+  commit try_commit(const slot_ref& at, std::uint64_t h, const entry* cur, entry* fresh,
+                    const V* must_equal = nullptr) {
     std::uintptr_t next = 0;
     entry* copies = nullptr;  // copied chain prefix (owned here until published)
     std::size_t ncopies = 0;
     indirect* expansion = nullptr;  // new nodes of an expansion (owned here until published)
     entry* const head = at.seen != 0 ? as_entry(at.seen) : nullptr;
     try {
+      if (cur != nullptr) {
+        // Room for step (5): cur, the copied prefix, and up to 15 pruned nodes (T2), so that
+        // nothing after the publication can fail.
+        std::size_t retiring = 1;
+        for (entry* e = head; e != cur; e = next_of(e)) ++retiring;
+        rcu::reserve(fresh == nullptr ? retiring + k_levels - 1 : retiring);
+      }
       if (cur == nullptr) {
         // Insert (Go's LoadOrStore/expand): into an empty slot, at the head of a chain of the
         // same full hash, or below the slot in new nodes that separate the two hashes.
+        if (fresh == nullptr) __builtin_unreachable();  // an insert always has an entry
         if (head == nullptr) {
-          fresh->overflow = nullptr;
+          set_next(fresh, nullptr);
           next = tag(fresh);
         } else {
           const std::uint64_t head_hash = hash_of(head->key);
           if (head_hash == h) {
-            fresh->overflow = head;
+            set_next(fresh, head);
             next = tag(fresh);
           } else {
-            fresh->overflow = nullptr;
-            expansion = expand(head, head_hash, fresh, h, at.shift, at.node);
+            set_next(fresh, nullptr);
+            expansion = expand(head, head_hash, fresh, h, at.shift);
             next = tag(expansion);
           }
         }
@@ -662,15 +992,24 @@ class TrieMap {
         // link the copies to what follows cur. A replacement goes to the head of the chain:
         // writing the same key again then copies nothing, and the other entries keep their
         // identity (compute's retry relies on that when f keeps writing a chain neighbour).
-        entry** link = &copies;
-        for (entry* e = head; e != cur; e = e->overflow) {
-          *link = new entry(e->key, e->value);
+        entry* tail = nullptr;
+        for (entry* e = head; e != cur; e = next_of(e)) {
+          entry* c = new entry(e->key, value_of(e));  // in place: refreshed under the lock (V2)
           ++ncopies;
-          link = &(*link)->overflow;
+          if (tail != nullptr) {
+            set_next(tail, c);
+          } else {
+            copies = c;
+          }
+          tail = c;
         }
-        *link = cur->overflow;  // with no copies, copies is now what followed cur
+        if (tail != nullptr) {  // with no copies, copies is what followed cur
+          set_next(tail, next_of(cur));
+        } else {
+          copies = next_of(cur);
+        }
         if (fresh != nullptr) {
-          fresh->overflow = copies;
+          set_next(fresh, copies);
           next = tag(fresh);
         } else {
           next = tag(copies);
@@ -689,28 +1028,47 @@ class TrieMap {
       i->mu.unlock();
       free_copies(copies, ncopies);
       free_expansion(expansion);
-      return false;
+      return commit::retry;
+    }
+    if constexpr (inline_values) {
+      if (cur != nullptr) {
+        entry* c = copies;
+        for (entry* e = head; e != cur; e = next_of(e), c = next_of(c)) {
+          freeze_locked(e);
+          c->value.store(e->value.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        }
+        entry* const victim = const_cast<entry*>(cur);
+        freeze_locked(victim);
+        if (must_equal != nullptr &&
+            !same_bits(victim->value.load(std::memory_order_relaxed), *must_equal)) {
+          for (entry* e = head; e != cur; e = next_of(e)) thaw_locked(e);
+          thaw_locked(victim);
+          i->mu.unlock();
+          free_copies(copies, ncopies);
+          return commit::changed;
+        }
+      }
     }
     at.slot->store(next, std::memory_order_release);
-    if (next == 0 && i->parent != nullptr && i->empty_locked()) {
+    if (next == 0 && at.shift != k_root_shift && i->empty_locked()) {
       prune_locked(i, h, at.shift);  // unlocks
     } else {
       i->mu.unlock();
     }
     // Step (5): cur and the chain entries before it are unreachable now (T5).
     if (cur != nullptr) {
-      for (entry* e = head; e != cur; e = e->overflow) rcu::retire(e);
-      rcu::retire(const_cast<entry*>(cur));
+      for (entry* e = head; e != cur; e = next_of(e)) retire_entry(e);
+      retire_entry(const_cast<entry*>(cur));
     }
-    return true;
+    return commit::done;
   }
 
-  // Go's expand: new nodes below `parent` (whose slot at `shift` holds old_head) down to the
+  // Go's expand: new nodes below the slot at `shift` (which holds old_head) down to the
   // first level where the two hashes differ; that node holds the old chain and fresh. Nothing
   // is published here.
   indirect* expand(entry* old_head, std::uint64_t old_hash, entry* fresh, std::uint64_t h,
-                   unsigned shift, indirect* parent) {
-    auto top = std::make_unique<indirect>(parent);
+                   unsigned shift) {
+    auto top = std::make_unique<indirect>();
     indirect* current = top.get();
     try {
       for (;;) {
@@ -726,7 +1084,7 @@ class TrieMap {
           current->children[ni].store(tag(fresh), std::memory_order_relaxed);
           return top.release();
         }
-        auto* below = new indirect(current);
+        auto* below = new indirect;
         current->children[oi].store(tag(below), std::memory_order_relaxed);
         current = below;
       }
@@ -751,64 +1109,83 @@ class TrieMap {
 
   static void free_copies(entry* e, std::size_t n) noexcept {
     for (; n > 0; --n) {
-      entry* next = e->overflow;
+      entry* next = next_of(e);
       delete e;
       e = next;
     }
   }
 
-  // Go's pruning loop in LoadAndDelete: i (locked, not dead, not the root) has no child left.
-  // Unlinks it from its parent under both locks (T6: child first), marks it dead (T4) and
-  // retires it, then goes on with the parent while that is left empty. Unlocks everything.
+  // Go's pruning loop in LoadAndDelete: i (locked, not dead, not a root), whose slots are at
+  // `shift`, has no child left. Unlinks it from its parent under both locks (T6: child first),
+  // marks it dead (T4) and retires it, then goes on with the parent while that is left empty.
+  // Unlocks everything. Room for the retires was reserved by the caller.
   void prune_locked(indirect* i, std::uint64_t h, unsigned shift) noexcept {
-    while (i->parent != nullptr && i->empty_locked()) {
-      indirect* parent = i->parent;
+    while (shift != k_root_shift && i->empty_locked()) {
+      indirect* parent = parent_of(i, h, shift);
+      if (parent == nullptr) break;  // clear replaced i's tree: it marks i dead and frees it
       shift += k_bits;
+      slot_t& link = parent->children[(h >> shift) & k_mask];
       parent->mu.lock();
-      if (parent->dead.load(std::memory_order_relaxed)) {
-        // clear owns parent's subtree, i included: it will mark i dead and retire it.
+      if (parent->dead.load(std::memory_order_relaxed) ||
+          link.load(std::memory_order_relaxed) != tag(i)) {
+        // clear owns parent's subtree, i included: it will mark i dead and free it.
         parent->mu.unlock();
         break;
       }
-      // i is not dead (we hold its lock since checking), so parent's slot still holds it (T1).
       i->dead.store(true, std::memory_order_relaxed);
-      parent->children[(h >> shift) & k_mask].store(0, std::memory_order_release);
+      link.store(0, std::memory_order_release);
       i->mu.unlock();
-      rcu::retire(i);
+      rcu::defer(i, &defer_delete<indirect>, sizeof(indirect));
       i = parent;
     }
     i->mu.unlock();
   }
 
-  // clear's walk of the old tree: marks each node dead under its lock (skipping nodes a pruner
-  // got to first: they are empty and the pruner retires them), then retires it and its entries.
-  // Recursion depth is at most 16 (T2), so clear needs no memory beyond the new root. Returns
-  // the number of entries retired.
-  std::int64_t kill_tree(indirect* i) noexcept {
-    i->mu.lock();
-    if (i->dead.load(std::memory_order_relaxed)) {
-      i->mu.unlock();
-      return 0;
+  // The node whose slot at shift + 4 holds i (locked, not dead, slots at `shift`), found again
+  // from the root by h: i's path never changes while it is linked (T1), and i stays linked while
+  // we hold its lock, so the walk meets its parent unless clear has replaced the root since
+  // (then nullptr). Lock-free loads inside the caller's read_guard.
+  indirect* parent_of(const indirect* i, std::uint64_t h, unsigned shift) const noexcept {
+    indirect* n = root_.load(std::memory_order_acquire);
+    for (unsigned s = k_root_shift;; s -= k_bits) {
+      const std::uintptr_t c = n->children[(h >> s) & k_mask].load(std::memory_order_acquire);
+      if (s == shift + k_bits) return c == tag(const_cast<indirect*>(i)) ? n : nullptr;
+      if (c == 0 || is_entry(c)) return nullptr;
+      n = as_indirect(c);
     }
+  }
+
+  template <class T>
+  static void defer_delete(void* p) noexcept {
+    delete static_cast<T*>(p);
+  }
+  static void defer_destroy_tree(void* p) noexcept { destroy_tree(static_cast<indirect*>(p)); }
+  static void retire_entry(entry* e) noexcept {
+    rcu::defer(e, &defer_delete<entry>, sizeof(entry));
+  }
+
+  // clear's walk of the old tree: marks each node dead under its lock, so that no write or
+  // pruner stores into it afterwards (T4), and counts the entries it holds; clear then defers
+  // the whole frozen tree as one object. A pruner unlinks a node under its parent's lock before
+  // marking it dead, so every node reached here through its parent is alive: nothing is freed
+  // twice. Recursion depth is at most 16 (T2). Returns the number of entries; adds the nodes
+  // to `nodes`.
+  std::int64_t kill_tree(indirect* i, std::size_t& nodes) noexcept {
+    i->mu.lock();
     i->dead.store(true, std::memory_order_relaxed);
     std::array<std::uintptr_t, k_children> kids;
     for (unsigned c = 0; c < k_children; ++c) {
       kids[c] = i->children[c].load(std::memory_order_relaxed);
     }
     i->mu.unlock();
-    rcu::retire(i);  // readers that loaded it keep it until their guard ends (ours too)
+    ++nodes;
     std::int64_t removed = 0;
     for (const std::uintptr_t n : kids) {
       if (n == 0) continue;
       if (is_entry(n)) {
-        for (entry* e = as_entry(n); e != nullptr;) {
-          entry* next = e->overflow;
-          rcu::retire(e);
-          ++removed;
-          e = next;
-        }
+        for (const entry* e = as_entry(n); e != nullptr; e = next_of(e)) ++removed;
       } else {
-        removed += kill_tree(as_indirect(n));
+        removed += kill_tree(as_indirect(n), nodes);
       }
     }
     return removed;
@@ -820,7 +1197,7 @@ class TrieMap {
       if (n == 0) continue;
       if (is_entry(n)) {
         for (entry* e = as_entry(n); e != nullptr;) {
-          entry* next = e->overflow;
+          entry* next = next_of(e);
           delete e;
           e = next;
         }
@@ -841,7 +1218,7 @@ class TrieMap {
       const std::uintptr_t n = c.load(std::memory_order_acquire);
       if (n == 0) continue;
       if (is_entry(n)) {
-        for (const entry* e = as_entry(n); e != nullptr; e = e->overflow) {
+        for (const entry* e = as_entry(n); e != nullptr; e = next_of(e)) {
           if (!f(e)) return false;
         }
       } else if (!walk(as_indirect(n), f)) {
@@ -858,7 +1235,7 @@ class TrieMap {
       if (n == 0) continue;
       if (is_entry(n)) {
         std::size_t chain = 0;
-        for (const entry* e = as_entry(n); e != nullptr; e = e->overflow) ++chain;
+        for (const entry* e = as_entry(n); e != nullptr; e = next_of(e)) ++chain;
         s.entries += chain;
         s.chained += chain - 1;
         if (chain > s.longest_chain) s.longest_chain = chain;

@@ -1,5 +1,7 @@
 // Tests of safemap/reclaim.hpp: the read-side guard (nesting, registration, thread exit), grace
-// periods that readers in tight loops cannot starve, and the retired-bytes bound (throttle).
+// periods that readers in tight loops cannot starve, the retired-bytes bound (throttle), and the
+// batched retirement (defer: per-thread buffers, flushed when full, at thread exit and by
+// barrier).
 // Every test that waits for a grace period runs under a watchdog that fails the test (exits the
 // process with a message) instead of hanging.
 #include "safemap/reclaim.hpp"
@@ -175,6 +177,202 @@ TEST(ReclaimTest, ThrottleWaitsPastTheLimitButNeverInsideAGuard) {
   EXPECT_EQ(freed.load(), 2) << "throttle returned before the retired objects were freed";
   EXPECT_EQ(rcu::retired_bytes(), 0u);
   rcu::set_retired_bytes_limit(saved);
+}
+
+// ---- batched retirement (rcu::defer) ---------------------------------------------------------
+
+// A deferred object: counts its destruction.
+struct deferred_probe {
+  explicit deferred_probe(std::atomic<int>* freed) : freed_(freed) {}
+  ~deferred_probe() { freed_->fetch_add(1, std::memory_order_release); }
+  std::atomic<int>* freed_;
+};
+
+void free_probe(void* p) noexcept {
+  delete static_cast<deferred_probe*>(p);
+}
+
+void defer_probes(std::atomic<int>* freed, std::size_t n, std::size_t bytes = 0) {
+  rcu::reserve(n);
+  for (std::size_t i = 0; i < n; ++i) rcu::defer(new deferred_probe(freed), &free_probe, bytes);
+}
+
+// Deferred objects wait in this thread's buffer (a grace period alone does not free them); a
+// barrier flushes the buffer and waits for the batch.
+TEST(ReclaimBatchTest, DeferredObjectsWaitInTheBufferUntilABarrierFlushesThem) {
+  watchdog dog("deferred objects and barrier");
+  rcu::barrier();
+  std::atomic<int> freed{0};
+  defer_probes(&freed, 10);
+  EXPECT_EQ(rcu::buffered(), 10u);
+  rcu::detail::barrier_unflushed();
+  EXPECT_EQ(freed.load(), 0) << "freed while still in the buffer (no grace period was asked for)";
+  rcu::barrier();
+  EXPECT_EQ(freed.load(), 10) << "barrier returned before the buffered objects were freed";
+  EXPECT_EQ(rcu::buffered(), 0u);
+}
+
+// A buffer that fills goes to RCU as one batch by itself: the next defer starts a new one.
+TEST(ReclaimBatchTest, AFullBufferIsHandedToRcuWithoutABarrier) {
+  watchdog dog("full buffer");
+  rcu::barrier();
+  std::atomic<int> freed{0};
+  for (std::size_t i = 0; i < rcu::defer_batch_capacity + 3; ++i) {
+    rcu::defer(new deferred_probe(&freed), &free_probe);  // no reserve: defer makes the batches
+  }
+  EXPECT_EQ(rcu::buffered(), 3u);
+  rcu::detail::barrier_unflushed();
+  EXPECT_EQ(freed.load(), static_cast<int>(rcu::defer_batch_capacity));
+  rcu::barrier();
+  EXPECT_EQ(freed.load(), static_cast<int>(rcu::defer_batch_capacity) + 3);
+}
+
+// reserve(n) beyond the batch size makes one batch big enough: n defers then land in it.
+TEST(ReclaimBatchTest, ReserveMakesRoomForMoreThanABatch) {
+  watchdog dog("large reserve");
+  rcu::barrier();
+  std::atomic<int> freed{0};
+  const std::size_t n = 3 * rcu::defer_batch_capacity + 1;
+  defer_probes(&freed, n);
+  EXPECT_EQ(rcu::buffered(), n) << "the reserved batch did not hold every deferred object";
+  rcu::barrier();
+  EXPECT_EQ(freed.load(), static_cast<int>(n));
+}
+
+// A thread's buffer is flushed when it exits: its objects are freed by a grace period alone,
+// and the thread's buffer leaves the registry.
+TEST(ReclaimBatchTest, AThreadsBufferIsFlushedAtItsExit) {
+  watchdog dog("flush at thread exit");
+  rcu::barrier();
+  const std::size_t threads_before = rcu::detail::registered_buffers();
+  std::atomic<int> freed{0};
+  std::thread t([&] {
+    defer_probes(&freed, 5);
+    EXPECT_EQ(rcu::buffered(), 5u);
+    EXPECT_EQ(rcu::detail::registered_buffers(), threads_before + 1);
+  });
+  t.join();
+  EXPECT_EQ(rcu::detail::registered_buffers(), threads_before);
+  rcu::detail::barrier_unflushed();
+  EXPECT_EQ(freed.load(), 5) << "the exiting thread did not hand its buffer to RCU";
+}
+
+// barrier() on one thread flushes another thread's buffer too, and waits for it; the other
+// thread's reserved room survives (its defers after the barrier still work).
+TEST(ReclaimBatchTest, ABarrierFlushesEveryThreadsBuffer) {
+  watchdog dog("barrier flushes other threads");
+  rcu::barrier();
+  std::atomic<int> freed{0};
+  std::latch deferred(1);
+  std::latch flushed(1);
+  std::thread t([&] {
+    rcu::reserve(8);
+    for (int i = 0; i < 4; ++i) rcu::defer(new deferred_probe(&freed), &free_probe);
+    deferred.count_down();
+    flushed.wait();
+    EXPECT_EQ(rcu::buffered(), 0u) << "barrier left this thread's objects in its buffer";
+    for (int i = 0; i < 4; ++i) rcu::defer(new deferred_probe(&freed), &free_probe);
+    EXPECT_EQ(rcu::buffered(), 4u);
+  });
+  deferred.wait();
+  rcu::barrier();
+  EXPECT_EQ(freed.load(), 4) << "barrier returned before another thread's buffered objects";
+  flushed.count_down();
+  t.join();
+  rcu::barrier();
+  EXPECT_EQ(freed.load(), 8);
+}
+
+// A reader inside its guard keeps a deferred object alive across a flush; the barrier after the
+// reader leaves frees it.
+TEST(ReclaimBatchTest, ABatchWaitsForReadersThatStartedBeforeItsFlush) {
+  watchdog dog("batch grace period");
+  rcu::barrier();
+  std::atomic<int> freed{0};
+  std::latch inside(1);
+  std::latch checked(1);
+  std::thread reader([&] {
+    rcu::read_guard guard;
+    inside.count_down();
+    checked.wait();
+  });
+  inside.wait();
+  defer_probes(&freed, 3);
+  rcu::flush();
+  EXPECT_EQ(rcu::buffered(), 0u);
+  EXPECT_EQ(freed.load(), 0);
+  checked.count_down();
+  reader.join();
+  rcu::barrier();
+  EXPECT_EQ(freed.load(), 3);
+}
+
+// Deferred bytes count in retired_bytes() from the flush until the batch is freed, so
+// throttle() bounds them like retired ones: past the limit it waits until they are freed.
+TEST(ReclaimBatchTest, DeferredBytesCountFromTheFlushAndThrottleBoundsThem) {
+  watchdog dog("deferred bytes throttle");
+  rcu::barrier();
+  const std::size_t saved = rcu::retired_bytes_limit();
+  const std::size_t base = rcu::retired_bytes();
+  ASSERT_EQ(base, 0u);
+  rcu::set_retired_bytes_limit(1000);
+  std::atomic<int> freed{0};
+  std::latch inside(1);
+  std::latch done(1);
+  std::thread reader([&] {  // holds the grace period so that the count can be observed
+    rcu::read_guard guard;
+    inside.count_down();
+    done.wait();
+  });
+  inside.wait();
+  defer_probes(&freed, 4, 400);
+  EXPECT_EQ(rcu::retired_bytes(), 0u) << "bytes counted before the flush";
+  rcu::flush();
+  EXPECT_EQ(rcu::retired_bytes(), 1600u);
+  done.count_down();
+  reader.join();
+  {
+    rcu::read_guard guard;
+    EXPECT_FALSE(rcu::throttle()) << "inside a guard: must not wait";
+  }
+  EXPECT_TRUE(rcu::throttle());
+  EXPECT_EQ(freed.load(), 4) << "throttle returned before the deferred objects were freed";
+  EXPECT_EQ(rcu::retired_bytes(), 0u);
+  // Buffered bytes reach the count through barrier's flush as well, and leave it when freed.
+  defer_probes(&freed, 2, 700);
+  rcu::barrier();
+  EXPECT_EQ(rcu::retired_bytes(), 0u);
+  EXPECT_EQ(freed.load(), 6);
+  rcu::set_retired_bytes_limit(saved);
+}
+
+// Many threads deferring while others run barriers: every object freed exactly once.
+TEST(ReclaimBatchTest, ConcurrentDefersAndBarriersFreeEveryObjectOnce) {
+  watchdog dog("concurrent defers and barriers");
+  rcu::barrier();
+  std::atomic<int> freed{0};
+  const int per_thread = static_cast<int>(scaled(20000));
+  constexpr int writers = 6;
+  std::atomic<bool> stop{false};
+  std::thread barrier_thread([&] {
+    while (!stop.load()) rcu::barrier();
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < writers; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < per_thread; ++i) {
+        rcu::read_guard guard;
+        if (i % 7 == 0) rcu::reserve(3);
+        rcu::defer(new deferred_probe(&freed), &free_probe, 8);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  stop.store(true);
+  barrier_thread.join();
+  rcu::barrier();
+  EXPECT_EQ(freed.load(), writers * per_thread);
+  EXPECT_EQ(rcu::retired_bytes(), 0u);
 }
 
 }  // namespace

@@ -9,6 +9,9 @@
 //  - reclamation: every key and value is destroyed exactly once, after the map and a grace
 //    period, and at quiet points the live values are exactly the map's;
 //  - failures: a throwing copy or compute function leaves the map whole and no lock behind;
+//  - in-place values: which V take the path, that in-place writes retire nothing, tokens
+//    conserved by swap/compare_and_swap/deletes (in place and boxed) with 8 threads on chains
+//    that removals copy, increments surviving freezes, entries counted, flush at thread exit;
 //  - re-entrancy: callbacks write to the same map;
 //  - serialization: JSON and snapshot files round-trip through a TrieMap.
 // Race tests carry a watchdog that aborts the binary (a failure, never a hang).
@@ -17,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -440,6 +444,272 @@ TEST(TrieMapReclamation, EveryKeyAndValueIsDestroyedExactlyOnceAfterTheMapAndAGr
   EXPECT_EQ(vc.live.load(), 0);
   EXPECT_EQ(kc.live.load(), 0);
   EXPECT_EQ(vc.bad_destroys.load(), 0);
+  EXPECT_EQ(kc.bad_destroys.load(), 0);
+}
+
+// ---- in-place values and batched retirement ---------------------------------------------------
+
+// Which values take which path: small, trivially copyable, lock-free as atomics and with unique
+// object representations are written in place; everything else is boxed in immutable entries.
+struct two_ints {
+  std::int32_t a;
+  std::int32_t b;
+  friend bool operator==(const two_ints&, const two_ints&) = default;
+};
+struct padded {
+  char c;
+  std::int32_t i;
+};
+enum class colour : std::uint8_t { red, green };
+static_assert(safemap::detail::trie_inline_value<std::uint64_t>::value);
+static_assert(safemap::detail::trie_inline_value<int>::value);
+static_assert(safemap::detail::trie_inline_value<colour>::value);
+static_assert(safemap::detail::trie_inline_value<two_ints>::value);
+static_assert(safemap::detail::trie_inline_value<const void*>::value);
+static_assert(!safemap::detail::trie_inline_value<double>::value, "+0.0 == -0.0: boxed");
+static_assert(!safemap::detail::trie_inline_value<padded>::value, "padding bits: boxed");
+static_assert(!safemap::detail::trie_inline_value<std::string>::value);
+static_assert(!safemap::detail::trie_inline_value<std::array<std::uint64_t, 2>>::value);
+
+// An in-place write to an existing key retires nothing (no entry is replaced); a boxed one
+// retires the entry it replaces. rcu::buffered() counts this thread's retired objects.
+TEST(TrieMapInPlace, WritesToExistingKeysRetireNothingInPlaceAndOneEntryEachBoxed) {
+  watchdog dog("in-place vs boxed writes");
+  TrieMap<int, std::uint64_t> in_place;
+  TrieMap<int, double> boxed;
+  in_place.store(1, 1);
+  boxed.store(1, 1);
+  safemap::rcu::barrier();  // empties this thread's buffer
+  ASSERT_EQ(safemap::rcu::buffered(), 0u);
+
+  in_place.store(1, 2);
+  EXPECT_EQ(in_place.swap(1, 3), 2u);
+  EXPECT_TRUE(in_place.compare_and_swap(1, 3, 4));
+  EXPECT_FALSE(in_place.compare_and_swap(1, 3, 5));
+  EXPECT_EQ(in_place.compute(1, [](std::optional<std::uint64_t> v) { return *v + 1; }), 5u);
+  EXPECT_EQ(in_place.load(1), 5u);
+  EXPECT_EQ(safemap::rcu::buffered(), 0u) << "an in-place write replaced an entry";
+
+  boxed.store(1, 2);
+  EXPECT_EQ(boxed.swap(1, 3), 2.0);
+  EXPECT_TRUE(boxed.compare_and_swap(1, 3, 4));
+  EXPECT_EQ(boxed.compute(1, [](std::optional<double> v) { return *v + 1; }), 5.0);
+  EXPECT_EQ(boxed.load(1), 5.0);
+  EXPECT_EQ(safemap::rcu::buffered(), 4u) << "each boxed write replaces (and retires) its entry";
+
+  // Deletes retire the entry on both paths.
+  EXPECT_EQ(in_place.load_and_delete(1), 5u);
+  EXPECT_TRUE(boxed.erase(1));
+  EXPECT_EQ(safemap::rcu::buffered(), 6u);
+  safemap::rcu::barrier();
+}
+
+// Tokens are conserved: every operation moves whole tokens between the map and the threads
+// (swap, load_and_delete, compare_and_swap, compare_and_delete), so at the end the map and the
+// threads hold every token exactly once. Keys share full hashes in chains of 4, so removals
+// copy chain prefixes (freezing the entries that in-place writers are writing), and 8 threads
+// on 2 cores get preempted inside the writer word. A lost or duplicated write shows as a
+// missing or doubled token.
+template <class V>
+void run_token_conservation(std::uint64_t seed) {
+  watchdog dog("token conservation");
+  TrieMap<int, V, deep_trie_hash<4>> m;
+  constexpr int keys = 16;
+  constexpr unsigned threads = 8;
+  constexpr std::uint64_t tokens_per_thread = 4;
+  for (int k = 0; k < keys; ++k) m.store(k, static_cast<V>(1000 + k));  // tokens 1000..1015
+  std::vector<std::vector<std::uint64_t>> held(threads);
+  for (unsigned t = 0; t < threads; ++t) {
+    for (std::uint64_t i = 0; i < tokens_per_thread; ++i) held[t].push_back(t * 100 + i + 1);
+  }
+  const std::size_t ops = scaled(60'000, 10);
+  run_threads(threads, [&](unsigned t) {
+    test_rng rng(seed + t);
+    std::vector<std::uint64_t>& mine = held[t];
+    for (std::size_t i = 0; i < ops; ++i) {
+      const int k = static_cast<int>(rng.below(keys));
+      switch (rng.below(mine.empty() ? 2 : 5)) {
+        case 0:
+          if (auto v = m.load_and_delete(k)) mine.push_back(static_cast<std::uint64_t>(*v));
+          break;
+        case 1:
+          if (auto v = m.load(k)) {
+            if (m.compare_and_delete(k, *v)) mine.push_back(static_cast<std::uint64_t>(*v));
+          }
+          break;
+        case 2:
+        case 3: {
+          const std::uint64_t give = mine.back();
+          mine.pop_back();
+          if (auto old = m.swap(k, static_cast<V>(give))) {
+            mine.push_back(static_cast<std::uint64_t>(*old));
+          }
+          break;
+        }
+        default:
+          if (auto v = m.load(k)) {
+            const std::uint64_t give = mine.back();
+            if (m.compare_and_swap(k, *v, static_cast<V>(give))) {
+              mine.pop_back();
+              mine.push_back(static_cast<std::uint64_t>(*v));
+            }
+          }
+      }
+    }
+  });
+  std::vector<std::uint64_t> all;
+  m.range([&](const int&, const V& v) { all.push_back(static_cast<std::uint64_t>(v)); });
+  EXPECT_EQ(all.size(), m.size());
+  for (const auto& h : held) all.insert(all.end(), h.begin(), h.end());
+  std::sort(all.begin(), all.end());
+  std::vector<std::uint64_t> expected;
+  for (int k = 0; k < keys; ++k) expected.push_back(1000 + static_cast<std::uint64_t>(k));
+  for (unsigned t = 0; t < threads; ++t) {
+    for (std::uint64_t i = 0; i < tokens_per_thread; ++i) expected.push_back(t * 100 + i + 1);
+  }
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected) << "a token was lost or duplicated";
+}
+
+TEST(TrieMapInPlace, SwapsAndCompareAndSwapsConserveTokensInPlace) {
+  static_assert(safemap::detail::trie_inline_value<std::uint64_t>::value);
+  run_token_conservation<std::uint64_t>(7100);
+}
+
+TEST(TrieMapInPlace, SwapsAndCompareAndSwapsConserveTokensBoxed) {
+  static_assert(!safemap::detail::trie_inline_value<double>::value);
+  run_token_conservation<double>(7200);
+}
+
+// Counters incremented in place (compare_and_swap loops and compute) by 8 threads while a
+// churn thread erases and re-inserts the other keys of their chains (copying and freezing the
+// counters' entries): every successful increment is in the final sums.
+TEST(TrieMapInPlace, InPlaceIncrementsSurviveChainCopiesAndFreezes) {
+  watchdog dog("in-place increments");
+  TrieMap<int, std::uint64_t, deep_trie_hash<4>> m;
+  // Per chain of 4 keys (same full hash): 2 counters, 2 churned neighbours.
+  constexpr int chains = 4;
+  auto counter_key = [](int c, int j) { return c * 4 + j; };    // j in {0, 1}
+  auto churn_key = [](int c, int j) { return c * 4 + 2 + j; };  // j in {0, 1}
+  for (int c = 0; c < chains; ++c) {
+    m.store(churn_key(c, 0), 0);  // inserted first: behind the counters in the chain
+    m.store(counter_key(c, 0), 0);
+    m.store(counter_key(c, 1), 0);
+    m.store(churn_key(c, 1), 0);  // at the head
+  }
+  constexpr unsigned writers = 8;
+  const std::size_t ops = scaled(30'000, 10);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> increments{0};
+  std::thread churn([&] {
+    test_rng rng(7300);
+    while (!stop.load(std::memory_order_relaxed)) {
+      const int k = churn_key(static_cast<int>(rng.below(chains)), static_cast<int>(rng.below(2)));
+      m.erase(k);
+      m.store(k, rng.below(100));
+    }
+  });
+  run_threads(writers, [&](unsigned t) {
+    test_rng rng(7400 + t);
+    std::uint64_t mine = 0;
+    for (std::size_t i = 0; i < ops; ++i) {
+      const int k =
+          counter_key(static_cast<int>(rng.below(chains)), static_cast<int>(rng.below(2)));
+      if (rng.below(2) == 0) {
+        for (;;) {
+          const std::optional<std::uint64_t> v = m.load(k);
+          ASSERT_TRUE(v.has_value()) << "a counter vanished";
+          if (m.compare_and_swap(k, *v, *v + 1)) break;
+        }
+      } else {
+        m.compute(k, [](std::optional<std::uint64_t> v) -> std::optional<std::uint64_t> {
+          return v ? *v + 1 : 1;
+        });
+      }
+      ++mine;
+    }
+    increments.fetch_add(mine);
+  });
+  stop.store(true);
+  churn.join();
+  std::uint64_t sum = 0;
+  for (int c = 0; c < chains; ++c) {
+    for (int j = 0; j < 2; ++j) sum += m.load(counter_key(c, j)).value_or(0);
+  }
+  EXPECT_EQ(sum, increments.load()) << "an in-place increment was lost";
+}
+
+struct inplace_key_tag {};
+struct inplace_key_hash {
+  using is_avalanching = void;
+  std::size_t operator()(const counted<inplace_key_tag>& k) const noexcept {
+    return deep_trie_hash<k_group>{}(k.value());
+  }
+};
+
+// Entries with in-place values are destroyed exactly once (counted keys stand for the entries),
+// after the map and a grace period; and a thread's retire buffer is flushed when it exits: a
+// grace period alone (no flush) then frees what it removed.
+TEST(TrieMapInPlace, EveryEntryIsDestroyedOnceAndAnExitingThreadFlushesItsRemovals) {
+  using key = counted<inplace_key_tag>;
+  using key_hash = inplace_key_hash;
+  auto& kc = key::counters();
+  kc.reset();
+  {
+    watchdog dog("in-place instance counting");
+    TrieMap<key, std::uint64_t, key_hash> m;
+    const int keys = 256;
+    const std::size_t per_thread = scaled(20'000, 8);
+    run_threads(4, [&](unsigned t) {
+      test_rng rng(7500 + t);
+      for (std::size_t i = 0; i < per_thread; ++i) {
+        const int k = static_cast<int>(rng.below(keys));
+        const std::uint64_t v = rng.below(8);
+        switch (rng.below(6)) {
+          case 0:
+            m.store(key(k), v);
+            break;
+          case 1:
+            (void)m.swap(key(k), v);
+            break;
+          case 2:
+            (void)m.load_and_delete(key(k));
+            break;
+          case 3:
+            m.compare_and_swap(key(k), v, v + 1);
+            break;
+          case 4:
+            m.compute(key(k), [](std::optional<std::uint64_t> cur) -> std::optional<std::uint64_t> {
+              if (cur && *cur > 6) return std::nullopt;
+              return cur ? *cur + 1 : 0;
+            });
+            break;
+          default:
+            if (rng.below(300) == 0) {
+              m.clear();
+            } else {
+              m.compare_and_delete(key(k), v);
+            }
+        }
+      }
+    });
+    safemap::rcu::barrier();
+    EXPECT_EQ(kc.live.load(), static_cast<long>(m.size()));
+
+    // A thread removes keys and exits: its exit flushes its buffer.
+    for (int k = 0; k < keys; ++k) m.store(key(k), 1);
+    safemap::rcu::barrier();
+    ASSERT_EQ(kc.live.load(), keys);
+    std::thread remover([&] {
+      for (int k = 0; k < keys / 2; ++k) EXPECT_TRUE(m.erase(key(k)));
+      EXPECT_GT(safemap::rcu::buffered(), 0u);
+    });
+    remover.join();
+    safemap::rcu::detail::barrier_unflushed();
+    EXPECT_EQ(kc.live.load(), keys - keys / 2) << "the exiting thread kept removed entries";
+  }
+  safemap::rcu::barrier();
+  EXPECT_EQ(kc.live.load(), 0);
   EXPECT_EQ(kc.bad_destroys.load(), 0);
 }
 
