@@ -115,10 +115,12 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "safemap/concurrent.hpp"
+#include "safemap/detail/config.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/map.hpp"
 #include "safemap/reclaim.hpp"
@@ -282,21 +284,26 @@ class SyncMap {
 
   // The value for key, or nullopt (Go's Load). Concurrency: lock-free when the key is in the
   // read map or the read map is not amended; otherwise locks mu_ briefly and counts a miss.
+  // Inlined into the caller, with the lookup in load_copy for small trivially copyable values,
+  // as CowMap::load (which says why).
   template <class Q>
-  std::optional<V> load(const Q& key) const {
-    rcu::read_guard guard;
-    if (entry* e = find_entry(key)) {
-      if (box* b = e->load()) return b->value;
+  SAFEMAP_ALWAYS_INLINE std::optional<V> load(const Q& key) const {
+    if constexpr (copy_after_guard) {
+      V value{};
+      if (!load_copy(key, value)) return std::nullopt;
+      return value;
+    } else {
+      rcu::read_guard guard;
+      if (const box* b = find_box(key)) return b->value;
+      return std::nullopt;
     }
-    return std::nullopt;
   }
 
   // Concurrency: as load.
   template <class Q>
-  bool contains(const Q& key) const {
+  SAFEMAP_FLATTEN bool contains(const Q& key) const {
     rcu::read_guard guard;
-    entry* e = find_entry(key);
-    return e != nullptr && e->load() != nullptr;
+    return find_box(key) != nullptr;
   }
 
   // Calls f(const V&) on the stored value in place, if present; returns whether it was.
@@ -305,10 +312,9 @@ class SyncMap {
   template <class Q, class F>
   bool visit(const Q& key, F f) const {
     rcu::read_guard guard;
-    entry* e = find_entry(key);
-    box* b = e != nullptr ? e->load() : nullptr;
+    const box* b = find_box(key);
     if (b == nullptr) return false;
-    f(static_cast<const V&>(b->value));
+    f(b->value);  // in place: no copy of the value
     return true;
   }
 
@@ -602,16 +608,50 @@ class SyncMap {
     bump_version();
   }
 
-  // The entry for key, or nullptr: Go's lookup in Load (and CompareAndDelete). A miss of an
-  // amended read map locks mu_, re-checks the read map (it may have been promoted while we
-  // waited: not a miss then), searches dirty_ and counts a miss.
+  // The entry for key, or nullptr: Go's lookup in Load (and CompareAndDelete). The fast path
+  // is one lookup in the read map plus, on a miss, one load of amended (on the read map's own
+  // lines): small enough to be inlined into load, contains and visit, so the read map's
+  // Map::find is inlined there too. Only a miss of an amended read map calls the out-of-line
+  // find_entry_amended (the mutex, the dirty map and miss counting stay out of the hot code).
   template <class Q>
   entry* find_entry(const Q& key) const {
     read_only* read = load_read();
     if (entry* const* pe = read->m.find(key)) return *pe;
-    if (!read->amended.load(std::memory_order_acquire)) return nullptr;
+    if (SAFEMAP_LIKELY(!read->amended.load(std::memory_order_acquire))) return nullptr;
+    return find_entry_amended(key);
+  }
+
+  // Whether load goes through load_copy: small values, copied out and wrapped after the guard.
+  static constexpr bool copy_after_guard =
+      std::is_trivially_copyable_v<V> && std::is_copy_assignable_v<V> &&
+      std::is_trivially_default_constructible_v<V> && sizeof(V) <= 2 * sizeof(void*);
+
+  // load's lookup for small trivially copyable values: the read guard, the read map's lookup
+  // and the copy in one flattened function (the slow path stays an out-of-line call).
+  template <class Q>
+  SAFEMAP_FLATTEN bool load_copy(const Q& key, V& out) const {
+    rcu::read_guard guard;
+    const box* b = find_box(key);
+    if (b == nullptr) return false;
+    out = b->value;
+    return true;
+  }
+
+  // The live box for key, or nullptr (absent, deleted or expunged): load's lookup, shared by
+  // contains and visit. Flattened, so that visit, which cannot flatten (that would inline its
+  // callback's whole call tree), still gets the read map's Map::find inlined.
+  template <class Q>
+  SAFEMAP_FLATTEN box* find_box(const Q& key) const {
+    entry* e = find_entry(key);  // never null when found: maps hold only live entry pointers
+    return e != nullptr ? e->load() : nullptr;
+  }
+
+  // find_entry's slow path: locks mu_, re-checks the read map (it may have been promoted while
+  // we waited: not a miss then), searches dirty_ and counts a miss.
+  template <class Q>
+  SAFEMAP_NOINLINE entry* find_entry_amended(const Q& key) const {
     std::lock_guard lock(mu_);
-    read = read_.load(std::memory_order_relaxed);
+    read_only* read = read_.load(std::memory_order_relaxed);
     if (entry* const* pe = read->m.find(key)) return *pe;
     if (!read->amended.load(std::memory_order_relaxed)) return nullptr;
     ++read_misses_;

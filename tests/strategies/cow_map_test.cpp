@@ -39,6 +39,20 @@
 // calling thread only, so other threads (liburcu's call_rcu worker, gtest) cannot disturb a
 // measurement.
 namespace {
+
+// Value types that take each of load's two copy paths: small, trivially copyable and
+// default-constructible values are copied out inside the guard and wrapped after it; the
+// others are returned from inside the guard.
+struct two_words {  // copied out (16 bytes, trivially copyable)
+  std::uint64_t a;
+  std::uint64_t b;
+  bool operator==(const two_words&) const = default;
+};
+struct no_default {  // trivially copyable, no default constructor: returned in the guard
+  explicit no_default(int x) : v(x) {}
+  int v;
+  bool operator==(const no_default&) const = default;
+};
 thread_local long tls_allocations = 0;
 }  // namespace
 
@@ -537,6 +551,28 @@ TEST(CowMapTest, AWriteWhoseCopyThrowsLeavesTheMapUnchanged) {
   safemap::rcu::barrier();
   EXPECT_EQ(value::counters().live.load(), 0);
   EXPECT_EQ(value::counters().bad_destroys.load(), 0);
+}
+
+// Both copy paths of load, on a present and an absent key, before and after a write.
+template <class V, class Make>
+void check_load_paths(Make make) {
+  CowMap<int, V> m;
+  m.store(1, make(1));
+  EXPECT_EQ(m.load(1), make(1));
+  EXPECT_EQ(m.load(2), std::nullopt);
+  m.store(2, make(2));
+  EXPECT_EQ(m.load(1), make(1));
+  EXPECT_EQ(m.load(2), make(2));
+  EXPECT_TRUE(m.contains(2));
+  EXPECT_TRUE(m.erase(1));
+  EXPECT_EQ(m.load(1), std::nullopt);
+  EXPECT_FALSE(m.contains(1));
+}
+
+TEST(CowMapTest, LoadReturnsValuesOfEveryKind) {
+  check_load_paths<two_words>([](int i) { return two_words{std::uint64_t(i), ~std::uint64_t(i)}; });
+  check_load_paths<no_default>([](int i) { return no_default(i); });
+  check_load_paths<std::string>([](int i) { return std::string(40, char('a' + i)); });
 }
 
 TEST(CowMapTest, HeterogeneousLookupBuildsNoKey) {

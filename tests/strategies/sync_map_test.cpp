@@ -40,6 +40,24 @@
 
 namespace {
 
+// Value types that take each of load's two copy paths: small, trivially copyable and
+// assignable values are copied out inside the guard and wrapped after it; the others are
+// returned from inside the guard.
+struct two_words {  // copied out (16 bytes, trivially copyable)
+  std::uint64_t a;
+  std::uint64_t b;
+  bool operator==(const two_words&) const = default;
+};
+struct fixed_id {  // trivially copyable, not assignable (const member): returned in the guard
+  const std::uint32_t id;
+  bool operator==(const fixed_id&) const = default;
+};
+struct no_default {  // trivially copyable, no default constructor: returned in the guard
+  explicit no_default(int x) : v(x) {}
+  int v;
+  bool operator==(const no_default&) const = default;
+};
+
 using namespace safemap_test;
 using safemap::SyncMap;
 
@@ -133,6 +151,32 @@ TEST(SyncMapModel, RandomOperationsMatchTheReferenceWithStringKeys) {
 }
 
 // ---- the paths of the algorithm --------------------------------------------------------------
+
+// Both copy paths of load, on a read-map key, a dirty-only key (the amended slow path, which
+// counts a miss) and an absent key.
+template <class V, class Make>
+void check_load_paths(Make make) {
+  SyncMap<int, V> m;
+  m.store(1, make(1));
+  ASSERT_EQ(m.load(1), make(1));  // dirty-only: a miss, then promoted (dirty size 1)
+  m.store(2, make(2));            // a new key: read is amended again
+  EXPECT_EQ(m.load(1), make(1));  // read-map hit
+  const auto before = m.stats().read_misses;
+  EXPECT_EQ(m.load(2), make(2));  // dirty-only hit through the slow path
+  EXPECT_EQ(m.stats().read_misses, before + 1);
+  EXPECT_EQ(m.load(3), std::nullopt);
+  EXPECT_TRUE(m.contains(2));
+  EXPECT_FALSE(m.contains(3));
+  EXPECT_TRUE(m.erase(1));
+  EXPECT_EQ(m.load(1), std::nullopt);  // deleted entry of the read map
+}
+
+TEST(SyncMapPaths, LoadReturnsValuesOfEveryKindThroughEveryPath) {
+  check_load_paths<two_words>([](int i) { return two_words{std::uint64_t(i), ~std::uint64_t(i)}; });
+  check_load_paths<fixed_id>([](int i) { return fixed_id{std::uint32_t(i)}; });
+  check_load_paths<no_default>([](int i) { return no_default(i); });
+  check_load_paths<std::string>([](int i) { return std::string(40, char('a' + i)); });
+}
 
 TEST(SyncMapPaths, NewKeysGoToTheDirtyMapAndMarkReadAmended) {
   SyncMap<int, int> m;
