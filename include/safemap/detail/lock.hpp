@@ -20,12 +20,29 @@
 //    non-starving writers then leave a free lock to it, so it gets in at the next release.
 //    The bit is cleared by the starving waiter when it acquires.
 //
-// Considered (not yet measured beside this one: a follow-up for a quiet machine):
-// absl::Mutex (spins then parks, and bounds unfairness too, but would make safemap::core
-// depend on Abseil, and it keeps a waiter list under a spin lock: more work per handoff than
-// a futex word); oneTBB's spin_rw_mutex (never parks: with 8 threads on 2 cores, waiters
-// burn the slices the holder needs). A header-only word lock keeps the core's only
-// dependency xxHash. Measured against the old pthread_rwlock and the peers: docs/benchmarks.md.
+// # Why this lock and not another (bench/lock_bench.cpp, issue 10)
+// Measured beside it, in one Google Benchmark binary, under a LockedMap-shaped critical section
+// (a header read, one random word of a 2 MiB table, writers bump two counters): a Go
+// sync.Mutex-style mutex (barging, 4 x 30 PAUSE, futex wait, handoff after 1 ms), this lock
+// used as a plain mutex, absl::Mutex (reader and exclusive), oneTBB's spin_rw_mutex and
+// queuing_rw_mutex, and std::shared_mutex. ns/op (wall / all threads' ops), median of 3,
+// 50% writes, threads 1 / 2 / 4 / 8, on the shared 2-core machine at load 5-11 (noisy: the
+// uncontended column alone varies 25-80 ns between runs):
+//   rw_lock 30 / 52 / 23 / 23      go-style mutex 33 / 48 / 29 / 37
+//   rw_lock as mutex 36 / 53 / 56 / 31   tbb::spin_rw_mutex 33 / 49 / 36 / 47
+//   absl::Mutex (rw) 163 / 140 / 123 / 134   std::shared_mutex 57 / 122 / 97 / 72
+//   tbb::queuing_rw_mutex 63 / 3685 / 9486 / 16246
+// and at 10% writes rw_lock 25 / 36 / 28 / 28 against the mutex variants' 30-32 / 27-52 /
+// 31-37 / 36-41. The spin-then-park locks (this one, the Go-style mutex, TBB's spin lock) are
+// within the noise of each other at 50% writes; absl::Mutex (a waiter list under a spin lock,
+// and a dependency of the core on Abseil) and std::shared_mutex (never spins) are 1.5-5x slower;
+// queuing_rw_mutex (FIFO hand-off, never parks) collapses as soon as a waiter's successor is
+// not running, and spin_rw_mutex never parks either (8 threads on 2 cores burn the slices the
+// holder needs). A plain mutex gains nothing measurable at 50% writes and serializes readers,
+// which the read-mostly rows cannot afford, so LockedMap keeps this reader/writer lock.
+// Re-run on a quiet machine: build/release/bench/safemap_lock_bench
+//   --benchmark_min_time=0.1 --benchmark_repetitions=3
+//   --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
 //
 // # The state word (std::atomic<std::uint32_t>, so wait/notify use a futex directly)
 //   bit 0 writer            held exclusively
