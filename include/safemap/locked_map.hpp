@@ -107,8 +107,8 @@ class LockedMap {
  private:
   using held_locks = detail::held_locks;
   using core_type = detail::shard<K, V, Hash, Eq>;
-  using read_lock = std::shared_lock<detail::rw_lock>;
-  using write_lock = std::unique_lock<detail::rw_lock>;
+  using read_lock = detail::rw_guard<false>;
+  using write_lock = detail::rw_guard<true>;
 
  public:
   // Concurrency: construction and destruction are not concurrent with any other call.

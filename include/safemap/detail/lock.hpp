@@ -71,6 +71,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
+#include <utility>
 
 #include "safemap/detail/config.hpp"
 #include "safemap/misuse.hpp"
@@ -172,7 +174,7 @@ class rw_lock {
   // One fetch_and; a notify only when someone sleeps.
   void unlock() noexcept {
     const std::uint32_t prev = state_.fetch_and(~(writer | parked), std::memory_order_release);
-    if (SAFEMAP_UNLIKELY(prev & parked)) state_.notify_all();
+    if (SAFEMAP_UNLIKELY(prev & parked)) notify_parked();
   }
 
   // One fetch_add when no writer holds or waits.
@@ -218,10 +220,13 @@ class rw_lock {
     const std::uint32_t prev = state_.fetch_sub(reader, std::memory_order_release);
     if (SAFEMAP_UNLIKELY((prev & parked) != 0) && (prev & readers_mask) == reader) wake_all();
   }
-  void wake_all() noexcept {
+  // Out of line, like the slow paths: std::atomic::notify_all inlines into a few dozen
+  // instructions, which kept unlock and unlock_shared (and the maps' guards) from inlining.
+  SAFEMAP_NOINLINE void wake_all() noexcept {
     state_.fetch_and(~parked, std::memory_order_relaxed);
     state_.notify_all();
   }
+  SAFEMAP_NOINLINE void notify_parked() noexcept { state_.notify_all(); }
 
   // Sleeps until the word changes from s, after marking it parked; false when the word had
   // already changed (look again).
@@ -287,6 +292,49 @@ class rw_lock {
   // line: a contended acquirer owns the line anyway.
   std::atomic<std::uint32_t> state_{0};
   std::atomic<std::uint64_t> contended_{0};
+};
+
+// Holds an rw_lock exclusively (Exclusive) or shared for a scope: the interface the maps used
+// from std::unique_lock / std::shared_lock (construct locked or with std::defer_lock, lock,
+// unlock, owns_lock, move), without their checks that throw std::system_error on a missing or
+// unowned mutex. Those kept std::unique_lock<rw_lock>::unlock an out-of-line call on every op
+// (5% of LockedMap's samples at one thread); these inline to the one RMW of the release.
+template <bool Exclusive>
+class rw_guard {
+ public:
+  explicit rw_guard(rw_lock& l) noexcept : l_(&l) { lock(); }
+  rw_guard(rw_lock& l, std::defer_lock_t) noexcept : l_(&l) {}
+  rw_guard(rw_guard&& other) noexcept : l_(other.l_), owns_(std::exchange(other.owns_, false)) {}
+  rw_guard(const rw_guard&) = delete;
+  rw_guard& operator=(const rw_guard&) = delete;
+  rw_guard& operator=(rw_guard&&) = delete;
+  ~rw_guard() {
+    if (owns_) unlock();
+  }
+
+  // Precondition: not already held through this guard.
+  void lock() noexcept {
+    if constexpr (Exclusive) {
+      l_->lock();
+    } else {
+      l_->lock_shared();
+    }
+    owns_ = true;
+  }
+  // Precondition: held through this guard.
+  void unlock() noexcept {
+    owns_ = false;
+    if constexpr (Exclusive) {
+      l_->unlock();
+    } else {
+      l_->unlock_shared();
+    }
+  }
+  bool owns_lock() const noexcept { return owns_; }
+
+ private:
+  rw_lock* l_;
+  bool owns_ = false;
 };
 
 // Which maps' locks this thread holds while it runs a user callback (range, visit, compute).
