@@ -22,8 +22,9 @@
 // reader that waited 1 ms gets in at the next release). Why a reader/writer lock and not a
 // plain mutex, at 50% writes as well: the reader path is one fetch_add, the same cost as a
 // mutex's CAS on the same cache line, so a mixed load should lose nothing while read-mostly
-// loads keep their parallel readers. (Reasoned, not yet measured against a plain-mutex
-// LockedMap; the before/after against the old lock is in docs/benchmarks.md.) The lock is not
+// loads keep their parallel readers. (Measured in bench/lock_bench.cpp against a Go-style
+// mutex, this lock used as a mutex, absl::Mutex and oneTBB's rw mutexes: the spin-then-park
+// locks are within noise of each other at 50% writes; lock.hpp has the numbers.) The lock is not
 // recursive: a thread that already holds it and asks again would wait for itself; hence the
 // re-entrancy rules below. It counts acquisitions that had to wait (stats().contended_acquisitions)
 // only on the contended path. The lock, the counters and the Map are one detail::shard, the same
@@ -106,8 +107,8 @@ class LockedMap {
  private:
   using held_locks = detail::held_locks;
   using core_type = detail::shard<K, V, Hash, Eq>;
-  using read_lock = std::shared_lock<detail::rw_lock>;
-  using write_lock = std::unique_lock<detail::rw_lock>;
+  using read_lock = detail::rw_guard<false>;
+  using write_lock = detail::rw_guard<true>;
 
  public:
   // Concurrency: construction and destruction are not concurrent with any other call.

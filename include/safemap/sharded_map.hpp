@@ -65,8 +65,10 @@
 // # Memory
 // Each shard is a detail::shard (detail/shard.hpp), alignas(128): x86 prefetches cache lines
 // in adjacent pairs, so 64-byte alignment would still let two shards' lock words ping-pong
-// between cores. An empty shard costs 128 bytes (lock 16, counters 16, Map header 72,
-// padding); its Map allocates buckets on the first insert.
+// between cores. An empty shard costs 256 bytes: the lock (16) alone on its first 128, the
+// counters (16) and the Map header (72) on the next 128, so that threads waiting for the lock
+// do not take the holder's header and counters from it (detail/shard.hpp); its Map allocates
+// buckets on the first insert.
 //
 // Concurrency: every member function may be called from any number of threads at once.
 #pragma once
@@ -121,7 +123,7 @@ namespace detail {
 // (8 threads, 50% store / 50% load over 100k int keys, on the 2-core test machine, two runs):
 // 8 shards 3.4-7.8% of acquisitions contended, 32: 2.0-2.7%, 64: 1.1-1.3%, 128: 0.5-0.7%,
 // 256: 0.3-0.4% - halving with each doubling, as the model says, so the absolute gain past a
-// few shards per thread is small. More shards cost memory (128 B each, 32 KiB at 256) and
+// few shards per thread is small. More shards cost memory (256 B each, 64 KiB at 256) and
 // make the whole-map calls (snapshot, range, size, version, stats: O(shards)) slower; at
 // least 8 because small machines run more threads than cores, and a lock holder that is
 // preempted stalls everyone on its shard. 256 also keeps the shard index in bits 48..55.
@@ -159,11 +161,12 @@ class ShardedMap {
 
  private:
   using held_locks = detail::held_locks;
-  // One shard (detail/shard.hpp: lock, size, version and Map on their own 128 bytes).
+  // One shard (detail/shard.hpp: the lock on its own 128 bytes, size, version and Map on the
+  // next 128).
   using shard = detail::shard<K, V, Hash, Eq>;
   static_assert(alignof(shard) == 128, "shards must not share an adjacent-line prefetch pair");
-  using read_lock = std::shared_lock<detail::rw_lock>;
-  using write_lock = std::unique_lock<detail::rw_lock>;
+  using read_lock = detail::rw_guard<false>;
+  using write_lock = detail::rw_guard<true>;
 
  public:
   // A default shard count from the number of hardware threads (see default_shard_count).

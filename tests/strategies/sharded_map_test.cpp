@@ -9,6 +9,7 @@
 #include <atomic>
 #include <bit>
 #include <cstdint>
+#include <functional>
 #include <latch>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "safemap/concurrent.hpp"
@@ -94,6 +96,28 @@ TEST(ShardedMapShards, DefaultCountFollowsTheHardwareThreadCount) {
   EXPECT_LE(n, 256u);
   const std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
   EXPECT_EQ(n, std::clamp<std::size_t>(std::bit_ceil(4 * threads), 8, 256));
+}
+
+// The lock word is alone on its 128-byte unit (an adjacent-line prefetch pair): the counters
+// and the Map header, which the holder reads and writes inside its critical section, lie on
+// other lines, so waiters polling the lock word do not take them from the holder.
+TEST(ShardedMapShards, LockWordSharesNoCacheLinePairWithCountersOrMapHeader) {
+  using shard = safemap::detail::shard<int, long, safemap::Hash<int>, std::equal_to<>>;
+  static_assert(alignof(shard) == 128);
+  const auto s = std::make_unique<shard>();
+  const auto unit = [&](const void* p, std::size_t size = 1) {
+    const auto offset = static_cast<std::size_t>(static_cast<const char*>(p) -
+                                                 reinterpret_cast<const char*>(s.get()));
+    return std::pair{offset / 128, (offset + size - 1) / 128};
+  };
+  const auto [lock_first, lock_last] = unit(&s->lock, sizeof(s->lock));
+  EXPECT_EQ(lock_first, lock_last);
+  for (const auto& [first, last] :
+       {unit(&s->size, sizeof(s->size)), unit(&s->version, sizeof(s->version)),
+        unit(&s->map, sizeof(s->map))}) {
+    EXPECT_NE(first, lock_first);
+    EXPECT_NE(last, lock_first);
+  }
 }
 
 TEST(ShardedMapShards, EveryKeyRoutesToOneShardInRange) {

@@ -20,12 +20,29 @@
 //    non-starving writers then leave a free lock to it, so it gets in at the next release.
 //    The bit is cleared by the starving waiter when it acquires.
 //
-// Considered (not yet measured beside this one: a follow-up for a quiet machine):
-// absl::Mutex (spins then parks, and bounds unfairness too, but would make safemap::core
-// depend on Abseil, and it keeps a waiter list under a spin lock: more work per handoff than
-// a futex word); oneTBB's spin_rw_mutex (never parks: with 8 threads on 2 cores, waiters
-// burn the slices the holder needs). A header-only word lock keeps the core's only
-// dependency xxHash. Measured against the old pthread_rwlock and the peers: docs/benchmarks.md.
+// # Why this lock and not another (bench/lock_bench.cpp, issue 10)
+// Measured beside it, in one Google Benchmark binary, under a LockedMap-shaped critical section
+// (a header read, one random word of a 2 MiB table, writers bump two counters): a Go
+// sync.Mutex-style mutex (barging, 4 x 30 PAUSE, futex wait, handoff after 1 ms), this lock
+// used as a plain mutex, absl::Mutex (reader and exclusive), oneTBB's spin_rw_mutex and
+// queuing_rw_mutex, and std::shared_mutex. ns/op (wall / all threads' ops), median of 3,
+// 50% writes, threads 1 / 2 / 4 / 8, on the shared 2-core machine at load 5-11 (noisy: the
+// uncontended column alone varies 25-80 ns between runs):
+//   rw_lock 30 / 52 / 23 / 23      go-style mutex 33 / 48 / 29 / 37
+//   rw_lock as mutex 36 / 53 / 56 / 31   tbb::spin_rw_mutex 33 / 49 / 36 / 47
+//   absl::Mutex (rw) 163 / 140 / 123 / 134   std::shared_mutex 57 / 122 / 97 / 72
+//   tbb::queuing_rw_mutex 63 / 3685 / 9486 / 16246
+// and at 10% writes rw_lock 25 / 36 / 28 / 28 against the mutex variants' 30-32 / 27-52 /
+// 31-37 / 36-41. The spin-then-park locks (this one, the Go-style mutex, TBB's spin lock) are
+// within the noise of each other at 50% writes; absl::Mutex (a waiter list under a spin lock,
+// and a dependency of the core on Abseil) and std::shared_mutex (never spins) are 1.5-5x slower;
+// queuing_rw_mutex (FIFO hand-off, never parks) collapses as soon as a waiter's successor is
+// not running, and spin_rw_mutex never parks either (8 threads on 2 cores burn the slices the
+// holder needs). A plain mutex gains nothing measurable at 50% writes and serializes readers,
+// which the read-mostly rows cannot afford, so LockedMap keeps this reader/writer lock.
+// Re-run on a quiet machine: build/release/bench/safemap_lock_bench
+//   --benchmark_min_time=0.1 --benchmark_repetitions=3
+//   --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
 //
 // # The state word (std::atomic<std::uint32_t>, so wait/notify use a futex directly)
 //   bit 0 writer            held exclusively
@@ -54,6 +71,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
+#include <utility>
 
 #include "safemap/detail/config.hpp"
 #include "safemap/misuse.hpp"
@@ -155,7 +174,7 @@ class rw_lock {
   // One fetch_and; a notify only when someone sleeps.
   void unlock() noexcept {
     const std::uint32_t prev = state_.fetch_and(~(writer | parked), std::memory_order_release);
-    if (SAFEMAP_UNLIKELY(prev & parked)) state_.notify_all();
+    if (SAFEMAP_UNLIKELY(prev & parked)) notify_parked();
   }
 
   // One fetch_add when no writer holds or waits.
@@ -201,10 +220,13 @@ class rw_lock {
     const std::uint32_t prev = state_.fetch_sub(reader, std::memory_order_release);
     if (SAFEMAP_UNLIKELY((prev & parked) != 0) && (prev & readers_mask) == reader) wake_all();
   }
-  void wake_all() noexcept {
+  // Out of line, like the slow paths: std::atomic::notify_all inlines into a few dozen
+  // instructions, which kept unlock and unlock_shared (and the maps' guards) from inlining.
+  SAFEMAP_NOINLINE void wake_all() noexcept {
     state_.fetch_and(~parked, std::memory_order_relaxed);
     state_.notify_all();
   }
+  SAFEMAP_NOINLINE void notify_parked() noexcept { state_.notify_all(); }
 
   // Sleeps until the word changes from s, after marking it parked; false when the word had
   // already changed (look again).
@@ -270,6 +292,49 @@ class rw_lock {
   // line: a contended acquirer owns the line anyway.
   std::atomic<std::uint32_t> state_{0};
   std::atomic<std::uint64_t> contended_{0};
+};
+
+// Holds an rw_lock exclusively (Exclusive) or shared for a scope: the interface the maps used
+// from std::unique_lock / std::shared_lock (construct locked or with std::defer_lock, lock,
+// unlock, owns_lock, move), without their checks that throw std::system_error on a missing or
+// unowned mutex. Those kept std::unique_lock<rw_lock>::unlock an out-of-line call on every op
+// (5% of LockedMap's samples at one thread); these inline to the one RMW of the release.
+template <bool Exclusive>
+class rw_guard {
+ public:
+  explicit rw_guard(rw_lock& l) noexcept : l_(&l) { lock(); }
+  rw_guard(rw_lock& l, std::defer_lock_t) noexcept : l_(&l) {}
+  rw_guard(rw_guard&& other) noexcept : l_(other.l_), owns_(std::exchange(other.owns_, false)) {}
+  rw_guard(const rw_guard&) = delete;
+  rw_guard& operator=(const rw_guard&) = delete;
+  rw_guard& operator=(rw_guard&&) = delete;
+  ~rw_guard() {
+    if (owns_) unlock();
+  }
+
+  // Precondition: not already held through this guard.
+  void lock() noexcept {
+    if constexpr (Exclusive) {
+      l_->lock();
+    } else {
+      l_->lock_shared();
+    }
+    owns_ = true;
+  }
+  // Precondition: held through this guard.
+  void unlock() noexcept {
+    owns_ = false;
+    if constexpr (Exclusive) {
+      l_->unlock();
+    } else {
+      l_->unlock_shared();
+    }
+  }
+  bool owns_lock() const noexcept { return owns_; }
+
+ private:
+  rw_lock* l_;
+  bool owns_ = false;
 };
 
 // Which maps' locks this thread holds while it runs a user callback (range, visit, compute).

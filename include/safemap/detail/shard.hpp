@@ -10,10 +10,19 @@
 //
 // # Layout
 // alignas(128): x86 prefetches cache lines in adjacent pairs, so 64-byte alignment would still
-// let two shards' lock words ping-pong between cores. In the 128 bytes: the lock word and its
-// contention counter, size and version (written only by this shard's writers, who own the line
-// anyway), and the Map's header (72 bytes, written only under the lock). Nothing another shard
-// writes lives on these lines; readers of other shards never read them.
+// let two shards' lock words ping-pong between cores. Two such 128-byte units per shard:
+//  - the lock word and its contention counter, alone: every acquisition read-modify-writes it,
+//    and every waiter polls it (a reader's fetch_add even writes it while a writer holds);
+//  - size and version (written only by this shard's writers) and the Map's header (72 bytes:
+//    bucket pointer, B, count, the misuse detector's writing flag; read by every lookup,
+//    written by every write), all touched only by the lock's holder(s).
+// When they shared one line (before issue 10), a waiter's poll could take the line from the
+// holder in the middle of its critical section, and the holder then missed on its own header
+// and counters (up to four times per write: header read, writing flag set and cleared,
+// counters). Apart, the holder touches the contended line twice per critical section (acquire,
+// release), as in Go, whose map header is allocated apart from the RWMutex guarding it. Cost:
+// 128 more bytes per shard. Nothing another shard writes lives on these lines; readers of
+// other shards never read them.
 //
 // # Invariants
 //  1. map is read or written only with lock held (shared for reads, exclusive for writes).
@@ -194,10 +203,13 @@ struct alignas(128) shard {
     }
   }
 
-  // Read-modify-written by every acquisition; the counters only by this shard's writers.
+  // Read-modify-written by every acquisition, and read by every waiter: alone on its line.
   mutable rw_lock lock;
-  std::atomic<size_type> size{0};         // == map.size() whenever lock is free
-  std::atomic<std::uint64_t> version{0};  // successful mutations of this shard
+  // Written only by the lock's holder (the counters by writers, the Map header by writes);
+  // a line of their own so that waiters polling the lock word do not take them from the
+  // holder in the middle of its critical section.
+  alignas(128) std::atomic<size_type> size{0};  // == map.size() whenever lock is free
+  std::atomic<std::uint64_t> version{0};        // successful mutations of this shard
   map_type map;
 };
 
