@@ -218,10 +218,12 @@ inline void trie_backoff(unsigned spins) noexcept {
 // Whether TrieMap keeps V in its entries as a std::atomic<V> written in place (see "In-place
 // values" in trie_map.hpp): small, trivially copyable, lock-free as an atomic, and with unique
 // object representations, so that compare_exchange's bitwise comparison means "unchanged"
-// (floating-point values, with +0.0 == -0.0 and NaN, take the boxed path). std::atomic<V> is
-// only named once V is known to be trivially copyable.
-template <class V, bool = std::is_trivially_copyable_v<V> && sizeof(V) <= sizeof(std::uint64_t) &&
-                          std::has_unique_object_representations_v<V>>
+// (floating-point values, with +0.0 == -0.0 and NaN, take the boxed path), and default
+// constructible (compute keeps the value f saw in a V). std::atomic<V> is only named once V is
+// known to be trivially copyable.
+template <class V,
+          bool = std::is_trivially_copyable_v<V> && sizeof(V) <= sizeof(std::uint64_t) &&
+                 std::has_unique_object_representations_v<V>&& std::is_default_constructible_v<V>>
 struct trie_inline_value : std::false_type {};
 template <class V>
 struct trie_inline_value<V, true> : std::bool_constant<std::atomic<V>::is_always_lock_free> {};

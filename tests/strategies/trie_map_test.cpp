@@ -461,6 +461,10 @@ struct padded {
   std::int32_t i;
 };
 enum class colour : std::uint8_t { red, green };
+struct no_default {
+  explicit no_default(int x) : v(x) {}
+  int v;
+};
 static_assert(safemap::detail::trie_inline_value<std::uint64_t>::value);
 static_assert(safemap::detail::trie_inline_value<int>::value);
 static_assert(safemap::detail::trie_inline_value<colour>::value);
@@ -469,6 +473,7 @@ static_assert(safemap::detail::trie_inline_value<const void*>::value);
 static_assert(!safemap::detail::trie_inline_value<double>::value, "+0.0 == -0.0: boxed");
 static_assert(!safemap::detail::trie_inline_value<padded>::value, "padding bits: boxed");
 static_assert(!safemap::detail::trie_inline_value<std::string>::value);
+static_assert(!safemap::detail::trie_inline_value<no_default>::value, "compute keeps a V");
 static_assert(!safemap::detail::trie_inline_value<std::array<std::uint64_t, 2>>::value);
 
 // An in-place write to an existing key retires nothing (no entry is replaced); a boxed one
