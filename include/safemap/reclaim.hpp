@@ -217,7 +217,7 @@ SAFEMAP_NOINLINE inline void unregister_after_call() {
   tls_state = 2;
 }
 
-inline bool ensure_registered() {
+SAFEMAP_ALWAYS_INLINE bool ensure_registered() {
   if (SAFEMAP_LIKELY(tls_state == 1)) return false;
   return register_for_call();
 }
@@ -399,14 +399,17 @@ inline bool in_read_section() noexcept {
 class read_guard {
  public:
 #if !SAFEMAP_TSAN
-  read_guard() noexcept : unregister_(detail::ensure_registered()) {
+  // Forced inline: GCC judged these "cold" in some callers and left them as two calls per
+  // read (cachegrind of CowMap/SyncMap loads, bench/read_bench.cpp --fixed), which is what the
+  // inline read side exists to avoid.
+  SAFEMAP_ALWAYS_INLINE read_guard() noexcept : unregister_(detail::ensure_registered()) {
 #if !defined(SAFEMAP_RCU_OUT_OF_LINE)
     detail::read_lock_inline();
 #else
     ::urcu_memb_read_lock();
 #endif
   }
-  ~read_guard() {
+  SAFEMAP_ALWAYS_INLINE ~read_guard() {
 #if !defined(SAFEMAP_RCU_OUT_OF_LINE)
     detail::read_unlock_inline();
 #else
