@@ -1124,6 +1124,15 @@ TYPED_TEST_P(ConformanceTest, VisitationCallbacksMayReadAndTheirWritesWorkOrAreR
     EXPECT_EQ(m.load(100), 100) << "store from erase_if's predicate was lost";
     EXPECT_FALSE(m.insert_or_visit(1, 0, [&](const int&) { m.store(101, 101); }));
     EXPECT_EQ(m.load(101), 101) << "store from insert_or_visit's callback was lost";
+    // erase_if removes a key only if it still holds the value pred saw: here pred itself
+    // changes key 2 before answering "remove".
+    const std::size_t removed = m.erase_if([&](const int& k, const int&) {
+      if (k == 2) m.store(2, 200);
+      return k >= 0 && k < 4;
+    });
+    EXPECT_EQ(removed, 3u);
+    EXPECT_EQ(m.load(2), 200) << "a key whose value changed after pred saw it must stay";
+    for (int k : {0, 1, 3}) EXPECT_FALSE(m.contains(k)) << "key " << k;
   } else {
     auto expect_reported = [&](auto&& call) {
       try {
