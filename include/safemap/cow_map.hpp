@@ -80,10 +80,12 @@
 #include <optional>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "safemap/concurrent.hpp"
 #include "safemap/detail/config.hpp"
 #include "safemap/detail/lock.hpp"
+#include "safemap/detail/visit.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/map.hpp"
 #include "safemap/reclaim.hpp"
@@ -395,6 +397,147 @@ class CowMap {
     if constexpr (detail::reseedable<Hash>) hash.reseed();
     publish_locked(w, map_type(0, hash, cur.key_eq()));
   }
+
+  // === Visitation, bulk erase and moves (Boost.Unordered's concurrent_flat_map habits) ========
+  // A published snapshot is immutable (readers walk it with no lock), so a value cannot be
+  // changed in place: every visitation hands f a const V&, on a const map or not, and a
+  // non-const visit or visit_all whose f needs a V& is rejected at compile time, naming the
+  // alternative (compute, or update for many keys with one copy). Callbacks that run under the
+  // writer mutex (erase_if's pred, insert_or_visit's f) may read this map; writes from them are
+  // reported as misuse_kind::reentrant_call. If a callback throws, nothing is published and
+  // the mutex is released.
+
+  // Takes over other's snapshot (entries, hasher, version()); other is left empty and usable,
+  // its version() one past what it was (a watcher of it sees a change). Allocates other's new
+  // empty snapshot first (if that throws, neither map changed).
+  // Concurrency: not concurrent with any other call on either map.
+  CowMap(CowMap&& other)
+      : current_(other.current_.exchange(
+            new snapshot_node(map_type(),
+                              other.current_.load(std::memory_order_relaxed)->version + 1),
+            std::memory_order_relaxed)) {}
+  // As the move constructor; this map's previous snapshot is freed.
+  // Concurrency: not concurrent with any other call on either map.
+  CowMap& operator=(CowMap&& other) {
+    if (this == &other) return *this;
+    snapshot_node* taken = other.current_.exchange(
+        new snapshot_node(map_type(), other.current_.load(std::memory_order_relaxed)->version + 1),
+        std::memory_order_relaxed);
+    delete current_.exchange(taken, std::memory_order_relaxed);  // no reader may be inside
+    return *this;
+  }
+
+  // visit() const, reached from a non-const map: f gets const V&.
+  template <class Q, class F>
+  bool visit(const Q& key, F f) {
+    static_assert(std::is_invocable_v<F&, const V&>,
+                  "CowMap::visit cannot change a value in place (snapshots are immutable and "
+                  "shared with readers): f gets const V&; use compute(key, f), or update(f) for "
+                  "many keys with one copy");
+    return std::as_const(*this).visit(key, std::move(f));
+  }
+  // visit with f(const V&), on any map. Concurrency: as visit() const.
+  template <class Q, class F>
+  bool cvisit(const Q& key, F f) const {
+    return visit(key, std::move(f));
+  }
+
+  // Calls f(const K&, const V&) on every entry of one snapshot (point-in-time, like range; f may
+  // call any method of this map); returns how many. Concurrency: as range.
+  template <class F>
+  std::size_t visit_all(F f) const {
+    std::size_t n = 0;
+    range([&](const K& k, const V& v) {
+      f(k, v);
+      ++n;
+    });
+    return n;
+  }
+  template <class F>
+  std::size_t visit_all(F f) {
+    static_assert(std::is_invocable_v<F&, const K&, const V&>,
+                  "CowMap::visit_all cannot change values in place (snapshots are immutable and "
+                  "shared with readers): f gets (const K&, const V&); use update(f) to change "
+                  "many values with one copy");
+    return std::as_const(*this).visit_all(std::move(f));
+  }
+  // visit_all with f(const K&, const V&), on any map.
+  template <class F>
+  std::size_t cvisit_all(F f) const {
+    return visit_all(std::move(f));
+  }
+
+  // Removes every entry for which pred(const K&, const V&) is true, all at once: pred runs on
+  // the current snapshot under the writer mutex, and if it matched anything one copy without
+  // those entries is published (version + 1); readers see all removals or none. Returns how
+  // many. If pred throws, nothing is published. Concurrency: takes the writer mutex; one copy
+  // if anything matched, none otherwise.
+  template <class Pred>
+  std::size_t erase_if(Pred pred) {
+    write_section w(*this);
+    const map_type& cur = current_locked().map;
+    std::vector<const K*> doomed;
+    {
+      detail::held_locks::scope held(&writer_mutex_, detail::held_locks::mode::exclusive);
+      cur.for_each([&](const K& k, const V& v) {
+        if (pred(k, v)) doomed.push_back(&k);
+      });
+    }
+    if (doomed.empty()) {
+      note_copy_avoided_locked();
+      return 0;
+    }
+    copy_modify_publish_locked(w, [&](map_type& next) {
+      for (const K* k : doomed) next.erase(*k);
+    });
+    return doomed.size();
+  }
+
+  // Stores (key, value) if key is absent and returns true (one copy and publication);
+  // otherwise calls f(const V&) on the current value, in place and under the writer mutex (so
+  // no write can come between the decision and f), and returns false without copying. f's
+  // rules are compute's. Concurrency: takes the writer mutex.
+  template <class F>
+  bool insert_or_visit(K key, V value, F f) {
+    static_assert(std::is_invocable_v<F&, const V&>,
+                  "CowMap::insert_or_visit cannot change a value in place: f gets const V&; "
+                  "use compute(key, f) to insert or change atomically");
+    auto build = [&](auto&& make) -> decltype(auto) { return make(std::move(value)); };
+    return emplace_or_visit_impl(std::move(key), build, f);
+  }
+
+  // emplace_or_visit(key, args..., f): as insert_or_visit, with the value constructed from
+  // args only if key is absent (f comes last, as in Boost). Concurrency: as insert_or_visit.
+  template <class... ArgsThenF>
+  bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
+    return detail::split_emplace_args(
+        [&](auto& build, auto& f) {
+          static_assert(std::is_invocable_v<decltype(f), const V&>,
+                        "CowMap::emplace_or_visit cannot change a value in place: f gets "
+                        "const V&; use compute(key, f) to insert or change atomically");
+          return emplace_or_visit_impl(std::move(key), build, f);
+        },
+        std::forward<ArgsThenF>(args_then_f)...);
+  }
+
+ private:
+  template <class Build, class F>
+  bool emplace_or_visit_impl(K&& key, Build& build, F& f) {
+    write_section w(*this);
+    if (const V* existing = current_locked().map.find(key)) {
+      detail::held_locks::scope held(&writer_mutex_, detail::held_locks::mode::exclusive);
+      f(*existing);
+      note_copy_avoided_locked();
+      return false;
+    }
+    copy_modify_publish_locked(w, [&](map_type& next) {
+      build([&](auto&&... args) {
+        return next.try_emplace(std::move(key), std::forward<decltype(args)>(args)...);
+      });
+    });
+    return true;
+  }
+  // === end of visitation, bulk erase and moves ==================================================
 
  private:
   // A published (or once published) snapshot: immutable after construction, so any number of

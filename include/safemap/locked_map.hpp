@@ -54,8 +54,9 @@
 //
 // # What is deliberately absent
 // No iterators (a reference into the table cannot outlive the lock), no operator[] (it would
-// hand out a reference), no bulk update under one lock other than merge (use compute per key,
-// or a CowMap update for many keys at once).
+// hand out a reference). Bulk changes under one lock are merge, erase_if and a non-const
+// visit_all (Boost-style visitation: see "Visitation, bulk erase and moves" below; on a
+// non-const map visit hands f a V& under the exclusive lock, cvisit is the read).
 //
 // Concurrency: every member function may be called from any number of threads at once.
 #pragma once
@@ -74,6 +75,7 @@
 #include "safemap/detail/config.hpp"
 #include "safemap/detail/lock.hpp"
 #include "safemap/detail/shard.hpp"
+#include "safemap/detail/visit.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/map.hpp"
 
@@ -293,6 +295,166 @@ class LockedMap {
     core_.merge_locked([&](auto&& g) { entries.for_each(g); });
     core_.changed_locked();
   }
+
+  // === Visitation, bulk erase and moves (Boost.Unordered's concurrent_flat_map habits) ========
+  // On a non-const LockedMap, visit and visit_all hand f a V& under the exclusive lock: they are
+  // writes (version() grows when f was called, and from inside a callback of this map they are
+  // reported as misuse_kind::reentrant_call). cvisit, cvisit_all and every call on a const map
+  // are reads under the shared lock (std::as_const(m).visit(k, f) is cvisit). f must not block;
+  // if f throws, the exception propagates with the lock released and the map whole (whatever f
+  // changed in the value before throwing stays, and counts as a change).
+
+  // Moves every entry of other here; other is left empty and usable. This map takes over
+  // other's version(); other's version() grows by 1 (a watcher of it sees a change).
+  // Concurrency: not concurrent with any other call on either map.
+  LockedMap(LockedMap&& other) noexcept(std::is_nothrow_default_constructible_v<map_type>)
+      : LockedMap() {
+    take_entries_of(other);
+  }
+  // As the move constructor; this map's previous entries are destroyed.
+  // Concurrency: not concurrent with any other call on either map.
+  LockedMap& operator=(LockedMap&& other) {
+    if (this == &other) return *this;
+    map_type previous;
+    previous.swap(core_.map);
+    take_entries_of(other);
+    return *this;  // previous (this map's old entries) is destroyed here
+  }
+
+  // Calls f(V&) on the stored value, in place, if key is present; returns whether it was. f
+  // may change the value (not the key); the call counts as a change (version() grows). From f,
+  // read calls of this map run without relocking (they see the value as f left it so far);
+  // writes are reported as misuse_kind::reentrant_call.
+  // Concurrency: f runs under the exclusive lock; all other calls wait.
+  template <class F>
+  bool visit(const K& key, F f) {
+    return visit_mutable_impl(key, f);
+  }
+  template <detail::locked_map_lookup<K, Hash, Eq> Q, class F>
+  bool visit(const Q& key, F f) {
+    return visit_mutable_impl(key, f);
+  }
+
+  // visit with f(const V&) on any map, const or not: the read (see visit() const).
+  // Concurrency: f runs under the shared lock, in parallel with other readers.
+  template <class F>
+  bool cvisit(const K& key, F f) const {
+    return visit_impl(key, f);
+  }
+  template <detail::locked_map_lookup<K, Hash, Eq> Q, class F>
+  bool cvisit(const Q& key, F f) const {
+    return visit_impl(key, f);
+  }
+
+  // Calls f(const K&, V&) on every entry, in place; returns how many. f may change values; the
+  // call counts as a change if the map was not empty. f's rules are visit()'s.
+  // Concurrency: one exclusive lock for the whole walk (point-in-time; all other calls wait).
+  template <class F>
+  size_type visit_all(F f) {
+    write_lock lock = lock_for_write();
+    detail::publish_on_exit<core_type> publish(core_, !core_.map.empty());
+    held_locks::scope mark(&core_.lock, held_locks::mode::exclusive);
+    size_type n = 0;
+    core_.map.for_each([&](const K& k, V& v) {
+      f(k, v);
+      ++n;
+    });
+    return n;
+  }
+
+  // Calls f(const K&, const V&) on every entry, in place; returns how many. f's rules are
+  // range()'s (reads of this map work, writes are reported). Allocates nothing.
+  // Concurrency: the shared lock for the whole walk (point-in-time; writers wait).
+  template <class F>
+  size_type visit_all(F f) const {
+    size_type n = 0;
+    with_callback_lock([&] {
+      core_.map.for_each([&](const K& k, const V& v) {
+        f(k, v);
+        ++n;
+      });
+    });
+    return n;
+  }
+  // visit_all with f(const K&, const V&) on any map, const or not.
+  template <class F>
+  size_type cvisit_all(F f) const {
+    return visit_all(std::move(f));
+  }
+
+  // Removes every entry for which pred(const K&, const V&) is true; returns how many. All of
+  // it is one atomic step: no other call sees a state in between. pred may read this map (it
+  // sees the entries not yet removed); writes from it are reported. If pred throws, the entries
+  // already removed stay removed and the rest stay.
+  // Concurrency: one exclusive lock for the whole walk.
+  template <class Pred>
+  size_type erase_if(Pred pred) {
+    write_lock lock = lock_for_write();
+    detail::publish_on_exit<core_type> publish(core_, false);
+    held_locks::scope mark(&core_.lock, held_locks::mode::exclusive);
+    return detail::map_erase_if(core_.map, [&](const auto& e) {
+      return static_cast<bool>(pred(e.first, static_cast<const V&>(e.second)));
+    });
+  }
+
+  // Inserts (key, value) if key is absent and returns true; otherwise calls f(V&) on the
+  // existing value (which f may change, as in visit) and returns false, in one atomic step
+  // with the check. f's rules are visit()'s.
+  // Concurrency: exclusive lock.
+  template <class F>
+  bool insert_or_visit(K key, V value, F f) {
+    auto build = [&](auto&& make) -> decltype(auto) { return make(std::move(value)); };
+    return emplace_or_visit_impl(std::move(key), build, f);
+  }
+
+  // emplace_or_visit(key, args..., f): as insert_or_visit, with the value constructed from
+  // args in place only if key is absent (f comes last, as in Boost).
+  // Concurrency: exclusive lock.
+  template <class... ArgsThenF>
+  bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
+    return detail::split_emplace_args(
+        [&](auto& build, auto& f) { return emplace_or_visit_impl(std::move(key), build, f); },
+        std::forward<ArgsThenF>(args_then_f)...);
+  }
+
+ private:
+  // The move constructor's and assignment's body: this map's table is empty.
+  void take_entries_of(LockedMap& other) noexcept {
+    core_.map.swap(other.core_.map);
+    const std::uint64_t v = other.core_.version.load(std::memory_order_relaxed);
+    core_.size.store(core_.map.size(), std::memory_order_relaxed);
+    core_.version.store(v, std::memory_order_release);
+    other.core_.size.store(0, std::memory_order_relaxed);
+    other.core_.version.store(v + 1, std::memory_order_release);
+  }
+
+  template <class Q, class F>
+  bool visit_mutable_impl(const Q& key, F& f) {
+    write_lock lock = lock_for_write();
+    V* v = core_.map.find(key);
+    if (v == nullptr) return false;
+    detail::publish_on_exit<core_type> publish(core_, true);
+    held_locks::scope mark(&core_.lock, held_locks::mode::exclusive);
+    f(*v);
+    return true;
+  }
+
+  template <class Build, class F>
+  bool emplace_or_visit_impl(K&& key, Build& build, F& f) {
+    write_lock lock = lock_for_write();
+    auto [stored, inserted] = build([&](auto&&... args) {
+      return core_.map.try_emplace(std::move(key), std::forward<decltype(args)>(args)...);
+    });
+    if (inserted) {
+      core_.changed_locked();
+      return true;
+    }
+    detail::publish_on_exit<core_type> publish(core_, true);
+    held_locks::scope mark(&core_.lock, held_locks::mode::exclusive);
+    f(*stored);
+    return false;
+  }
+  // === end of visitation, bulk erase and moves ==================================================
 
  private:
   // True when a callback of this map runs on this thread (the lock is already held). One

@@ -104,6 +104,7 @@
 #include "safemap/concurrent.hpp"
 #include "safemap/detail/json_read.hpp"
 #include "safemap/detail/json_write.hpp"
+#include "safemap/detail/visit.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/json_fwd.hpp"
 #include "safemap/map.hpp"
@@ -499,8 +500,7 @@ class RedisMap {
   explicit RedisMap(std::string name, redis_options options = {})
       : c_(std::make_unique<detail::redis::client>(std::move(name), std::move(options))) {}
 
-  RedisMap(RedisMap&&) noexcept = default;
-  RedisMap& operator=(RedisMap&&) noexcept = default;
+  // Moves: see "Visitation, bulk erase and moves" below.
 
   const std::string& name() const noexcept { return c_->name(); }
   const redis_options& options() const noexcept { return c_->options(); }
@@ -759,6 +759,123 @@ class RedisMap {
     const map_type m = snapshot();
     f([&m](auto&& g) { m.for_each([&g](const K& k, const V& v) { g(k, v); }); });
   }
+
+  // === Visitation, bulk erase and moves (Boost.Unordered's concurrent_flat_map habits) ========
+  // A RedisMap's values live on the server: f always gets a const V& to a copy just read, on a
+  // const map or not, and a non-const visit or visit_all whose f needs a V& is rejected at
+  // compile time, naming the alternative (compute, which is atomic on the server). No
+  // connection is held while f or pred runs: they may call any method of this map, and if they
+  // throw, the exception propagates with every connection back in the pool.
+
+  // Takes over other's connections. A RedisMap is a handle to a hash on the server, so there is
+  // nothing to empty: other stays usable, names the same hash with the same options, and opens
+  // connections of its own when next used (lazily, as a new RedisMap does). Allocates other's
+  // new, unconnected pool first (if that throws, neither handle changed).
+  // Concurrency: not concurrent with any other call on either handle.
+  RedisMap(RedisMap&& other)
+      : c_(std::make_unique<detail::redis::client>(other.name(), other.options())) {
+    c_.swap(other.c_);
+  }
+  // As the move constructor; this handle's previous connections are closed.
+  // Concurrency: not concurrent with any other call on either handle.
+  RedisMap& operator=(RedisMap&& other) {
+    if (this == &other) return *this;
+    auto fresh = std::make_unique<detail::redis::client>(other.name(), other.options());
+    c_ = std::move(other.c_);
+    other.c_ = std::move(fresh);
+    return *this;
+  }
+
+  // visit() const, reached from a non-const map: f gets const V& (a copy just read).
+  template <class F>
+  bool visit(key_arg k, F f) {
+    static_assert(std::is_invocable_v<F&, const V&>,
+                  "RedisMap::visit cannot change a value in place (values live on the server): "
+                  "f gets const V&; use compute(key, f), atomic on the server, to change it");
+    return std::as_const(*this).visit(k, std::move(f));
+  }
+  // visit with f(const V&), on any map. Concurrency: one HGET.
+  template <class F>
+  bool cvisit(key_arg k, F f) const {
+    return visit(k, std::move(f));
+  }
+
+  // Calls f(const K&, const V&) on every entry, as range does (HSCAN: each key at most once,
+  // every key present for the whole call seen); returns how many. Concurrency: as range.
+  template <class F>
+  std::size_t visit_all(F f) const {
+    std::size_t n = 0;
+    range([&](const K& k, const V& v) {
+      f(k, v);
+      ++n;
+    });
+    return n;
+  }
+  template <class F>
+  std::size_t visit_all(F f) {
+    static_assert(std::is_invocable_v<F&, const K&, const V&>,
+                  "RedisMap::visit_all cannot change values in place (values live on the "
+                  "server): f gets (const K&, const V&); use compute(key, f) to change them");
+    return std::as_const(*this).visit_all(std::move(f));
+  }
+  // visit_all with f(const K&, const V&), on any map.
+  template <class F>
+  std::size_t cvisit_all(F f) const {
+    return visit_all(std::move(f));
+  }
+
+  // Removes every entry for which pred(const K&, const V&) is true; returns how many. Each
+  // removal is atomic for its key on the server (compare_and_delete with the value pred saw:
+  // a key whose value changed meanwhile is kept); the walk is range's.
+  // Concurrency: as range, plus one compare_and_delete script per match.
+  template <class Pred>
+  std::size_t erase_if(Pred pred) {
+    std::size_t n = 0;
+    range([&](const K& k, const V& v) {
+      if (pred(k, v) && compare_and_delete(k, v)) ++n;
+    });
+    return n;
+  }
+
+  // Stores (key, value) if key is absent and returns true; otherwise calls f(const V&) on the
+  // value the key held when the store was refused (read in the same atomic script as the
+  // decision, as load_or_store does) and returns false. Concurrency: as load_or_store.
+  template <class F>
+  bool insert_or_visit(K key, V value, F f) {
+    static_assert(std::is_invocable_v<F&, const V&>,
+                  "RedisMap::insert_or_visit cannot change a value in place: f gets const V&; "
+                  "use compute(key, f) to insert or change atomically");
+    return insert_or_visit_impl(std::move(key), std::move(value), f);
+  }
+
+  // emplace_or_visit(key, args..., f): as insert_or_visit with V(args...); f comes last (as in
+  // Boost). The value is built (and encoded) before the decision. Concurrency: as
+  // load_or_store.
+  template <class... ArgsThenF>
+  bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
+    return detail::split_emplace_args(
+        [&](auto& build, auto& f) {
+          static_assert(std::is_invocable_v<decltype(f), const V&>,
+                        "RedisMap::emplace_or_visit cannot change a value in place: f gets "
+                        "const V&; use compute(key, f) to insert or change atomically");
+          return insert_or_visit_impl(
+              std::move(key), build([](auto&&... a) {
+                return detail::make_value<V>(std::forward<decltype(a)>(a)...);
+              }),
+              f);
+        },
+        std::forward<ArgsThenF>(args_then_f)...);
+  }
+
+ private:
+  template <class F>
+  bool insert_or_visit_impl(K&& key, V&& value, F& f) {
+    auto [existing, loaded] = load_or_store(std::move(key), std::move(value));
+    if (!loaded) return true;
+    f(static_cast<const V&>(existing));
+    return false;
+  }
+  // === end of visitation, bulk erase and moves ==================================================
 
  private:
   static constexpr std::size_t k_chunk = 64;     // keys per HMGET

@@ -92,6 +92,7 @@
 #include "safemap/detail/config.hpp"
 #include "safemap/detail/lock.hpp"
 #include "safemap/detail/shard.hpp"
+#include "safemap/detail/visit.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/map.hpp"
 
@@ -486,6 +487,196 @@ class ShardedMap {
     publish();
   }
 
+  // === Visitation, bulk erase and moves (Boost.Unordered's concurrent_flat_map habits) ========
+  // On a non-const ShardedMap, visit and visit_all hand f a V& under the exclusive lock of the
+  // key's shard (visit_all: of each shard in turn): they are writes (version() grows when f
+  // was called; from inside a callback of this map they are reported as
+  // misuse_kind::reentrant_call). cvisit, cvisit_all and every call on a const map are reads
+  // under shared locks (std::as_const(m).visit(k, f) is cvisit). From inside any of these
+  // callbacks the rule of visit() applies: reads of keys in the callback's shard work, every
+  // other call on this map is reported. f must not block; if f throws, the exception
+  // propagates with every lock released and the map whole (what f changed in the value
+  // before throwing stays, and counts as a change).
+
+  // Moves every entry (and the shard count) of other here; other is left empty and usable,
+  // with its shard count. This map takes over other's version(); other's version() grows by 1.
+  // Allocates other's new, empty shards (if that throws, neither map changed).
+  // Concurrency: not concurrent with any other call on either map.
+  ShardedMap(ShardedMap&& other)
+      : nshards_(other.nshards_),
+        shift_(other.shift_),
+        shards_(std::make_unique<shard[]>(other.nshards_)),
+        hash_(other.hash_) {
+    take_shards_of(other);
+  }
+  // As the move constructor; this map's previous entries are destroyed.
+  // Concurrency: not concurrent with any other call on either map.
+  ShardedMap& operator=(ShardedMap&& other) {
+    if (this == &other) return *this;
+    std::unique_ptr<shard[]> previous = std::make_unique<shard[]>(other.nshards_);
+    previous.swap(shards_);  // this map now has empty shards, as many as other's
+    nshards_ = other.nshards_;
+    shift_ = other.shift_;
+    hash_ = other.hash_;
+    take_shards_of(other);
+    return *this;  // previous (this map's old shards) is destroyed here
+  }
+
+  // Calls f(V&) on the stored value, in place, if key is present; returns whether it was. f
+  // may change the value (not the key); the call counts as a change (version() grows). From
+  // f, reads of keys in the same shard run without relocking; any other call on this map is
+  // reported as misuse_kind::reentrant_call.
+  // Concurrency: f runs under the key's shard's exclusive lock.
+  template <class F>
+  bool visit(const K& key, F f) {
+    return visit_mutable_impl(key, f);
+  }
+  template <detail::sharded_map_lookup<K, Hash, Eq> Q, class F>
+  bool visit(const Q& key, F f) {
+    return visit_mutable_impl(key, f);
+  }
+
+  // visit with f(const V&) on any map, const or not: the read (see visit() const).
+  // Concurrency: f runs under the key's shard's shared lock.
+  template <class F>
+  bool cvisit(const K& key, F f) const {
+    return visit_impl(key, f);
+  }
+  template <detail::sharded_map_lookup<K, Hash, Eq> Q, class F>
+  bool cvisit(const Q& key, F f) const {
+    return visit_impl(key, f);
+  }
+
+  // Calls f(const K&, V&) on every entry, in place; returns how many. f may change values;
+  // each non-empty shard counts a change.
+  // Concurrency: each shard's exclusive lock in turn, held while f runs on that shard's
+  // entries: consistent per shard, not across shards (like range).
+  template <class F>
+  size_type visit_all(F f) {
+    write_check();
+    size_type n = 0;
+    for (size_type i = 0; i < nshards_; ++i) {
+      shard& s = shards_[i];
+      write_lock lock(s.lock);
+      detail::publish_on_exit<shard> publish(s, !s.map.empty());
+      callback_scope mark(*this, s, held_locks::mode::exclusive);
+      s.map.for_each([&](const K& k, V& v) {
+        f(k, v);
+        ++n;
+      });
+    }
+    return n;
+  }
+
+  // Calls f(const K&, const V&) on every entry, in place (no copy, unlike range); returns how
+  // many. Concurrency: each shard's shared lock in turn, held while f runs on that shard's
+  // entries: consistent per shard, not across shards. Allocates nothing.
+  template <class F>
+  size_type visit_all(F f) const {
+    size_type n = 0;
+    auto walk = [&](const shard& s) {
+      s.map.for_each([&](const K& k, const V& v) {
+        f(k, v);
+        ++n;
+      });
+    };
+    if (all_shards_held_by_this_thread()) {  // inside read_view, or a one-shard map's callback
+      for (size_type i = 0; i < nshards_; ++i) walk(shards_[i]);
+      return n;
+    }
+    for (size_type i = 0; i < nshards_; ++i) {
+      const shard& s = shards_[i];
+      read_lock lock(s.lock);
+      callback_scope mark(*this, s, held_locks::mode::shared);
+      walk(s);
+    }
+    return n;
+  }
+  // visit_all with f(const K&, const V&) on any map, const or not.
+  template <class F>
+  size_type cvisit_all(F f) const {
+    return visit_all(std::move(f));
+  }
+
+  // Removes every entry for which pred(const K&, const V&) is true; returns how many. Atomic
+  // per shard (one shard's entries are tested and removed under one lock), not across shards.
+  // pred's rules are visit()'s. If pred throws, the entries already removed stay removed.
+  // Concurrency: each shard's exclusive lock in turn.
+  template <class Pred>
+  size_type erase_if(Pred pred) {
+    write_check();
+    size_type n = 0;
+    for (size_type i = 0; i < nshards_; ++i) {
+      shard& s = shards_[i];
+      write_lock lock(s.lock);
+      detail::publish_on_exit<shard> publish(s, false);
+      callback_scope mark(*this, s, held_locks::mode::exclusive);
+      n += detail::map_erase_if(s.map, [&](const auto& e) {
+        return static_cast<bool>(pred(e.first, static_cast<const V&>(e.second)));
+      });
+    }
+    return n;
+  }
+
+  // Inserts (key, value) if key is absent and returns true; otherwise calls f(V&) on the
+  // existing value (which f may change, as in visit) and returns false, in one atomic step
+  // with the check. f's rules are visit()'s.
+  // Concurrency: the key's shard, exclusive lock.
+  template <class F>
+  bool insert_or_visit(K key, V value, F f) {
+    auto build = [&](auto&& make) -> decltype(auto) { return make(std::move(value)); };
+    return emplace_or_visit_impl(std::move(key), build, f);
+  }
+
+  // emplace_or_visit(key, args..., f): as insert_or_visit, with the value constructed from
+  // args in place only if key is absent (f comes last, as in Boost).
+  // Concurrency: the key's shard, exclusive lock.
+  template <class... ArgsThenF>
+  bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
+    return detail::split_emplace_args(
+        [&](auto& build, auto& f) { return emplace_or_visit_impl(std::move(key), build, f); },
+        std::forward<ArgsThenF>(args_then_f)...);
+  }
+
+ private:
+  // The move constructor's and assignment's body: this map has other's shard count, shift
+  // and router hash, and empty shards of its own; the two shard arrays trade places.
+  void take_shards_of(ShardedMap& other) noexcept {
+    shards_.swap(other.shards_);
+    const std::uint64_t v = version();  // other's, now here
+    other.shards_[0].version.store(v + 1, std::memory_order_release);
+  }
+
+  template <class Q, class F>
+  bool visit_mutable_impl(const Q& key, F& f) {
+    shard& s = shard_for_write(key);
+    write_lock lock(s.lock);
+    V* v = s.map.find(key);
+    if (v == nullptr) return false;
+    detail::publish_on_exit<shard> publish(s, true);
+    callback_scope mark(*this, s, held_locks::mode::exclusive);
+    f(*v);
+    return true;
+  }
+
+  template <class Build, class F>
+  bool emplace_or_visit_impl(K&& key, Build& build, F& f) {
+    shard& s = shard_for_write(key);
+    write_lock lock(s.lock);
+    auto [stored, inserted] = build([&](auto&&... args) {
+      return s.map.try_emplace(std::move(key), std::forward<decltype(args)>(args)...);
+    });
+    if (inserted) {
+      s.changed_locked();
+      return true;
+    }
+    detail::publish_on_exit<shard> publish(s, true);
+    callback_scope mark(*this, s, held_locks::mode::exclusive);
+    f(*stored);
+    return false;
+  }
+  // === end of visitation, bulk erase and moves ==================================================
+
  private:
   // Marks, for a callback's duration, both this map (any shard held: cross-shard calls are
   // refused) and the shard's lock (same-shard reads need no relock).
@@ -686,8 +877,8 @@ class ShardedMap {
     return s.compare_and_delete_locked(key, expected);
   }
 
-  const size_type nshards_;            // a power of two in [1, detail::max_shards]
-  const unsigned shift_;               // 56 - log2(nshards_): routing bits end below tophash
+  size_type nshards_;                  // a power of two in [1, detail::max_shards]
+  unsigned shift_;                     // 56 - log2(nshards_): routing bits end below tophash
   std::unique_ptr<shard[]> shards_;    // nshards_ shards, each on its own 128-byte lines
   [[no_unique_address]] Hash hash_{};  // the router's hash (its own seed)
 };

@@ -121,6 +121,7 @@
 
 #include "safemap/concurrent.hpp"
 #include "safemap/detail/config.hpp"
+#include "safemap/detail/visit.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/map.hpp"
 #include "safemap/reclaim.hpp"
@@ -595,6 +596,147 @@ class SyncMap {
     size_.fetch_sub(removed, std::memory_order_relaxed);
     bump_version();
   }
+
+  // === Visitation, bulk erase and moves (Boost.Unordered's concurrent_flat_map habits) ========
+  // A SyncMap value lives in an immutable box that lock-free readers copy from without
+  // synchronization, so it cannot be changed in place: every visitation hands f a const V&,
+  // on a const map or not, and a non-const visit or visit_all whose f needs a V& is rejected
+  // at compile time, naming the alternative (compute or swap). No lock is held while f or pred
+  // runs: they may call any method of this map, writes included, and if they throw, the
+  // exception propagates with the map whole and no guard or lock left behind.
+
+  // Takes over every entry of other; other is left empty and usable. This map takes over
+  // other's version(); other's version() grows by 1 (a watcher of it sees a change).
+  // Concurrency: not concurrent with any other call on either map.
+  SyncMap(SyncMap&& other) : SyncMap() {
+    swap_state(other);
+    other.version_.store(version_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  // As the move constructor; this map's previous entries are freed.
+  // Concurrency: not concurrent with any other call on either map.
+  SyncMap& operator=(SyncMap&& other) {
+    if (this == &other) return *this;
+    SyncMap taken(std::move(other));
+    swap_state(taken);
+    return *this;  // taken (this map's previous state) is freed here
+  }
+
+  // visit() const, reached from a non-const map: f gets const V&.
+  template <class Q, class F>
+  bool visit(const Q& key, F f) {
+    static_assert(std::is_invocable_v<F&, const V&>,
+                  "SyncMap::visit cannot change a value in place (values are immutable boxes "
+                  "shared with lock-free readers): f gets const V&; use compute(key, f) or "
+                  "swap(key, value) to change it");
+    return std::as_const(*this).visit(key, std::move(f));
+  }
+  // visit with f(const V&), on any map. Concurrency: as visit() const.
+  template <class Q, class F>
+  bool cvisit(const Q& key, F f) const {
+    return visit(key, std::move(f));
+  }
+
+  // Calls f(const K&, const V&) on every entry, as range does (weakly consistent; f may call any
+  // method of this map); returns how many. Concurrency: as range.
+  template <class F>
+  std::size_t visit_all(F f) const {
+    std::size_t n = 0;
+    range([&](const K& k, const V& v) {
+      f(k, v);
+      ++n;
+    });
+    return n;
+  }
+  template <class F>
+  std::size_t visit_all(F f) {
+    static_assert(std::is_invocable_v<F&, const K&, const V&>,
+                  "SyncMap::visit_all cannot change values in place (values are immutable "
+                  "boxes shared with lock-free readers): f gets (const K&, const V&); use "
+                  "compute(key, f) or swap(key, value) to change them");
+    return std::as_const(*this).visit_all(std::move(f));
+  }
+  // visit_all with f(const K&, const V&), on any map.
+  template <class F>
+  std::size_t cvisit_all(F f) const {
+    return visit_all(std::move(f));
+  }
+
+  // Removes every entry for which pred(const K&, const V&) is true; returns how many. Each
+  // removal is atomic for its key (compare_and_delete with the value pred saw: a key whose
+  // value changed meanwhile is kept); the walk is range's (weakly consistent: keys stored
+  // meanwhile may or may not be tested). Needs V == V, as compare_and_delete does.
+  // Concurrency: as range, plus one compare_and_delete per match.
+  template <class Pred>
+  std::size_t erase_if(Pred pred) {
+    std::size_t n = 0;
+    range([&](const K& k, const V& v) {
+      if (pred(k, v) && compare_and_delete(k, v)) ++n;
+    });
+    return n;
+  }
+
+  // Stores (key, value) if key is absent and returns true; otherwise calls f(const V&) on the
+  // value the key held when the store was refused (a copy of that immutable value, taken
+  // atomically with the decision, as load_or_store does) and returns false. f runs with no
+  // lock held. Concurrency: as load_or_store.
+  template <class F>
+  bool insert_or_visit(K key, V value, F f) {
+    static_assert(std::is_invocable_v<F&, const V&>,
+                  "SyncMap::insert_or_visit cannot change a value in place: f gets const V&; "
+                  "use compute(key, f) to insert or change atomically");
+    return insert_or_visit_impl(std::move(key), std::move(value), f);
+  }
+
+  // emplace_or_visit(key, args..., f): as insert_or_visit with V(args...); f comes last (as in
+  // Boost). The value is built before the decision (a lock-free store needs it ready).
+  // Concurrency: as load_or_store.
+  template <class... ArgsThenF>
+  bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
+    return detail::split_emplace_args(
+        [&](auto& build, auto& f) {
+          static_assert(std::is_invocable_v<decltype(f), const V&>,
+                        "SyncMap::emplace_or_visit cannot change a value in place: f gets "
+                        "const V&; use compute(key, f) to insert or change atomically");
+          return insert_or_visit_impl(
+              std::move(key), build([](auto&&... a) {
+                return detail::make_value<V>(std::forward<decltype(a)>(a)...);
+              }),
+              f);
+        },
+        std::forward<ArgsThenF>(args_then_f)...);
+  }
+
+ private:
+  template <class F>
+  bool insert_or_visit_impl(K&& key, V&& value, F& f) {
+    auto [existing, loaded] = load_or_store(std::move(key), std::move(value));
+    if (!loaded) return true;
+    f(static_cast<const V&>(existing));
+    return false;
+  }
+
+  // Exchanges everything but the mutex with other (the move operations' body).
+  void swap_state(SyncMap& other) noexcept {
+    auto swap_atomic = [](auto& a, auto& b) {
+      b.store(a.exchange(b.load(std::memory_order_relaxed), std::memory_order_relaxed),
+              std::memory_order_relaxed);
+    };
+    swap_atomic(read_, other.read_);
+    swap_atomic(size_, other.size_);
+    swap_atomic(version_, other.version_);
+    dirty_.swap(other.dirty_);
+    std::swap(has_dirty_, other.has_dirty_);
+    std::swap(misses_, other.misses_);
+    expunged_pending_.swap(other.expunged_pending_);
+    std::swap(misses_total_, other.misses_total_);
+    std::swap(promotions_, other.promotions_);
+    std::swap(read_misses_, other.read_misses_);
+    std::swap(entries_retired_, other.entries_retired_);
+    std::swap(dirty_copies_, other.dirty_copies_);
+    std::swap(expunged_total_, other.expunged_total_);
+    std::swap(unexpunged_total_, other.unexpunged_total_);
+  }
+  // === end of visitation, bulk erase and moves ==================================================
 
  private:
   read_only* load_read() const noexcept { return read_.load(std::memory_order_acquire); }

@@ -29,8 +29,12 @@ struct map_traits<safemap::RedisMap<K, V, H, E>> {
   static constexpr bool failed_writes_keep_version = true;  // a script INCRs only on a change
   static constexpr bool compute_calls_f_once = false;       // a changed field calls f again
   static constexpr bool visit_may_read_any_key = true;      // no connection held in callbacks
-  static constexpr std::size_t work_divisor = 100;          // a round trip per call
-  static constexpr bool holds_value_objects = false;        // values are JSON text on the server
+  // erase_if's predicate and insert_or_visit's callback run with no connection held.
+  static constexpr range_write_policy write_from_bulk_callback = range_write_policy::works;
+  // A RedisMap is a handle to a hash on the server: the moved-from handle names the same hash.
+  static constexpr bool move_empties_source = false;
+  static constexpr std::size_t work_divisor = 100;    // a round trip per call
+  static constexpr bool holds_value_objects = false;  // values are JSON text on the server
 
   static safemap::RedisMap<K, V, H, E> make() {
     return safemap::RedisMap<K, V, H, E>(unique_map_name(), shared_server().options());

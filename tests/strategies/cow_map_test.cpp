@@ -590,4 +590,40 @@ TEST(CowMapTest, HeterogeneousLookupBuildsNoKey) {
   EXPECT_EQ(m.load_and_delete(std::string_view(key)), 1);
 }
 
+// --- visitation, bulk erase and moves (cow_map.hpp's marked block) ------------------------------
+
+TEST(CowMapVisitation, EraseIfPublishesOneSnapshotAndCopiesNothingWhenNothingMatches) {
+  safemap::CowMap<int, int> m;
+  m.update([](auto& next) {
+    for (int k = 0; k < 100; ++k) next.insert_or_assign(k, k);
+  });
+  const std::uint64_t version = m.version();
+  const std::uint64_t copies = m.stats().copies;
+  EXPECT_EQ(m.erase_if([](const int& k, const int&) { return k % 2 == 0; }), 50u);
+  EXPECT_EQ(m.version(), version + 1) << "all removals are one publication";
+  EXPECT_EQ(m.stats().copies, copies + 1) << "all removals are one copy";
+  EXPECT_EQ(m.erase_if([](const int&, const int&) { return false; }), 0u);
+  EXPECT_EQ(m.version(), version + 1);
+  EXPECT_EQ(m.stats().copies, copies + 1) << "nothing matched: nothing to copy";
+}
+
+TEST(CowMapVisitation, InsertOrVisitOfAPresentKeyCopiesNothingAndSeesTheValueInPlace) {
+  using value = safemap_test::counted<struct cow_insert_or_visit_tag>;
+  safemap::CowMap<int, value> m;
+  EXPECT_TRUE(m.emplace_or_visit(1, 7, [](const value&) { ADD_FAILURE(); }));
+  const std::uint64_t version = m.version();
+  const std::uint64_t copies = m.stats().copies;
+  const long built = value::counters().constructed.load();
+  const value* first = nullptr;
+  EXPECT_FALSE(m.emplace_or_visit(1, 8, [&](const value& v) { first = &v; }));
+  const value* again = nullptr;
+  EXPECT_FALSE(m.insert_or_visit(1, value(9), [&](const value& v) { again = &v; }));
+  EXPECT_EQ(first, again) << "f must see the stored value, not a copy";
+  EXPECT_EQ(m.version(), version);
+  EXPECT_EQ(m.stats().copies, copies);
+  // insert_or_visit's own argument (built and moved into the parameter) is all that was built.
+  EXPECT_LE(value::counters().constructed.load(), built + 2);
+  EXPECT_TRUE(m.visit(1, [](const value& v) { EXPECT_EQ(v.value(), 7); }));
+}
+
 }  // namespace

@@ -18,6 +18,7 @@
 #include "support/counted.hpp"
 #include "support/lock_suite.hpp"
 #include "support/misuse_guard.hpp"
+#include "support/mutable_visit_suite.hpp"
 
 namespace {
 
@@ -55,7 +56,7 @@ TEST(LockedMapBasics, StringKeyedMapTakesStringViewAndCStringLookups) {
   EXPECT_EQ(m.load(alpha), 1);
   EXPECT_EQ(m.load("beta"), 2);
   EXPECT_TRUE(m.contains(alpha));
-  EXPECT_TRUE(m.visit("beta", [](const int& v) { EXPECT_EQ(v, 2); }));
+  EXPECT_TRUE(m.cvisit("beta", [](const int& v) { EXPECT_EQ(v, 2); }));
   EXPECT_TRUE(m.compare_and_swap(alpha, 1, 11));
   EXPECT_FALSE(m.compare_and_delete("beta", 3));
   EXPECT_TRUE(m.compare_and_delete("beta", 2));
@@ -85,7 +86,7 @@ TEST(LockedMapBasics, ContendedAcquisitionIsCountedWhenAWriterWaits) {
     reader_inside.wait();
     m.store(2, 2);  // must wait: the reader below holds the lock
   });
-  m.visit(1, [&](const int&) {
+  m.cvisit(1, [&](const int&) {
     reader_inside.count_down();
     // stats() from the callback reads without relocking; the writer's failed first try
     // is counted before it blocks.
@@ -246,7 +247,7 @@ TEST(LockedMapReentrancy, RangeCallbackMayCallEveryReadMethod) {
     ++entries;
     EXPECT_EQ(m.load(k), v);
     EXPECT_TRUE(m.contains(k));
-    EXPECT_TRUE(m.visit(k, [&](const long& w) { EXPECT_EQ(w, v); }));
+    EXPECT_TRUE(m.cvisit(k, [&](const long& w) { EXPECT_EQ(w, v); }));
     EXPECT_EQ(m.size(), 10u);
     EXPECT_EQ(m.version(), 10u);
     EXPECT_EQ(m.stats().size, 10u);
@@ -262,9 +263,9 @@ TEST(LockedMapReentrancy, VisitAndComputeCallbacksMayReadTheMap) {
   LockedMap<int, long> m;
   m.store(1, 1);
   m.store(2, 2);
-  EXPECT_TRUE(m.visit(1, [&](const long&) {
+  EXPECT_TRUE(m.cvisit(1, [&](const long&) {
     EXPECT_EQ(m.load(2), 2);
-    EXPECT_TRUE(m.visit(2, [](const long& v) { EXPECT_EQ(v, 2); }));
+    EXPECT_TRUE(m.cvisit(2, [](const long& v) { EXPECT_EQ(v, 2); }));
   }));
   const auto r = m.compute(1, [&](std::optional<long> cur) -> std::optional<long> {
     EXPECT_EQ(m.load(1), cur) << "reads inside compute see the state before it";
@@ -304,7 +305,7 @@ TEST(LockedMapReentrancy, WritesFromVisitAndComputeCallbacksAreReported) {
     SCOPED_TRACE(name);
     M m;
     m.store(1, 1);
-    m.visit(1, [&](const long&) { EXPECT_TRUE(lk::reported_as_reentrant([&] { write(m); })); });
+    m.cvisit(1, [&](const long&) { EXPECT_TRUE(lk::reported_as_reentrant([&] { write(m); })); });
     EXPECT_TRUE(lk::reported_as_reentrant([&] {
       m.compute(1, [&](std::optional<long> cur) {
         write(m);
@@ -343,3 +344,10 @@ TEST(LockedMapReentrancy, AnotherMapMayBeWrittenFromACallback) {
 }
 
 }  // namespace
+
+// --- visitation that changes values in place (tests/support/mutable_visit_suite.hpp) ------------
+
+namespace safemap_test::mutable_visit {
+using locked_visit_types = ::testing::Types<safemap::LockedMap<int, long>>;
+INSTANTIATE_TYPED_TEST_SUITE_P(Locked, MutableVisitTest, locked_visit_types);
+}  // namespace safemap_test::mutable_visit

@@ -25,6 +25,7 @@
 #include "support/degenerate_hash.hpp"
 #include "support/lock_suite.hpp"
 #include "support/misuse_guard.hpp"
+#include "support/mutable_visit_suite.hpp"
 
 namespace {
 
@@ -207,7 +208,7 @@ TEST(ShardedMapShards, ContendedAcquisitionIsCountedWhenAWriterWaits) {
     reader_inside.wait();
     m.store(2, 2);
   });
-  m.visit(1, [&](const int&) {
+  m.cvisit(1, [&](const int&) {
     reader_inside.count_down();
     while (m.stats().contended_acquisitions == 0) std::this_thread::yield();
   });
@@ -225,7 +226,7 @@ TEST(ShardedMapBasics, StringKeyedMapTakesStringViewAndCStringLookups) {
   EXPECT_EQ(m.load(alpha), 1);
   EXPECT_EQ(m.load("beta"), 2);
   EXPECT_TRUE(m.contains(alpha));
-  EXPECT_TRUE(m.visit("beta", [](const int& v) { EXPECT_EQ(v, 2); }));
+  EXPECT_TRUE(m.cvisit("beta", [](const int& v) { EXPECT_EQ(v, 2); }));
   EXPECT_TRUE(m.compare_and_swap(alpha, 1, 11));
   EXPECT_FALSE(m.compare_and_delete("beta", 3));
   EXPECT_TRUE(m.compare_and_delete("beta", 2));
@@ -390,7 +391,7 @@ TEST(ShardedMapConcurrency, WriterCompletesWhileReadersHammerItsShard) {
         (void)m.load(shard0[static_cast<std::size_t>(i * 7 + t) % shard0.size()]);
         long sum = 0;
         m.range([&](const int&, const long& v) { sum += v; });  // takes shard 0 shared, too
-        m.visit(shard0[0], [&](const long& v) { sum += v; });
+        m.cvisit(shard0[0], [&](const long& v) { sum += v; });
         if (sum == -1) ADD_FAILURE();
       },
       [&](int i) { m.store(shard0[static_cast<std::size_t>(i) % shard0.size()], -i); });
@@ -406,7 +407,7 @@ TEST(ShardedMapReentrancy, RangeCallbackMayCallAnyMethodIncludingWrites) {
   m.range([&](const int& k, const long& v) {
     ++entries;
     EXPECT_EQ(m.load(k), v);
-    EXPECT_TRUE(m.visit(k, [&](const long& w) { EXPECT_EQ(w, v); }));
+    EXPECT_TRUE(m.cvisit(k, [&](const long& w) { EXPECT_EQ(w, v); }));
     EXPECT_EQ(m.snapshot().size(), m.size());
     EXPECT_EQ(m.stats().size, m.size());
     int nested = 0;
@@ -428,10 +429,10 @@ TEST(ShardedMapReentrancy, VisitAndComputeCallbacksMayReadKeysOfTheSameShard) {
   const int b = key_in_shard(m, 3, a + 1);
   m.store(a, 1);
   m.store(b, 2);
-  EXPECT_TRUE(m.visit(a, [&](const long&) {
+  EXPECT_TRUE(m.cvisit(a, [&](const long&) {
     EXPECT_EQ(m.load(b), 2);
     EXPECT_TRUE(m.contains(b));
-    EXPECT_TRUE(m.visit(b, [](const long& v) { EXPECT_EQ(v, 2); }));
+    EXPECT_TRUE(m.cvisit(b, [](const long& v) { EXPECT_EQ(v, 2); }));
     EXPECT_EQ(m.size(), 2u);  // no lock needed
     EXPECT_EQ(m.version(), 2u);
   }));
@@ -453,12 +454,12 @@ TEST(ShardedMapReentrancy, CallsNeedingAnotherShardFromVisitOrComputeAreReported
   auto cross_shard_calls = [&] {
     EXPECT_TRUE(lk::reported_as_reentrant([&] { (void)m.load(other); }));
     EXPECT_TRUE(lk::reported_as_reentrant([&] { (void)m.contains(other); }));
-    EXPECT_TRUE(lk::reported_as_reentrant([&] { m.visit(other, [](const long&) {}); }));
+    EXPECT_TRUE(lk::reported_as_reentrant([&] { m.cvisit(other, [](const long&) {}); }));
     EXPECT_TRUE(lk::reported_as_reentrant([&] { m.range([](const int&, const long&) {}); }));
     EXPECT_TRUE(lk::reported_as_reentrant([&] { (void)m.snapshot(); }));
     EXPECT_TRUE(lk::reported_as_reentrant([&] { (void)m.stats(); }));
   };
-  m.visit(a, [&](const long&) { cross_shard_calls(); });
+  m.cvisit(a, [&](const long&) { cross_shard_calls(); });
   m.compute(a, [&](std::optional<long> cur) {
     cross_shard_calls();
     return cur;
@@ -474,7 +475,7 @@ TEST(ShardedMapReentrancy, EveryWriteFromVisitOrComputeIsReportedAndTheMapStaysU
     SCOPED_TRACE(name);
     M m(4);
     m.store(1, 1);
-    m.visit(1, [&](const long&) { EXPECT_TRUE(lk::reported_as_reentrant([&] { write(m); })); });
+    m.cvisit(1, [&](const long&) { EXPECT_TRUE(lk::reported_as_reentrant([&] { write(m); })); });
     EXPECT_TRUE(lk::reported_as_reentrant([&] {
       m.compute(1, [&](std::optional<long> cur) {
         write(m);
@@ -492,7 +493,7 @@ TEST(ShardedMapReentrancy, SingleShardMapAllowsWholeMapReadsFromACallback) {
   ShardedMap<int, long> m(1);
   m.store(1, 1);
   m.store(2, 2);
-  m.visit(1, [&](const long&) {
+  m.cvisit(1, [&](const long&) {
     EXPECT_EQ(m.snapshot().size(), 2u);
     EXPECT_EQ(m.stats().size, 2u);
     int n = 0;
@@ -501,7 +502,7 @@ TEST(ShardedMapReentrancy, SingleShardMapAllowsWholeMapReadsFromACallback) {
   });
   // That nested range runs its callback under the visit's lock: a write from it is refused.
   safemap_test::scoped_misuse_handler handler(&safemap_test::throw_misuse);
-  m.visit(1, [&](const long&) {
+  m.cvisit(1, [&](const long&) {
     m.range([&](const int& k, const long&) {
       EXPECT_TRUE(lk::reported_as_reentrant([&] { m.erase(k); }));
     });
@@ -515,7 +516,7 @@ TEST(ShardedMapReentrancy, HandlerThatReturnsStillSeesTheReportAndTheWriteIsRefu
   safemap_test::scoped_misuse_handler handler(&safemap_test::record_misuse);
   ShardedMap<int, long> m(4);
   m.store(1, 1);
-  m.visit(1, [&](const long&) { EXPECT_TRUE(lk::reported_as_reentrant([&] { m.store(1, 2); })); });
+  m.cvisit(1, [&](const long&) { EXPECT_TRUE(lk::reported_as_reentrant([&] { m.store(1, 2); })); });
   EXPECT_EQ(record.of(safemap::misuse_kind::reentrant_call), 1);
   EXPECT_EQ(m.load(1), 1);
 }
@@ -524,12 +525,46 @@ TEST(ShardedMapReentrancy, AnotherMapMayBeWrittenFromACallback) {
   ShardedMap<int, long> a(4);
   ShardedMap<int, long> b(4);
   a.store(1, 1);
-  a.visit(1, [&](const long& v) { b.store(1, v * 10); });
+  a.cvisit(1, [&](const long& v) { b.store(1, v * 10); });
   a.compute(1, [&](std::optional<long> cur) {
     b.compute(1, [&](std::optional<long> x) { return std::optional<long>(*x + *cur); });
     return cur;
   });
   EXPECT_EQ(b.load(1), 11);
+}
+
+}  // namespace
+
+// --- visitation that changes values in place (tests/support/mutable_visit_suite.hpp) ------------
+
+namespace safemap_test::mutable_visit {
+using sharded_visit_types = ::testing::Types<safemap::ShardedMap<int, long>>;
+INSTANTIATE_TYPED_TEST_SUITE_P(Sharded, MutableVisitTest, sharded_visit_types);
+}  // namespace safemap_test::mutable_visit
+
+namespace {
+
+TEST(ShardedMapMove, TheShardCountAndRoutingMoveWithTheEntries) {
+  safemap::ShardedMap<int, long> a(4);
+  safemap::ShardedMap<int, long> c(64);
+  for (int k = 0; k < 200; ++k) a.store(k, k);
+  std::vector<std::size_t> where;
+  for (int k = 0; k < 200; ++k) where.push_back(a.shard_index(k));
+  safemap::ShardedMap<int, long> b(std::move(a));
+  EXPECT_EQ(b.shard_count(), 4u);
+  EXPECT_EQ(a.shard_count(), 4u);  // NOLINT(bugprone-use-after-move): left empty and usable
+  EXPECT_EQ(a.size(), 0u);
+  c = std::move(b);
+  EXPECT_EQ(c.shard_count(), 4u) << "assignment takes the source's shard count";
+  for (int k = 0; k < 200; ++k) {
+    EXPECT_EQ(c.shard_index(k), where[static_cast<std::size_t>(k)]) << "routing moved with it";
+    EXPECT_EQ(c.load(k), k);
+  }
+  const auto st = c.stats();
+  EXPECT_EQ(st.size, 200u);
+  EXPECT_EQ(st.shard_sizes.size(), 4u);
+  b.store(1, 1);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(b.load(1), 1);
 }
 
 }  // namespace

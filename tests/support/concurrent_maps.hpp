@@ -7,7 +7,8 @@
 //    keys, instance-counting values).
 //  - map_traits<M>: what a map documents where docs/design.md §4 lets the strategies differ (range
 //    consistency, a write from a range callback, version on failed writes, how often compute
-//    calls f, what a visit callback may read). Each value is taken from the map's header
+//    calls f, what a visit callback may read, what a write from erase_if's predicate or
+//    insert_or_visit's callback does). Each value is taken from the map's header
 //    comment; change it only with the header.
 //  - reference_map<K, V>: the oracle, a std::unordered_map with the concurrent-map API and
 //    exactly the semantics of docs/design.md §4's table, plus a version that grows by exactly 1 on
@@ -102,6 +103,9 @@ struct map_traits<safemap::CowMap<K, V, H, E>> {
   static constexpr bool failed_writes_keep_version = true;  // they publish nothing
   static constexpr bool compute_calls_f_once = true;        // under the writer mutex
   static constexpr bool visit_may_read_any_key = true;      // visit holds no lock
+  // A write from erase_if's predicate or insert_or_visit's callback (it runs under the
+  // writer mutex).
+  static constexpr range_write_policy write_from_bulk_callback = range_write_policy::reported;
 };
 
 #ifdef SAFEMAP_TEST_HAS_LOCKED_MAP
@@ -113,6 +117,9 @@ struct map_traits<safemap::LockedMap<K, V, H, E>> {
   static constexpr bool failed_writes_keep_version = true;
   static constexpr bool compute_calls_f_once = true;
   static constexpr bool visit_may_read_any_key = true;  // reads run without relocking
+  // A write from erase_if's predicate or insert_or_visit's callback (it runs under the
+  // exclusive lock).
+  static constexpr range_write_policy write_from_bulk_callback = range_write_policy::reported;
 };
 #endif
 
@@ -126,6 +133,9 @@ struct map_traits<safemap::ShardedMap<K, V, H, E>> {
   static constexpr bool compute_calls_f_once = true;
   // visit holds its key's shard lock: a read of another shard is reported (lock order).
   static constexpr bool visit_may_read_any_key = false;
+  // A write from erase_if's predicate or insert_or_visit's callback (it runs under the
+  // shard's exclusive lock).
+  static constexpr range_write_policy write_from_bulk_callback = range_write_policy::reported;
 };
 #endif
 
@@ -138,6 +148,8 @@ struct map_traits<safemap::SyncMap<K, V, H, E>> {
   static constexpr bool failed_writes_keep_version = true;
   static constexpr bool compute_calls_f_once = false;   // a lost CAS race calls f again
   static constexpr bool visit_may_read_any_key = true;  // no lock held in callbacks
+  // A write from erase_if's predicate or insert_or_visit's callback (no lock is held).
+  static constexpr range_write_policy write_from_bulk_callback = range_write_policy::works;
 };
 #endif
 
@@ -150,6 +162,8 @@ struct map_traits<safemap::TrieMap<K, V, H, E>> {
   static constexpr bool failed_writes_keep_version = true;
   static constexpr bool compute_calls_f_once = false;   // a changed slot calls f again
   static constexpr bool visit_may_read_any_key = true;  // no lock held in callbacks
+  // A write from erase_if's predicate or insert_or_visit's callback (no lock is held).
+  static constexpr range_write_policy write_from_bulk_callback = range_write_policy::works;
 };
 #endif
 
@@ -529,7 +543,7 @@ op_result<K, V> apply_op(M& m, const map_op<K, V>& op) {
       r.flag = m.contains(op.key);
       break;
     case op_kind::visit:
-      r.flag = m.visit(op.key, [&](const V& v) { r.value = v; });
+      r.flag = std::as_const(m).visit(op.key, [&](const V& v) { r.value = v; });
       break;
     case op_kind::store:
       m.store(op.key, op.value);

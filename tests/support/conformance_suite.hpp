@@ -18,6 +18,9 @@
 //    is destroyed exactly once;
 //  - re-entrancy: a range callback may read the same map; a write from it works or is
 //    reported as misuse_kind::reentrant_call, as the map documents; it never hangs.
+//  - visitation, bulk erase and moves: cvisit, visit_all, erase_if, insert_or_visit (one
+//    inserter per key under contention), emplace_or_visit, move construction and assignment,
+//    callbacks that throw (the map stays whole, nothing stays held) or re-enter the map.
 //
 // What a map's traits may add for a map that is not an in-process object (all optional; an
 // in-process map's traits need none of them):
@@ -26,6 +29,8 @@
 //  - static constexpr std::size_t work_divisor: the model and concurrency tests divide their
 //    operation counts by it (default 1; a RedisMap call is a network round trip, so it runs
 //    ~1/100 of the operations);
+//  - static constexpr bool move_empties_source: false when the moved-from object still names
+//    the same data (a RedisMap handle); the move test then checks only that it stays usable;
 //  - static constexpr bool holds_value_objects: false when the map keeps values as text, so
 //    there is no C++ object per stored value to count (default true). Only the instance-counting
 //    test is skipped for such a map (GTEST_SKIP, saying why); visit's "no copy" check becomes a
@@ -47,6 +52,8 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "safemap/concurrent.hpp"
@@ -56,6 +63,7 @@
 #include "support/counted.hpp"
 #include "support/misuse_guard.hpp"
 #include "support/reference_model.hpp"
+#include "support/watchdog.hpp"
 
 namespace safemap_test {
 
@@ -877,6 +885,278 @@ TYPED_TEST_P(ConformanceTest, RangeCallbackStoreWorksOrIsReportedAsReentrantCall
   EXPECT_EQ(m.load(-1), -1);
 }
 
+// ---- visitation, bulk erase and moves
+// ------------------------------------------------------------ cvisit, visit_all, erase_if,
+// insert_or_visit, emplace_or_visit and the move operations (docs/design.md §4, "Visitation, bulk
+// erase and moves"). What only LockedMap and ShardedMap do (a visit that changes values in place)
+// is in tests/support/mutable_visit_suite.hpp; that the other maps refuse such a visit at compile
+// time, in tests/strategies/compile_fail.
+
+// Whether a moved-from map is empty (false for a handle to remote data: RedisMap).
+template <class M>
+constexpr bool move_empties_source() {
+  if constexpr (requires { map_traits<M>::move_empties_source; }) {
+    return map_traits<M>::move_empties_source;
+  } else {
+    return true;
+  }
+}
+
+TYPED_TEST_P(ConformanceTest, CvisitReadsTheStoredValueOnAConstOrNonConstMap) {
+  auto m = make_map<TypeParam>();
+  m.store(1, 10);
+  const std::uint64_t before = m.version();
+  int seen = 0;
+  int calls = 0;
+  EXPECT_TRUE(m.cvisit(1, [&](const int& v) {
+    seen = v;
+    ++calls;
+  }));
+  EXPECT_EQ(seen, 10);
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(m.cvisit(2, [&](const int&) { ADD_FAILURE() << "f called for an absent key"; }));
+  const auto& cm = m;
+  EXPECT_TRUE(cm.cvisit(1, [&](const int& v) { EXPECT_EQ(v, 10); }));
+  EXPECT_TRUE(std::as_const(m).visit(1, [&](const int& v) { EXPECT_EQ(v, 10); }));
+  EXPECT_EQ(m.version(), before) << "cvisit and const visit are reads";
+  // A non-const visit with a const V& callback works on every map (a read where values are
+  // immutable; a write on LockedMap and ShardedMap).
+  EXPECT_TRUE(m.visit(1, [&](const int& v) { EXPECT_EQ(v, 10); }));
+  EXPECT_EQ(m.load(1), 10);
+}
+
+TYPED_TEST_P(ConformanceTest, VisitAllCallsFOnEveryEntryOnceAndReturnsTheCount) {
+  auto m = make_map<TypeParam>();
+  EXPECT_EQ(std::as_const(m).visit_all([](const int&, const int&) { ADD_FAILURE(); }), 0u);
+  for (int k = 0; k < 30; ++k) m.store(k, k * 3);
+  const std::uint64_t before = m.version();
+  auto check = [&](auto&& visit_all) {
+    std::map<int, int> seen;
+    const std::size_t n = visit_all([&](const int& k, const int& v) {
+      EXPECT_TRUE(seen.emplace(k, v).second) << "key " << k << " visited twice";
+    });
+    EXPECT_EQ(n, 30u);
+    ASSERT_EQ(seen.size(), 30u);
+    for (const auto& [k, v] : seen) EXPECT_EQ(v, k * 3) << "key " << k;
+  };
+  check([&](auto f) { return std::as_const(m).visit_all(f); });
+  check([&](auto f) { return m.cvisit_all(f); });
+  EXPECT_EQ(m.version(), before) << "const visit_all and cvisit_all are reads";
+  check([&](auto f) { return m.visit_all(f); });  // non-const, const callback: every map
+}
+
+TYPED_TEST_P(ConformanceTest, EraseIfRemovesExactlyTheEntriesThePredicateSelects) {
+  auto m = make_map<TypeParam>();
+  for (int k = 0; k < 20; ++k) m.store(k, k * 2);
+  const std::uint64_t before = m.version();
+  int calls = 0;
+  const std::size_t removed = m.erase_if([&](const int& k, const int& v) {
+    ++calls;
+    EXPECT_EQ(v, k * 2) << "pred must see the key's own value";
+    return k % 3 == 0;
+  });
+  EXPECT_EQ(removed, 7u);  // 0, 3, ..., 18
+  EXPECT_EQ(calls, 20);
+  EXPECT_EQ(m.size(), 13u);
+  for (int k = 0; k < 20; ++k) {
+    EXPECT_EQ(m.contains(k), k % 3 != 0) << "key " << k;
+    if (k % 3 != 0) {
+      EXPECT_EQ(m.load(k), k * 2) << "key " << k;
+    }
+  }
+  EXPECT_GT(m.version(), before);
+  const std::uint64_t after = m.version();
+  EXPECT_EQ(m.erase_if([](const int&, const int&) { return false; }), 0u);
+  EXPECT_EQ(m.size(), 13u);
+  if constexpr (map_traits<TypeParam>::failed_writes_keep_version) {
+    EXPECT_EQ(m.version(), after) << "an erase_if that removed nothing changed the version";
+  }
+  EXPECT_EQ(m.erase_if([](const int&, const int&) { return true; }), 13u);
+  EXPECT_EQ(m.size(), 0u);
+}
+
+TYPED_TEST_P(ConformanceTest, InsertOrVisitInsertsIfAbsentElseCallsFOnTheExistingValueOnce) {
+  auto m = make_map<TypeParam>();
+  int calls = 0;
+  EXPECT_TRUE(m.insert_or_visit(1, 10, [&](const int&) { ++calls; }));
+  EXPECT_EQ(calls, 0) << "f called although the key was inserted";
+  EXPECT_EQ(m.load(1), 10);
+  int seen = 0;
+  EXPECT_FALSE(m.insert_or_visit(1, 11, [&](const int& v) {
+    seen = v;
+    ++calls;
+  }));
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(seen, 10);
+  EXPECT_EQ(m.load(1), 10) << "the refused value must not be stored";
+  EXPECT_EQ(m.size(), 1u);
+}
+
+TYPED_TEST_P(ConformanceTest, EmplaceOrVisitBuildsTheValueFromItsArgumentsWhenAbsent) {
+  auto m = make_map<rebind_map_t<TypeParam, int, std::string>>();
+  EXPECT_TRUE(m.emplace_or_visit(1, std::size_t{3}, 'x', [](const std::string&) {
+    ADD_FAILURE() << "f called although the key was inserted";
+  }));
+  EXPECT_EQ(m.load(1), "xxx");
+  std::string seen;
+  EXPECT_FALSE(m.emplace_or_visit(1, std::size_t{2}, 'y', [&](const std::string& v) { seen = v; }));
+  EXPECT_EQ(seen, "xxx");
+  EXPECT_EQ(m.load(1), "xxx");
+  EXPECT_TRUE(m.emplace_or_visit(2, [](const std::string&) { ADD_FAILURE(); }));
+  EXPECT_EQ(m.load(2), "") << "no arguments: a value-initialized V";
+  const std::string text = "copied";
+  EXPECT_TRUE(m.emplace_or_visit(3, text, [](const std::string&) { ADD_FAILURE(); }));
+  EXPECT_EQ(m.load(3), "copied");
+  EXPECT_EQ(text, "copied") << "an lvalue argument must be copied, not moved from";
+}
+
+TYPED_TEST_P(ConformanceTest, ConcurrentInsertOrVisitHasExactlyOneInserterPerKey) {
+  watchdog dog("concurrent insert_or_visit");
+  auto m = make_map<TypeParam>();
+  const int keys = static_cast<int>(work_size<TypeParam>(2'000, 5));
+  std::vector<std::vector<char>> inserted(k_threads, std::vector<char>(keys, 0));
+  std::atomic<long> visits{0};
+  run_threads(k_threads, [&](unsigned t) {
+    for (int k = 0; k < keys; ++k) {
+      const int key = (t % 2 == 0) ? k : keys - 1 - k;
+      inserted[t][static_cast<std::size_t>(key)] =
+          m.insert_or_visit(key, key * 100 + static_cast<int>(t), [&](const int& v) {
+            EXPECT_EQ(v / 100, key) << "f saw another key's value";
+            visits.fetch_add(1, std::memory_order_relaxed);
+          });
+    }
+  });
+  for (int k = 0; k < keys; ++k) {
+    int inserters = 0;
+    unsigned winner = 0;
+    for (unsigned t = 0; t < k_threads; ++t) {
+      if (inserted[t][static_cast<std::size_t>(k)] != 0) {
+        ++inserters;
+        winner = t;
+      }
+    }
+    ASSERT_EQ(inserters, 1) << "key " << k;
+    EXPECT_EQ(m.load(k), k * 100 + static_cast<int>(winner)) << "the inserter's value is stored";
+  }
+  EXPECT_EQ(visits.load(), static_cast<long>(keys) * (k_threads - 1));
+}
+
+TYPED_TEST_P(ConformanceTest, MoveConstructionAndAssignmentTakeTheEntriesAndLeaveTheSourceUsable) {
+  auto a = make_map<TypeParam>();
+  a.store(1, 10);
+  a.store(2, 20);
+  const std::uint64_t version_a = a.version();
+  TypeParam b(std::move(a));
+  EXPECT_EQ(b.size(), 2u);
+  EXPECT_EQ(b.load(1), 10);
+  EXPECT_EQ(b.load(2), 20);
+  if constexpr (move_empties_source<TypeParam>()) {
+    EXPECT_EQ(a.size(), 0u);  // NOLINT(bugprone-use-after-move): moved-from maps are usable
+    EXPECT_FALSE(a.contains(1));
+    EXPECT_EQ(b.version(), version_a) << "the destination takes over the source's version";
+    EXPECT_GT(a.version(), version_a) << "a watcher of the source must see a change";
+  }
+  a.store(3, 30);
+  EXPECT_EQ(a.load(3), 30);
+  if constexpr (move_empties_source<TypeParam>()) {
+    EXPECT_FALSE(b.contains(3)) << "the two maps must be independent";
+  }
+
+  auto c = make_map<TypeParam>();
+  c.store(99, 1);
+  c = std::move(b);
+  EXPECT_EQ(c.load(1), 10);
+  EXPECT_EQ(c.load(2), 20);
+  EXPECT_FALSE(c.contains(99)) << "the destination's previous entries must be gone";
+  if constexpr (move_empties_source<TypeParam>()) {
+    EXPECT_EQ(b.size(), 0u);  // NOLINT(bugprone-use-after-move)
+  }
+  b.store(4, 40);
+  EXPECT_EQ(b.load(4), 40);
+  c.store(5, 50);
+  EXPECT_EQ(c.load(5), 50);
+}
+
+TYPED_TEST_P(ConformanceTest, AThrowingCallbackLeavesTheMapWholeAndNothingHeld) {
+  watchdog dog("calls after a throwing callback");
+  struct boom {};
+  auto m = make_map<TypeParam>();
+  for (int k = 0; k < 10; ++k) m.store(k, k);
+  EXPECT_THROW(m.cvisit(1, [](const int&) { throw boom{}; }), boom);
+  EXPECT_THROW(std::as_const(m).visit_all([](const int&, const int&) { throw boom{}; }), boom);
+  EXPECT_THROW(m.insert_or_visit(1, 5, [](const int&) { throw boom{}; }), boom);
+  EXPECT_THROW(m.emplace_or_visit(2, 5, [](const int&) { throw boom{}; }), boom);
+  int calls = 0;
+  EXPECT_THROW(m.erase_if([&](const int&, const int&) -> bool {
+    if (++calls == 3) throw boom{};
+    return false;
+  }),
+               boom);
+  EXPECT_EQ(m.size(), 10u);
+  for (int k = 0; k < 10; ++k) EXPECT_EQ(m.load(k), k) << "key " << k;
+  // Nothing is held: writes and reads complete, on this thread and on another.
+  m.store(100, 100);
+  EXPECT_EQ(m.load(100), 100);
+  std::thread([&] { m.store(101, 101); }).join();
+  EXPECT_EQ(m.load(101), 101);
+}
+
+TYPED_TEST_P(ConformanceTest, VisitationCallbacksMayReadAndTheirWritesWorkOrAreReported) {
+  watchdog dog("re-entrant visitation callbacks");
+  auto m = make_map<TypeParam>();
+  for (int k = 0; k < 8; ++k) m.store(k, k);
+  scoped_misuse_handler handler(&throw_misuse);
+  std::size_t n = std::as_const(m).visit_all([&](const int& k, const int& v) {
+    EXPECT_EQ(m.load(k), v);
+    EXPECT_TRUE(m.cvisit(k, [&](const int& w) { EXPECT_EQ(w, v); }));
+  });
+  EXPECT_EQ(n, 8u);
+  EXPECT_EQ(m.erase_if([&](const int& k, const int& v) {
+    EXPECT_EQ(m.load(k), v);
+    return false;
+  }),
+            0u);
+  if constexpr (map_traits<TypeParam>::write_from_bulk_callback == range_write_policy::works) {
+    m.erase_if([&](const int& k, const int&) {
+      if (k == 0) m.store(100, 100);
+      return false;
+    });
+    EXPECT_EQ(m.load(100), 100) << "store from erase_if's predicate was lost";
+    EXPECT_FALSE(m.insert_or_visit(1, 0, [&](const int&) { m.store(101, 101); }));
+    EXPECT_EQ(m.load(101), 101) << "store from insert_or_visit's callback was lost";
+    // erase_if removes a key only if it still holds the value pred saw: here pred itself
+    // changes key 2 before answering "remove".
+    const std::size_t removed = m.erase_if([&](const int& k, const int&) {
+      if (k == 2) m.store(2, 200);
+      return k >= 0 && k < 4;
+    });
+    EXPECT_EQ(removed, 3u);
+    EXPECT_EQ(m.load(2), 200) << "a key whose value changed after pred saw it must stay";
+    for (int k : {0, 1, 3}) EXPECT_FALSE(m.contains(k)) << "key " << k;
+  } else {
+    auto expect_reported = [&](auto&& call) {
+      try {
+        call();
+        ADD_FAILURE() << "a write from the callback must be reported";
+      } catch (const safemap::misuse_error& e) {
+        EXPECT_EQ(e.kind, safemap::misuse_kind::reentrant_call);
+      }
+    };
+    expect_reported([&] {
+      m.erase_if([&](const int&, const int&) {
+        m.store(100, 100);
+        return false;
+      });
+    });
+    expect_reported([&] { m.insert_or_visit(1, 0, [&](const int&) { m.store(101, 101); }); });
+    EXPECT_FALSE(m.contains(100)) << "the refused store must not have happened";
+    EXPECT_FALSE(m.contains(101)) << "the refused store must not have happened";
+  }
+  // Either way the map is usable afterwards: no lock was left held.
+  m.store(-1, -1);
+  EXPECT_EQ(m.load(-1), -1);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     ConformanceTest, SatisfiesConcurrentMapConcept, NewMapIsEmpty,
     LoadReturnsTheStoredValueOrNullopt, StoreInsertsOrOverwrites,
@@ -894,6 +1174,15 @@ REGISTER_TYPED_TEST_SUITE_P(
     RangeDuringWritesSeesEachKeyAtMostOnceWithItsOwnValues,
     MixedOperationStressKeepsTheMapConsistent, EveryStoredValueIsDestroyedExactlyOnce,
     RangeCallbackCanLoadFromTheSameMap, VisitCallbackCanLoadItsOwnKeyFromTheSameMap,
-    RangeCallbackStoreWorksOrIsReportedAsReentrantCall);
+    RangeCallbackStoreWorksOrIsReportedAsReentrantCall,
+    CvisitReadsTheStoredValueOnAConstOrNonConstMap,
+    VisitAllCallsFOnEveryEntryOnceAndReturnsTheCount,
+    EraseIfRemovesExactlyTheEntriesThePredicateSelects,
+    InsertOrVisitInsertsIfAbsentElseCallsFOnTheExistingValueOnce,
+    EmplaceOrVisitBuildsTheValueFromItsArgumentsWhenAbsent,
+    ConcurrentInsertOrVisitHasExactlyOneInserterPerKey,
+    MoveConstructionAndAssignmentTakeTheEntriesAndLeaveTheSourceUsable,
+    AThrowingCallbackLeavesTheMapWholeAndNothingHeld,
+    VisitationCallbacksMayReadAndTheirWritesWorkOrAreReported);
 
 }  // namespace safemap_test::conformance

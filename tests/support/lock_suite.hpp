@@ -159,7 +159,7 @@ void model_test(M& m, std::uint64_t seed, int ops, std::uint64_t key_space = 48,
       int calls = 0;
       std::optional<V> seen;
       const bool found = with_lookup_key(rng, key, [&](const auto& q) {
-        return m.visit(q, [&](const V& v) {
+        return std::as_const(m).visit(q, [&](const V& v) {
           ++calls;
           seen = v;
         });
@@ -625,7 +625,7 @@ void stress_all_operations(Make make, long total_ops = 1'000'000, int keys = 512
             if (!v->alive()) ADD_FAILURE() << "load returned a dead value";
           }
         } else if (op < 330) {
-          m->visit(key, [](const stress_value& v) {
+          std::as_const(*m).visit(key, [](const stress_value& v) {
             if (!v.alive()) ADD_FAILURE() << "visit saw a dead value";
           });
         } else if (op < 450) {
@@ -856,7 +856,7 @@ void throws_leave_no_lock_behind(Make make, std::uint64_t seed, bool check_growt
           });
           break;
         case 9:
-          (void)m->visit(k, [](const fault_value& v) { fault_value copy(v); });
+          (void)std::as_const(*m).visit(k, [](const fault_value& v) { fault_value copy(v); });
           break;
         case 10:
           m->range([](const int&, const fault_value& v) { fault_value copy(v); });
