@@ -822,7 +822,7 @@ class TrieMap {
   // The move operations' body: frees this map's tree, takes other's tree, hasher and counters,
   // and gives other a fresh, empty root.
   void take_tree_of(TrieMap& other) {
-    auto fresh = std::make_unique<indirect>(nullptr);  // may throw: nothing changed yet
+    auto fresh = std::make_unique<indirect>();  // may throw: nothing changed yet
     indirect* previous =
         root_.exchange(other.root_.exchange(fresh.release(), std::memory_order_relaxed),
                        std::memory_order_relaxed);
