@@ -620,6 +620,7 @@ class Map {
     block_unit* chunks = nullptr;  // the chunks, newest first (chunk_header links them)
     std::size_t chunk_units = 0;   // units in chunks (stats().bytes)
     std::size_t next_chunk = 0;    // overflow buckets in the next chunk
+    std::size_t first_chunk = 0;   // next_chunk of a fresh (or reset) pool
 
     std::size_t available() const noexcept { return nfree + static_cast<std::size_t>(end - next); }
   };
@@ -1392,7 +1393,8 @@ class Map {
     p.groups = reinterpret_cast<group_type*>(base + groups_at);
     p.next = reinterpret_cast<overflow_type*>(base + overflow_at);
     p.end = p.next + extra;
-    p.next_chunk = std::max<std::size_t>(min_overflow_chunk, preallocated_overflow(B));
+    p.first_chunk = p.next_chunk =
+        std::max<std::size_t>(min_overflow_chunk, preallocated_overflow(B));
     return p;
   }
 
@@ -1410,6 +1412,8 @@ class Map {
     ::new (static_cast<void*>(c)) chunk_header{p.chunks, units};
     p.chunks = c;
     p.chunk_units += units;
+    // A chunk is allocated only when every bucket before it is in use, so the pool never
+    // holds more than twice the overflow buckets its array has used at once.
     p.next_chunk = len * 2;
     while (p.next != p.end) give_back(p, &(p.next++)->meta);  // the rest stays usable
     p.next = reinterpret_cast<overflow_type*>(c + 1);
@@ -1451,6 +1455,7 @@ class Map {
     free_chunks(p);
     p.free = nullptr;
     p.nfree = 0;
+    p.next_chunk = p.first_chunk;  // else each clear-and-refill would double the next chunk
     const std::size_t overflow_at = overflow_offset(n);
     const std::size_t extra =
         (p.block_units * sizeof(block_unit) - overflow_at) / sizeof(overflow_type);

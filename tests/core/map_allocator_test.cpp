@@ -376,6 +376,24 @@ TEST(MapAllocator, AllocationFailureAtAnOverflowPoolRefillLeavesTheMapUnchanged)
   EXPECT_TRUE(all_returned(arena));
 }
 
+TEST(MapAllocator, ClearAndRefillCyclesKeepThePoolsChunksSmall) {
+  // clear keeps the array and drops the pool's chunks; the next refill must start again from
+  // the first chunk size (it once kept doubling across cycles: 2^30 buckets after 30 clears).
+  allocation_arena arena;
+  {
+    chain_map<> m{0, constant_hash(), std::equal_to<>(), alloc_of<>(arena)};
+    std::size_t first_cycle_bytes = 0;
+    for (int cycle = 0; cycle < 40; ++cycle) {
+      for (int i = 0; i < 40; ++i) m.insert_or_assign(i, i);
+      ASSERT_TRUE(bytes_match(m, arena));
+      if (cycle == 0) first_cycle_bytes = arena.live_bytes();
+      ASSERT_LE(arena.live_bytes(), 2 * first_cycle_bytes) << "cycle " << cycle;
+      m.clear();
+    }
+  }
+  EXPECT_TRUE(all_returned(arena));
+}
+
 TEST(MapAllocator, IterationMidGrowthOverPoolChainsVisitsEachStableEntryOnce) {
   // Long chains in both arrays mid-growth (64 distinct hashes), overflow buckets from both
   // arrays' pools; while iterating, inserts refill the pools (the iterator pins the table)
