@@ -240,8 +240,13 @@ TYPED_TEST_P(MutableVisitTest, ConcurrentMutatingIncrementsEndExact) {
   run_threads(threads, [&](unsigned t) {
     for (int i = 0; i < per_thread; ++i) {
       const int k = static_cast<int>((t + static_cast<unsigned>(i)) % keys);
-      // A plain, non-atomic increment: exact only if every visit is exclusive.
-      EXPECT_TRUE(m.visit(k, [](long& v) { ++v; }));
+      // A plain read-then-write increment, sometimes yielding in between to widen the window
+      // a lost update needs: exact only if every visit is exclusive.
+      EXPECT_TRUE(m.visit(k, [](long& v) {
+        const long seen = v;
+        if (seen % 16 == 0) std::this_thread::yield();
+        v = seen + 1;
+      }));
       // Keys [keys, 2 keys) are created by the first insert_or_visit, incremented by the rest.
       m.insert_or_visit(keys + k, 1L, [](long& v) { ++v; });
       // Every key of the first half, once per sweep.
