@@ -104,7 +104,7 @@ struct CowMapStats {
 };
 
 template <class K, class V, class Hash = safemap::Hash<K>, class Eq = std::equal_to<>>
-class CowMap {
+class CowMap : public detail::immutable_visitation<CowMap<K, V, Hash, Eq>, K, V> {
  public:
   using key_type = K;
   using mapped_type = V;
@@ -427,45 +427,12 @@ class CowMap {
     return *this;
   }
 
-  // visit() const, reached from a non-const map: f gets const V&.
-  template <class Q, class F>
-  bool visit(const Q& key, F f) {
-    static_assert(std::is_invocable_v<F&, const V&>,
-                  "CowMap::visit cannot change a value in place (snapshots are immutable and "
-                  "shared with readers): f gets const V&; use compute(key, f), or update(f) for "
-                  "many keys with one copy");
-    return std::as_const(*this).visit(key, std::move(f));
-  }
-  // visit with f(const V&), on any map. Concurrency: as visit() const.
-  template <class Q, class F>
-  bool cvisit(const Q& key, F f) const {
-    return visit(key, std::move(f));
-  }
-
-  // Calls f(const K&, const V&) on every entry of one snapshot (point-in-time, like range; f may
-  // call any method of this map); returns how many. Concurrency: as range.
-  template <class F>
-  std::size_t visit_all(F f) const {
-    std::size_t n = 0;
-    range([&](const K& k, const V& v) {
-      f(k, v);
-      ++n;
-    });
-    return n;
-  }
-  template <class F>
-  std::size_t visit_all(F f) {
-    static_assert(std::is_invocable_v<F&, const K&, const V&>,
-                  "CowMap::visit_all cannot change values in place (snapshots are immutable and "
-                  "shared with readers): f gets (const K&, const V&); use update(f) to change "
-                  "many values with one copy");
-    return std::as_const(*this).visit_all(std::move(f));
-  }
-  // visit_all with f(const K&, const V&), on any map.
-  template <class F>
-  std::size_t cvisit_all(F f) const {
-    return visit_all(std::move(f));
-  }
+  // visit on a non-const map (f gets const V&; a callable that needs V& is refused at
+  // compile time), cvisit, visit_all, cvisit_all: from
+  // detail::immutable_visitation<CowMap, K, V> (detail/visit.hpp), which builds
+  // them from this map's own calls and documents their guarantees.
+  using visitation = detail::immutable_visitation<CowMap, K, V>;
+  using visitation::visit;
 
   // Removes every entry for which pred(const K&, const V&) is true, all at once: pred runs on
   // the current snapshot under the writer mutex, and if it matched anything one copy without
@@ -499,9 +466,7 @@ class CowMap {
   // rules are compute's. Concurrency: takes the writer mutex.
   template <class F>
   bool insert_or_visit(K key, V value, F f) {
-    static_assert(std::is_invocable_v<F&, const V&>,
-                  "CowMap::insert_or_visit cannot change a value in place: f gets const V&; "
-                  "use compute(key, f) to insert or change atomically");
+    visitation::template check_visitor<F&>();
     auto build = [&](auto&& make) -> decltype(auto) { return make(std::move(value)); };
     return emplace_or_visit_impl(std::move(key), build, f);
   }
@@ -512,9 +477,7 @@ class CowMap {
   bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
     return detail::split_emplace_args(
         [&](auto& build, auto& f) {
-          static_assert(std::is_invocable_v<decltype(f), const V&>,
-                        "CowMap::emplace_or_visit cannot change a value in place: f gets "
-                        "const V&; use compute(key, f) to insert or change atomically");
+          visitation::template check_visitor<decltype(f)>();
           return emplace_or_visit_impl(std::move(key), build, f);
         },
         std::forward<ArgsThenF>(args_then_f)...);
@@ -553,10 +516,8 @@ class CowMap {
     return current_.load(std::memory_order_acquire)->map;
   }
 
-  // Whether load goes through load_copy: small values, copied out and wrapped after the guard.
-  static constexpr bool copy_after_guard =
-      std::is_trivially_copyable_v<V> && std::is_copy_assignable_v<V> &&
-      std::is_trivially_default_constructible_v<V> && sizeof(V) <= 2 * sizeof(void*);
+  // Whether load goes through load_copy (detail/config.hpp).
+  static constexpr bool copy_after_guard = detail::copy_after_guard<V>;
 
   // load's lookup for small trivially copyable values: the read guard, Map::find and the copy
   // in one flattened function (GCC otherwise calls the guard's halves out of line).

@@ -480,7 +480,7 @@ class client {
 //  V2 a field holds the JSON text of a V written by json.hpp (unless someone else wrote it:
 //     such a value raises json_error when read, it is never returned as garbage).
 template <class K, class V, class Hash = safemap::Hash<K>, class Eq = std::equal_to<>>
-class RedisMap {
+class RedisMap : public detail::immutable_visitation<RedisMap<K, V, Hash, Eq>, K, V> {
   static_assert(detail::json::json_key<K>,
                 "RedisMap: keys must be strings, integers or bool (written as JSON object keys)");
 
@@ -786,95 +786,13 @@ class RedisMap {
     return *this;
   }
 
-  // visit() const, reached from a non-const map: f gets const V& (a copy just read).
-  template <class F>
-  bool visit(key_arg k, F f) {
-    static_assert(std::is_invocable_v<F&, const V&>,
-                  "RedisMap::visit cannot change a value in place (values live on the server): "
-                  "f gets const V&; use compute(key, f), atomic on the server, to change it");
-    return std::as_const(*this).visit(k, std::move(f));
-  }
-  // visit with f(const V&), on any map. Concurrency: one HGET.
-  template <class F>
-  bool cvisit(key_arg k, F f) const {
-    return visit(k, std::move(f));
-  }
-
-  // Calls f(const K&, const V&) on every entry, as range does (HSCAN: each key at most once,
-  // every key present for the whole call seen); returns how many. Concurrency: as range.
-  template <class F>
-  std::size_t visit_all(F f) const {
-    std::size_t n = 0;
-    range([&](const K& k, const V& v) {
-      f(k, v);
-      ++n;
-    });
-    return n;
-  }
-  template <class F>
-  std::size_t visit_all(F f) {
-    static_assert(std::is_invocable_v<F&, const K&, const V&>,
-                  "RedisMap::visit_all cannot change values in place (values live on the "
-                  "server): f gets (const K&, const V&); use compute(key, f) to change them");
-    return std::as_const(*this).visit_all(std::move(f));
-  }
-  // visit_all with f(const K&, const V&), on any map.
-  template <class F>
-  std::size_t cvisit_all(F f) const {
-    return visit_all(std::move(f));
-  }
-
-  // Removes every entry for which pred(const K&, const V&) is true; returns how many. Each
-  // removal is atomic for its key on the server (compare_and_delete with the value pred saw:
-  // a key whose value changed meanwhile is kept); the walk is range's.
-  // Concurrency: as range, plus one compare_and_delete script per match.
-  template <class Pred>
-  std::size_t erase_if(Pred pred) {
-    std::size_t n = 0;
-    range([&](const K& k, const V& v) {
-      if (pred(k, v) && compare_and_delete(k, v)) ++n;
-    });
-    return n;
-  }
-
-  // Stores (key, value) if key is absent and returns true; otherwise calls f(const V&) on the
-  // value the key held when the store was refused (read in the same atomic script as the
-  // decision, as load_or_store does) and returns false. Concurrency: as load_or_store.
-  template <class F>
-  bool insert_or_visit(K key, V value, F f) {
-    static_assert(std::is_invocable_v<F&, const V&>,
-                  "RedisMap::insert_or_visit cannot change a value in place: f gets const V&; "
-                  "use compute(key, f) to insert or change atomically");
-    return insert_or_visit_impl(std::move(key), std::move(value), f);
-  }
-
-  // emplace_or_visit(key, args..., f): as insert_or_visit with V(args...); f comes last (as in
-  // Boost). The value is built (and encoded) before the decision. Concurrency: as
-  // load_or_store.
-  template <class... ArgsThenF>
-  bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
-    return detail::split_emplace_args(
-        [&](auto& build, auto& f) {
-          static_assert(std::is_invocable_v<decltype(f), const V&>,
-                        "RedisMap::emplace_or_visit cannot change a value in place: f gets "
-                        "const V&; use compute(key, f) to insert or change atomically");
-          return insert_or_visit_impl(
-              std::move(key), build([](auto&&... a) {
-                return detail::make_value<V>(std::forward<decltype(a)>(a)...);
-              }),
-              f);
-        },
-        std::forward<ArgsThenF>(args_then_f)...);
-  }
+  // visit on a non-const map (f gets const V&; a callable that needs V& is refused at
+  // compile time), cvisit, visit_all, cvisit_all, erase_if, insert_or_visit, emplace_or_visit: from
+  // detail::immutable_visitation<RedisMap, K, V> (detail/visit.hpp), which builds
+  // them from this map's own calls and documents their guarantees.
+  using detail::immutable_visitation<RedisMap, K, V>::visit;
 
  private:
-  template <class F>
-  bool insert_or_visit_impl(K&& key, V&& value, F& f) {
-    auto [existing, loaded] = load_or_store(std::move(key), std::move(value));
-    if (!loaded) return true;
-    f(static_cast<const V&>(existing));
-    return false;
-  }
   // === end of visitation, bulk erase and moves ==================================================
 
  private:

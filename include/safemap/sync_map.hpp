@@ -159,7 +159,7 @@ inline sync_expunged_marker<Align> sync_expunged_storage{};
 }  // namespace detail
 
 template <class K, class V, class Hash = safemap::Hash<K>, class Eq = std::equal_to<>>
-class SyncMap {
+class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, V> {
  public:
   using key_type = K;
   using mapped_type = V;
@@ -621,100 +621,13 @@ class SyncMap {
     return *this;  // taken (this map's previous state) is freed here
   }
 
-  // visit() const, reached from a non-const map: f gets const V&.
-  template <class Q, class F>
-  bool visit(const Q& key, F f) {
-    static_assert(std::is_invocable_v<F&, const V&>,
-                  "SyncMap::visit cannot change a value in place (values are immutable boxes "
-                  "shared with lock-free readers): f gets const V&; use compute(key, f) or "
-                  "swap(key, value) to change it");
-    return std::as_const(*this).visit(key, std::move(f));
-  }
-  // visit with f(const V&), on any map. Concurrency: as visit() const.
-  template <class Q, class F>
-  bool cvisit(const Q& key, F f) const {
-    return visit(key, std::move(f));
-  }
-
-  // Calls f(const K&, const V&) on every entry, as range does (weakly consistent; f may call any
-  // method of this map); returns how many. Concurrency: as range.
-  template <class F>
-  std::size_t visit_all(F f) const {
-    std::size_t n = 0;
-    range([&](const K& k, const V& v) {
-      f(k, v);
-      ++n;
-    });
-    return n;
-  }
-  template <class F>
-  std::size_t visit_all(F f) {
-    static_assert(std::is_invocable_v<F&, const K&, const V&>,
-                  "SyncMap::visit_all cannot change values in place (values are immutable "
-                  "boxes shared with lock-free readers): f gets (const K&, const V&); use "
-                  "compute(key, f) or swap(key, value) to change them");
-    return std::as_const(*this).visit_all(std::move(f));
-  }
-  // visit_all with f(const K&, const V&), on any map.
-  template <class F>
-  std::size_t cvisit_all(F f) const {
-    return visit_all(std::move(f));
-  }
-
-  // Removes every entry for which pred(const K&, const V&) is true; returns how many. Each
-  // removal is atomic for its key (compare_and_delete with the value pred saw: a key whose
-  // value changed meanwhile is kept); the walk is range's (weakly consistent: keys stored
-  // meanwhile may or may not be tested). Needs V == V, as compare_and_delete does.
-  // Concurrency: as range, plus one compare_and_delete per match.
-  template <class Pred>
-  std::size_t erase_if(Pred pred) {
-    std::size_t n = 0;
-    range([&](const K& k, const V& v) {
-      if (pred(k, v) && compare_and_delete(k, v)) ++n;
-    });
-    return n;
-  }
-
-  // Stores (key, value) if key is absent and returns true; otherwise calls f(const V&) on the
-  // value the key held when the store was refused (a copy of that immutable value, taken
-  // atomically with the decision, as load_or_store does) and returns false. f runs with no
-  // lock held. Concurrency: as load_or_store.
-  template <class F>
-  bool insert_or_visit(K key, V value, F f) {
-    static_assert(std::is_invocable_v<F&, const V&>,
-                  "SyncMap::insert_or_visit cannot change a value in place: f gets const V&; "
-                  "use compute(key, f) to insert or change atomically");
-    return insert_or_visit_impl(std::move(key), std::move(value), f);
-  }
-
-  // emplace_or_visit(key, args..., f): as insert_or_visit with V(args...); f comes last (as in
-  // Boost). The value is built before the decision (a lock-free store needs it ready).
-  // Concurrency: as load_or_store.
-  template <class... ArgsThenF>
-  bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
-    return detail::split_emplace_args(
-        [&](auto& build, auto& f) {
-          static_assert(std::is_invocable_v<decltype(f), const V&>,
-                        "SyncMap::emplace_or_visit cannot change a value in place: f gets "
-                        "const V&; use compute(key, f) to insert or change atomically");
-          return insert_or_visit_impl(
-              std::move(key), build([](auto&&... a) {
-                return detail::make_value<V>(std::forward<decltype(a)>(a)...);
-              }),
-              f);
-        },
-        std::forward<ArgsThenF>(args_then_f)...);
-  }
+  // visit on a non-const map (f gets const V&; a callable that needs V& is refused at
+  // compile time), cvisit, visit_all, cvisit_all, erase_if, insert_or_visit, emplace_or_visit: from
+  // detail::immutable_visitation<SyncMap, K, V> (detail/visit.hpp), which builds
+  // them from this map's own calls and documents their guarantees.
+  using detail::immutable_visitation<SyncMap, K, V>::visit;
 
  private:
-  template <class F>
-  bool insert_or_visit_impl(K&& key, V&& value, F& f) {
-    auto [existing, loaded] = load_or_store(std::move(key), std::move(value));
-    if (!loaded) return true;
-    f(static_cast<const V&>(existing));
-    return false;
-  }
-
   // Exchanges everything but the mutex with other (the move operations' body).
   void swap_state(SyncMap& other) noexcept {
     auto swap_atomic = [](auto& a, auto& b) {
@@ -763,10 +676,8 @@ class SyncMap {
     return find_entry_amended(key);
   }
 
-  // Whether load goes through load_copy: small values, copied out and wrapped after the guard.
-  static constexpr bool copy_after_guard =
-      std::is_trivially_copyable_v<V> && std::is_copy_assignable_v<V> &&
-      std::is_trivially_default_constructible_v<V> && sizeof(V) <= 2 * sizeof(void*);
+  // Whether load goes through load_copy (detail/config.hpp).
+  static constexpr bool copy_after_guard = detail::copy_after_guard<V>;
 
   // load's lookup for small trivially copyable values: the read guard, the read map's lookup
   // and the copy in one flattened function (the slow path stays an out-of-line call).

@@ -269,7 +269,7 @@ class trie_lock {
 }  // namespace detail
 
 template <class K, class V, class Hash = safemap::Hash<K>, class Eq = std::equal_to<>>
-class TrieMap {
+class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, V> {
  public:
   using key_type = K;
   using mapped_type = V;
@@ -725,100 +725,13 @@ class TrieMap {
     return *this;
   }
 
-  // visit() const, reached from a non-const map: f gets const V&.
-  template <class Q, class F>
-  bool visit(const Q& key, F f) {
-    static_assert(std::is_invocable_v<F&, const V&>,
-                  "TrieMap::visit cannot change a value in place (entries are immutable and "
-                  "shared with lock-free readers): f gets const V&; use compute(key, f) or "
-                  "swap(key, value) to change it");
-    return std::as_const(*this).visit(key, std::move(f));
-  }
-  // visit with f(const V&), on any map. Concurrency: as visit() const.
-  template <class Q, class F>
-  bool cvisit(const Q& key, F f) const {
-    return visit(key, std::move(f));
-  }
-
-  // Calls f(const K&, const V&) on every entry, as range does (weakly consistent; f may call any
-  // method of this map); returns how many. Concurrency: as range.
-  template <class F>
-  std::size_t visit_all(F f) const {
-    std::size_t n = 0;
-    range([&](const K& k, const V& v) {
-      f(k, v);
-      ++n;
-    });
-    return n;
-  }
-  template <class F>
-  std::size_t visit_all(F f) {
-    static_assert(std::is_invocable_v<F&, const K&, const V&>,
-                  "TrieMap::visit_all cannot change values in place (entries are immutable and "
-                  "shared with lock-free readers): f gets (const K&, const V&); use "
-                  "compute(key, f) or swap(key, value) to change them");
-    return std::as_const(*this).visit_all(std::move(f));
-  }
-  // visit_all with f(const K&, const V&), on any map.
-  template <class F>
-  std::size_t cvisit_all(F f) const {
-    return visit_all(std::move(f));
-  }
-
-  // Removes every entry for which pred(const K&, const V&) is true; returns how many. Each
-  // removal is atomic for its key (compare_and_delete with the value pred saw: a key whose
-  // value changed meanwhile is kept); the walk is range's (weakly consistent: keys stored
-  // meanwhile may or may not be tested). Needs V == V, as compare_and_delete does.
-  // Concurrency: as range, plus one compare_and_delete per match.
-  template <class Pred>
-  std::size_t erase_if(Pred pred) {
-    std::size_t n = 0;
-    range([&](const K& k, const V& v) {
-      if (pred(k, v) && compare_and_delete(k, v)) ++n;
-    });
-    return n;
-  }
-
-  // Stores (key, value) if key is absent and returns true; otherwise calls f(const V&) on the
-  // value the key held when the store was refused (a copy of that immutable entry's value,
-  // taken atomically with the decision, as load_or_store does) and returns false. f runs with
-  // no lock held. Concurrency: as load_or_store.
-  template <class F>
-  bool insert_or_visit(K key, V value, F f) {
-    static_assert(std::is_invocable_v<F&, const V&>,
-                  "TrieMap::insert_or_visit cannot change a value in place: f gets const V&; "
-                  "use compute(key, f) to insert or change atomically");
-    return insert_or_visit_impl(std::move(key), std::move(value), f);
-  }
-
-  // emplace_or_visit(key, args..., f): as insert_or_visit with V(args...); f comes last (as in
-  // Boost). The value is built before the decision (a lock-free publish needs it ready).
-  // Concurrency: as load_or_store.
-  template <class... ArgsThenF>
-  bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
-    return detail::split_emplace_args(
-        [&](auto& build, auto& f) {
-          static_assert(std::is_invocable_v<decltype(f), const V&>,
-                        "TrieMap::emplace_or_visit cannot change a value in place: f gets "
-                        "const V&; use compute(key, f) to insert or change atomically");
-          return insert_or_visit_impl(
-              std::move(key), build([](auto&&... a) {
-                return detail::make_value<V>(std::forward<decltype(a)>(a)...);
-              }),
-              f);
-        },
-        std::forward<ArgsThenF>(args_then_f)...);
-  }
+  // visit on a non-const map (f gets const V&; a callable that needs V& is refused at
+  // compile time), cvisit, visit_all, cvisit_all, erase_if, insert_or_visit, emplace_or_visit: from
+  // detail::immutable_visitation<TrieMap, K, V> (detail/visit.hpp), which builds
+  // them from this map's own calls and documents their guarantees.
+  using detail::immutable_visitation<TrieMap, K, V>::visit;
 
  private:
-  template <class F>
-  bool insert_or_visit_impl(K&& key, V&& value, F& f) {
-    auto [existing, loaded] = load_or_store(std::move(key), std::move(value));
-    if (!loaded) return true;
-    f(static_cast<const V&>(existing));
-    return false;
-  }
-
   // The move operations' body: frees this map's tree, takes other's tree, hasher and counters,
   // and gives other a fresh, empty root.
   void take_tree_of(TrieMap& other) {

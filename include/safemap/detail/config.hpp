@@ -57,3 +57,17 @@
 #ifndef SAFEMAP_TSAN
 #define SAFEMAP_TSAN 0
 #endif
+
+#include <type_traits>
+
+namespace safemap::detail {
+// Whether a lock-free load (SyncMap, CowMap) copies the value out inside its read guard and
+// builds the std::optional after the guard ends: small trivially copyable values. GCC returns
+// such an optional through the stack, and building it inside the guarded lookup stored one
+// byte and reloaded it as a word (a store-forwarding stall: half of CowMap::load's samples).
+template <class V>
+inline constexpr bool copy_after_guard =
+    std::is_trivially_copyable_v<V>&& std::is_copy_assignable_v<V>&&
+        std::is_trivially_default_constructible_v<V> &&
+    sizeof(V) <= 2 * sizeof(void*);
+}  // namespace safemap::detail
