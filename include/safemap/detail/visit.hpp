@@ -86,7 +86,7 @@ class immutable_visitation {
                   "values are immutable and shared with lock-free readers, or live on a "
                   "server): f gets const V&; change it with compute(key, f) or swap(key, "
                   "value), or on a CowMap with update(f) for many keys and one copy");
-    return self().visit(key, std::move(f));
+    return std::as_const(self()).visit(key, std::move(f));  // Derived's const visit
   }
   // visit with f(const V&), on any map. Concurrency: as visit() const.
   template <class Q, class F>
