@@ -158,29 +158,6 @@ TEST(ReclaimTest, RetiredBytesCountUntilTheObjectIsFreed) {
   EXPECT_EQ(rcu::retired_bytes(), base);
 }
 
-// Above the limit throttle() waits until everything retired so far is freed; inside a guard it
-// returns at once (waiting there would wait for itself: the watchdog catches that hang).
-TEST(ReclaimTest, ThrottleWaitsPastTheLimitButNeverInsideAGuard) {
-  watchdog dog("throttle");
-  rcu::barrier();
-  const std::size_t saved = rcu::retired_bytes_limit();
-  rcu::set_retired_bytes_limit(1000);
-  std::atomic<int> freed{0};
-  rcu::retire(new probe(&freed), 600);
-  EXPECT_FALSE(rcu::throttle()) << "under the limit: no wait";
-  rcu::retire(new probe(&freed), 600);
-  {
-    rcu::read_guard guard;
-    EXPECT_FALSE(rcu::throttle()) << "inside a guard: must not wait";
-  }
-  EXPECT_TRUE(rcu::throttle());
-  EXPECT_EQ(freed.load(), 2) << "throttle returned before the retired objects were freed";
-  EXPECT_EQ(rcu::retired_bytes(), 0u);
-  rcu::set_retired_bytes_limit(saved);
-}
-
-// ---- batched retirement (rcu::defer) ---------------------------------------------------------
-
 // A deferred object: counts its destruction.
 struct deferred_probe {
   explicit deferred_probe(std::atomic<int>* freed) : freed_(freed) {}
@@ -196,6 +173,52 @@ void defer_probes(std::atomic<int>* freed, std::size_t n, std::size_t bytes = 0)
   rcu::reserve(n);
   for (std::size_t i = 0; i < n; ++i) rcu::defer(new deferred_probe(freed), &free_probe, bytes);
 }
+
+// Returns once a throttle() (or barrier()) running on another thread has passed its checks and
+// is waiting for the grace period: its barrier flushes every thread's defer buffer, this
+// thread's too, which is given one zero-byte object to be flushed. No sleep, no timing.
+void await_barrier_started() {
+  static std::atomic<int> markers_freed{0};
+  defer_probes(&markers_freed, 1);
+  while (rcu::buffered() != 0) std::this_thread::yield();
+}
+
+// Above the limit throttle() waits until everything retired so far is freed; inside a guard it
+// returns at once (waiting there would wait for itself: the watchdog catches that hang).
+TEST(ReclaimTest, ThrottleWaitsPastTheLimitButNeverInsideAGuard) {
+  watchdog dog("throttle");
+  rcu::barrier();
+  const std::size_t saved = rcu::retired_bytes_limit();
+  rcu::set_retired_bytes_limit(1000);
+  std::atomic<int> freed{0};
+  std::latch inside(1);
+  std::latch done(1);
+  std::thread reader([&] {  // holds the grace period: nothing retired below is freed before
+    rcu::read_guard guard;  // the reader leaves, so the checks cannot race with liburcu's worker
+    inside.count_down();
+    done.wait();
+  });
+  inside.wait();
+  rcu::retire(new probe(&freed), 600);
+  EXPECT_FALSE(rcu::throttle()) << "under the limit: no wait";
+  rcu::retire(new probe(&freed), 600);
+  {
+    rcu::read_guard guard;
+    EXPECT_FALSE(rcu::throttle()) << "inside a guard: must not wait";
+  }
+  bool waited = false;
+  std::thread throttler([&] { waited = rcu::throttle(); });
+  await_barrier_started();
+  done.count_down();
+  reader.join();
+  throttler.join();
+  EXPECT_TRUE(waited) << "above the limit outside a guard: must wait";
+  EXPECT_EQ(freed.load(), 2) << "throttle returned before the retired objects were freed";
+  EXPECT_EQ(rcu::retired_bytes(), 0u);
+  rcu::set_retired_bytes_limit(saved);
+}
+
+// ---- batched retirement (rcu::defer) ---------------------------------------------------------
 
 // Deferred objects wait in this thread's buffer (a grace period alone does not free them); a
 // barrier flushes the buffer and waits for the batch.
@@ -329,13 +352,21 @@ TEST(ReclaimBatchTest, DeferredBytesCountFromTheFlushAndThrottleBoundsThem) {
   EXPECT_EQ(rcu::retired_bytes(), 0u) << "bytes counted before the flush";
   rcu::flush();
   EXPECT_EQ(rcu::retired_bytes(), 1600u);
-  done.count_down();
-  reader.join();
   {
     rcu::read_guard guard;
     EXPECT_FALSE(rcu::throttle()) << "inside a guard: must not wait";
   }
-  EXPECT_TRUE(rcu::throttle());
+  // Past the limit, throttle() waits (rcu::barrier) until the batch is freed. It runs on its own
+  // thread while the reader still holds the grace period, so it cannot find the batch already
+  // freed (which made this test flaky when the reader left first).
+  bool waited = false;
+  std::thread throttler([&] { waited = rcu::throttle(); });
+  await_barrier_started();
+  EXPECT_EQ(freed.load(), 0) << "freed while a reader held the grace period";
+  done.count_down();
+  reader.join();
+  throttler.join();
+  EXPECT_TRUE(waited) << "above the limit outside a guard: must wait";
   EXPECT_EQ(freed.load(), 4) << "throttle returned before the deferred objects were freed";
   EXPECT_EQ(rcu::retired_bytes(), 0u);
   // Buffered bytes reach the count through barrier's flush as well, and leave it when freed.
