@@ -174,14 +174,17 @@ void defer_probes(std::atomic<int>* freed, std::size_t n, std::size_t bytes = 0)
   for (std::size_t i = 0; i < n; ++i) rcu::defer(new deferred_probe(freed), &free_probe, bytes);
 }
 
-// Returns once a throttle() (or barrier()) running on another thread has passed its checks and
-// is waiting for the grace period: its barrier flushes every thread's defer buffer, this
-// thread's too, which is given one zero-byte object to be flushed. No sleep, no timing.
-void await_barrier_started() {
-  static std::atomic<int> markers_freed{0};
-  defer_probes(&markers_freed, 1);
-  while (rcu::buffered() != 0) std::this_thread::yield();
-}
+// Shows when a throttle() (or barrier()) started on another thread has passed its checks and
+// is waiting for the grace period, without sleeps: its barrier flushes every thread's defer
+// buffer. arm() puts one zero-byte object into this thread's buffer BEFORE that thread starts;
+// wait() returns once the buffer has been flushed.
+struct barrier_marker {
+  std::atomic<int> freed{0};
+  void arm() { defer_probes(&freed, 1); }
+  static void wait() {
+    while (rcu::buffered() != 0) std::this_thread::yield();
+  }
+};
 
 // Above the limit throttle() waits until everything retired so far is freed; inside a guard it
 // returns at once (waiting there would wait for itself: the watchdog catches that hang).
@@ -206,9 +209,11 @@ TEST(ReclaimTest, ThrottleWaitsPastTheLimitButNeverInsideAGuard) {
     rcu::read_guard guard;
     EXPECT_FALSE(rcu::throttle()) << "inside a guard: must not wait";
   }
+  barrier_marker marker;
+  marker.arm();
   bool waited = false;
   std::thread throttler([&] { waited = rcu::throttle(); });
-  await_barrier_started();
+  marker.wait();
   done.count_down();
   reader.join();
   throttler.join();
@@ -359,9 +364,11 @@ TEST(ReclaimBatchTest, DeferredBytesCountFromTheFlushAndThrottleBoundsThem) {
   // Past the limit, throttle() waits (rcu::barrier) until the batch is freed. It runs on its own
   // thread while the reader still holds the grace period, so it cannot find the batch already
   // freed (which made this test flaky when the reader left first).
+  barrier_marker marker;
+  marker.arm();
   bool waited = false;
   std::thread throttler([&] { waited = rcu::throttle(); });
-  await_barrier_started();
+  marker.wait();
   EXPECT_EQ(freed.load(), 0) << "freed while a reader held the grace period";
   done.count_down();
   reader.join();
