@@ -136,23 +136,41 @@ TEST(ReclaimTest, GracePeriodsEndWhileReadersLoop) {
   EXPECT_GT(reads.load(), 0);
 }
 
+// A thread inside a read_guard from construction until release() (or destruction): nothing
+// retired or deferred meanwhile can be freed, so a test can observe counts and waits without
+// racing liburcu's worker.
+class grace_period_holder {
+ public:
+  grace_period_holder()
+      : thread_([this] {
+          rcu::read_guard guard;
+          inside_.count_down();
+          leave_.wait();
+        }) {
+    inside_.wait();
+  }
+  void release() {
+    if (!thread_.joinable()) return;
+    leave_.count_down();
+    thread_.join();
+  }
+  ~grace_period_holder() { release(); }
+
+ private:
+  std::latch inside_{1};
+  std::latch leave_{1};
+  std::thread thread_;
+};
+
 TEST(ReclaimTest, RetiredBytesCountUntilTheObjectIsFreed) {
   watchdog dog("retired bytes");
   rcu::barrier();
   const std::size_t base = rcu::retired_bytes();
   std::atomic<int> freed{0};
-  std::latch inside(1);
-  std::latch retired(1);
-  std::thread reader([&] {
-    rcu::read_guard guard;
-    inside.count_down();
-    retired.wait();
-  });
-  inside.wait();
+  grace_period_holder reader;
   rcu::retire(new probe(&freed), 12345);
   EXPECT_EQ(rcu::retired_bytes(), base + 12345) << "a reader still holds the grace period";
-  retired.count_down();
-  reader.join();
+  reader.release();
   rcu::barrier();
   EXPECT_EQ(freed.load(), 1);
   EXPECT_EQ(rcu::retired_bytes(), base);
@@ -194,14 +212,7 @@ TEST(ReclaimTest, ThrottleWaitsPastTheLimitButNeverInsideAGuard) {
   const std::size_t saved = rcu::retired_bytes_limit();
   rcu::set_retired_bytes_limit(1000);
   std::atomic<int> freed{0};
-  std::latch inside(1);
-  std::latch done(1);
-  std::thread reader([&] {  // holds the grace period: nothing retired below is freed before
-    rcu::read_guard guard;  // the reader leaves, so the checks cannot race with liburcu's worker
-    inside.count_down();
-    done.wait();
-  });
-  inside.wait();
+  grace_period_holder reader;
   rcu::retire(new probe(&freed), 600);
   EXPECT_FALSE(rcu::throttle()) << "under the limit: no wait";
   rcu::retire(new probe(&freed), 600);
@@ -214,8 +225,7 @@ TEST(ReclaimTest, ThrottleWaitsPastTheLimitButNeverInsideAGuard) {
   bool waited = false;
   std::thread throttler([&] { waited = rcu::throttle(); });
   marker.wait();
-  done.count_down();
-  reader.join();
+  reader.release();
   throttler.join();
   EXPECT_TRUE(waited) << "above the limit outside a guard: must wait";
   EXPECT_EQ(freed.load(), 2) << "throttle returned before the retired objects were freed";
@@ -317,20 +327,12 @@ TEST(ReclaimBatchTest, ABatchWaitsForReadersThatStartedBeforeItsFlush) {
   watchdog dog("batch grace period");
   rcu::barrier();
   std::atomic<int> freed{0};
-  std::latch inside(1);
-  std::latch checked(1);
-  std::thread reader([&] {
-    rcu::read_guard guard;
-    inside.count_down();
-    checked.wait();
-  });
-  inside.wait();
+  grace_period_holder reader;
   defer_probes(&freed, 3);
   rcu::flush();
   EXPECT_EQ(rcu::buffered(), 0u);
   EXPECT_EQ(freed.load(), 0);
-  checked.count_down();
-  reader.join();
+  reader.release();
   rcu::barrier();
   EXPECT_EQ(freed.load(), 3);
 }
@@ -345,14 +347,7 @@ TEST(ReclaimBatchTest, DeferredBytesCountFromTheFlushAndThrottleBoundsThem) {
   ASSERT_EQ(base, 0u);
   rcu::set_retired_bytes_limit(1000);
   std::atomic<int> freed{0};
-  std::latch inside(1);
-  std::latch done(1);
-  std::thread reader([&] {  // holds the grace period so that the count can be observed
-    rcu::read_guard guard;
-    inside.count_down();
-    done.wait();
-  });
-  inside.wait();
+  grace_period_holder reader;
   defer_probes(&freed, 4, 400);
   EXPECT_EQ(rcu::retired_bytes(), 0u) << "bytes counted before the flush";
   rcu::flush();
@@ -370,8 +365,7 @@ TEST(ReclaimBatchTest, DeferredBytesCountFromTheFlushAndThrottleBoundsThem) {
   std::thread throttler([&] { waited = rcu::throttle(); });
   marker.wait();
   EXPECT_EQ(freed.load(), 0) << "freed while a reader held the grace period";
-  done.count_down();
-  reader.join();
+  reader.release();
   throttler.join();
   EXPECT_TRUE(waited) << "above the limit outside a guard: must wait";
   EXPECT_EQ(freed.load(), 4) << "throttle returned before the deferred objects were freed";
