@@ -8,15 +8,16 @@
 // sync.Mutex spins 4 rounds of 30 PAUSE before it parks). The lock below does what Go's
 // sync.Mutex, folly::SharedMutex and Boost.Unordered's rw_spinlock do:
 //  - uncontended lock, unlock, lock_shared, unlock_shared: one atomic read-modify-write each;
-//  - contended: a bounded spin on a plain load with PAUSE and exponential backoff (1, 2, 4 ...
-//    32 PAUSE; a few µs in all, tens of critical sections), then a few sched_yield (on an
-//    oversubscribed machine the holder may be the thread that is not running), then park on
-//    the state word with C++20 std::atomic::wait / notify_all (a futex on Linux);
-//  - bounded unfairness both ways. Writers are preferred: a waiting writer sets writer_waiting
-//    and new readers stay out, so readers drain and a writer behind a stream of readers gets
-//    in after the readers already inside. Readers are not starved by a stream of writers (or
-//    a writer by other writers' barging): a waiter that has waited 1 ms (Go's
-//    starvationThresholdNs) becomes "starving" and sets reader_starving / writer_starving;
+//  - contended: a bounded spin on a plain load with PAUSE and exponential backoff (gaps of
+//    1, 2, 4 ... PAUSE up to 4 µs, 50 µs in all, timed by a calibrated PAUSE count; why so
+//    long: lock_waiter), then a few sched_yield (on an oversubscribed machine the holder may
+//    be the thread that is not running), then park on the state word with C++20
+//    std::atomic::wait / notify_all (a futex on Linux);
+//  - bounded unfairness both ways. Writers are preferred: a writer that has spun without
+//    getting in sets writer_waiting and new readers stay out, so readers drain and a writer
+//    behind a stream of readers gets in after the readers already inside. Readers are not starved
+//    by a stream of writers (or a writer by other writers' barging): a waiter that has waited 1 ms
+//    (Go's starvationThresholdNs) becomes "starving" and sets reader_starving / writer_starving;
 //    non-starving writers then leave a free lock to it, so it gets in at the next release.
 //    The bit is cleared by the starving waiter when it acquires.
 //
@@ -89,39 +90,83 @@ SAFEMAP_ALWAYS_INLINE void cpu_relax() noexcept {
 #endif
 }
 
+// How many PAUSE instructions make a given time on this machine, measured once per process
+// (256 PAUSE timed with steady_clock, a few µs, on the first contended acquisition). PAUSE
+// costs 21 ns on the AMD EPYC the bench runs on, ~40 ns on Skylake-and-later Intel cores and
+// a few ns on older ones: a spin counted in PAUSE would wait 10x longer on one machine than
+// on another.
+class pause_clock {
+ public:
+  static unsigned pauses_for(std::chrono::nanoseconds t) noexcept {
+    static const double ns_per_pause = measure();
+    const double n = static_cast<double>(t.count()) / ns_per_pause;
+    return n < 1 ? 1u : n > 65536 ? 65536u : static_cast<unsigned>(n);
+  }
+
+ private:
+  static double measure() noexcept {
+    constexpr unsigned n = 256;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (unsigned i = 0; i < n; ++i) cpu_relax();
+    const double ns =
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    // A preempted measurement (or a core without PAUSE) must not make the spin absurd.
+    const double per = ns / n;
+    return per < 1.0 ? 1.0 : per > 200.0 ? 200.0 : per;
+  }
+};
+
 // A waiter's progress through spin, yield and park, and whether it starves.
+//
+// The spin backs off exponentially, 1, 2, 4 ... PAUSE between looks, up to max_gap, for
+// spin_for in all. Why gaps this long: handing the lock's line (and the table lines the
+// holder just wrote) from one core to another costs ~260 ns on the bench machine (measured
+// one way with a two-thread ping-pong), several times a LockedMap critical section. Every look
+// by a waiter takes the line from the holder, who then pays that transfer again on its next
+// acquire or release; and a waiter that gets the lock moves the working set with it. A waiter
+// that looks every few µs lets the running holder do tens of operations on warm lines in
+// between (throughput), while the 1 ms starvation rule below bounds how long it can be passed
+// over. With the old schedule (gaps capped at 32 PAUSE, ~0.7 µs here) two threads on
+// mix-50-50 mostly alternated, paying the transfers on every operation.
 class lock_waiter {
  public:
-  // Spin rounds (PAUSE 1, 2, 4 ... 32, then 32 again: 127 PAUSE, a few µs) and yields
-  // before the first park.
-  static constexpr unsigned spin_rounds = 8;
+  static constexpr std::chrono::nanoseconds max_gap{4'000};
+  static constexpr std::chrono::nanoseconds spin_for{50'000};
   static constexpr unsigned yield_rounds = 4;
   // Go's starvationThresholdNs.
   static constexpr std::chrono::nanoseconds starve_after{1'000'000};
 
   // Backs off once; false when it is time to park instead.
   bool back_off() noexcept {
-    if (round_ < spin_rounds) {
-      const unsigned pauses = 1u << (round_ < 5 ? round_ : 5);
+    if (!spun()) {
+      const unsigned cap = pause_clock::pauses_for(max_gap);
+      const unsigned pauses = gap_ < cap ? gap_ : cap;
       for (unsigned i = 0; i < pauses; ++i) cpu_relax();
-      ++round_;
+      spun_ += pauses;
+      gap_ = pauses * 2;
       return true;
     }
-    if (round_ < spin_rounds + yield_rounds) {
+    if (yields_ < yield_rounds) {
       sched_yield();
-      ++round_;
+      ++yields_;
       return true;
     }
     return false;
   }
-  // After a wake-up: a short spin again (the releaser may be about to let us in).
-  void woke() noexcept { round_ = spin_rounds / 2; }
+  // Whether the spin is over (the waiter now yields or parks).
+  bool spun() const noexcept { return spun_ >= pause_clock::pauses_for(spin_for); }
+  // After a wake-up: half a spin again (the releaser may be about to let us in).
+  void woke() noexcept {
+    spun_ = pause_clock::pauses_for(spin_for) / 2;
+    gap_ = 1;
+    yields_ = yield_rounds;
+  }
 
   // Becomes (and stays) true once the wait has lasted starve_after. Reads the clock only
   // after the spin (a waiter that gets in while spinning never does).
   bool starving() noexcept {
     if (starving_) return true;
-    if (round_ < spin_rounds) return false;
+    if (!spun()) return false;
     const auto now = std::chrono::steady_clock::now();
     if (start_ == std::chrono::steady_clock::time_point{}) {
       start_ = now;
@@ -132,7 +177,9 @@ class lock_waiter {
   }
 
  private:
-  unsigned round_ = 0;
+  unsigned spun_ = 0;  // PAUSE executed so far
+  unsigned gap_ = 1;   // PAUSE before the next look
+  unsigned yields_ = 0;
   bool starving_ = false;
   std::chrono::steady_clock::time_point start_{};
 };
@@ -255,8 +302,11 @@ class rw_lock {
         }
         continue;
       }
+      // Announced only once the spin is over: a waiting writer keeps new readers out, and
+      // while it spins the holder's own next reads would then wait on a writer that is
+      // sleeping in a PAUSE gap. After the spin, readers drain and the writer gets in.
       const std::uint32_t announce = writer_waiting | (starving ? writer_starving : 0u);
-      if ((s & announce) != announce) {
+      if ((s & announce) != announce && w.spun()) {
         state_.compare_exchange_weak(s, s | announce, std::memory_order_relaxed);
         continue;
       }
