@@ -39,6 +39,10 @@
 #include <cstring>
 #include <new>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace safemap::detail {
 
 inline constexpr unsigned bucket_cnt = 8;  // slots per bucket (Go's bucketCnt)
@@ -61,21 +65,70 @@ inline constexpr bool is_empty(std::uint8_t th) noexcept {
 }
 
 // A set of slot indices [0, 8), one bit per slot, as produced by the matchers below.
+// A set of a bucket's slots, from a tophash_group match: bit stride*i + stride-1 is set
+// exactly when slot i is in the set (stride 1 with SSE2's byte compare and movemask, 8 with
+// the portable 64-bit SWAR code, which marks the high bit of each matching byte).
 class slot_mask {
  public:
-  constexpr explicit slot_mask(std::uint64_t high_bits) noexcept : bits_(high_bits) {}
-  constexpr explicit operator bool() const noexcept { return bits_ != 0; }
-  constexpr unsigned lowest() const noexcept {
-    return static_cast<unsigned>(std::countr_zero(bits_)) >> 3;
+#if defined(__SSE2__)
+  static constexpr unsigned stride_log2 = 0;
+#else
+  static constexpr unsigned stride_log2 = 3;
+#endif
+  static constexpr unsigned stride = 1u << stride_log2;
+
+  constexpr explicit slot_mask(std::uint64_t bits) noexcept : bits_(bits) {}
+  constexpr explicit operator bool() const noexcept {
+    return bits_ != 0;
   }
-  constexpr void clear_lowest() noexcept { bits_ &= bits_ - 1; }
-  constexpr bool contains(unsigned i) const noexcept { return (bits_ >> (i * 8 + 7)) & 1; }
+  constexpr unsigned lowest() const noexcept {
+    return static_cast<unsigned>(std::countr_zero(bits_)) >> stride_log2;
+  }
+  constexpr void clear_lowest() noexcept {
+    bits_ &= bits_ - 1;
+  }
+  constexpr bool contains(unsigned i) const noexcept {
+    return (bits_ >> (i * stride + stride - 1)) & 1;
+  }
 
  private:
-  std::uint64_t bits_;  // bit 8*i+7 set <=> slot i is in the set
+  std::uint64_t bits_;
 };
 
-// The tophash bytes of one bucket as a little-endian word (byte i = slot i).
+#if defined(__SSE2__)
+// A bucket's 8 tophash bytes in the low half of an SSE register: each question is a byte
+// compare and a movemask. A lookup hit costs ~5 instructions fewer than the SWAR version below
+// (cachegrind of bench/read_bench --fixed Map, the same count abseil's and Boost's probes pay
+// for a 16-byte group), and the broadcast of the tophash is hoisted out of an overflow chain.
+class tophash_group {
+ public:
+  explicit tophash_group(const std::uint8_t* tophash) noexcept
+      : v_(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(tophash))) {}
+  // Slots whose tophash equals top (top >= min_top_hash, so the zero upper half never matches).
+  slot_mask match(std::uint8_t top) const noexcept {
+    return slot_mask(bits(_mm_cmpeq_epi8(v_, _mm_set1_epi8(static_cast<char>(top)))));
+  }
+  // Empty slots (empty_one or empty_rest: the byte is 0 or 1).
+  slot_mask match_empty() const noexcept {
+    return slot_mask(bits(_mm_cmpeq_epi8(_mm_min_epu8(v_, _mm_set1_epi8(empty_one)), v_)));
+  }
+  // Full slots (tophash >= min_top_hash); valid in live buckets, where no evacuation markers are.
+  slot_mask match_full() const noexcept {
+    return slot_mask(bits(_mm_cmpeq_epi8(_mm_min_epu8(v_, _mm_set1_epi8(empty_one)), v_)) ^ 0xffu);
+  }
+  // Whether some slot is empty_rest: the chain has no entry from there on.
+  bool has_empty_rest() const noexcept {
+    return bits(_mm_cmpeq_epi8(v_, _mm_setzero_si128())) != 0;
+  }
+
+ private:
+  // The low 8 lanes: the upper half of the register is zero, not slots.
+  static std::uint64_t bits(__m128i eq) noexcept {
+    return static_cast<std::uint64_t>(_mm_movemask_epi8(eq)) & 0xffu;
+  }
+  __m128i v_;
+};
+#else
 class tophash_group {
   static constexpr std::uint64_t lsb = 0x0101010101010101ULL;
   static constexpr std::uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL;
@@ -105,13 +158,8 @@ class tophash_group {
  private:
   std::uint64_t word_;
 };
+#endif
 
-// A bucket's metadata: its 8 tophash bytes and its overflow link, 16 bytes. The metadata of an
-// array's 2^B buckets is one dense array (16 B per bucket, four buckets per cache line), apart
-// from their slots, so a probe that misses reads only metadata. Trivially
-// default-constructible on purpose: a new array's metadata is not touched when the array is
-// allocated (growth must not zero O(n) bytes on one insert); each is initialized by init()
-// just before its first use (see Map's evacuation).
 template <class Slot>
 struct overflow_bucket;
 
