@@ -183,8 +183,17 @@ inline void reclaim_sized(sized_node* n) noexcept {
 // so reading it is one thread-local load with no TLS-init call.
 inline thread_local int tls_state = 0;
 
+// True while this thread is registered (tls_state 1) and liburcu uses membarrier(): a guard
+// may then take the read side inline with compiler barriers only (read_guard). Checked once per
+// guard instead of urcu_memb_has_sys_membarrier three times (one per barrier of the lock and
+// unlock: 12 of a CowMap lookup's ~140 instructions, cachegrind of bench/read_bench --fixed).
+// liburcu-memb settles has_sys_membarrier in its library constructor, before any thread can
+// register, and never changes it.
+inline thread_local bool tls_fast_reader = false;
+
 struct registration {
   ~registration() {
+    tls_fast_reader = false;
     ::urcu_memb_unregister_thread();
     tls_state = 2;
   }
@@ -193,6 +202,7 @@ struct registration {
 SAFEMAP_NOINLINE inline void register_slow() {
   ::urcu_memb_register_thread();
   tls_state = 1;
+  tls_fast_reader = __atomic_load_n(&::urcu_memb_has_sys_membarrier, __ATOMIC_RELAXED) != 0;
   thread_local registration reg;  // unregisters at thread exit
   (void)reg;
 }
@@ -266,6 +276,33 @@ SAFEMAP_ALWAYS_INLINE void read_lock_inline() noexcept {
   }
 }
 
+// read_lock_inline / read_unlock_inline for a thread with tls_fast_reader set: liburcu uses
+// membarrier(), so the reader's barriers are compiler barriers (the same algorithm, without
+// the three loads of urcu_memb_has_sys_membarrier).
+SAFEMAP_ALWAYS_INLINE void read_lock_membarrier() noexcept {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  unsigned long* ctr = &::urcu_memb_reader.ctr;
+  const unsigned long tmp = __atomic_load_n(ctr, __ATOMIC_RELAXED);
+  if (SAFEMAP_LIKELY(!(tmp & URCU_GP_CTR_NEST_MASK))) {
+    __atomic_store_n(ctr, __atomic_load_n(&::urcu_memb_gp.ctr, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+  } else {
+    __atomic_store_n(ctr, tmp + URCU_GP_COUNT, __ATOMIC_RELAXED);
+  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+SAFEMAP_ALWAYS_INLINE void read_unlock_membarrier() noexcept {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  unsigned long* ctr = &::urcu_memb_reader.ctr;
+  const unsigned long tmp = __atomic_load_n(ctr, __ATOMIC_RELAXED);
+  __atomic_store_n(ctr, tmp - URCU_GP_COUNT, __ATOMIC_RELAXED);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (SAFEMAP_UNLIKELY((tmp & URCU_GP_CTR_NEST_MASK) == URCU_GP_COUNT &&
+                       __atomic_load_n(&::urcu_memb_gp.futex, __ATOMIC_RELAXED) == -1)) {
+    wake_up_gp();
+  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+
 // _urcu_memb_read_unlock: the outermost unlock clears the nesting count, then wakes a grace
 // period that went to sleep waiting for this reader.
 SAFEMAP_ALWAYS_INLINE void read_unlock_inline() noexcept {
@@ -282,6 +319,18 @@ SAFEMAP_ALWAYS_INLINE void read_unlock_inline() noexcept {
     __atomic_store_n(ctr, tmp - URCU_GP_COUNT, __ATOMIC_RELAXED);
   }
   std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+
+// The guard's other path: registers the thread when needed, then takes the read side with
+// the barriers liburcu chooses. Returns 2 when the guard must unregister at its end, else 1.
+SAFEMAP_NOINLINE inline unsigned char read_lock_slow() noexcept {
+  const bool unregister = ensure_registered();
+  read_lock_inline();
+  return unregister ? 2 : 1;
+}
+SAFEMAP_NOINLINE inline void read_unlock_slow(unsigned char mode) noexcept {
+  read_unlock_inline();
+  if (mode == 2) unregister_after_call();
 }
 #endif
 
@@ -402,24 +451,40 @@ class read_guard {
   // Forced inline: GCC judged these "cold" in some callers and left them as two calls per
   // read (cachegrind of CowMap/SyncMap loads, bench/read_bench.cpp --fixed), which is what the
   // inline read side exists to avoid.
-  SAFEMAP_ALWAYS_INLINE read_guard() noexcept : unregister_(detail::ensure_registered()) {
 #if !defined(SAFEMAP_RCU_OUT_OF_LINE)
-    detail::read_lock_inline();
-#else
-    ::urcu_memb_read_lock();
-#endif
+  // One thread-local test, then the read side inline with compiler barriers only, for a
+  // registered thread on a kernel with membarrier(); anything else (first use on this thread,
+  // a thread that is exiting, no membarrier) goes through read_lock_slow.
+  SAFEMAP_ALWAYS_INLINE read_guard() noexcept {
+    if (SAFEMAP_LIKELY(detail::tls_fast_reader)) {
+      mode_ = 0;
+      detail::read_lock_membarrier();
+    } else {
+      mode_ = detail::read_lock_slow();
+    }
   }
   SAFEMAP_ALWAYS_INLINE ~read_guard() {
-#if !defined(SAFEMAP_RCU_OUT_OF_LINE)
-    detail::read_unlock_inline();
+    if (SAFEMAP_LIKELY(mode_ == 0)) {
+      detail::read_unlock_membarrier();
+    } else {
+      detail::read_unlock_slow(mode_);
+    }
+  }
+
+ private:
+  unsigned char mode_;  // 0 inline, 1 slow path, 2 slow path and unregister at the end
 #else
+  read_guard() noexcept : unregister_(detail::ensure_registered()) {
+    ::urcu_memb_read_lock();
+  }
+  ~read_guard() {
     ::urcu_memb_read_unlock();
-#endif
     if (SAFEMAP_UNLIKELY(unregister_)) detail::unregister_after_call();
   }
 
  private:
   bool unregister_;
+#endif
 
  public:
 #else
