@@ -524,7 +524,7 @@ class CowMap : public detail::immutable_visitation<CowMap<K, V, Hash, Eq>, K, V>
   template <class Q>
   SAFEMAP_FLATTEN bool load_copy(const Q& key, V& out) const {
     rcu::read_guard guard;
-    const V* v = current_guarded().find(key);
+    const V* v = detail::map_access::find_unsynchronized(current_guarded(), key);
     if (v == nullptr) return false;
     out = *v;
     return true;
@@ -534,7 +534,7 @@ class CowMap : public detail::immutable_visitation<CowMap<K, V, Hash, Eq>, K, V>
   // would inline its callback's whole call tree). Caller is inside an rcu::read_guard.
   template <class Q>
   SAFEMAP_FLATTEN const V* find_guarded(const Q& key) const {
-    return current_guarded().find(key);
+    return detail::map_access::find_unsynchronized(current_guarded(), key);
   }
 
   // The current snapshot. Caller holds writer_mutex_ (so it is not retired meanwhile, and the

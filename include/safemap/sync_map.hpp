@@ -433,11 +433,12 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
     box* found = nullptr;  // the live box loaded, or nullptr once fresh is stored
     bool done = false;
     read_only* read = load_read();
-    if (entry* const* pe = read->m.find(key)) done = try_load_or_store(*pe, make, found);
+    if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key))
+      done = try_load_or_store(*pe, make, found);
     if (!done) {
       std::lock_guard lock(mu_);
       read = read_.load(std::memory_order_relaxed);
-      if (entry* const* pe = read->m.find(key)) {
+      if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key)) {
         entry* e = *pe;
         unexpunge_locked(std::move(key), e);
         try_load_or_store(e, make, found);  // cannot meet expunged: mu_ is held (E1)
@@ -479,13 +480,13 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
     rcu::read_guard guard;
     std::unique_ptr<box> fresh;
     read_only* read = load_read();
-    if (entry* const* pe = read->m.find(key)) {
+    if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key)) {
       return try_compare_and_swap(*pe, expected, desired, fresh);
     }
     if (!read->amended.load(std::memory_order_acquire)) return false;  // no such key
     std::lock_guard lock(mu_);
     read = read_.load(std::memory_order_relaxed);
-    if (entry* const* pe = read->m.find(key)) {
+    if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key)) {
       return try_compare_and_swap(*pe, expected, desired, fresh);
     }
     if (entry* const* de = dirty_.find(key)) {
@@ -525,7 +526,7 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
     for (;;) {
       read_only* read = load_read();
       entry* e = nullptr;
-      if (entry* const* pe = read->m.find(key)) {
+      if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key)) {
         e = *pe;
         if (auto result = try_compute(e, f)) return std::move(*result);
         // expunged: the key has to go back into dirty_ under mu_
@@ -538,7 +539,7 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
       {
         std::lock_guard lock(mu_);
         read = read_.load(std::memory_order_relaxed);
-        if (entry* const* pe = read->m.find(key)) {
+        if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key)) {
           e = *pe;
           unexpunge_locked(key, e);
         } else if (entry* const* de = dirty_.find(key)) {
@@ -671,7 +672,7 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
   template <class Q>
   entry* find_entry(const Q& key) const {
     read_only* read = load_read();
-    if (entry* const* pe = read->m.find(key)) return *pe;
+    if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key)) return *pe;
     if (SAFEMAP_LIKELY(!read->amended.load(std::memory_order_acquire))) return nullptr;
     return find_entry_amended(key);
   }
@@ -705,7 +706,7 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
   SAFEMAP_NOINLINE entry* find_entry_amended(const Q& key) const {
     std::lock_guard lock(mu_);
     read_only* read = read_.load(std::memory_order_relaxed);
-    if (entry* const* pe = read->m.find(key)) return *pe;
+    if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key)) return *pe;
     if (!read->amended.load(std::memory_order_relaxed)) return nullptr;
     ++read_misses_;
     entry* const* de = dirty_.find(key);
@@ -719,13 +720,15 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
   template <class Q>
   box* take(const Q& key) {
     read_only* read = load_read();
-    if (entry* const* pe = read->m.find(key)) return take_from(*pe);
+    if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key))
+      return take_from(*pe);
     if (!read->amended.load(std::memory_order_acquire)) return nullptr;
     box* old = nullptr;
     {
       std::lock_guard lock(mu_);
       read = read_.load(std::memory_order_relaxed);
-      if (entry* const* pe = read->m.find(key)) return take_from(*pe);
+      if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key))
+        return take_from(*pe);
       if (!read->amended.load(std::memory_order_relaxed)) return nullptr;
       if (entry* const* de = dirty_.find(key)) {
         // A dirty-only key: its entry was never in a read map (D2), so removing it from
@@ -758,11 +761,12 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
     box* old = nullptr;
     bool done = false;
     read_only* read = load_read();
-    if (entry* const* pe = read->m.find(key)) done = (*pe)->try_swap(fresh.get(), old);
+    if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key))
+      done = (*pe)->try_swap(fresh.get(), old);
     if (!done) {
       std::lock_guard lock(mu_);
       read = read_.load(std::memory_order_relaxed);
-      if (entry* const* pe = read->m.find(key)) {
+      if (entry* const* pe = detail::map_access::find_unsynchronized(read->m, key)) {
         entry* e = *pe;
         unexpunge_locked(std::move(key), e);
         old = e->p.exchange(fresh.get(), std::memory_order_acq_rel);  // not expunged (E1)
