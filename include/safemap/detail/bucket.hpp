@@ -39,7 +39,7 @@
 #include <cstring>
 #include <new>
 
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(SAFEMAP_PORTABLE_GROUPS)
 #include <emmintrin.h>
 #endif
 
@@ -70,7 +70,7 @@ inline constexpr bool is_empty(std::uint8_t th) noexcept {
 // the portable 64-bit SWAR code, which marks the high bit of each matching byte).
 class slot_mask {
  public:
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(SAFEMAP_PORTABLE_GROUPS)
   static constexpr unsigned stride_log2 = 0;
 #else
   static constexpr unsigned stride_log2 = 3;
@@ -95,7 +95,7 @@ class slot_mask {
   std::uint64_t bits_;
 };
 
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(SAFEMAP_PORTABLE_GROUPS)
 // A bucket's 8 tophash bytes in the low half of an SSE register: each question is a byte
 // compare and a movemask. A lookup hit costs ~5 instructions fewer than the SWAR version below
 // (cachegrind of bench/read_bench --fixed Map, the same count abseil's and Boost's probes pay

@@ -1,0 +1,95 @@
+// The tophash group questions every probe asks (detail/bucket.hpp), against a byte-by-byte
+// reference: the SSE2 version (x86) and the portable SWAR version must answer exactly what the
+// definitions say, for every slot, including the evacuation markers and the values next to the
+// boundaries (0, 1, 4, 5, 255), where a borrow or a signed compare would go wrong.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdint>
+#include <random>
+
+#include "safemap/detail/bucket.hpp"
+
+namespace safemap_test {
+namespace {
+
+using safemap::detail::bucket_cnt;
+using safemap::detail::slot_mask;
+using safemap::detail::tophash_group;
+
+using group_bytes = std::array<std::uint8_t, bucket_cnt>;
+
+// The slots of a mask, as a bit per slot.
+unsigned slots_of(slot_mask m) {
+  unsigned bits = 0;
+  for (; m; m.clear_lowest()) bits |= 1u << m.lowest();
+  return bits;
+}
+unsigned slots_by_contains(slot_mask m) {
+  unsigned bits = 0;
+  for (unsigned i = 0; i < bucket_cnt; ++i) bits |= m.contains(i) ? 1u << i : 0u;
+  return bits;
+}
+
+template <class Pred>
+unsigned reference(const group_bytes& g, Pred pred) {
+  unsigned bits = 0;
+  for (unsigned i = 0; i < bucket_cnt; ++i) bits |= pred(g[i]) ? 1u << i : 0u;
+  return bits;
+}
+
+void check_group(const group_bytes& g) {
+  const tophash_group t(g.data());
+  SCOPED_TRACE(::testing::PrintToString(g));
+  for (const unsigned top : {5u, 6u, 0x7fu, 0x80u, 0xfeu, 0xffu, unsigned{g[3]}, unsigned{g[7]}}) {
+    if (top < safemap::detail::min_top_hash) continue;  // probes only ask for real tophashes
+    const auto want = reference(g, [&](std::uint8_t b) { return b == top; });
+    EXPECT_EQ(slots_of(t.match(static_cast<std::uint8_t>(top))), want) << "top " << top;
+    EXPECT_EQ(slots_by_contains(t.match(static_cast<std::uint8_t>(top))), want) << "top " << top;
+  }
+  EXPECT_EQ(slots_of(t.match_empty()), reference(g, [](std::uint8_t b) { return b <= 1; }));
+  EXPECT_EQ(slots_of(t.match_full()), reference(g, [](std::uint8_t b) { return b > 1; }));
+  EXPECT_EQ(t.has_empty_rest(), reference(g, [](std::uint8_t b) { return b == 0; }) != 0);
+}
+
+TEST(TophashGroup, EveryQuestionAgreesWithTheByteByByteDefinition) {
+  std::mt19937_64 rng(20261206);
+  // Mostly the values that matter (markers 0-4, the first tophash 5, the top of the range),
+  // sometimes any byte.
+  const std::uint8_t interesting[] = {0, 1, 2, 3, 4, 5, 6, 0x7f, 0x80, 0x81, 0xfe, 0xff};
+  for (int n = 0; n < 20000; ++n) {
+    group_bytes g;
+    for (auto& b : g) {
+      b = (rng() & 3) != 0 ? interesting[rng() % std::size(interesting)]
+                           : static_cast<std::uint8_t>(rng());
+    }
+    check_group(g);
+    if (HasFailure()) return;  // one counterexample is enough
+  }
+}
+
+TEST(TophashGroup, UniformGroupsOfEachByteValue) {
+  for (unsigned v = 0; v < 256; ++v) {
+    group_bytes g;
+    g.fill(static_cast<std::uint8_t>(v));
+    check_group(g);
+    g[static_cast<std::size_t>(v % bucket_cnt)] = static_cast<std::uint8_t>(255 - v);
+    check_group(g);
+  }
+}
+
+TEST(TophashGroup, LowestWalksMatchesInSlotOrder) {
+  const group_bytes g = {9, 0, 9, 1, 9, 9, 3, 9};
+  tophash_group t(g.data());
+  slot_mask m = t.match(9);
+  const unsigned expected[] = {0, 2, 4, 5, 7};
+  for (const unsigned want : expected) {
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m.lowest(), want);
+    m.clear_lowest();
+  }
+  EXPECT_FALSE(m);
+}
+
+}  // namespace
+}  // namespace safemap_test
