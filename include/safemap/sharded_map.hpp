@@ -166,8 +166,7 @@ class ShardedMap {
   // next 128).
   using shard = detail::shard<K, V, Hash, Eq>;
   static_assert(alignof(shard) == 128, "shards must not share an adjacent-line prefetch pair");
-  using read_lock = detail::rw_guard<false>;
-  using write_lock = detail::rw_guard<true>;
+  using read_lock = typename shard::read_guard;
 
  public:
   // A default shard count from the number of hardware threads (see default_shard_count).
@@ -259,18 +258,9 @@ class ShardedMap {
   // held for the whole call: a point-in-time view.
   template <class F>
   void read_view(F&& f) const {
-    auto walk = [this](auto&& g) {
-      for (size_type i = 0; i < nshards_; ++i) {
-        shards_[i].map.for_each([&g](const K& k, const V& v) { g(k, v); });
-      }
-    };
-    if (all_shards_held_by_this_thread()) {
-      f(walk);
-      return;
-    }
-    detail::shard_locks<const shard, false> locks(shards_.get(), nshards_);
-    all_shards_scope mark(*this);
-    f(walk);
+    detail::read_view(
+        shards_.get(), nshards_, all_shards_held_by_this_thread(),
+        [this] { return all_shards_scope(*this); }, f);
   }
 
   // Entries, exact when no write is in flight.
@@ -353,16 +343,16 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   void store(K key, V value) {
     shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    s.store_locked(std::move(key), std::move(value));
+    s.store(std::move(key), std::move(value));
   }
 
   // The existing value and true, or value and false after storing it.
-  // Concurrency: the key's shard, exclusive lock.
+  // Concurrency: the key's shard: its shared lock to look (a hit ends there); on a miss its
+  // exclusive lock, under which the key is looked up again
+  // (detail::shard::load_or_store_reads_first).
   std::pair<V, bool> load_or_store(K key, V value) {
     shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.load_or_store_locked(std::move(key), std::move(value));
+    return s.load_or_store(std::move(key), std::move(value));
   }
 
   // Removes key; the removed value, or nullopt if it was absent.
@@ -385,8 +375,7 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   std::optional<V> swap(K key, V value) {
     shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.swap_locked(std::move(key), std::move(value));
+    return s.swap(std::move(key), std::move(value));
   }
 
   // Replaces the value with desired only if key is present and its value == expected.
@@ -417,9 +406,7 @@ class ShardedMap {
   template <class F>
   std::optional<V> compute(const K& key, F f) {
     shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.compute_locked(key, f,
-                            [&] { return callback_scope(*this, s, held_locks::mode::exclusive); });
+    return s.compute(key, f, marks(s));
   }
 
   // Removes every entry, one shard after another (each shard atomically; a concurrent store
@@ -427,11 +414,7 @@ class ShardedMap {
   // Concurrency: each shard's exclusive lock in turn.
   void clear() {
     write_check();
-    for (size_type i = 0; i < nshards_; ++i) {
-      shard& s = shards_[i];
-      write_lock lock(s.lock);
-      s.clear_locked();
-    }
+    for (size_type i = 0; i < nshards_; ++i) shards_[i].clear();
   }
 
   // Stores every entry of `entries` (overwriting existing keys) as one batch: readers see all
@@ -555,16 +538,7 @@ class ShardedMap {
   size_type visit_all(F f) {
     write_check();
     size_type n = 0;
-    for (size_type i = 0; i < nshards_; ++i) {
-      shard& s = shards_[i];
-      write_lock lock(s.lock);
-      detail::publish_on_exit<shard> publish(s, !s.map.empty());
-      callback_scope mark(*this, s, held_locks::mode::exclusive);
-      s.map.for_each([&](const K& k, V& v) {
-        f(k, v);
-        ++n;
-      });
-    }
+    for (size_type i = 0; i < nshards_; ++i) n += shards_[i].visit_all(f, marks(shards_[i]));
     return n;
   }
 
@@ -573,23 +547,14 @@ class ShardedMap {
   // entries: consistent per shard, not across shards. Allocates nothing.
   template <class F>
   size_type visit_all(F f) const {
+    // held: inside read_view, or a one-shard map's callback
+    const bool held = all_shards_held_by_this_thread();
     size_type n = 0;
-    auto walk = [&](const shard& s) {
-      s.map.for_each([&](const K& k, const V& v) {
-        f(k, v);
-        ++n;
-      });
+    auto count = [&](const K& k, const V& v) {
+      f(k, v);
+      ++n;
     };
-    if (all_shards_held_by_this_thread()) {  // inside read_view, or a one-shard map's callback
-      for (size_type i = 0; i < nshards_; ++i) walk(shards_[i]);
-      return n;
-    }
-    for (size_type i = 0; i < nshards_; ++i) {
-      const shard& s = shards_[i];
-      read_lock lock(s.lock);
-      callback_scope mark(*this, s, held_locks::mode::shared);
-      walk(s);
-    }
+    for (size_type i = 0; i < nshards_; ++i) shards_[i].for_each(count, held, marks(shards_[i]));
     return n;
   }
   // visit_all with f(const K&, const V&) on any map, const or not.
@@ -606,15 +571,7 @@ class ShardedMap {
   size_type erase_if(Pred pred) {
     write_check();
     size_type n = 0;
-    for (size_type i = 0; i < nshards_; ++i) {
-      shard& s = shards_[i];
-      write_lock lock(s.lock);
-      detail::publish_on_exit<shard> publish(s, false);
-      callback_scope mark(*this, s, held_locks::mode::exclusive);
-      n += detail::map_erase_if(s.map, [&](const auto& e) {
-        return static_cast<bool>(pred(e.first, static_cast<const V&>(e.second)));
-      });
-    }
+    for (size_type i = 0; i < nshards_; ++i) n += shards_[i].erase_if(pred, marks(shards_[i]));
     return n;
   }
 
@@ -624,8 +581,8 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   template <class F>
   bool insert_or_visit(K key, V value, F f) {
-    auto build = [&](auto&& make) -> decltype(auto) { return make(std::move(value)); };
-    return emplace_or_visit_impl(std::move(key), build, f);
+    shard& s = shard_for_write(key);
+    return s.insert_or_visit(std::move(key), std::move(value), f, marks(s));
   }
 
   // emplace_or_visit(key, args..., f): as insert_or_visit, with the value constructed from
@@ -633,9 +590,8 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   template <class... ArgsThenF>
   bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
-    return detail::split_emplace_args(
-        [&](auto& build, auto& f) { return emplace_or_visit_impl(std::move(key), build, f); },
-        std::forward<ArgsThenF>(args_then_f)...);
+    shard& s = shard_for_write(key);
+    return s.emplace_or_visit(std::move(key), marks(s), std::forward<ArgsThenF>(args_then_f)...);
   }
 
  private:
@@ -650,31 +606,9 @@ class ShardedMap {
   template <class Q, class F>
   bool visit_mutable_impl(const Q& key, F& f) {
     shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    V* v = s.map.find(key);
-    if (v == nullptr) return false;
-    detail::publish_on_exit<shard> publish(s, true);
-    callback_scope mark(*this, s, held_locks::mode::exclusive);
-    f(*v);
-    return true;
+    return s.visit_mutable(key, f, marks(s));
   }
 
-  template <class Build, class F>
-  bool emplace_or_visit_impl(K&& key, Build& build, F& f) {
-    shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    auto [stored, inserted] = build([&](auto&&... args) {
-      return s.map.try_emplace(std::move(key), std::forward<decltype(args)>(args)...);
-    });
-    if (inserted) {
-      s.changed_locked();
-      return true;
-    }
-    detail::publish_on_exit<shard> publish(s, true);
-    callback_scope mark(*this, s, held_locks::mode::exclusive);
-    f(*stored);
-    return false;
-  }
   // === end of visitation, bulk erase and moves ==================================================
 
  private:
@@ -702,6 +636,11 @@ class ShardedMap {
     held_locks::scope all_;
   };
   const void* all_shards_key() const noexcept { return &shards_; }
+
+  // The marks of a callback on shard s, handed to the core (callback_scope in mode m).
+  auto marks(const shard& s) const noexcept {
+    return [this, &s](held_locks::mode m) { return callback_scope(*this, s, m); };
+  }
 
   // The per-thread buffer range() copies a shard into. One vector per thread and map type,
   // reused by every range of this type on the thread and emptied after each shard (so it
@@ -820,61 +759,39 @@ class ShardedMap {
   template <class Q>
   std::optional<V> load_impl(const Q& key) const {
     auto [s, held] = shard_for_read(key);
-    read_lock lock(s->lock, std::defer_lock);
-    if (!held) lock.lock();
-    return s->load_locked(key);
+    return s->load(key, held);
   }
 
   template <class Q>
   bool contains_impl(const Q& key) const {
     auto [s, held] = shard_for_read(key);
-    read_lock lock(s->lock, std::defer_lock);
-    if (!held) lock.lock();
-    return s->map.contains(key);
+    return s->contains(key, held);
   }
 
   template <class Q, class F>
   bool visit_impl(const Q& key, F& f) const {
     auto [s, held] = shard_for_read(key);
-    read_lock lock(s->lock, std::defer_lock);
-    if (!held) lock.lock();
-    const V* v = s->map.find(key);
-    if (v == nullptr) return false;
-    if (held) {
-      f(*v);  // the outer callback's marks stay in force
-    } else {
-      callback_scope mark(*this, *s, held_locks::mode::shared);
-      f(*v);
-    }
-    return true;
+    return s->visit(key, f, held, marks(*s));
   }
 
   template <class Q>
   std::optional<V> load_and_delete_impl(const Q& key) {
-    shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.load_and_delete_locked(key);
+    return shard_for_write(key).load_and_delete(key);
   }
 
   template <class Q>
   bool erase_impl(const Q& key) {
-    shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.erase_locked(key);
+    return shard_for_write(key).erase(key);
   }
 
   template <class Q>
   bool compare_and_swap_impl(const Q& key, const V& expected, V& desired) {
-    shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.compare_and_swap_locked(key, expected, desired);
+    return shard_for_write(key).compare_and_swap(key, expected, desired);
   }
 
   template <class Q>
   bool compare_and_delete_impl(const Q& key, const V& expected) {
-    shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.compare_and_delete_locked(key, expected);
+    return shard_for_write(key).compare_and_delete(key, expected);
   }
 
   size_type nshards_;                  // a power of two in [1, detail::max_shards]
