@@ -36,8 +36,9 @@
 //    buffer under that shard's shared lock, the lock is released, then the callback runs on
 //    the copies; so a range sees each key at most once and every shard at one instant, but
 //    two shards at different instants. The callback holds no lock: it may call any method of
-//    this map, writes included. The copies go to a per-thread buffer kept across calls, so a
-//    range allocates nothing once that buffer has grown to the largest shard.
+//    this map, writes included. A shard of up to 4 KiB of entries is copied to range's
+//    stack; a larger one to a per-thread buffer kept across calls, so a range allocates
+//    nothing once that buffer has grown to the largest shard (range_buffer).
 //  - read_view(): point in time (every shard's shared lock, in index order); its callback may
 //    read this map (no relock) and its writes are reported, the rule LockedMap has.
 //  - size(), version(): the sum of per-shard atomics, read without locks. Exact when no write
@@ -81,8 +82,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -228,9 +231,10 @@ class ShardedMap {
 
   // Calls f(const K&, const V&) for every entry; f may return bool, false stops. Consistent
   // per shard: each shard is copied at one instant (under its shared lock), then f runs on
-  // the copy with no lock held, so f may call any method of this map, writes included. The
-  // copy goes to a buffer this thread keeps from call to call (emptied after each), so a
-  // range allocates only while that buffer grows to the largest shard (range_buffer).
+  // the copy with no lock held, so f may call any method of this map, writes included. A
+  // shard of up to 4 KiB of entries is copied to the stack (no allocation); a larger one to a
+  // buffer this thread keeps from call to call (emptied after each), so a range allocates
+  // only while that buffer grows to the largest shard (range_buffer).
   // Concurrency: one shard's shared lock at a time, only while copying that shard.
   template <class F>
   void range(F f) const {
@@ -642,18 +646,25 @@ class ShardedMap {
     return [this, &s](held_locks::mode m) { return callback_scope(*this, s, m); };
   }
 
-  // The per-thread buffer range() copies a shard into. One vector per thread and map type,
-  // reused by every range of this type on the thread and emptied after each shard (so it
-  // keeps no values alive, only capacity); a range started from inside a range callback uses
-  // a vector of its own. Capacity past keep_capacity entries is given back.
+  // The buffer range() copies one shard into. A shard whose entries fit in inline_bytes
+  // (4 KiB: 256 entries of two 8-byte words, so the bench's 1024-key range over 8 or more
+  // shards) is copied into storage inside this object, on range's stack: no allocation at all,
+  // on any thread, from the first call (issue 10: no heap allocation per range). A larger
+  // shard goes to a vector per thread and map type, reused by every range of this type on the
+  // thread and emptied after each shard (so it keeps no values alive, only capacity), so such
+  // a range allocates only while that vector grows to the largest shard; capacity past
+  // keep_capacity entries is given back. A range started from inside a range callback uses a
+  // vector of its own.
   class range_buffer {
    public:
     using entry = std::pair<K, V>;
     static constexpr std::size_t keep_capacity = 4096;
+    static constexpr std::size_t inline_bytes = 4096;
+    static constexpr std::size_t inline_capacity = inline_bytes / sizeof(entry);
 
-    range_buffer() : v_(claim()) {}
+    range_buffer() = default;
     ~range_buffer() {
-      v_->clear();
+      clear();
       if (v_ == &cache().v) {
         if (v_->capacity() > keep_capacity) std::vector<entry>().swap(*v_);
         cache().busy = false;
@@ -662,12 +673,32 @@ class ShardedMap {
     range_buffer(const range_buffer&) = delete;
     range_buffer& operator=(const range_buffer&) = delete;
 
+    // Precondition: empty (clear() after the previous fill). Called under the shard's lock,
+    // so m.size() is exact.
     void fill(const map_type& m) {
-      v_->reserve(m.size());
-      m.for_each([&](const K& k, const V& v) { v_->emplace_back(k, v); });
+      if (m.size() <= inline_capacity) {
+        entry* slots = inline_entries();
+        m.for_each([&](const K& k, const V& v) {
+          ::new (static_cast<void*>(slots + inline_size_)) entry(k, v);
+          ++inline_size_;  // after the construction: a throw leaves only whole entries
+        });
+        data_ = slots;
+        size_ = inline_size_;
+        return;
+      }
+      std::vector<entry>& v = vector();
+      v.reserve(m.size());
+      m.for_each([&](const K& k, const V& x) { v.emplace_back(k, x); });
+      data_ = v.data();
+      size_ = v.size();
     }
-    const std::vector<entry>& entries() const noexcept { return *v_; }
-    void clear() noexcept { v_->clear(); }
+    std::span<const entry> entries() const noexcept { return {data_, size_}; }
+    void clear() noexcept {
+      std::destroy_n(inline_entries(), inline_size_);
+      inline_size_ = 0;
+      if (v_ != nullptr) v_->clear();
+      size_ = 0;
+    }
 
    private:
     struct per_thread {
@@ -678,15 +709,28 @@ class ShardedMap {
       thread_local per_thread c;
       return c;
     }
-    std::vector<entry>* claim() {
-      per_thread& c = cache();
-      if (c.busy) return &own_;  // nested range: the thread's buffer is in use
-      c.busy = true;
-      return &c.v;
+    // The thread's vector, claimed on first use; a vector of our own when it is in use (a
+    // range nested in a range callback).
+    std::vector<entry>& vector() {
+      if (v_ == nullptr) {
+        per_thread& c = cache();
+        if (c.busy) {
+          v_ = &own_;
+        } else {
+          c.busy = true;
+          v_ = &c.v;
+        }
+      }
+      return *v_;
     }
+    entry* inline_entries() noexcept { return std::launder(reinterpret_cast<entry*>(storage_)); }
 
+    alignas(entry) std::byte storage_[std::max<std::size_t>(inline_capacity, 1) * sizeof(entry)];
+    std::size_t inline_size_ = 0;  // entries constructed in storage_
+    const entry* data_ = nullptr;  // the last fill's entries
+    std::size_t size_ = 0;
     std::vector<entry> own_;
-    std::vector<entry>* v_;
+    std::vector<entry>* v_ = nullptr;  // the vector in use, once a shard did not fit inline
   };
 
   template <class Q>

@@ -9,9 +9,11 @@
 #include <atomic>
 #include <bit>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <latch>
 #include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -26,6 +28,26 @@
 #include "support/lock_suite.hpp"
 #include "support/misuse_guard.hpp"
 #include "support/mutable_visit_suite.hpp"
+
+// ---- this binary's operator new and delete: malloc and free, counting the calling thread's
+// allocations (tls_allocations), so other threads (gtest, a watchdog) cannot disturb a
+// measurement. noinline: inlined into a caller, GCC would pair the malloc with a delete's
+// free across the call and warn (-Wmismatched-new-delete) about a pairing that is right.
+namespace {
+thread_local long tls_allocations = 0;
+}  // namespace
+
+[[gnu::noinline]] void* operator new(std::size_t n) {
+  ++tls_allocations;
+  void* const p = std::malloc(std::max<std::size_t>(n, 1));
+  return p != nullptr ? p : throw std::bad_alloc();
+}
+[[gnu::noinline]] void operator delete(void* p) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
+  operator delete(p);
+}
 
 namespace {
 
@@ -300,6 +322,76 @@ TEST(ShardedMapConcurrency, SnapshotIsPointInTimeAcrossShardsWhileWritersSweep) 
 TEST(ShardedMapConcurrency, RangeIsPointInTimeWithASingleShard) {
   lk::snapshots_are_point_in_time<ShardedMap<int, long>>(make_sharded<1>,
                                                          /*range_point_in_time=*/true);
+}
+
+// --- range without heap allocations (issue 10 item 3) -------------------------------------------
+
+// Allocations made by fn on a thread of its own (so no per-thread buffer exists yet).
+template <class Fn>
+long allocations_on_a_fresh_thread(Fn fn) {
+  long n = -1;
+  std::thread([&] {
+    const long before = tls_allocations;
+    fn();
+    n = tls_allocations - before;
+  }).join();
+  return n;
+}
+
+// The bench's range workload: 1024 keys over 8 shards (~128 per shard, 2 KiB of entries)
+// fit in range's stack buffer, so even the first range of a thread allocates nothing (before,
+// the first range of each thread grew its per-thread vector: 3 allocations, measured).
+TEST(ShardedMapRange, RangeOfSmallShardsAllocatesNothingEvenOnAFreshThread) {
+  ShardedMap<std::uint64_t, std::uint64_t> m(8);
+  for (std::uint64_t k = 0; k < 1024; ++k) m.store(k, k * 3);
+  ASSERT_LE(m.stats().max_shard_size, 256u) << "the shards must fit the 4 KiB stack buffer";
+  std::uint64_t sum = 0;
+  std::size_t seen = 0;
+  EXPECT_EQ(allocations_on_a_fresh_thread([&] {
+              m.range([&](const std::uint64_t& k, const std::uint64_t& v) {
+                EXPECT_EQ(v, k * 3);
+                sum += v;
+                ++seen;
+              });
+            }),
+            0);
+  EXPECT_EQ(seen, 1024u);
+  EXPECT_EQ(sum, 3u * (1023u * 1024u / 2));
+}
+
+// A shard too large for the stack buffer goes to the thread's vector: the first range grows
+// it, later ones (and a nested range, with a vector of its own after its first use) reuse.
+TEST(ShardedMapRange, RangeOfLargeShardsAllocatesOnlyWhileTheThreadsBufferGrows) {
+  ShardedMap<std::uint64_t, std::uint64_t> m(2);
+  for (std::uint64_t k = 0; k < 3000; ++k) m.store(k, k);  // ~1500 per shard, under 4096
+  std::size_t seen = 0;
+  const long allocations = allocations_on_a_fresh_thread([&] {
+    for (int round = 0; round < 5; ++round) {
+      m.range([&](const std::uint64_t&, const std::uint64_t&) { ++seen; });
+    }
+  });
+  EXPECT_EQ(seen, 5u * 3000u);
+  EXPECT_GE(allocations, 1) << "the first range grows the thread's buffer";
+  EXPECT_LE(allocations, 2) << "one buffer, grown at most once per shard, then reused";
+}
+
+TEST(ShardedMapRange, ACallbackThatThrowsLeavesNoCopyBehind) {
+  struct tag {};
+  using value = safemap_test::counted<tag>;
+  auto& c = value::counters();
+  c.reset();
+  {
+    ShardedMap<int, value> m(4);
+    for (int i = 0; i < 40; ++i) m.store(i, value(i));
+    int calls = 0;
+    EXPECT_THROW(m.range([&](const int&, const value&) {
+      if (++calls == 5) throw std::runtime_error("stop");
+    }),
+                 std::runtime_error);
+    EXPECT_EQ(c.live.load(), 40) << "the copies of the shard being walked were destroyed";
+  }
+  EXPECT_EQ(c.live.load(), 0);
+  EXPECT_EQ(c.bad_destroys.load(), 0);
 }
 
 TEST(ShardedMapConcurrency, RangeDuringWritesSeesEachKeyOnceAndOnlyStoredValues) {
