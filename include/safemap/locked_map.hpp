@@ -28,8 +28,10 @@
 // recursive: a thread that already holds it and asks again would wait for itself; hence the
 // re-entrancy rules below. It counts acquisitions that had to wait (stats().contended_acquisitions)
 // only on the contended path. The lock, the counters and the Map are one detail::shard, the same
-// core ShardedMap has many of: the write bodies and the all-or-nothing merge are written once,
-// there.
+// core ShardedMap has many of: every per-key call, visit_all, erase_if, the all-or-nothing merge
+// and read_view are written once, there; this class adds the re-entrancy checks and marks and
+// the whole-map calls. load_or_store looks under the shared lock first and takes the exclusive
+// lock only on a miss (detail::shard::load_or_store_reads_first).
 //
 // # Consistency
 // Every call is linearizable: it takes effect at one instant while the lock is held. range()
@@ -109,8 +111,7 @@ class LockedMap {
  private:
   using held_locks = detail::held_locks;
   using core_type = detail::shard<K, V, Hash, Eq>;
-  using read_lock = detail::rw_guard<false>;
-  using write_lock = detail::rw_guard<true>;
+  using read_lock = typename core_type::read_guard;
 
  public:
   // Concurrency: construction and destruction are not concurrent with any other call.
@@ -158,10 +159,8 @@ class LockedMap {
   // Concurrency: the whole walk runs under the shared lock (writers wait until it ends).
   template <class F>
   void range(F f) const {
-    with_callback_lock([&] {
-      core_.map.for_each(
-          [&](const K& k, const V& v) { return detail::invoke_range_callback(f, k, v); });
-    });
+    core_.for_each([&](const K& k, const V& v) { return detail::invoke_range_callback(f, k, v); },
+                   held_by_this_thread(), marks());
   }
 
   // The consistent view json.hpp serializes without copying: calls f(walk), where walk(g)
@@ -171,9 +170,9 @@ class LockedMap {
   // Concurrency: the shared lock is held for the whole call (point-in-time).
   template <class F>
   void read_view(F&& f) const {
-    with_callback_lock([&] {
-      f([this](auto&& g) { core_.map.for_each([&g](const K& k, const V& v) { g(k, v); }); });
-    });
+    detail::read_view(
+        &core_, 1, held_by_this_thread(),
+        [this] { return held_locks::scope(&core_.lock, held_locks::mode::shared); }, f);
   }
 
   // Entries, exact when no write is in flight.
@@ -211,15 +210,16 @@ class LockedMap {
   // Inserts or overwrites.
   // Concurrency: exclusive lock.
   void store(K key, V value) {
-    write_lock lock = lock_for_write();
-    core_.store_locked(std::move(key), std::move(value));
+    write_check();
+    core_.store(std::move(key), std::move(value));
   }
 
   // The existing value and true, or value and false after storing it.
-  // Concurrency: exclusive lock.
+  // Concurrency: the shared lock to look (a hit ends there); on a miss the exclusive lock,
+  // under which the key is looked up again (detail::shard::load_or_store_reads_first).
   std::pair<V, bool> load_or_store(K key, V value) {
-    write_lock lock = lock_for_write();
-    return core_.load_or_store_locked(std::move(key), std::move(value));
+    write_check();
+    return core_.load_or_store(std::move(key), std::move(value));
   }
 
   // Removes key; the removed value, or nullopt if it was absent.
@@ -241,8 +241,8 @@ class LockedMap {
   // Stores value; returns the previous value, if any.
   // Concurrency: exclusive lock.
   std::optional<V> swap(K key, V value) {
-    write_lock lock = lock_for_write();
-    return core_.swap_locked(std::move(key), std::move(value));
+    write_check();
+    return core_.swap(std::move(key), std::move(value));
   }
 
   // Replaces the value with desired only if key is present and its value == expected.
@@ -272,16 +272,15 @@ class LockedMap {
   // Concurrency: f runs under the exclusive lock; all other calls wait.
   template <class F>
   std::optional<V> compute(const K& key, F f) {
-    write_lock lock = lock_for_write();
-    return core_.compute_locked(
-        key, f, [this] { return held_locks::scope(&core_.lock, held_locks::mode::exclusive); });
+    write_check();
+    return core_.compute(key, f, marks());
   }
 
   // Removes every entry (and draws a new hash seed, as Map::clear does).
   // Concurrency: exclusive lock.
   void clear() {
-    write_lock lock = lock_for_write();
-    core_.clear_locked();
+    write_check();
+    core_.clear();
   }
 
   // Stores every entry of `entries` (overwriting existing keys) as one batch: readers see all
@@ -290,10 +289,8 @@ class LockedMap {
   // Cost: O(entries) when those cannot throw, else O(size + entries) (detail/shard.hpp).
   // Concurrency: one exclusive lock for the whole batch.
   void merge(map_type&& entries) {
-    write_lock lock = lock_for_write();
-    if (entries.empty()) return;
-    core_.merge_locked([&](auto&& g) { entries.for_each(g); });
-    core_.changed_locked();
+    write_check();
+    core_.merge(std::move(entries));
   }
 
   // === Visitation, bulk erase and moves (Boost.Unordered's concurrent_flat_map habits) ========
@@ -351,15 +348,8 @@ class LockedMap {
   // Concurrency: one exclusive lock for the whole walk (point-in-time; all other calls wait).
   template <class F>
   size_type visit_all(F f) {
-    write_lock lock = lock_for_write();
-    detail::publish_on_exit<core_type> publish(core_, !core_.map.empty());
-    held_locks::scope mark(&core_.lock, held_locks::mode::exclusive);
-    size_type n = 0;
-    core_.map.for_each([&](const K& k, V& v) {
-      f(k, v);
-      ++n;
-    });
-    return n;
+    write_check();
+    return core_.visit_all(f, marks());
   }
 
   // Calls f(const K&, const V&) on every entry, in place; returns how many. f's rules are
@@ -368,12 +358,12 @@ class LockedMap {
   template <class F>
   size_type visit_all(F f) const {
     size_type n = 0;
-    with_callback_lock([&] {
-      core_.map.for_each([&](const K& k, const V& v) {
-        f(k, v);
-        ++n;
-      });
-    });
+    core_.for_each(
+        [&](const K& k, const V& v) {
+          f(k, v);
+          ++n;
+        },
+        held_by_this_thread(), marks());
     return n;
   }
   // visit_all with f(const K&, const V&) on any map, const or not.
@@ -389,12 +379,8 @@ class LockedMap {
   // Concurrency: one exclusive lock for the whole walk.
   template <class Pred>
   size_type erase_if(Pred pred) {
-    write_lock lock = lock_for_write();
-    detail::publish_on_exit<core_type> publish(core_, false);
-    held_locks::scope mark(&core_.lock, held_locks::mode::exclusive);
-    return detail::map_erase_if(core_.map, [&](const auto& e) {
-      return static_cast<bool>(pred(e.first, static_cast<const V&>(e.second)));
-    });
+    write_check();
+    return core_.erase_if(pred, marks());
   }
 
   // Inserts (key, value) if key is absent and returns true; otherwise calls f(V&) on the
@@ -403,8 +389,8 @@ class LockedMap {
   // Concurrency: exclusive lock.
   template <class F>
   bool insert_or_visit(K key, V value, F f) {
-    auto build = [&](auto&& make) -> decltype(auto) { return make(std::move(value)); };
-    return emplace_or_visit_impl(std::move(key), build, f);
+    write_check();
+    return core_.insert_or_visit(std::move(key), std::move(value), f, marks());
   }
 
   // emplace_or_visit(key, args..., f): as insert_or_visit, with the value constructed from
@@ -412,9 +398,8 @@ class LockedMap {
   // Concurrency: exclusive lock.
   template <class... ArgsThenF>
   bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
-    return detail::split_emplace_args(
-        [&](auto& build, auto& f) { return emplace_or_visit_impl(std::move(key), build, f); },
-        std::forward<ArgsThenF>(args_then_f)...);
+    write_check();
+    return core_.emplace_or_visit(std::move(key), marks(), std::forward<ArgsThenF>(args_then_f)...);
   }
 
  private:
@@ -430,30 +415,10 @@ class LockedMap {
 
   template <class Q, class F>
   bool visit_mutable_impl(const Q& key, F& f) {
-    write_lock lock = lock_for_write();
-    V* v = core_.map.find(key);
-    if (v == nullptr) return false;
-    detail::publish_on_exit<core_type> publish(core_, true);
-    held_locks::scope mark(&core_.lock, held_locks::mode::exclusive);
-    f(*v);
-    return true;
+    write_check();
+    return core_.visit_mutable(key, f, marks());
   }
 
-  template <class Build, class F>
-  bool emplace_or_visit_impl(K&& key, Build& build, F& f) {
-    write_lock lock = lock_for_write();
-    auto [stored, inserted] = build([&](auto&&... args) {
-      return core_.map.try_emplace(std::move(key), std::forward<decltype(args)>(args)...);
-    });
-    if (inserted) {
-      core_.changed_locked();
-      return true;
-    }
-    detail::publish_on_exit<core_type> publish(core_, true);
-    held_locks::scope mark(&core_.lock, held_locks::mode::exclusive);
-    f(*stored);
-    return false;
-  }
   // === end of visitation, bulk erase and moves ==================================================
 
  private:
@@ -471,71 +436,53 @@ class LockedMap {
     return fn();
   }
 
-  // Runs fn, which calls user code, under the shared lock with the lock marked held (reads from
-  // the callback do not relock, writes are reported); directly when a callback of ours already
-  // holds the lock and marks it.
-  template <class Fn>
-  void with_callback_lock(Fn&& fn) const {
-    if (SAFEMAP_UNLIKELY(held_by_this_thread())) return fn();
-    read_lock lock(core_.lock);
-    held_locks::scope mark(&core_.lock, held_locks::mode::shared);
-    fn();
+  // The marks of a callback of this map, handed to the core: the lock, held in mode m.
+  auto marks() const noexcept {
+    return [this](held_locks::mode m) { return held_locks::scope(&core_.lock, m); };
   }
 
-  // The exclusive lock; a write from inside one of our callbacks is reported instead.
-  write_lock lock_for_write() {
+  // A write from inside one of our callbacks is reported (it would wait for this thread).
+  void write_check() const {
     if (SAFEMAP_UNLIKELY(held_by_this_thread())) detail::report_reentrant_write();
-    return write_lock(core_.lock);
   }
 
   template <class Q>
   std::optional<V> load_impl(const Q& key) const {
-    return with_read_lock([&] { return core_.load_locked(key); });
+    return core_.load(key, held_by_this_thread());
   }
 
   template <class Q>
   bool contains_impl(const Q& key) const {
-    return with_read_lock([&] { return core_.map.contains(key); });
+    return core_.contains(key, held_by_this_thread());
   }
 
   template <class Q, class F>
   bool visit_impl(const Q& key, F& f) const {
-    if (SAFEMAP_UNLIKELY(held_by_this_thread())) {
-      const V* v = core_.map.find(key);
-      if (v == nullptr) return false;
-      f(*v);
-      return true;
-    }
-    read_lock lock(core_.lock);
-    const V* v = core_.map.find(key);
-    if (v == nullptr) return false;
-    held_locks::scope mark(&core_.lock, held_locks::mode::shared);
-    f(*v);
-    return true;
+    return core_.visit(key, f, held_by_this_thread(), marks());
   }
 
   template <class Q>
   std::optional<V> load_and_delete_impl(const Q& key) {
-    write_lock lock = lock_for_write();
-    return core_.load_and_delete_locked(key);
+    write_check();
+    return core_.load_and_delete(key);
   }
 
   template <class Q>
   bool erase_impl(const Q& key) {
-    write_lock lock = lock_for_write();
-    return core_.erase_locked(key);
+    write_check();
+    return core_.erase(key);
   }
 
   template <class Q>
   bool compare_and_swap_impl(const Q& key, const V& expected, V& desired) {
-    write_lock lock = lock_for_write();
-    return core_.compare_and_swap_locked(key, expected, desired);
+    write_check();
+    return core_.compare_and_swap(key, expected, desired);
   }
 
   template <class Q>
   bool compare_and_delete_impl(const Q& key, const V& expected) {
-    write_lock lock = lock_for_write();
-    return core_.compare_and_delete_locked(key, expected);
+    write_check();
+    return core_.compare_and_delete(key, expected);
   }
 
   // The one shard: lock, size, version and the Map (detail/shard.hpp, its invariants).

@@ -36,8 +36,9 @@
 //    buffer under that shard's shared lock, the lock is released, then the callback runs on
 //    the copies; so a range sees each key at most once and every shard at one instant, but
 //    two shards at different instants. The callback holds no lock: it may call any method of
-//    this map, writes included. The copies go to a per-thread buffer kept across calls, so a
-//    range allocates nothing once that buffer has grown to the largest shard.
+//    this map, writes included. A shard of up to 4 KiB of entries is copied to range's
+//    stack; a larger one to a per-thread buffer kept across calls, so a range allocates
+//    nothing once that buffer has grown to the largest shard (range_buffer).
 //  - read_view(): point in time (every shard's shared lock, in index order); its callback may
 //    read this map (no relock) and its writes are reported, the rule LockedMap has.
 //  - size(), version(): the sum of per-shard atomics, read without locks. Exact when no write
@@ -81,8 +82,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -166,8 +169,7 @@ class ShardedMap {
   // next 128).
   using shard = detail::shard<K, V, Hash, Eq>;
   static_assert(alignof(shard) == 128, "shards must not share an adjacent-line prefetch pair");
-  using read_lock = detail::rw_guard<false>;
-  using write_lock = detail::rw_guard<true>;
+  using read_lock = typename shard::read_guard;
 
  public:
   // A default shard count from the number of hardware threads (see default_shard_count).
@@ -229,9 +231,10 @@ class ShardedMap {
 
   // Calls f(const K&, const V&) for every entry; f may return bool, false stops. Consistent
   // per shard: each shard is copied at one instant (under its shared lock), then f runs on
-  // the copy with no lock held, so f may call any method of this map, writes included. The
-  // copy goes to a buffer this thread keeps from call to call (emptied after each), so a
-  // range allocates only while that buffer grows to the largest shard (range_buffer).
+  // the copy with no lock held, so f may call any method of this map, writes included. A
+  // shard of up to 4 KiB of entries is copied to the stack (no allocation); a larger one to a
+  // buffer this thread keeps from call to call (emptied after each), so a range allocates
+  // only while that buffer grows to the largest shard (range_buffer).
   // Concurrency: one shard's shared lock at a time, only while copying that shard.
   template <class F>
   void range(F f) const {
@@ -259,18 +262,9 @@ class ShardedMap {
   // held for the whole call: a point-in-time view.
   template <class F>
   void read_view(F&& f) const {
-    auto walk = [this](auto&& g) {
-      for (size_type i = 0; i < nshards_; ++i) {
-        shards_[i].map.for_each([&g](const K& k, const V& v) { g(k, v); });
-      }
-    };
-    if (all_shards_held_by_this_thread()) {
-      f(walk);
-      return;
-    }
-    detail::shard_locks<const shard, false> locks(shards_.get(), nshards_);
-    all_shards_scope mark(*this);
-    f(walk);
+    detail::read_view(
+        shards_.get(), nshards_, all_shards_held_by_this_thread(),
+        [this] { return all_shards_scope(*this); }, f);
   }
 
   // Entries, exact when no write is in flight.
@@ -353,16 +347,16 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   void store(K key, V value) {
     shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    s.store_locked(std::move(key), std::move(value));
+    s.store(std::move(key), std::move(value));
   }
 
   // The existing value and true, or value and false after storing it.
-  // Concurrency: the key's shard, exclusive lock.
+  // Concurrency: the key's shard: its shared lock to look (a hit ends there); on a miss its
+  // exclusive lock, under which the key is looked up again
+  // (detail::shard::load_or_store_reads_first).
   std::pair<V, bool> load_or_store(K key, V value) {
     shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.load_or_store_locked(std::move(key), std::move(value));
+    return s.load_or_store(std::move(key), std::move(value));
   }
 
   // Removes key; the removed value, or nullopt if it was absent.
@@ -385,8 +379,7 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   std::optional<V> swap(K key, V value) {
     shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.swap_locked(std::move(key), std::move(value));
+    return s.swap(std::move(key), std::move(value));
   }
 
   // Replaces the value with desired only if key is present and its value == expected.
@@ -417,9 +410,7 @@ class ShardedMap {
   template <class F>
   std::optional<V> compute(const K& key, F f) {
     shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.compute_locked(key, f,
-                            [&] { return callback_scope(*this, s, held_locks::mode::exclusive); });
+    return s.compute(key, f, marks(s));
   }
 
   // Removes every entry, one shard after another (each shard atomically; a concurrent store
@@ -427,11 +418,7 @@ class ShardedMap {
   // Concurrency: each shard's exclusive lock in turn.
   void clear() {
     write_check();
-    for (size_type i = 0; i < nshards_; ++i) {
-      shard& s = shards_[i];
-      write_lock lock(s.lock);
-      s.clear_locked();
-    }
+    for (size_type i = 0; i < nshards_; ++i) shards_[i].clear();
   }
 
   // Stores every entry of `entries` (overwriting existing keys) as one batch: readers see all
@@ -555,16 +542,7 @@ class ShardedMap {
   size_type visit_all(F f) {
     write_check();
     size_type n = 0;
-    for (size_type i = 0; i < nshards_; ++i) {
-      shard& s = shards_[i];
-      write_lock lock(s.lock);
-      detail::publish_on_exit<shard> publish(s, !s.map.empty());
-      callback_scope mark(*this, s, held_locks::mode::exclusive);
-      s.map.for_each([&](const K& k, V& v) {
-        f(k, v);
-        ++n;
-      });
-    }
+    for (size_type i = 0; i < nshards_; ++i) n += shards_[i].visit_all(f, marks(shards_[i]));
     return n;
   }
 
@@ -573,23 +551,14 @@ class ShardedMap {
   // entries: consistent per shard, not across shards. Allocates nothing.
   template <class F>
   size_type visit_all(F f) const {
+    // held: inside read_view, or a one-shard map's callback
+    const bool held = all_shards_held_by_this_thread();
     size_type n = 0;
-    auto walk = [&](const shard& s) {
-      s.map.for_each([&](const K& k, const V& v) {
-        f(k, v);
-        ++n;
-      });
+    auto count = [&](const K& k, const V& v) {
+      f(k, v);
+      ++n;
     };
-    if (all_shards_held_by_this_thread()) {  // inside read_view, or a one-shard map's callback
-      for (size_type i = 0; i < nshards_; ++i) walk(shards_[i]);
-      return n;
-    }
-    for (size_type i = 0; i < nshards_; ++i) {
-      const shard& s = shards_[i];
-      read_lock lock(s.lock);
-      callback_scope mark(*this, s, held_locks::mode::shared);
-      walk(s);
-    }
+    for (size_type i = 0; i < nshards_; ++i) shards_[i].for_each(count, held, marks(shards_[i]));
     return n;
   }
   // visit_all with f(const K&, const V&) on any map, const or not.
@@ -606,15 +575,7 @@ class ShardedMap {
   size_type erase_if(Pred pred) {
     write_check();
     size_type n = 0;
-    for (size_type i = 0; i < nshards_; ++i) {
-      shard& s = shards_[i];
-      write_lock lock(s.lock);
-      detail::publish_on_exit<shard> publish(s, false);
-      callback_scope mark(*this, s, held_locks::mode::exclusive);
-      n += detail::map_erase_if(s.map, [&](const auto& e) {
-        return static_cast<bool>(pred(e.first, static_cast<const V&>(e.second)));
-      });
-    }
+    for (size_type i = 0; i < nshards_; ++i) n += shards_[i].erase_if(pred, marks(shards_[i]));
     return n;
   }
 
@@ -624,8 +585,8 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   template <class F>
   bool insert_or_visit(K key, V value, F f) {
-    auto build = [&](auto&& make) -> decltype(auto) { return make(std::move(value)); };
-    return emplace_or_visit_impl(std::move(key), build, f);
+    shard& s = shard_for_write(key);
+    return s.insert_or_visit(std::move(key), std::move(value), f, marks(s));
   }
 
   // emplace_or_visit(key, args..., f): as insert_or_visit, with the value constructed from
@@ -633,9 +594,8 @@ class ShardedMap {
   // Concurrency: the key's shard, exclusive lock.
   template <class... ArgsThenF>
   bool emplace_or_visit(K key, ArgsThenF&&... args_then_f) {
-    return detail::split_emplace_args(
-        [&](auto& build, auto& f) { return emplace_or_visit_impl(std::move(key), build, f); },
-        std::forward<ArgsThenF>(args_then_f)...);
+    shard& s = shard_for_write(key);
+    return s.emplace_or_visit(std::move(key), marks(s), std::forward<ArgsThenF>(args_then_f)...);
   }
 
  private:
@@ -650,31 +610,9 @@ class ShardedMap {
   template <class Q, class F>
   bool visit_mutable_impl(const Q& key, F& f) {
     shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    V* v = s.map.find(key);
-    if (v == nullptr) return false;
-    detail::publish_on_exit<shard> publish(s, true);
-    callback_scope mark(*this, s, held_locks::mode::exclusive);
-    f(*v);
-    return true;
+    return s.visit_mutable(key, f, marks(s));
   }
 
-  template <class Build, class F>
-  bool emplace_or_visit_impl(K&& key, Build& build, F& f) {
-    shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    auto [stored, inserted] = build([&](auto&&... args) {
-      return s.map.try_emplace(std::move(key), std::forward<decltype(args)>(args)...);
-    });
-    if (inserted) {
-      s.changed_locked();
-      return true;
-    }
-    detail::publish_on_exit<shard> publish(s, true);
-    callback_scope mark(*this, s, held_locks::mode::exclusive);
-    f(*stored);
-    return false;
-  }
   // === end of visitation, bulk erase and moves ==================================================
 
  private:
@@ -703,18 +641,30 @@ class ShardedMap {
   };
   const void* all_shards_key() const noexcept { return &shards_; }
 
-  // The per-thread buffer range() copies a shard into. One vector per thread and map type,
-  // reused by every range of this type on the thread and emptied after each shard (so it
-  // keeps no values alive, only capacity); a range started from inside a range callback uses
-  // a vector of its own. Capacity past keep_capacity entries is given back.
+  // The marks of a callback on shard s, handed to the core (callback_scope in mode m).
+  auto marks(const shard& s) const noexcept {
+    return [this, &s](held_locks::mode m) { return callback_scope(*this, s, m); };
+  }
+
+  // The buffer range() copies one shard into. A shard whose entries fit in inline_bytes
+  // (4 KiB: 256 entries of two 8-byte words, so the bench's 1024-key range over 8 or more
+  // shards) is copied into storage inside this object, on range's stack: no allocation at all,
+  // on any thread, from the first call (issue 10: no heap allocation per range). A larger
+  // shard goes to a vector per thread and map type, reused by every range of this type on the
+  // thread and emptied after each shard (so it keeps no values alive, only capacity), so such
+  // a range allocates only while that vector grows to the largest shard; capacity past
+  // keep_capacity entries is given back. A range started from inside a range callback uses a
+  // vector of its own.
   class range_buffer {
    public:
     using entry = std::pair<K, V>;
     static constexpr std::size_t keep_capacity = 4096;
+    static constexpr std::size_t inline_bytes = 4096;
+    static constexpr std::size_t inline_capacity = inline_bytes / sizeof(entry);
 
-    range_buffer() : v_(claim()) {}
+    range_buffer() = default;
     ~range_buffer() {
-      v_->clear();
+      clear();
       if (v_ == &cache().v) {
         if (v_->capacity() > keep_capacity) std::vector<entry>().swap(*v_);
         cache().busy = false;
@@ -723,12 +673,32 @@ class ShardedMap {
     range_buffer(const range_buffer&) = delete;
     range_buffer& operator=(const range_buffer&) = delete;
 
+    // Precondition: empty (clear() after the previous fill). Called under the shard's lock,
+    // so m.size() is exact.
     void fill(const map_type& m) {
-      v_->reserve(m.size());
-      m.for_each([&](const K& k, const V& v) { v_->emplace_back(k, v); });
+      if (m.size() <= inline_capacity) {
+        entry* slots = inline_entries();
+        m.for_each([&](const K& k, const V& v) {
+          ::new (static_cast<void*>(slots + inline_size_)) entry(k, v);
+          ++inline_size_;  // after the construction: a throw leaves only whole entries
+        });
+        data_ = slots;
+        size_ = inline_size_;
+        return;
+      }
+      std::vector<entry>& v = vector();
+      v.reserve(m.size());
+      m.for_each([&](const K& k, const V& x) { v.emplace_back(k, x); });
+      data_ = v.data();
+      size_ = v.size();
     }
-    const std::vector<entry>& entries() const noexcept { return *v_; }
-    void clear() noexcept { v_->clear(); }
+    std::span<const entry> entries() const noexcept { return {data_, size_}; }
+    void clear() noexcept {
+      std::destroy_n(inline_entries(), inline_size_);
+      inline_size_ = 0;
+      if (v_ != nullptr) v_->clear();
+      size_ = 0;
+    }
 
    private:
     struct per_thread {
@@ -739,15 +709,28 @@ class ShardedMap {
       thread_local per_thread c;
       return c;
     }
-    std::vector<entry>* claim() {
-      per_thread& c = cache();
-      if (c.busy) return &own_;  // nested range: the thread's buffer is in use
-      c.busy = true;
-      return &c.v;
+    // The thread's vector, claimed on first use; a vector of our own when it is in use (a
+    // range nested in a range callback).
+    std::vector<entry>& vector() {
+      if (v_ == nullptr) {
+        per_thread& c = cache();
+        if (c.busy) {
+          v_ = &own_;
+        } else {
+          c.busy = true;
+          v_ = &c.v;
+        }
+      }
+      return *v_;
     }
+    entry* inline_entries() noexcept { return std::launder(reinterpret_cast<entry*>(storage_)); }
 
+    alignas(entry) std::byte storage_[std::max<std::size_t>(inline_capacity, 1) * sizeof(entry)];
+    std::size_t inline_size_ = 0;  // entries constructed in storage_
+    const entry* data_ = nullptr;  // the last fill's entries
+    std::size_t size_ = 0;
     std::vector<entry> own_;
-    std::vector<entry>* v_;
+    std::vector<entry>* v_ = nullptr;  // the vector in use, once a shard did not fit inline
   };
 
   template <class Q>
@@ -820,61 +803,39 @@ class ShardedMap {
   template <class Q>
   std::optional<V> load_impl(const Q& key) const {
     auto [s, held] = shard_for_read(key);
-    read_lock lock(s->lock, std::defer_lock);
-    if (!held) lock.lock();
-    return s->load_locked(key);
+    return s->load(key, held);
   }
 
   template <class Q>
   bool contains_impl(const Q& key) const {
     auto [s, held] = shard_for_read(key);
-    read_lock lock(s->lock, std::defer_lock);
-    if (!held) lock.lock();
-    return s->map.contains(key);
+    return s->contains(key, held);
   }
 
   template <class Q, class F>
   bool visit_impl(const Q& key, F& f) const {
     auto [s, held] = shard_for_read(key);
-    read_lock lock(s->lock, std::defer_lock);
-    if (!held) lock.lock();
-    const V* v = s->map.find(key);
-    if (v == nullptr) return false;
-    if (held) {
-      f(*v);  // the outer callback's marks stay in force
-    } else {
-      callback_scope mark(*this, *s, held_locks::mode::shared);
-      f(*v);
-    }
-    return true;
+    return s->visit(key, f, held, marks(*s));
   }
 
   template <class Q>
   std::optional<V> load_and_delete_impl(const Q& key) {
-    shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.load_and_delete_locked(key);
+    return shard_for_write(key).load_and_delete(key);
   }
 
   template <class Q>
   bool erase_impl(const Q& key) {
-    shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.erase_locked(key);
+    return shard_for_write(key).erase(key);
   }
 
   template <class Q>
   bool compare_and_swap_impl(const Q& key, const V& expected, V& desired) {
-    shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.compare_and_swap_locked(key, expected, desired);
+    return shard_for_write(key).compare_and_swap(key, expected, desired);
   }
 
   template <class Q>
   bool compare_and_delete_impl(const Q& key, const V& expected) {
-    shard& s = shard_for_write(key);
-    write_lock lock(s.lock);
-    return s.compare_and_delete_locked(key, expected);
+    return shard_for_write(key).compare_and_delete(key, expected);
   }
 
   size_type nshards_;                  // a power of two in [1, detail::max_shards]

@@ -25,9 +25,7 @@ namespace {
 using safemap::LockedMap;
 namespace lk = safemap_test::lock;
 
-static_assert(safemap::concurrent_map<LockedMap<int, int>>);
-static_assert(safemap::concurrent_map<LockedMap<std::string, std::string>>);
-static_assert(safemap::concurrent_map<LockedMap<int, safemap_test::counted<>>>);
+static_assert(lk::models_concurrent_map<LockedMap>);
 
 template <class K = int, class V = long>
 auto make_locked() {
@@ -50,19 +48,7 @@ TEST(LockedMapModel, RandomOperationsOnStringKeysMatchUnorderedMap) {
 
 TEST(LockedMapBasics, StringKeyedMapTakesStringViewAndCStringLookups) {
   LockedMap<std::string, int> m;
-  m.store("alpha", 1);
-  m.store(std::string("beta"), 2);
-  const std::string_view alpha = "alpha";
-  EXPECT_EQ(m.load(alpha), 1);
-  EXPECT_EQ(m.load("beta"), 2);
-  EXPECT_TRUE(m.contains(alpha));
-  EXPECT_TRUE(m.cvisit("beta", [](const int& v) { EXPECT_EQ(v, 2); }));
-  EXPECT_TRUE(m.compare_and_swap(alpha, 1, 11));
-  EXPECT_FALSE(m.compare_and_delete("beta", 3));
-  EXPECT_TRUE(m.compare_and_delete("beta", 2));
-  EXPECT_EQ(m.load_and_delete(alpha), 11);
-  EXPECT_FALSE(m.erase("alpha"));
-  EXPECT_EQ(m.size(), 0u);
+  lk::string_keys_take_string_view_and_c_string_lookups(m);
 }
 
 TEST(LockedMapBasics, StatsReportSizeTableAndVersion) {
@@ -81,20 +67,7 @@ TEST(LockedMapBasics, StatsReportSizeTableAndVersion) {
 TEST(LockedMapBasics, ContendedAcquisitionIsCountedWhenAWriterWaits) {
   LockedMap<int, int> m;
   m.store(1, 1);
-  std::latch reader_inside(1);
-  std::thread writer([&] {
-    reader_inside.wait();
-    m.store(2, 2);  // must wait: the reader below holds the lock
-  });
-  m.cvisit(1, [&](const int&) {
-    reader_inside.count_down();
-    // stats() from the callback reads without relocking; the writer's failed first try
-    // is counted before it blocks.
-    while (m.stats().contended_acquisitions == 0) std::this_thread::yield();
-  });
-  writer.join();
-  EXPECT_GE(m.stats().contended_acquisitions, 1u);
-  EXPECT_EQ(m.load(2), 2);
+  lk::contended_acquisition_is_counted_when_a_writer_waits(m);
 }
 
 TEST(LockedMapBasics, VersionMovesOnlyOnChanges) {
@@ -116,15 +89,7 @@ TEST(LockedMapBasics, VersionMovesOnlyOnChanges) {
 
 TEST(LockedMapCompute, ThrowingFunctionLeavesMapUnchangedAndUnlocked) {
   LockedMap<int, int> m;
-  m.store(1, 1);
-  EXPECT_THROW(
-      m.compute(1,
-                [](std::optional<int>) -> std::optional<int> { throw std::runtime_error("boom"); }),
-      std::runtime_error);
-  EXPECT_EQ(m.load(1), 1);
-  EXPECT_EQ(m.version(), 1u);
-  std::thread([&] { m.store(2, 2); }).join();  // the lock was released
-  EXPECT_EQ(m.size(), 2u);
+  lk::throwing_compute_leaves_map_unchanged_and_unlocked(m);
 }
 
 // --- failures mid-operation (hasher, copies and moves that throw) -----------------------------
@@ -147,8 +112,8 @@ TEST(LockedMapFaults, ThrowsLeaveNoLockBehindAndCountersExact) {
   }
 }
 
-// Issue 9 item 6 on every shard (see the LockedMap test of the same name).
-TEST(ShardedMapFaults, TableStillGrowsAfterThrowsDuringIteration) {
+// Issue 9 item 6: a throw during an iteration leaves no pin behind that stops the table growing.
+TEST(LockedMapFaults, TableStillGrowsAfterThrowsDuringIteration) {
   using M = fault_map;
   for (std::uint64_t seed : {11u, 12u, 13u}) {
     SCOPED_TRACE(seed);
@@ -160,39 +125,8 @@ TEST(ShardedMapFaults, TableStillGrowsAfterThrowsDuringIteration) {
 
 TEST(LockedMapValues, EveryValueIsDestroyedExactlyOnce) {
   struct tag {};
-  using value = safemap_test::counted<tag>;
-  auto& c = value::counters();
-  c.reset();
-  {
-    LockedMap<int, value> m;
-    for (int i = 0; i < 200; ++i) m.store(i, value(i));
-    for (int i = 0; i < 200; i += 2) m.swap(i, value(-i));
-    for (int i = 0; i < 50; ++i) m.load_or_store(i, value(1));
-    for (int i = 0; i < 50; ++i) m.load_and_delete(i);
-    for (int i = 50; i < 60; ++i) m.erase(i);
-    for (int i = 60; i < 80; ++i) m.compare_and_swap(i, value(i), value(i + 1));
-    for (int i = 80; i < 100; ++i) m.compare_and_delete(i, value(i));
-    for (int i = 100; i < 140; ++i) {
-      m.compute(i, [](std::optional<value> cur) -> std::optional<value> {
-        if (cur && cur->value() % 3 == 0) return std::nullopt;
-        return value(cur ? cur->value() + 1 : 0);
-      });
-    }
-    EXPECT_THROW(m.compute(150,
-                           [](std::optional<value>) -> std::optional<value> {
-                             throw std::runtime_error("boom");
-                           }),
-                 std::runtime_error);
-    auto snap = m.snapshot();
-    m.range([](const int&, const value& v) { EXPECT_TRUE(v.alive()); });
-    EXPECT_EQ(c.live.load(), static_cast<long>(m.size() + snap.size()))
-        << "only the map's and the snapshot's values are alive";
-    m.clear();
-    EXPECT_EQ(c.live.load(), static_cast<long>(snap.size()));
-    for (int i = 0; i < 30; ++i) m.store(i, value(i));
-  }
-  EXPECT_EQ(c.live.load(), 0) << "values leaked";
-  EXPECT_EQ(c.bad_destroys.load(), 0) << "a value was destroyed twice";
+  using M = LockedMap<int, safemap_test::counted<tag>>;
+  lk::every_value_is_destroyed_exactly_once<M>([] { return std::make_unique<M>(); });
 }
 
 // --- concurrency ------------------------------------------------------------------------------
@@ -203,6 +137,12 @@ TEST(LockedMapConcurrency, ComputeCountersFromEightThreadsEndExact) {
 
 TEST(LockedMapConcurrency, LoadOrStoreHasExactlyOneWinnerPerKey) {
   lk::load_or_store_has_one_winner_per_key<LockedMap<int, long>>(make_locked<>);
+}
+
+TEST(LockedMapConcurrency, LoadOrStoreOfOneKeyFromEightThreadsStoresOnce) {
+  using M = LockedMap<int, long, lk::slow_hash>;
+  lk::load_or_store_of_one_key_stores_once<M>([] { return std::make_unique<M>(); },
+                                              lk::one_key_rounds);
 }
 
 TEST(LockedMapConcurrency, CompareAndSwapChainsAreExact) {
@@ -300,47 +240,18 @@ TEST(LockedMapReentrancy, EveryWriteFromARangeCallbackIsReportedAndTheMapStaysUs
 
 TEST(LockedMapReentrancy, WritesFromVisitAndComputeCallbacksAreReported) {
   safemap_test::scoped_misuse_handler handler(&safemap_test::throw_misuse);
-  using M = LockedMap<int, long>;
-  for (const auto& [name, write] : lk::write_calls<M>()) {
-    SCOPED_TRACE(name);
-    M m;
-    m.store(1, 1);
-    m.cvisit(1, [&](const long&) { EXPECT_TRUE(lk::reported_as_reentrant([&] { write(m); })); });
-    EXPECT_TRUE(lk::reported_as_reentrant([&] {
-      m.compute(1, [&](std::optional<long> cur) {
-        write(m);
-        return cur;
-      });
-    }));
-    EXPECT_EQ(m.load(1), 1);
-    EXPECT_EQ(m.version(), 1u);
-    std::thread([&] { m.store(2, 2); }).join();
-  }
+  lk::writes_from_visit_and_compute_are_reported<LockedMap<int, long>>(make_locked<>);
 }
 
 TEST(LockedMapReentrancy, HandlerThatReturnsStillSeesTheReportAndTheWriteIsRefused) {
-  auto& record = safemap_test::misuse_record::instance();
-  record.reset();
-  safemap_test::scoped_misuse_handler handler(&safemap_test::record_misuse);
   LockedMap<int, long> m;
-  m.store(1, 1);
-  m.range([&](const int&, const long&) {
-    EXPECT_TRUE(lk::reported_as_reentrant([&] { m.store(1, 2); }));
-  });
-  EXPECT_EQ(record.of(safemap::misuse_kind::reentrant_call), 1);
-  EXPECT_EQ(m.load(1), 1);
+  lk::handler_that_returns_still_sees_the_report_and_the_write_is_refused(m);
 }
 
 TEST(LockedMapReentrancy, AnotherMapMayBeWrittenFromACallback) {
   LockedMap<int, long> a;
   LockedMap<int, long> b;
-  a.store(1, 1);
-  a.range([&](const int& k, const long& v) { b.store(k, v * 10); });
-  a.compute(1, [&](std::optional<long> cur) {
-    b.compute(1, [&](std::optional<long> x) { return std::optional<long>(*x + *cur); });
-    return cur;
-  });
-  EXPECT_EQ(b.load(1), 11);
+  lk::another_map_may_be_written_from_a_callback(a, b);
 }
 
 }  // namespace

@@ -16,6 +16,10 @@
 //    merge is all or nothing; after any injected throw no lock is left held (another thread
 //    can still write, under a watchdog), the counters agree with the table, and the table
 //    still grows (no iteration pin left behind).
+//  - the bodies both map tests run as they are: transparent lookups, contention counting, a
+//    throwing compute, value lifetimes, load_or_store of one key from 8 threads (stores once),
+//    and the re-entrancy rules that are the same on both (writes from visit and compute
+//    reported, a handler that returns, another map written from a callback).
 // Failures name the seed and the operation, so a randomized failure can be replayed.
 //
 // Concurrency: the helpers start and join their own threads; call them from the test thread.
@@ -25,6 +29,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <barrier>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -46,10 +51,13 @@
 #include <utility>
 #include <vector>
 
+#include "safemap/concurrent.hpp"
 #include "safemap/misuse.hpp"
 #include "support/counted.hpp"
+#include "support/misuse_guard.hpp"
 #include "support/reference_model.hpp"
 #include "support/throwing.hpp"
+#include "support/watchdog.hpp"
 
 namespace safemap_test::lock {
 
@@ -904,6 +912,232 @@ void throws_leave_no_lock_behind(Make make, std::uint64_t seed, bool check_growt
   EXPECT_LT(st.table.overflow_buckets, st.table.buckets / 4 + 64)
       << "the table stopped growing (buckets " << st.table.buckets << ", overflow "
       << st.table.overflow_buckets << "): an iteration pin was left behind";
+}
+
+// --- bodies the LockedMap and ShardedMap tests share -------------------------------------------
+// Each runs on a map the test builds (a ShardedMap with the shard count the test chooses).
+
+// The concurrent_map contract holds for the key and value types these suites use.
+template <template <class...> class M>
+inline constexpr bool models_concurrent_map =
+    safemap::concurrent_map<M<int, int>>&& safemap::concurrent_map<M<std::string, std::string>>&&
+        safemap::concurrent_map<M<int, counted<>>>;
+
+// An int hasher that takes tens of microseconds (a dependent chain the optimizer cannot fold):
+// it widens the window in which two threads look a key up under the shared lock at the same
+// time, which a race between two load_or_store misses needs. Measured on the loaded 2-core
+// machine with a broken load_or_store (a miss stored without looking again): with a hash of a
+// few nanoseconds 1000 rounds caught it in 1 run of 3, with this one in 6 of 8 (2000 rounds:
+// 8 of 8, but up to 15 s at load 13, so the tests use 1000; both maps run it).
+struct slow_hash {
+  std::size_t operator()(int k) const noexcept {
+    std::uint64_t h = static_cast<std::uint64_t>(k);
+    for (int i = 0; i < 20000; ++i) {
+      h = h * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(i);
+      asm volatile("" : "+r"(h));
+    }
+    return static_cast<std::size_t>(h ^ (h >> 29));
+  }
+};
+
+// Rounds for load_or_store_of_one_key_stores_once: ThreadSanitizer runs it ~10x slower.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+inline constexpr int one_key_rounds = 200;
+#else
+inline constexpr int one_key_rounds = 1000;
+#endif
+
+// load_or_store of one key from k_threads threads released together, `rounds` times (a new
+// key each round): exactly one caller stores (loaded == false, its own value back), every
+// other caller gets the stored value, and the map holds it once. With a load_or_store that
+// reads first under the shared lock, this is the race between two misses: both see no key,
+// both queue for the exclusive lock, and the second must find the first one's value there.
+// Under a watchdog: a lost wake-up between the two locks would hang instead of failing.
+template <class M, class Make>
+void load_or_store_of_one_key_stores_once(Make make, int rounds) {
+  watchdog guard("load_or_store of one key from 8 threads");
+  auto m = make();
+  struct outcome {
+    long value;
+    bool loaded;
+  };
+  std::vector<std::vector<outcome>> seen(static_cast<std::size_t>(rounds),
+                                         std::vector<outcome>(k_threads));
+  std::barrier<> round_start(k_threads);
+  run_threads(k_threads, [&](int t) {
+    for (int r = 0; r < rounds; ++r) {
+      round_start.arrive_and_wait();
+      auto [v, loaded] = m->load_or_store(r, long{t} * 1'000'000 + r);
+      seen[static_cast<std::size_t>(r)][static_cast<std::size_t>(t)] = {v, loaded};
+    }
+  });
+  for (int r = 0; r < rounds; ++r) {
+    const auto& round = seen[static_cast<std::size_t>(r)];
+    int winners = 0;
+    long stored = -1;
+    for (int t = 0; t < k_threads; ++t) {
+      if (round[static_cast<std::size_t>(t)].loaded) continue;
+      ++winners;
+      stored = round[static_cast<std::size_t>(t)].value;
+      EXPECT_EQ(stored, long{t} * 1'000'000 + r) << "the storer gets its own value back";
+    }
+    ASSERT_EQ(winners, 1) << "round " << r;
+    for (int t = 0; t < k_threads; ++t) {
+      ASSERT_EQ(round[static_cast<std::size_t>(t)].value, stored)
+          << "round " << r << " thread " << t;
+    }
+    ASSERT_EQ(m->load(r), stored) << "round " << r;
+  }
+  EXPECT_EQ(m->size(), static_cast<std::size_t>(rounds));
+  EXPECT_EQ(m->version(), static_cast<std::uint64_t>(rounds)) << "one store per key, no more";
+}
+
+// Transparent lookups: a std::string-keyed map takes std::string_view and const char* keys
+// in every call that takes a lookup key.
+template <class M>
+void string_keys_take_string_view_and_c_string_lookups(M& m) {
+  m.store("alpha", 1);
+  m.store(std::string("beta"), 2);
+  const std::string_view alpha = "alpha";
+  EXPECT_EQ(m.load(alpha), 1);
+  EXPECT_EQ(m.load("beta"), 2);
+  EXPECT_TRUE(m.contains(alpha));
+  EXPECT_TRUE(m.cvisit("beta", [](const int& v) { EXPECT_EQ(v, 2); }));
+  EXPECT_TRUE(m.compare_and_swap(alpha, 1, 11));
+  EXPECT_FALSE(m.compare_and_delete("beta", 3));
+  EXPECT_TRUE(m.compare_and_delete("beta", 2));
+  EXPECT_EQ(m.load_and_delete(alpha), 11);
+  EXPECT_FALSE(m.erase("alpha"));
+  EXPECT_EQ(m.size(), 0u);
+}
+
+// A writer that has to wait for key 1's lock (a reader holds it in a cvisit callback) is
+// counted in stats().contended_acquisitions. m must allow stats() from a callback (LockedMap,
+// a one-shard ShardedMap) and hold key 1.
+template <class M>
+void contended_acquisition_is_counted_when_a_writer_waits(M& m) {
+  std::latch reader_inside(1);
+  std::thread writer([&] {
+    reader_inside.wait();
+    m.store(2, 2);  // must wait: the reader below holds the lock
+  });
+  m.cvisit(1, [&](const int&) {
+    reader_inside.count_down();
+    // stats() from the callback reads without relocking; the writer's failed first try
+    // is counted before it blocks.
+    while (m.stats().contended_acquisitions == 0) std::this_thread::yield();
+  });
+  writer.join();
+  EXPECT_GE(m.stats().contended_acquisitions, 1u);
+  EXPECT_EQ(m.load(2), 2);
+}
+
+// compute whose function throws: nothing changes, and key 1's lock is released (another
+// thread writes the key).
+template <class M>
+void throwing_compute_leaves_map_unchanged_and_unlocked(M& m) {
+  m.store(1, 1);
+  EXPECT_THROW(
+      m.compute(1,
+                [](std::optional<int>) -> std::optional<int> { throw std::runtime_error("boom"); }),
+      std::runtime_error);
+  EXPECT_EQ(m.load(1), 1);
+  EXPECT_EQ(m.version(), 1u);
+  std::thread([&] { m.store(1, 2); }).join();
+  EXPECT_EQ(m.load(1), 2);
+  EXPECT_EQ(m.size(), 1u);
+}
+
+// Every kind of call that creates, copies, moves or destroys a value, then snapshot, range and
+// clear: every value is destroyed exactly once and none outlives the map (or the snapshot).
+// M's mapped_type is a counted<Tag> of the test's own.
+template <class M, class Make>
+void every_value_is_destroyed_exactly_once(Make make) {
+  using value = typename M::mapped_type;
+  auto& c = value::counters();
+  c.reset();
+  {
+    auto map = make();
+    M& m = *map;
+    for (int i = 0; i < 200; ++i) m.store(i, value(i));
+    for (int i = 0; i < 200; i += 2) m.swap(i, value(-i));
+    for (int i = 0; i < 50; ++i) m.load_or_store(i, value(1));
+    for (int i = 0; i < 50; ++i) m.load_and_delete(i);
+    for (int i = 50; i < 60; ++i) m.erase(i);
+    for (int i = 60; i < 80; ++i) m.compare_and_swap(i, value(i), value(i + 1));
+    for (int i = 80; i < 100; ++i) m.compare_and_delete(i, value(i));
+    for (int i = 100; i < 140; ++i) {
+      m.compute(i, [](std::optional<value> cur) -> std::optional<value> {
+        if (cur && cur->value() % 3 == 0) return std::nullopt;
+        return value(cur ? cur->value() + 1 : 0);
+      });
+    }
+    EXPECT_THROW(m.compute(150,
+                           [](std::optional<value>) -> std::optional<value> {
+                             throw std::runtime_error("boom");
+                           }),
+                 std::runtime_error);
+    auto snap = m.snapshot();
+    m.range([](const int&, const value& v) { EXPECT_TRUE(v.alive()); });
+    EXPECT_EQ(c.live.load(), static_cast<long>(m.size() + snap.size()))
+        << "only the map's and the snapshot's values are alive (no copy kept by range)";
+    m.clear();
+    EXPECT_EQ(c.live.load(), static_cast<long>(snap.size()));
+    for (int i = 0; i < 30; ++i) m.store(i, value(i));
+  }
+  EXPECT_EQ(c.live.load(), 0) << "values leaked";
+  EXPECT_EQ(c.bad_destroys.load(), 0) << "a value was destroyed twice";
+}
+
+// Every write call from inside a cvisit callback and a compute function on key 1 is reported
+// as reentrant_call and refused; afterwards the key's lock is free (another thread writes)
+// and the same call works outside any callback. The handler in force must throw.
+template <class M, class Make>
+void writes_from_visit_and_compute_are_reported(Make make) {
+  for (const auto& [name, write] : write_calls<M>()) {
+    SCOPED_TRACE(name);
+    auto map = make();
+    M& m = *map;
+    m.store(1, 1);
+    m.cvisit(1, [&](const long&) { EXPECT_TRUE(reported_as_reentrant([&] { write(m); })); });
+    EXPECT_TRUE(reported_as_reentrant([&] {
+      m.compute(1, [&](std::optional<long> cur) {
+        write(m);
+        return cur;
+      });
+    }));
+    EXPECT_EQ(m.load(1), 1) << "the refused writes changed nothing";
+    EXPECT_EQ(m.version(), 1u);
+    std::thread([&] { m.store(1, 5); }).join();  // every lock was released
+    write(m);
+  }
+}
+
+// A handler that returns instead of throwing: the report is still seen once, and the write
+// from the callback is refused all the same (report_reentrant_write throws after it).
+template <class M>
+void handler_that_returns_still_sees_the_report_and_the_write_is_refused(M& m) {
+  auto& record = misuse_record::instance();
+  record.reset();
+  scoped_misuse_handler handler(&record_misuse);
+  m.store(1, 1);
+  m.cvisit(1, [&](const long&) { EXPECT_TRUE(reported_as_reentrant([&] { m.store(1, 2); })); });
+  EXPECT_EQ(record.of(safemap::misuse_kind::reentrant_call), 1);
+  EXPECT_EQ(m.load(1), 1);
+}
+
+// Another map may be written from a range, cvisit or compute callback of a (different) map.
+template <class M>
+void another_map_may_be_written_from_a_callback(M& a, M& b) {
+  a.store(1, 1);
+  a.range([&](const int& k, const long& v) { b.store(k + 1, v * 100); });
+  a.cvisit(1, [&](const long& v) { b.store(1, v * 10); });
+  a.compute(1, [&](std::optional<long> cur) {
+    b.compute(1, [&](std::optional<long> x) { return std::optional<long>(*x + *cur); });
+    return cur;
+  });
+  EXPECT_EQ(b.load(1), 11);
+  EXPECT_EQ(b.load(2), 100);
 }
 
 }  // namespace safemap_test::lock

@@ -2,11 +2,16 @@
 //
 // # What it is
 // One shard: a safemap::Map behind one detail::rw_lock, with its entry count and version
-// counter kept next to the lock. LockedMap is one shard; ShardedMap is an array of them. The
-// write bodies, the lookups and the batch merge live here once; the maps add only what differs
-// between them (routing, re-entrancy marks, whole-map calls). The bodies are *_locked: the
-// caller holds the shard's lock (exclusive for writes, at least shared for reads) and has done
-// its re-entrancy checks.
+// counter kept next to the lock. LockedMap is one shard; ShardedMap is an array of them. Every
+// per-key call (lookups, writes, visitation with its callback), the per-shard walks (visit_all,
+// erase_if, for_each), the batch merge and read_view live here once, each taking the shard's
+// lock itself; the maps add only what differs between them: routing, the re-entrancy checks
+// made before calling in (and the marks handed in for callbacks), and the whole-map calls
+// (range, snapshot, stats, ShardedMap's routed merge). Why not LockedMap as a one-shard
+// ShardedMap: it would hash every key for routing, keep a shard array and an index, and its
+// range would copy (ShardedMap's range runs its callback on a copy; LockedMap's, under the
+// lock, on the table itself). The *_locked bodies are for callers that hold the lock already
+// (ShardedMap's constructor, before the map is shared).
 //
 // # Layout
 // alignas(128): x86 prefetches cache lines in adjacent pairs, so 64-byte alignment would still
@@ -31,7 +36,9 @@
 //     without it: size relaxed (a count that publishes nothing); version release/acquire, so a
 //     thread that read version v sees the changes that produced v.
 //  3. Every body that fails (throws) before its mutation completes leaves map, size and
-//     version as they were; the lock itself is always held by the caller's RAII guard.
+//     version as they were; the lock is always held through an RAII guard, so a throw
+//     releases it. A callback that throws after changing values in place leaves its changes,
+//     with size and version republished (publish_on_exit).
 //
 // # merge: all or nothing
 // A batch (merge_json's parsed input) must be seen whole or not at all, also when the hasher,
@@ -48,12 +55,14 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <utility>
 
 #include "safemap/detail/config.hpp"
 #include "safemap/detail/lock.hpp"
+#include "safemap/detail/visit.hpp"
 #include "safemap/map.hpp"
 
 namespace safemap::detail {
@@ -71,6 +80,17 @@ template <class K, class V, class Hash, class Eq>
 struct alignas(128) shard {
   using map_type = Map<K, V, Hash, Eq>;
   using size_type = std::size_t;
+  using read_guard = rw_guard<false>;
+  using write_guard = rw_guard<true>;
+  using mode = held_locks::mode;
+
+  // load_or_store looks under the shared lock first and takes the exclusive lock only on a
+  // miss (then looks again: another thread may have stored the key in between), as Go's
+  // map + sync.RWMutex idiom and the C++ peers' locked tables do. Hits (half of
+  // load-or-store-balanced's calls) then run in parallel with other readers; each miss pays a
+  // second lock round trip. false: one exclusive lock for every call. The one switch for the
+  // A/B measurement (the command is in docs/design.md, LockedMap and ShardedMap).
+  static constexpr bool load_or_store_reads_first = true;
 
   shard() = default;
   explicit shard(size_type size_hint) : map(size_hint) {}
@@ -85,30 +105,87 @@ struct alignas(128) shard {
     version.store(version.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
 
-  // --- reads (lock held, shared or exclusive) -------------------------------------------------
+  // === The calls, each taking the lock itself =================================================
+  // The maps call these after their re-entrancy checks, so a body here never reports. Two
+  // arguments carry what only the map knows:
+  //  - held (reads): this thread already holds the lock (a callback of the map runs on it), so
+  //    the body neither relocks nor adds marks: the outer callback's marks stay in force;
+  //  - marks(mode): the map's re-entrancy marks for a callback's duration (a prvalue scope;
+  //    LockedMap marks its lock, ShardedMap its shard's lock and itself).
+  // A callback runs only inside marks(...), and only after the lookup that decides whether it
+  // runs; an exception from it propagates with the lock released (the guard's destructor) and
+  // the counters republished when the table may have changed (publish_on_exit).
+
+  // --- reads (shared lock) -------------------------------------------------------------------
 
   template <class Q>
-  std::optional<V> load_locked(const Q& key) const {
-    if (const V* v = map.find(key)) return *v;
-    return std::nullopt;
+  std::optional<V> load(const Q& key, bool held) const {
+    read_guard guard(lock, std::defer_lock);
+    if (!held) guard.lock();
+    return load_locked(key);
   }
 
-  // --- writes (lock held exclusively) ---------------------------------------------------------
+  template <class Q>
+  bool contains(const Q& key, bool held) const {
+    read_guard guard(lock, std::defer_lock);
+    if (!held) guard.lock();
+    return map.contains(key);
+  }
 
-  void store_locked(K key, V value) {
+  // f(const V&) on key's value if present.
+  template <class Q, class F, class Marks>
+  bool visit(const Q& key, F& f, bool held, Marks&& marks) const {
+    if (held) {
+      const V* v = map.find(key);
+      if (v == nullptr) return false;
+      f(*v);
+      return true;
+    }
+    read_guard guard(lock);
+    const V* v = map.find(key);
+    if (v == nullptr) return false;
+    auto marked = marks(mode::shared);
+    f(*v);
+    return true;
+  }
+
+  // map.for_each(g) with g(const K&, const V&) (returning bool: false stops).
+  template <class G, class Marks>
+  void for_each(G&& g, bool held, Marks&& marks) const {
+    if (held) {
+      map.for_each(g);
+      return;
+    }
+    read_guard guard(lock);
+    auto marked = marks(mode::shared);
+    map.for_each(g);
+  }
+
+  // --- writes (exclusive lock) ---------------------------------------------------------------
+
+  void store(K key, V value) {
+    write_guard guard(lock);
     map.insert_or_assign(std::move(key), std::move(value));
     changed_locked();
   }
 
-  std::pair<V, bool> load_or_store_locked(K key, V value) {
-    // try_emplace constructs from `value` only when it inserts, so `value` is intact otherwise.
+  // The value and true if key is present, else value and false after storing it.
+  std::pair<V, bool> load_or_store(K key, V value) {
+    if constexpr (load_or_store_reads_first) {
+      read_guard guard(lock);
+      if (const V* v = std::as_const(map).find(key)) return {*v, true};
+    }
+    write_guard guard(lock);
+    // try_emplace constructs from `value` only when it inserts, so `value` is intact
+    // otherwise. It also looks again: a store between the two locks is found here.
     auto [stored, inserted] = map.try_emplace(std::move(key), std::move(value));
     if (inserted) changed_locked();
     return {*stored, !inserted};
   }
 
   template <class Q>
-  std::optional<V> load_and_delete_locked(const Q& key) {
+  std::optional<V> load_and_delete(const Q& key) {
+    write_guard guard(lock);
     V* v = map.find(key);
     if (v == nullptr) return std::nullopt;
     std::optional<V> removed(std::move(*v));
@@ -118,13 +195,15 @@ struct alignas(128) shard {
   }
 
   template <class Q>
-  bool erase_locked(const Q& key) {
+  bool erase(const Q& key) {
+    write_guard guard(lock);
     if (map.erase(key) == 0) return false;
     changed_locked();
     return true;
   }
 
-  std::optional<V> swap_locked(K key, V value) {
+  std::optional<V> swap(K key, V value) {
+    write_guard guard(lock);
     auto [stored, inserted] = map.try_emplace(std::move(key), std::move(value));
     std::optional<V> previous;
     if (!inserted) {
@@ -136,7 +215,8 @@ struct alignas(128) shard {
   }
 
   template <class Q>
-  bool compare_and_swap_locked(const Q& key, const V& expected, V& desired) {
+  bool compare_and_swap(const Q& key, const V& expected, V& desired) {
+    write_guard guard(lock);
     V* v = map.find(key);
     if (v == nullptr || !(*v == expected)) return false;
     *v = std::move(desired);
@@ -145,7 +225,8 @@ struct alignas(128) shard {
   }
 
   template <class Q>
-  bool compare_and_delete_locked(const Q& key, const V& expected) {
+  bool compare_and_delete(const Q& key, const V& expected) {
+    write_guard guard(lock);
     const V* v = map.find(key);
     if (v == nullptr || !(*v == expected)) return false;
     map.erase(key);
@@ -153,14 +234,14 @@ struct alignas(128) shard {
     return true;
   }
 
-  // Calls f(current) once, inside mark() (the caller's re-entrancy marks, a prvalue), and
-  // applies its result. If f throws, nothing changed.
-  template <class F, class Mark>
-  std::optional<V> compute_locked(const K& key, F& f, Mark&& mark) {
+  // Calls f(current) once, inside marks, and applies its result. If f throws, nothing changed.
+  template <class F, class Marks>
+  std::optional<V> compute(const K& key, F& f, Marks&& marks) {
+    write_guard guard(lock);
     V* current = map.find(key);
     std::optional<V> next;
     {
-      auto marked = mark();
+      auto marked = marks(mode::exclusive);
       next = f(current != nullptr ? std::optional<V>(*current) : std::optional<V>());
     }
     if (next.has_value()) {
@@ -177,30 +258,117 @@ struct alignas(128) shard {
     return next;
   }
 
-  void clear_locked() {
+  void clear() {
+    write_guard guard(lock);
     if (map.empty()) return;
     map.clear();
     changed_locked();
   }
 
-  // Stores every entry that for_each_entry(g) hands to g(const K&, V&) (values are moved
-  // from), all or nothing (see the top of this file). Does not call changed_locked: the caller
-  // does, once every shard of its batch is in.
-  template <class ForEach>
-  void merge_locked(ForEach&& for_each_entry) {
+  // f(V&) on key's value if present, in place; counts as a change.
+  template <class Q, class F, class Marks>
+  bool visit_mutable(const Q& key, F& f, Marks&& marks) {
+    write_guard guard(lock);
+    V* v = map.find(key);
+    if (v == nullptr) return false;
+    publish_on_exit<shard> publish(*this, true);
+    auto marked = marks(mode::exclusive);
+    f(*v);
+    return true;
+  }
+
+  // f(const K&, V&) on every entry, in place; how many. A change if the table was not empty.
+  template <class F, class Marks>
+  size_type visit_all(F& f, Marks&& marks) {
+    write_guard guard(lock);
+    publish_on_exit<shard> publish(*this, !map.empty());
+    auto marked = marks(mode::exclusive);
+    size_type n = 0;
+    map.for_each([&](const K& k, V& v) {
+      f(k, v);
+      ++n;
+    });
+    return n;
+  }
+
+  // Removes the entries for which pred(const K&, const V&) holds; how many.
+  template <class Pred, class Marks>
+  size_type erase_if(Pred& pred, Marks&& marks) {
+    write_guard guard(lock);
+    publish_on_exit<shard> publish(*this, false);
+    auto marked = marks(mode::exclusive);
+    return map_erase_if(map, [&](const auto& e) {
+      return static_cast<bool>(pred(e.first, static_cast<const V&>(e.second)));
+    });
+  }
+
+  // Inserts (key, value) if key is absent (true); else f(V&) on the stored value (false).
+  template <class F, class Marks>
+  bool insert_or_visit(K&& key, V&& value, F& f, Marks&& marks) {
+    auto build = [&](auto&& make) -> decltype(auto) { return make(std::move(value)); };
+    return emplace_or_visit_built(std::move(key), build, f, marks);
+  }
+
+  // args_then_f: the value's constructor arguments, then f (visit.hpp's split_emplace_args).
+  // The value is constructed in place only if key is absent.
+  template <class Marks, class... ArgsThenF>
+  bool emplace_or_visit(K&& key, Marks&& marks, ArgsThenF&&... args_then_f) {
+    return split_emplace_args(
+        [&](auto& build, auto& f) {
+          return emplace_or_visit_built(std::move(key), build, f, marks);
+        },
+        std::forward<ArgsThenF>(args_then_f)...);
+  }
+
+  // Stores every entry of entries (values moved from), all or nothing (see the top of this
+  // file).
+  void merge(map_type&& entries) {
+    write_guard guard(lock);
+    if (entries.empty()) return;
     if constexpr (nothrow_merge_v<K, V, Hash, Eq>) {
       try {
-        for_each_entry([&](const K& k, V& v) { map.insert_or_assign(k, std::move(v)); });
+        entries.for_each([&](const K& k, V& v) { map.insert_or_assign(k, std::move(v)); });
       } catch (...) {
         changed_locked();  // std::bad_alloc: part of the batch is in; keep invariant 2
         throw;
       }
     } else {
       map_type next(map);  // a throw before the swap leaves map untouched
-      for_each_entry([&](const K& k, V& v) { next.insert_or_assign(k, std::move(v)); });
+      entries.for_each([&](const K& k, V& v) { next.insert_or_assign(k, std::move(v)); });
       map.swap(next);
-      // next (the old table) is destroyed here; the caller still holds the lock.
+      // next (the old table) is destroyed here, before the guard releases the lock.
     }
+    changed_locked();
+  }
+
+  // --- with the lock held by the caller -----------------------------------------------------
+
+  // build(make) calls make(the value's constructor arguments...). Takes the lock.
+  template <class Build, class F, class Marks>
+  bool emplace_or_visit_built(K&& key, Build& build, F& f, Marks& marks) {
+    write_guard guard(lock);
+    auto [stored, inserted] = build([&](auto&&... args) {
+      return map.try_emplace(std::move(key), std::forward<decltype(args)>(args)...);
+    });
+    if (inserted) {
+      changed_locked();
+      return true;
+    }
+    publish_on_exit<shard> publish(*this, true);
+    auto marked = marks(mode::exclusive);
+    f(*stored);
+    return false;
+  }
+
+  template <class Q>
+  std::optional<V> load_locked(const Q& key) const {
+    if (const V* v = map.find(key)) return *v;
+    return std::nullopt;
+  }
+
+  void store_locked(K key, V value) {
+    map.insert_or_assign(std::move(key), std::move(value));
+    changed_locked();
   }
 
   // Read-modify-written by every acquisition, and read by every waiter: alone on its line.
@@ -248,5 +416,27 @@ class shard_locks {
   Shard* shards_;
   std::size_t locked_ = 0;
 };
+
+// The consistent view json.hpp serializes without copying (both maps' read_view, one rule):
+// calls f(walk), where walk(g) calls g(const K&, const V&) for every entry of shards[0, n);
+// every reference stays valid until f returns. Unless held (this thread already holds every
+// shard: a callback of the map runs on it), every shard's shared lock is taken in index order
+// (as shard_locks does) and held, and marks() marks the whole map for f's duration: reads
+// from f need no relock, writes are reported by the map.
+template <class Shard, class Marks, class F>
+void read_view(const Shard* shards, std::size_t n, bool held, Marks&& marks, F& f) {
+  auto walk = [shards, n](auto&& g) {
+    for (std::size_t i = 0; i < n; ++i) {
+      shards[i].map.for_each([&g](const auto& k, const auto& v) { g(k, v); });
+    }
+  };
+  if (held) {
+    f(walk);
+    return;
+  }
+  shard_locks<const Shard, false> locks(shards, n);
+  auto marked = marks();
+  f(walk);
+}
 
 }  // namespace safemap::detail
