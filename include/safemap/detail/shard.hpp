@@ -118,18 +118,28 @@ struct alignas(128) shard {
 
   // --- reads (shared lock) -------------------------------------------------------------------
 
+  // A lookup under the lock this call just took: no thread can be writing the table (a
+  // writer needs the lock exclusively), so Map's misuse checks could never fire and are
+  // skipped (detail::map_access). A call made from inside a callback (held) keeps them: the
+  // callback may run inside one of this thread's own Map writes.
+  template <class Q>
+  const V* find_freshly_locked(const Q& key) const {
+    return map_access::find_unsynchronized(map, key);
+  }
+
   template <class Q>
   std::optional<V> load(const Q& key, bool held) const {
-    read_guard guard(lock, std::defer_lock);
-    if (!held) guard.lock();
-    return load_locked(key);
+    if (held) return load_locked(key);
+    read_guard guard(lock);
+    if (const V* v = find_freshly_locked(key)) return *v;
+    return std::nullopt;
   }
 
   template <class Q>
   bool contains(const Q& key, bool held) const {
-    read_guard guard(lock, std::defer_lock);
-    if (!held) guard.lock();
-    return map.contains(key);
+    if (held) return map.contains(key);
+    read_guard guard(lock);
+    return find_freshly_locked(key) != nullptr;
   }
 
   // f(const V&) on key's value if present.
@@ -142,7 +152,7 @@ struct alignas(128) shard {
       return true;
     }
     read_guard guard(lock);
-    const V* v = map.find(key);
+    const V* v = find_freshly_locked(key);
     if (v == nullptr) return false;
     auto marked = marks(mode::shared);
     f(*v);
@@ -173,7 +183,7 @@ struct alignas(128) shard {
   std::pair<V, bool> load_or_store(K key, V value) {
     if constexpr (load_or_store_reads_first) {
       read_guard guard(lock);
-      if (const V* v = std::as_const(map).find(key)) return {*v, true};
+      if (const V* v = find_freshly_locked(key)) return {*v, true};
     }
     write_guard guard(lock);
     // try_emplace constructs from `value` only when it inserts, so `value` is intact
