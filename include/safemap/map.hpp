@@ -732,25 +732,27 @@ class Map {
   // Bucket j of the current array, and bucket k of the old one: one load from the directory
   // (a few hundred bytes at most, an L1 hit), whose biased addresses take j itself. In an array
   // of one segment j < 2^B <= seg_buckets, so the shift gives entry 0.
-  static bucket_ref at(const segment* dir, std::size_t j) noexcept {
+  SAFEMAP_ALWAYS_INLINE static bucket_ref at(const segment* dir, std::size_t j) noexcept {
     const segment& sg = dir[j >> seg_shift];
     return bucket_ref(reinterpret_cast<meta_type*>(sg.metas + j * sizeof(meta_type)),
                       reinterpret_cast<group_type*>(sg.groups + j * sizeof(group_type)));
   }
-  bucket_ref new_at(std::size_t j) const noexcept {
+  SAFEMAP_ALWAYS_INLINE bucket_ref new_at(std::size_t j) const noexcept {
     return at(dir_, j);
   }
-  bucket_ref old_at(std::size_t k) const noexcept {
+  SAFEMAP_ALWAYS_INLINE bucket_ref old_at(std::size_t k) const noexcept {
     return at(olddir_, k);
   }
   // Whether old bucket k is evacuated. Below nevacuate_ every bucket is, and its segment may be
   // released already: it is not read.
-  bool old_evacuated(std::size_t k) const noexcept {
+  SAFEMAP_ALWAYS_INLINE bool old_evacuated(std::size_t k) const noexcept {
     return k < nevacuate_ || old_at(k)->evacuated();
   }
 
-  // The bucket whose chain holds hash's key: the old one while it is not evacuated.
-  bucket_ref bucket_for(std::size_t hash, bool* in_old = nullptr) const noexcept {
+  // The bucket whose chain holds hash's key: the old one while it is not evacuated. Forced
+  // inline: with the directory GCC otherwise leaves it a call on every lookup.
+  SAFEMAP_ALWAYS_INLINE bucket_ref bucket_for(std::size_t hash,
+                                              bool* in_old = nullptr) const noexcept {
     if (olddir_ != nullptr) {
       const std::size_t k = hash & old_bucket_mask();
       if (!old_evacuated(k)) {
