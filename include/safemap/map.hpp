@@ -11,7 +11,7 @@
 // # Growth
 // When the table holds more than 6.5 entries per bucket on average (Go's loadFactor 13/2,
 // chosen in Go from its measurements of %overflow, bytes/entry and probes at each load), a
-// new array of twice the buckets is allocated and the entries move there *incrementally*: each
+// new array of twice the buckets is started and the entries move there *incrementally*: each
 // write that touches a bucket of the old array first evacuates it, plus one more in order
 // (grow_work), so no single insert pays for rehashing the table. Until a bucket is evacuated,
 // lookups and iteration read it in the old array. The new array is not written when it is
@@ -19,14 +19,25 @@
 // that starts a growth does O(1) work. When overflow buckets pile up (many deletes and
 // inserts), a same-size growth compacts the chains.
 //
+// # Segments: no insert allocates or frees a whole array
+// An array larger than seg_buckets buckets (2^14 for uint64 -> uint64, about 4 MiB) is cut into
+// segments, each its own block, reached through a directory of one entry per segment (a lookup
+// pays one load from it, an L1 hit). A growth allocates the new array's last segment, which
+// holds the directory, and then one more segment per write; an old bucket evacuates once both
+// of its destination segments exist. Each old segment is retired once Go's nevacuate mark has
+// passed all of its buckets (no lookup reads an old bucket below the mark), the rest of the old
+// array when the growth ends, and retired blocks are freed one per write. So the memory a
+// growing map holds falls as it evacuates, and no insert frees hundreds of MB at once (at 1e7
+// entries that cost one insert 20-37 ms of munmap). See "# Memory" below for the blocks.
+//
 // # Layout and overflow buckets
 // An array keeps its buckets' metadata (8 tophash bytes and the overflow link, 16 bytes) in a
 // dense array apart from the slots (detail/bucket.hpp), so a miss reads only metadata and a
 // hit reads metadata plus the one slot whose tophash matched. Each array comes with a pool of
-// overflow buckets in the same block (Go's nextOverflow: 2^(B-4) of them); when the pool runs
-// out it refills in chunks that double, so filling a map costs tens of allocator calls, not
-// one per overflow bucket. An overflow bucket is never freed alone: it returns to its
-// array's pool and goes with the array.
+// overflow buckets (Go's nextOverflow: 2^(B-4) of them, in the array's block when it is one
+// segment); when the pool runs out it refills in chunks that double up to a segment's size,
+// so filling a map costs tens of allocator calls, not one per overflow bucket. An overflow
+// bucket is never freed alone: it returns to its array's pool and goes with the array.
 //
 // # Iteration (Go's semantics)
 // The order is unspecified and deliberately randomized on every begin(), as in Go. Erasing or
@@ -34,8 +45,9 @@
 // iterator or the walk: every entry present for the whole iteration is visited exactly once;
 // entries inserted or erased during it may or may not be visited. Go achieves this with a
 // garbage collector keeping old arrays alive; safemap instead pauses growth while an iterator
-// is live: no entry moves and no array is freed while any iterator of the map exists (writes
-// still succeed, with longer overflow chains if many happen). Consequences a user sees:
+// is live: no entry moves and no bucket a walk may visit is freed while any iterator of the map
+// exists (writes still succeed, with longer overflow chains if many happen). Consequences a user
+// sees:
 //   - references to entries stay valid during an iteration, across inserts (not for the
 //     erased entry itself);
 //   - keep iterations short: a map with a forgotten live iterator does not grow;
@@ -200,6 +212,32 @@ class Map {
   using bucket_allocator = typename alloc_traits::template rebind_alloc<block_unit>;
   using bucket_traits = std::allocator_traits<bucket_allocator>;
 
+  // A segment of a bucket array: 2^seg_shift buckets (fewer in an array of one segment), their
+  // metadata and slot groups in one block. An array's directory holds one entry per segment:
+  // the addresses of its metadata and slot groups, each biased by the segment's first bucket
+  // index (so bucket j's metadata is at metas + j * 16, without masking j first; unsigned
+  // arithmetic, exact modulo 2^64). Which entries are valid is in the array's shape
+  // (segment_present), not in the entries.
+  struct segment {
+    std::uintptr_t metas;
+    std::uintptr_t groups;
+  };
+  // Segment size: the largest power of two of buckets that fits in about 4 MiB (2^14 buckets
+  // for uint64 -> uint64). Freeing one costs about a third of a millisecond when it goes back
+  // to the kernel; larger segments mean fewer allocator calls (each growth of a multi-segment
+  // array allocates and frees one block per segment).
+  static constexpr std::size_t segment_target_bytes = std::size_t{4} << 20;
+  static constexpr unsigned seg_shift = [] {
+    unsigned s = 0;
+    while (s < 24 &&
+           ((sizeof(meta_type) + sizeof(group_type)) << (s + 1)) <= segment_target_bytes) {
+      ++s;
+    }
+    return s;
+  }();
+  static constexpr std::size_t seg_buckets = std::size_t{1} << seg_shift;
+  static_assert(sizeof(segment) <= sizeof(block_unit));
+
   static_assert(std::is_same_v<typename alloc_traits::value_type, value_type>,
                 "safemap::Map: Alloc::value_type must be std::pair<const K, V>");
 
@@ -320,11 +358,11 @@ class Map {
     write_scope w(*this);
     if (iterators_.load(std::memory_order_relaxed) != 0) return;
     const unsigned want = detail::log2_buckets_for(n);
-    if (buckets_ == nullptr) {
+    if (dir_ == nullptr) {
       init_table(want);
       return;
     }
-    if (want <= B_ && oldbuckets_ == nullptr) return;
+    if (want <= B_ && olddir_ == nullptr) return;
     rebuild(std::max<unsigned>(want, B_));
   }
 
@@ -424,17 +462,15 @@ class Map {
     MapStats s;
     s.size = count_;
     s.log2_buckets = B_;
-    s.buckets = buckets_ ? nbuckets() : 0;
+    s.buckets = dir_ ? nbuckets() : 0;
     s.overflow_buckets = noverflow_;
     s.load_factor = s.buckets ? static_cast<double>(count_) / static_cast<double>(s.buckets) : 0;
-    s.growing = oldbuckets_ != nullptr;
-    s.same_size_grow = oldbuckets_ && same_size_grow_;
-    s.old_buckets = oldbuckets_ ? noldbuckets() : 0;
-    s.old_overflow_buckets = oldbuckets_ ? old_noverflow_ : 0;
-    s.evacuated = oldbuckets_ ? evacuated_ : 0;
-    s.bytes =
-        (pool_.block_units + pool_.chunk_units + oldpool_.block_units + oldpool_.chunk_units) *
-        sizeof(block_unit);
+    s.growing = olddir_ != nullptr;
+    s.same_size_grow = olddir_ && same_size_grow_;
+    s.old_buckets = olddir_ ? noldbuckets() : 0;
+    s.old_overflow_buckets = olddir_ ? old_noverflow_ : 0;
+    s.evacuated = olddir_ ? evacuated_ : 0;
+    s.bytes = units_held_ * sizeof(block_unit);
     return s;
   }
 
@@ -619,36 +655,47 @@ class Map {
 
   // ---- overflow buckets (Go's nextOverflow, extended) -----------------------------------------
 
-  // The overflow buckets of one bucket array. The array's block holds its 2^B buckets followed
-  // by preallocated overflow buckets (Go's makeBucketArray: 2^(B-4) of them); when those run
-  // out, more come in chunks, each twice the last, so filling a table costs a handful of
-  // allocator calls instead of one per overflow bucket. Overflow buckets are never freed one
-  // by one: one that empties (an evacuated old chain, a failed insert or relocation) goes on
-  // the free list for reuse, and all go back to the allocator with their array.
+  // The overflow buckets of one bucket array. An array of one segment holds preallocated
+  // overflow buckets in its block (Go's makeBucketArray: 2^(B-4) of them); other arrays get
+  // theirs in chunks, each twice the last up to a segment's size, so filling a table costs a
+  // handful of allocator calls instead of one per overflow bucket, and no chunk is larger than
+  // a segment. Overflow buckets are never freed one by one: one that empties (an evacuated old
+  // chain, a failed insert or relocation) goes on the free list for reuse, and all go back to
+  // the allocator with their array (the chunks of an old array are retired when its growth
+  // ends, see retire).
   struct overflow_pool {
-    // The array's block: metadata[2^B], slot groups[2^B], then the preallocated overflow.
-    block_unit* block = nullptr;
-    std::size_t block_units = 0;
-    meta_type* metas = nullptr;
-    group_type* groups = nullptr;
+    overflow_type* block_overflow = nullptr;  // preallocated in the array's block (one segment)
+    std::size_t block_extra = 0;
     overflow_type* next = nullptr;  // [next, end): never used yet
     overflow_type* end = nullptr;
     meta_type* free = nullptr;  // returned overflow buckets, linked through overflow
     std::size_t nfree = 0;
-    block_unit* chunks = nullptr;  // the chunks, newest first (chunk_header links them)
-    std::size_t chunk_units = 0;   // units in chunks (stats().bytes)
+    block_unit* chunks = nullptr;  // the chunks, newest first (block_header links them)
     std::size_t next_chunk = 0;    // overflow buckets in the next chunk
     std::size_t first_chunk = 0;   // next_chunk of a fresh (or reset) pool
 
     std::size_t available() const noexcept { return nfree + static_cast<std::size_t>(end - next); }
   };
   static constexpr std::size_t min_overflow_chunk = 8;
-  // The first unit of a chunk; its overflow buckets follow.
-  struct chunk_header {
+  static constexpr std::size_t max_overflow_chunk = std::max(min_overflow_chunk, seg_buckets);
+  // The first unit of a chunk (its overflow buckets follow), and of a retired block.
+  struct block_header {
     block_unit* next;
     std::size_t units;
   };
-  static_assert(sizeof(chunk_header) <= sizeof(block_unit));
+  static_assert(sizeof(block_header) <= sizeof(block_unit));
+
+  // The bookkeeping of one bucket array (its directory is dir_ or olddir_). The directory lives
+  // at the start of the block of the array's last segment, which is allocated first and freed
+  // last, so the directory outlives every segment it points to.
+  struct array_shape {
+    std::size_t nsegs = 0;       // 2^(B - seg_shift), or 1
+    std::size_t last_units = 0;  // units of the last segment's block (directory included)
+    std::size_t nallocated = 0;  // segments other than the last allocated so far (in order)
+    std::size_t nretired = 0;    // old array: segments [0, nretired) retired
+    bool interleaved = false;    // allocated in a doubling's X/Y order (allocation_order)
+    overflow_pool pool;
+  };
 
   // ---- hashing and shape ---------------------------------------------------------------------
 
@@ -682,19 +729,33 @@ class Map {
     return noldbuckets() - 1;
   }
 
-  // Bucket j of the current array, and bucket k of the old one.
-  bucket_ref new_at(std::size_t j) const noexcept {
-    return bucket_ref(buckets_ + j, slots_ + j);
+  // Bucket j of the current array, and bucket k of the old one: one load from the directory
+  // (a few hundred bytes at most, an L1 hit), whose biased addresses take j itself. In an array
+  // of one segment j < 2^B <= seg_buckets, so the shift gives entry 0.
+  SAFEMAP_ALWAYS_INLINE static bucket_ref at(const segment* dir, std::size_t j) noexcept {
+    const segment& sg = dir[j >> seg_shift];
+    return bucket_ref(reinterpret_cast<meta_type*>(sg.metas + j * sizeof(meta_type)),
+                      reinterpret_cast<group_type*>(sg.groups + j * sizeof(group_type)));
   }
-  bucket_ref old_at(std::size_t k) const noexcept {
-    return bucket_ref(oldbuckets_ + k, oldslots_ + k);
+  SAFEMAP_ALWAYS_INLINE bucket_ref new_at(std::size_t j) const noexcept {
+    return at(dir_, j);
+  }
+  SAFEMAP_ALWAYS_INLINE bucket_ref old_at(std::size_t k) const noexcept {
+    return at(olddir_, k);
+  }
+  // Whether old bucket k is evacuated. Below nevacuate_ every bucket is, and its segment may be
+  // released already: it is not read.
+  SAFEMAP_ALWAYS_INLINE bool old_evacuated(std::size_t k) const noexcept {
+    return k < nevacuate_ || old_at(k)->evacuated();
   }
 
-  // The bucket whose chain holds hash's key: the old one while it is not evacuated.
-  bucket_ref bucket_for(std::size_t hash, bool* in_old = nullptr) const noexcept {
-    if (oldbuckets_ != nullptr) {
+  // The bucket whose chain holds hash's key: the old one while it is not evacuated. Forced
+  // inline: with the directory GCC otherwise leaves it a call on every lookup.
+  SAFEMAP_ALWAYS_INLINE bucket_ref bucket_for(std::size_t hash,
+                                              bool* in_old = nullptr) const noexcept {
+    if (olddir_ != nullptr) {
       const std::size_t k = hash & old_bucket_mask();
-      if (!oldbuckets_[k].evacuated()) {
+      if (!old_evacuated(k)) {
         if (in_old) *in_old = true;
         return old_at(k);
       }
@@ -752,10 +813,12 @@ class Map {
   std::pair<slot_type*, bool> emplace_impl(const Q& key, Construct&& construct) {
     const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
     write_scope w(*this);
-    if (buckets_ == nullptr) init_table(0);
+    if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
+    if (dir_ == nullptr) init_table(0);
     const std::uint8_t top = detail::tophash_of(hash);
+    bool grew = false;  // this write allocated the new array's first block already
   again:
-    if (oldbuckets_ != nullptr) grow_work(hash & bucket_mask());
+    if (olddir_ != nullptr) grow_work(hash & bucket_mask(), !grew);
     bool in_old = false;
     const bucket_ref first = bucket_for(hash, &in_old);
     bucket_ref insert_b;
@@ -779,10 +842,11 @@ class Map {
 
     // Not found. Start growing if the table is overloaded and nothing pins it, then retry
     // so the key lands in the new array (Go: "growing the table invalidates everything").
-    if (oldbuckets_ == nullptr && iterators_.load(std::memory_order_relaxed) == 0 &&
+    if (olddir_ == nullptr && iterators_.load(std::memory_order_relaxed) == 0 &&
         (detail::over_load_factor(count_ + 1, B_) ||
          detail::too_many_overflow_buckets(noverflow_, B_))) {
       hash_grow();
+      grew = true;
       goto again;
     }
 
@@ -792,7 +856,7 @@ class Map {
     } else {
       // All full: chain a new overflow bucket from the pool of the array the chain is in,
       // linked only once the entry is built.
-      overflow_pool& pool = in_old ? oldpool_ : pool_;
+      overflow_pool& pool = in_old ? old_.pool : cur_.pool;
       reserve_overflow(pool, 1);
       const bucket_ref ov = take_overflow(pool);
       try {
@@ -817,8 +881,9 @@ class Map {
   size_type erase_impl(const Q& key) {
     const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
     write_scope w(*this);
+    if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
     if (count_ == 0) return 0;
-    if (oldbuckets_ != nullptr) grow_work(hash & bucket_mask());
+    if (olddir_ != nullptr) grow_work(hash & bucket_mask(), true);
     const std::uint8_t top = detail::tophash_of(hash);
     const bucket_ref first = bucket_for(hash);
     for (bucket_ref b = first; b; b = b.next()) {
@@ -867,19 +932,20 @@ class Map {
 
   void hash_grow() {
     const bool bigger = detail::over_load_factor(count_ + 1, B_);
-    // The new array (and its overflow pool) is left uninitialized: each bucket is initialized
-    // when its old bucket is evacuated, each pool bucket when it is taken, so this step is
-    // O(1) however large the table.
+    // Only the new array's last segment is allocated here (it holds the directory); the others
+    // come one per later write (allocate_next_segment). None is written when allocated: each
+    // bucket is initialized when its old bucket is evacuated, each pool bucket when it is
+    // taken, so this step is O(1) however large the table.
     const unsigned newB = B_ + (bigger ? 1u : 0u);
-    overflow_pool np = allocate_array(newB, preallocated_overflow(newB));
-    oldpool_ = pool_;
-    pool_ = np;
-    oldbuckets_ = buckets_;
-    oldslots_ = slots_;
-    buckets_ = np.metas;
-    slots_ = np.groups;
+    array_shape na;
+    segment* const nd = allocate_last_segment(newB, block_overflow_for(newB), na);
+    na.interleaved = bigger;
+    old_ = cur_;
+    olddir_ = dir_;
+    cur_ = na;
+    dir_ = nd;
     same_size_grow_ = !bigger;
-    B_ = static_cast<std::uint8_t>(B_ + (bigger ? 1 : 0));
+    B_ = static_cast<std::uint8_t>(newB);
     nevacuate_ = 0;
     evac_scan_ = 0;
     evacuated_ = 0;
@@ -887,8 +953,9 @@ class Map {
     noverflow_ = 0;
   }
 
-  // Bounded work per write: the bucket about to be used, plus the next one in order, so the
-  // growth finishes within noldbuckets/2 writes and the new array never overloads.
+  // Bounded work per write: at most one new segment allocated, then the bucket about to be
+  // used evacuated, plus the next one in order, so the growth finishes within noldbuckets/2
+  // writes (plus one per segment) and the new array never overloads.
   //
   // Evacuation is the table's own housekeeping, not part of the write that happens to do it:
   // when it fails (a copy or the hasher throws, or memory runs out) the old bucket is left
@@ -897,11 +964,14 @@ class Map {
   // cannot make the map unwritable: its bucket stays unevacuated, and while it blocks
   // nevacuate_ the growth works on past it (evac_scan_), retrying it once per pass over the
   // old array. The growth ends once that bucket finally evacuates (say, once the entry is
-  // erased).
-  void grow_work(std::size_t bucket) {
+  // erased). A bucket whose destination segments are not allocated yet waits the same way.
+  void grow_work(std::size_t bucket, bool may_allocate) {
+    if (may_allocate && cur_.nallocated + 1 < cur_.nsegs) allocate_next_segment();
     if (iterators_.load(std::memory_order_relaxed) != 0) return;  // nothing moves under an iterator
     try_evacuate(bucket & old_bucket_mask());
-    if (oldbuckets_ == nullptr) return;
+    if (olddir_ == nullptr) return;
+    if (!segments_ready(nevacuate_)) return;  // the allocation has not reached it yet
+    if (evac_scan_ != 0 && evac_scan_ <= nevacuate_) evac_scan_ = 0;  // the mark passed it
     if (evac_scan_ == 0) {
       if (try_evacuate(nevacuate_)) return;
       evac_scan_ = nevacuate_ + 1;  // nevacuate_ is stuck: work on past it
@@ -909,7 +979,7 @@ class Map {
     // Bounded like advance_evacuation_mark's scan, so no write pays for a long run.
     const std::size_t nold = noldbuckets();
     const std::size_t stop = std::min(evac_scan_ + 1024, nold);
-    while (evac_scan_ != stop && oldbuckets_[evac_scan_].evacuated()) ++evac_scan_;
+    while (evac_scan_ != stop && old_evacuated(evac_scan_)) ++evac_scan_;
     if (evac_scan_ == nold) {
       evac_scan_ = 0;  // a whole pass done: the next write retries nevacuate_
     } else if (evac_scan_ != stop) {
@@ -917,10 +987,43 @@ class Map {
     }
   }
 
-  // evacuate(), with a failure left for a later write to retry. Returns whether it succeeded.
-  bool try_evacuate(std::size_t oldbucket) noexcept {
+  // The new array's segments other than the last are allocated in this order, one per write,
+  // so that the in-order evacuation finds both of its destinations first: for a doubling,
+  // X segments and Y segments (X + half) alternate.
+  std::size_t allocation_order(std::size_t t) const noexcept {
+    if (!cur_.interleaved) return t;
+    return (t & 1) != 0 ? cur_.nsegs / 2 + (t >> 1) : t >> 1;
+  }
+  // Whether segment i of an array is allocated and not retired: the last always is; others
+  // are allocated in allocation_order and retired from the first.
+  static bool segment_present(const array_shape& a, std::size_t i) noexcept {
+    if (i + 1 == a.nsegs) return true;
+    if (i < a.nretired) return false;
+    const std::size_t half = a.nsegs / 2;
+    const std::size_t t = !a.interleaved ? i : i < half ? 2 * i : 2 * (i - half) + 1;
+    return t < a.nallocated;
+  }
+  void allocate_next_segment() noexcept {
     try {
-      evacuate(oldbucket);
+      allocate_segment(dir_, allocation_order(cur_.nallocated));
+      ++cur_.nallocated;
+    } catch (...) {
+      // Out of memory: a later write retries; until then the buckets waiting for this
+      // segment stay in the old array, where writes and lookups still find them.
+    }
+  }
+  // Whether the new segments that old bucket k evacuates into (X, and Y for a doubling) exist.
+  bool segments_ready(std::size_t k) const noexcept {
+    if (!segment_present(cur_, k >> seg_shift)) return false;
+    return same_size_grow_ || segment_present(cur_, (k + noldbuckets()) >> seg_shift);
+  }
+
+  // evacuate(), with a failure (or destination segments not allocated yet) left for a later
+  // write to retry. Returns whether old bucket k is evacuated now.
+  bool try_evacuate(std::size_t k) noexcept {
+    if (!segments_ready(k)) return false;
+    try {
+      evacuate(k);
       return true;
     } catch (...) {
       return false;
@@ -938,8 +1041,8 @@ class Map {
   // throw when the caller made them available first (reserve_overflow), as relocate_chain does.
   void* dest_slot(evac_dest& d) {
     if (d.i == detail::bucket_cnt) {
-      reserve_overflow(pool_, 1);
-      const bucket_ref ov = take_overflow(pool_);
+      reserve_overflow(cur_.pool, 1);
+      const bucket_ref ov = take_overflow(cur_.pool);
       d.b->overflow = ov.m;
       ++noverflow_;
       d.b = ov;
@@ -948,10 +1051,11 @@ class Map {
     return d.b.raw_slot(d.i);
   }
 
+  // Precondition: segments_ready(oldbucket).
   void evacuate(std::size_t oldbucket) {
-    const bucket_ref ob = old_at(oldbucket);
     const std::size_t newbit = noldbuckets();
-    if (!ob->evacuated()) {
+    if (!old_evacuated(oldbucket)) {
+      const bucket_ref ob = old_at(oldbucket);
       // X is the bucket with the same index in the new array; Y (doubling only) is X+newbit.
       evac_dest dst[2] = {{new_at(oldbucket), 0}, {bucket_ref(), 0}};
       dst[0].b->init();
@@ -961,10 +1065,10 @@ class Map {
       }
       relocate_chain(ob, dst, newbit);
       // The old chain's overflow buckets go back to the old array's pool (reused by inserts
-      // into old buckets not evacuated yet, freed with the old array).
+      // into old buckets not evacuated yet, retired with the old array).
       for (meta_type* ov = ob->overflow; ov != nullptr;) {
         meta_type* next = ov->overflow;
-        give_back(oldpool_, ov);
+        give_back(old_.pool, ov);
         --old_noverflow_;
         ov = next;
       }
@@ -991,7 +1095,7 @@ class Map {
     for (bucket_ref b = ob; b; b = b.next()) {
       for (unsigned i = 0; i < detail::bucket_cnt; ++i) n += !detail::is_empty(b->tophash[i]);
     }
-    reserve_overflow(pool_, n > detail::bucket_cnt ? (n - 1) / detail::bucket_cnt : 0);
+    reserve_overflow(cur_.pool, n > detail::bucket_cnt ? (n - 1) / detail::bucket_cnt : 0);
     if constexpr (move_relocation) {
       // A hasher that may throw hashes everything before anything moves.
       std::vector<std::uint8_t> targets;
@@ -1042,7 +1146,7 @@ class Map {
         }
       } catch (...) {
         for (const bucket_ref h : heads) {
-          if (h) noverflow_ -= destroy_chain(h, &pool_);
+          if (h) noverflow_ -= destroy_chain(h, &cur_.pool);
         }
         throw;
       }
@@ -1068,20 +1172,23 @@ class Map {
     std::destroy_at(src);
   }
 
-  void advance_evacuation_mark(std::size_t newbit) {
+  void advance_evacuation_mark(std::size_t newbit) noexcept {
+    const std::size_t from = nevacuate_;
     ++nevacuate_;
     // Go bounds the scan to keep this O(1): evacuated buckets beyond it are found later.
     const std::size_t stop = std::min(nevacuate_ + 1024, newbit);
-    while (nevacuate_ != stop && (oldbuckets_ + nevacuate_)->evacuated()) ++nevacuate_;
+    while (nevacuate_ != stop && old_at(nevacuate_)->evacuated()) ++nevacuate_;
     if (nevacuate_ == newbit) {
-      // Every old bucket is evacuated: the old array goes, with its overflow pool.
-      release_pool(oldpool_);
-      oldbuckets_ = nullptr;
-      oldslots_ = nullptr;
+      // Every old bucket is evacuated: what is left of the old array (its last segment, with the
+      // directory, and its pool) is retired.
+      retire_array(olddir_, old_);
       same_size_grow_ = false;
       old_noverflow_ = 0;
       evac_scan_ = 0;
+      return;
     }
+    // The mark passed these segments whole: no lookup reads them again (old_evacuated).
+    for (std::size_t i = from >> seg_shift; i < nevacuate_ >> seg_shift; ++i) retire_segment(i);
   }
 
   // ---- whole-table operations --------------------------------------------------------------
@@ -1105,7 +1212,8 @@ class Map {
 
   // A fresh, fully initialized array (with its pool) and the overflow buckets chained to it.
   struct built {
-    overflow_pool pool;
+    segment* dir;
+    array_shape shape;
     std::size_t noverflow;
   };
 
@@ -1127,18 +1235,20 @@ class Map {
       hashes.push_back(h);
       ++per_bucket[h & (n - 1)];
     });
-    // Exactly the overflow buckets the chains need, in the array's own block (one allocation).
+    // Exactly the overflow buckets the chains need, allocated up front (in the array's own
+    // block when it is one segment).
     std::size_t noverflow = 0;
     for (const std::uint32_t c : per_bucket) {
       if (c > detail::bucket_cnt) noverflow += (c - 1) / detail::bucket_cnt;
     }
-    overflow_pool pool = allocate_array(newB, std::max(noverflow, preallocated_overflow(newB)));
-    auto at = [&](std::size_t j) { return bucket_ref(pool.metas + j, pool.groups + j); };
+    array_shape shape;
+    segment* const dir =
+        allocate_full_array(newB, std::max(noverflow, preallocated_overflow(newB)), shape);
+    overflow_pool& pool = shape.pool;
     for (std::size_t j = 0; j < n; ++j) {
-      pool.metas[j].init();
-      meta_type* b = pool.metas + j;
+      meta_type* b = at(dir, j).m;
       for (std::uint32_t c = per_bucket[j]; c > detail::bucket_cnt; c -= detail::bucket_cnt) {
-        b->overflow = take_overflow(pool).m;  // available: the block holds noverflow of them
+        b->overflow = take_overflow(pool).m;  // available: allocated above
         b = b->overflow;
       }
     }
@@ -1146,7 +1256,7 @@ class Map {
     try {
       for_each_live_slot(src, [&](slot_type* s) {
         const std::size_t h = hashes[next++];
-        for (bucket_ref b = at(h & (n - 1));; b = b.next()) {
+        for (bucket_ref b = at(dir, h & (n - 1));; b = b.next()) {
           if (const detail::slot_mask e = b->group().match_empty()) {
             const unsigned i = e.lowest();
             put(s, b.raw_slot(i));
@@ -1156,18 +1266,18 @@ class Map {
         }
       });
     } catch (...) {
-      for (std::size_t j = 0; j < n; ++j) destroy_chain(at(j), nullptr);
-      release_pool(pool);
+      for (std::size_t j = 0; j < n; ++j) destroy_chain(at(dir, j), nullptr);
+      segment* d = dir;
+      release_array(d, shape);
       throw;
     }
-    return {pool, noverflow};
+    return {dir, shape, noverflow};
   }
 
   // Takes nb as this map's only array (both old arrays were freed already).
   void adopt(const built& nb, unsigned newB, size_type count) noexcept {
-    pool_ = nb.pool;
-    buckets_ = pool_.metas;
-    slots_ = pool_.groups;
+    dir_ = nb.dir;
+    cur_ = nb.shape;
     B_ = static_cast<std::uint8_t>(newB);
     noverflow_ = nb.noverflow;
     count_ = count;
@@ -1178,11 +1288,11 @@ class Map {
   // fixed order (the same on two calls with no write between them: build_array relies on it).
   template <class Self, class F>
   static void for_each_chain(Self& m, F&& f) {
-    if (m.buckets_ == nullptr) return;
-    if (m.oldbuckets_ != nullptr) {
+    if (m.dir_ == nullptr) return;
+    if (m.olddir_ != nullptr) {
       const std::size_t nold = m.noldbuckets();
-      for (std::size_t k = 0; k < nold; ++k) {
-        if (!m.oldbuckets_[k].evacuated()) f(m.old_at(k));
+      for (std::size_t k = m.nevacuate_; k < nold; ++k) {
+        if (!m.old_evacuated(k)) f(m.old_at(k));
       }
     }
     const std::size_t n = m.nbuckets();
@@ -1209,7 +1319,7 @@ class Map {
 
   // During growth a new bucket is initialized exactly when its old bucket is evacuated.
   bool new_bucket_initialized(std::size_t j) const noexcept {
-    return oldbuckets_ == nullptr || oldbuckets_[j & old_bucket_mask()].evacuated();
+    return olddir_ == nullptr || old_evacuated(j & old_bucket_mask());
   }
 
   // Destroys every entry of b's chain; b itself stays allocated (its contents are garbage
@@ -1235,8 +1345,7 @@ class Map {
 
   // Destroys all entries and frees both arrays with their overflow buckets.
   void destroy_tables() noexcept {
-    if (buckets_ == nullptr) return;
-    for_each_live_slot([](slot_type* s) { std::destroy_at(s); });
+    if (dir_ != nullptr) for_each_live_slot([](slot_type* s) { std::destroy_at(s); });
     free_arrays();
   }
 
@@ -1246,10 +1355,9 @@ class Map {
   }
 
   void free_arrays() noexcept {
-    release_pool(oldpool_);
-    release_pool(pool_);
-    buckets_ = oldbuckets_ = nullptr;
-    slots_ = oldslots_ = nullptr;
+    release_array(olddir_, old_);
+    release_array(dir_, cur_);
+    release_all_retired();
     B_ = 0;
     count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
     same_size_grow_ = false;
@@ -1260,7 +1368,7 @@ class Map {
   }
 
   void clear_locked_by_writer() {
-    if (buckets_ == nullptr) return;
+    if (dir_ == nullptr) return;
     if (iterators_.load(std::memory_order_relaxed) != 0) {
       // Live iterators may stand on any bucket: destroy entries but keep every bucket and
       // the growth state, so their walk stays valid.
@@ -1274,31 +1382,31 @@ class Map {
       });
       count_ = 0;
     } else {
-      // Keep the current array (as Go 1.21 clear does), drop the rest.
+      // Keep the current array (as Go 1.21 clear does) when all its segments exist, drop the
+      // rest.
       for_each_chain(*this, [&](bucket_ref head) { destroy_chain(head, nullptr); });
-      const std::size_t n = nbuckets();
-      release_pool(oldpool_);
-      reset_pool(pool_, n);
-      for (std::size_t j = 0; j < n; ++j) buckets_[j].init();
-      oldbuckets_ = nullptr;
-      oldslots_ = nullptr;
+      release_array(olddir_, old_);
+      release_all_retired();
+      if (cur_.nallocated + 1 < cur_.nsegs) {
+        release_array(dir_, cur_);  // a growth had not allocated all of it: start afresh
+        B_ = 0;
+      } else {
+        reset_pool(cur_.pool);
+        init_metas(dir_, nbuckets());
+      }
       count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
       same_size_grow_ = false;
     }
     reseed();
   }
 
-  // A fresh, initialized array of 2^B buckets whose block also holds `extra` overflow buckets
-  // (by default Go's 2^(B-4)).
+  // A fresh, initialized array of 2^B buckets with `extra` overflow buckets available (by
+  // default Go's 2^(B-4)).
   void init_table(unsigned B) {
     init_table(B, preallocated_overflow(B));
   }
   void init_table(unsigned B, std::size_t extra) {
-    const std::size_t n = std::size_t{1} << B;
-    pool_ = allocate_array(B, extra);
-    buckets_ = pool_.metas;
-    slots_ = pool_.groups;
-    for (std::size_t j = 0; j < n; ++j) buckets_[j].init();
+    dir_ = allocate_full_array(B, extra, cur_);
     B_ = static_cast<std::uint8_t>(B);
   }
 
@@ -1309,7 +1417,7 @@ class Map {
     other.read_check();
     if (other.count_ == 0) return;
     try {
-      if (other.oldbuckets_ == nullptr) {
+      if (other.olddir_ == nullptr) {
         // Compacted chains need at most the overflow buckets other's chains have: one block.
         init_table(other.B_, std::max(other.noverflow_, preallocated_overflow(other.B_)));
         const std::size_t n = nbuckets();
@@ -1339,12 +1447,12 @@ class Map {
   }
 
   void steal(Map& other) noexcept {
-    pool_ = std::exchange(other.pool_, overflow_pool{});
-    oldpool_ = std::exchange(other.oldpool_, overflow_pool{});
-    buckets_ = std::exchange(other.buckets_, nullptr);
-    oldbuckets_ = std::exchange(other.oldbuckets_, nullptr);
-    slots_ = std::exchange(other.slots_, nullptr);
-    oldslots_ = std::exchange(other.oldslots_, nullptr);
+    dir_ = std::exchange(other.dir_, nullptr);
+    olddir_ = std::exchange(other.olddir_, nullptr);
+    cur_ = std::exchange(other.cur_, array_shape{});
+    old_ = std::exchange(other.old_, array_shape{});
+    retired_ = std::exchange(other.retired_, nullptr);
+    units_held_ = std::exchange(other.units_held_, 0);
     count_ = std::exchange(other.count_, 0);
     nevacuate_ = std::exchange(other.nevacuate_, 0);
     evac_scan_ = std::exchange(other.evac_scan_, 0);
@@ -1357,12 +1465,12 @@ class Map {
 
   void swap_contents(Map& other) noexcept {
     using std::swap;
-    swap(pool_, other.pool_);
-    swap(oldpool_, other.oldpool_);
-    swap(buckets_, other.buckets_);
-    swap(oldbuckets_, other.oldbuckets_);
-    swap(slots_, other.slots_);
-    swap(oldslots_, other.oldslots_);
+    swap(dir_, other.dir_);
+    swap(olddir_, other.olddir_);
+    swap(cur_, other.cur_);
+    swap(old_, other.old_);
+    swap(retired_, other.retired_);
+    swap(units_held_, other.units_held_);
     swap(count_, other.count_);
     swap(nevacuate_, other.nevacuate_);
     swap(evac_scan_, other.evac_scan_);
@@ -1378,6 +1486,21 @@ class Map {
   }
 
   // ---- memory --------------------------------------------------------------------------------
+  //
+  // A bucket array of 2^B buckets is cut into segments of seg_buckets buckets (one segment of
+  // 2^B when B < seg_shift), each its own block: [metadata | slot groups]. The last segment's
+  // block also holds the directory in front (one entry per segment) and, in an array of one
+  // segment, Go's preallocated overflow buckets behind:
+  //
+  //   last block:  | directory[nsegs] | metadata[n] | slot groups[n] | overflow[extra] |
+  //   other block: | metadata[seg_buckets] | slot groups[seg_buckets] |
+  //
+  // A growth allocates the new last block at once and the other segments one per write; the
+  // old array's segments are retired as the evacuation mark passes them, the last one (and the
+  // old pool's chunks) when the growth ends. Retired blocks go back to the allocator one per
+  // write (release_one_retired), so no write frees more than one block (a segment, a chunk or
+  // a last block, none larger than a segment plus its directory) or allocates more than one
+  // segment (plus, rarely, an overflow chunk no larger than a segment).
 
   // Go's makeBucketArray preallocates 2^(B-4) overflow buckets with an array of 2^B >= 16
   // buckets (its nextOverflow); at load 6.5 about a fifth of buckets overflow once the array is
@@ -1385,57 +1508,175 @@ class Map {
   static std::size_t preallocated_overflow(unsigned B) noexcept {
     return B >= 4 ? std::size_t{1} << (B - 4) : 0;
   }
+  // The preallocated overflow buckets in the block of a fresh array: Go's, when the array is
+  // one segment. A larger array gets them as its pool's first chunk, when first needed: in the
+  // block they would live until the whole array goes.
+  static std::size_t block_overflow_for(unsigned B) noexcept {
+    return B <= seg_shift ? preallocated_overflow(B) : 0;
+  }
 
   static constexpr std::size_t align_up(std::size_t n, std::size_t a) noexcept {
     return (n + a - 1) / a * a;
   }
-  // Byte offset of the overflow buckets in the block of an array of n buckets.
-  static constexpr std::size_t overflow_offset(std::size_t n) noexcept {
-    return align_up(align_up(n * sizeof(meta_type), alignof(group_type)) + n * sizeof(group_type),
-                    alignof(overflow_type));
+  // Byte offsets in a segment of n buckets: its slot groups, and the end of the segment.
+  static constexpr std::size_t groups_offset(std::size_t n) noexcept {
+    return align_up(n * sizeof(meta_type), alignof(group_type));
+  }
+  static constexpr std::size_t segment_bytes(std::size_t n) noexcept {
+    return align_up(groups_offset(n) + n * sizeof(group_type), sizeof(block_unit));
+  }
+  static constexpr std::size_t segment_units = segment_bytes(seg_buckets) / sizeof(block_unit);
+  static constexpr std::size_t directory_units(std::size_t nsegs) noexcept {
+    return (nsegs * sizeof(segment) + sizeof(block_unit) - 1) / sizeof(block_unit);
   }
 
-  // One block for an array of 2^B buckets with `extra` overflow buckets, all uninitialized:
-  // the metadata array, the slot groups, then the overflow buckets; and the pool that hands
-  // the overflow buckets out.
-  overflow_pool allocate_array(unsigned B, std::size_t extra) {
-    const std::size_t n = std::size_t{1} << B;
-    const std::size_t groups_at = align_up(n * sizeof(meta_type), alignof(group_type));
-    const std::size_t overflow_at = overflow_offset(n);
-    const std::size_t bytes = overflow_at + extra * sizeof(overflow_type);
-    overflow_pool p;
-    p.block_units = (bytes + sizeof(block_unit) - 1) / sizeof(block_unit);
-    p.block = bucket_traits::allocate(alloc_, p.block_units);
-    auto* const base = reinterpret_cast<unsigned char*>(p.block);
-    p.metas = reinterpret_cast<meta_type*>(base);
-    p.groups = reinterpret_cast<group_type*>(base + groups_at);
-    p.next = reinterpret_cast<overflow_type*>(base + overflow_at);
-    p.end = p.next + extra;
-    p.first_chunk = p.next_chunk =
-        std::max<std::size_t>(min_overflow_chunk, preallocated_overflow(B));
+  block_unit* allocate_units(std::size_t units) {
+    block_unit* const p = bucket_traits::allocate(alloc_, units);
+    units_held_ += units;
     return p;
   }
+  void deallocate_units(block_unit* p, std::size_t units) noexcept {
+    bucket_traits::deallocate(alloc_, p, units);
+    units_held_ -= units;
+  }
 
-  // Makes k overflow buckets available in p, so that k take_overflow calls cannot fail: at
-  // most one allocation (a chunk of max(k, next_chunk) overflow buckets after a header unit
-  // that links the chunks and records their size). Chunks double, so an array that keeps
-  // overflowing costs O(log) allocator calls. Strong guarantee: p is unchanged when the
-  // allocation throws.
-  void reserve_overflow(overflow_pool& p, std::size_t k) {
-    if (p.available() >= k) return;
+  // The directory entry of segment i (n buckets) whose block is p, and back.
+  static segment segment_at(block_unit* p, std::size_t i, std::size_t n) noexcept {
+    const auto base = reinterpret_cast<std::uintptr_t>(p);
+    const std::size_t first = i << seg_shift;
+    return {base - first * sizeof(meta_type), base + groups_offset(n) - first * sizeof(group_type)};
+  }
+  static block_unit* block_of(const segment* dir, std::size_t i) noexcept {
+    return reinterpret_cast<block_unit*>(dir[i].metas + (i << seg_shift) * sizeof(meta_type));
+  }
+
+  // Allocates the last segment of an array of 2^B buckets, with the array's directory (every
+  // other entry empty) and, in an array of one segment, `extra` overflow buckets in the block.
+  // Nothing is initialized but the directory. Fills `shape`; strong guarantee.
+  segment* allocate_last_segment(unsigned B, std::size_t extra, array_shape& shape) {
+    const std::size_t nsegs = B > seg_shift ? std::size_t{1} << (B - seg_shift) : 1;
+    const std::size_t n = std::min(std::size_t{1} << B, seg_buckets);
+    if (nsegs > 1) extra = 0;
     static_assert(sizeof(overflow_type) % sizeof(block_unit) == 0);
-    const std::size_t len = std::max(k, p.next_chunk);
-    const std::size_t units = 1 + len * (sizeof(overflow_type) / sizeof(block_unit));
-    block_unit* const c = bucket_traits::allocate(alloc_, units);
-    ::new (static_cast<void*>(c)) chunk_header{p.chunks, units};
-    p.chunks = c;
-    p.chunk_units += units;
-    // A chunk is allocated only when every bucket before it is in use, so the pool never
-    // holds more than twice the overflow buckets its array has used at once.
-    p.next_chunk = len * 2;
-    while (p.next != p.end) give_back(p, &(p.next++)->meta);  // the rest stays usable
-    p.next = reinterpret_cast<overflow_type*>(c + 1);
-    p.end = p.next + len;
+    const std::size_t dir_units = directory_units(nsegs);
+    const std::size_t seg_units = segment_bytes(n) / sizeof(block_unit);
+    const std::size_t units =
+        dir_units + seg_units + extra * (sizeof(overflow_type) / sizeof(block_unit));
+    block_unit* const p = allocate_units(units);
+    auto* const dir = reinterpret_cast<segment*>(p);
+    for (std::size_t i = 0; i + 1 < nsegs; ++i) ::new (static_cast<void*>(dir + i)) segment{};
+    ::new (static_cast<void*>(dir + nsegs - 1)) segment(segment_at(p + dir_units, nsegs - 1, n));
+    shape = array_shape{};
+    shape.nsegs = nsegs;
+    shape.last_units = units;
+    overflow_pool& pool = shape.pool;
+    pool.block_overflow = reinterpret_cast<overflow_type*>(p + dir_units + seg_units);
+    pool.block_extra = extra;
+    pool.next = pool.block_overflow;
+    pool.end = pool.next + extra;
+    pool.first_chunk = pool.next_chunk =
+        std::clamp(preallocated_overflow(B), min_overflow_chunk, max_overflow_chunk);
+    return dir;
+  }
+
+  // Allocates segment i (not the last) of the array whose directory is dir; strong guarantee.
+  void allocate_segment(segment* dir, std::size_t i) {
+    dir[i] = segment_at(allocate_units(segment_units), i, seg_buckets);
+  }
+
+  // A whole array of 2^B buckets, every segment allocated and every bucket initialized, with
+  // `extra` overflow buckets available in its pool. On failure frees what it allocated.
+  segment* allocate_full_array(unsigned B, std::size_t extra, array_shape& shape) {
+    segment* dir = allocate_last_segment(B, extra, shape);
+    try {
+      for (; shape.nallocated + 1 < shape.nsegs; ++shape.nallocated) {
+        allocate_segment(dir, shape.nallocated);
+      }
+      reserve_overflow(shape.pool, extra);
+    } catch (...) {
+      release_array(dir, shape);
+      throw;
+    }
+    init_metas(dir, std::size_t{1} << B);
+    return dir;
+  }
+
+  static void init_metas(segment* dir, std::size_t n) noexcept {
+    for (std::size_t j = 0; j < n; ++j) at(dir, j)->init();
+  }
+
+  // Frees an array at once: its segments, its pool's chunks, then its last block (which holds
+  // the directory). dir becomes nullptr.
+  void release_array(segment*& dir, array_shape& shape) noexcept {
+    if (dir == nullptr) return;
+    for (std::size_t i = 0; i + 1 < shape.nsegs; ++i) {
+      if (segment_present(shape, i)) deallocate_units(block_of(dir, i), segment_units);
+    }
+    free_chunks(shape.pool);
+    deallocate_units(reinterpret_cast<block_unit*>(dir), shape.last_units);
+    dir = nullptr;
+    shape = array_shape{};
+  }
+
+  // Puts a block no longer in use on the retired list, to be freed by a later write. Its first
+  // unit becomes the list's link.
+  void retire(block_unit* p, std::size_t units) noexcept {
+    ::new (static_cast<void*>(p)) block_header{retired_, units};
+    retired_ = p;
+  }
+  // Retires segment i (not the last) of the old array, once no bucket of it is read again;
+  // segments are retired in order.
+  void retire_segment(std::size_t i) noexcept {
+    if (segment_present(old_, i)) retire(block_of(olddir_, i), segment_units);
+    old_.nretired = i + 1;
+  }
+  // Retires what is left of an array (the end of a growth): its segments, its pool's chunks
+  // (already linked like retired blocks), and last its last block, which holds the directory.
+  void retire_array(segment*& dir, array_shape& shape) noexcept {
+    for (std::size_t i = shape.nretired; i + 1 < shape.nsegs; ++i) {
+      if (segment_present(shape, i)) retire(block_of(dir, i), segment_units);
+    }
+    for (block_unit* c = shape.pool.chunks; c != nullptr;) {
+      block_header* const h = std::launder(reinterpret_cast<block_header*>(c));
+      c = h->next;
+      h->next = retired_;
+      retired_ = reinterpret_cast<block_unit*>(h);
+    }
+    shape.pool.chunks = nullptr;
+    retire(reinterpret_cast<block_unit*>(dir), shape.last_units);
+    dir = nullptr;
+    shape = array_shape{};
+  }
+  void release_one_retired() noexcept {
+    const block_header h = *std::launder(reinterpret_cast<const block_header*>(retired_));
+    deallocate_units(retired_, h.units);
+    retired_ = h.next;
+  }
+  void release_all_retired() noexcept {
+    while (retired_ != nullptr) release_one_retired();
+  }
+
+  // Makes k overflow buckets available in p, so that k take_overflow calls cannot fail: a
+  // chunk of max(k, next_chunk) overflow buckets (at most a segment's worth; more chunks when k
+  // is larger) after a header unit that links the chunks and records their size. Chunks
+  // double, so an array that keeps overflowing costs O(log) allocator calls until they reach
+  // a segment's size. Strong guarantee when one chunk suffices (k <= max_overflow_chunk, as
+  // on every write): p is unchanged when the allocation throws.
+  void reserve_overflow(overflow_pool& p, std::size_t k) {
+    while (p.available() < k) {
+      const std::size_t len =
+          std::min(std::max(k - p.available(), p.next_chunk), max_overflow_chunk);
+      const std::size_t units = 1 + len * (sizeof(overflow_type) / sizeof(block_unit));
+      block_unit* const c = allocate_units(units);
+      ::new (static_cast<void*>(c)) block_header{p.chunks, units};
+      p.chunks = c;
+      // A chunk is allocated only when every bucket before it is in use, so the pool never
+      // holds more than twice the overflow buckets its array has used at once.
+      p.next_chunk = std::min(len * 2, max_overflow_chunk);
+      while (p.next != p.end) give_back(p, &(p.next++)->meta);  // the rest stays usable
+      p.next = reinterpret_cast<overflow_type*>(c + 1);
+      p.end = p.next + len;
+    }
   }
 
   // An overflow bucket from p, initialized (all empty_rest, no successor). p must have one
@@ -1460,36 +1701,24 @@ class Map {
     ++p.nfree;
   }
 
-  // Frees p's array block and chunks; p becomes empty.
-  void release_pool(overflow_pool& p) noexcept {
-    free_chunks(p);
-    if (p.block != nullptr) bucket_traits::deallocate(alloc_, p.block, p.block_units);
-    p = overflow_pool{};
-  }
-
-  // Keeps p's array block (n buckets and its preallocated overflow), frees the chunks and
-  // makes every overflow bucket of the block available again (clear: no chain uses them).
-  void reset_pool(overflow_pool& p, std::size_t n) noexcept {
+  // Frees p's chunks, keeps its block's overflow buckets and makes every one of them available
+  // again (clear: no chain uses them).
+  void reset_pool(overflow_pool& p) noexcept {
     free_chunks(p);
     p.free = nullptr;
     p.nfree = 0;
     p.next_chunk = p.first_chunk;  // else each clear-and-refill would double the next chunk
-    const std::size_t overflow_at = overflow_offset(n);
-    const std::size_t extra =
-        (p.block_units * sizeof(block_unit) - overflow_at) / sizeof(overflow_type);
-    p.next =
-        reinterpret_cast<overflow_type*>(reinterpret_cast<unsigned char*>(p.block) + overflow_at);
-    p.end = p.next + extra;
+    p.next = p.block_overflow;
+    p.end = p.next + p.block_extra;
   }
 
   void free_chunks(overflow_pool& p) noexcept {
     for (block_unit* c = p.chunks; c != nullptr;) {
-      const chunk_header h = *std::launder(reinterpret_cast<const chunk_header*>(c));
-      bucket_traits::deallocate(alloc_, c, h.units);
+      const block_header h = *std::launder(reinterpret_cast<const block_header*>(c));
+      deallocate_units(c, h.units);
       c = h.next;
     }
     p.chunks = nullptr;
-    p.chunk_units = 0;
   }
 
   // ---- iteration helpers -------------------------------------------------------------------
@@ -1506,28 +1735,33 @@ class Map {
   }
 
   // ---- data ----------------------------------------------------------------------------------
-  // Invariants (checked by tests/core/map_invariants_test.cpp through stats() and iteration):
-  //  - buckets_ has 2^B_ buckets; during growth (oldbuckets_ != nullptr) oldbuckets_ has
-  //    noldbuckets() and bucket j of buckets_ is initialized iff old bucket j & old_mask is
-  //    evacuated; a key lives in its old bucket iff that bucket is not evacuated.
-  //  - old buckets below nevacuate_ are all evacuated; the growth ends when it reaches
-  //    noldbuckets(), and the old array is freed then.
-  //  - while iterators_ > 0 no growth starts and no entry is evacuated or relocated.
-  //  - count_ is the number of entries in both arrays.
-  overflow_pool pool_;               // buckets_' block and its overflow buckets
-  overflow_pool oldpool_;            // oldbuckets_' block and its overflow buckets
-  meta_type* buckets_ = nullptr;     // current array's metadata; nullptr until the first insert
-  group_type* slots_ = nullptr;      // current array's slots
-  meta_type* oldbuckets_ = nullptr;  // previous array's metadata, only while growing
-  group_type* oldslots_ = nullptr;   // previous array's slots
-  size_type count_ = 0;              // live entries (Go's count)
-  std::size_t nevacuate_ = 0;        // progress counter: old buckets below are evacuated
-  std::size_t evac_scan_ = 0;        // 0, or the next old bucket to evacuate past a stuck one
-  std::size_t noverflow_ = 0;        // overflow buckets in buckets_' chains (exact)
-  std::size_t old_noverflow_ = 0;    // overflow buckets still in oldbuckets_' chains
-  std::size_t evacuated_ = 0;        // old buckets evacuated in this growth (stats)
-  std::uint8_t B_ = 0;               // log2 of the bucket count
-  bool same_size_grow_ = false;      // the current growth keeps B (compaction)
+  // Invariants (checked by tests/core/map_invariants_test.cpp through stats() and iteration,
+  // and tests/core/map_segment_test.cpp):
+  //  1. dir_ is the directory of 2^B_ buckets in cur_.nsegs segments; when not growing every
+  //     segment is allocated. During growth (olddir_ != nullptr) olddir_ has noldbuckets(),
+  //     bucket j of dir_ is initialized iff old bucket j & old_mask is evacuated, and a key
+  //     lives in its old bucket iff that bucket is not evacuated.
+  //  2. A new segment is allocated before any old bucket evacuates into it (segments_ready).
+  //  3. Old buckets below nevacuate_ are all evacuated and never read (old_evacuated); an old
+  //     segment is retired once nevacuate_ passes its end; the growth ends when nevacuate_
+  //     reaches noldbuckets(), and the rest of the old array is retired then.
+  //  4. while iterators_ > 0 no growth starts and no entry is evacuated or relocated.
+  //  5. count_ is the number of entries in both arrays; units_held_ the units of every block
+  //     allocated and not yet freed (retired ones included).
+  segment* dir_ = nullptr;         // current array's directory; nullptr until the first insert
+  segment* olddir_ = nullptr;      // previous array's directory, only while growing
+  size_type count_ = 0;            // live entries (Go's count)
+  std::size_t nevacuate_ = 0;      // progress counter: old buckets below are evacuated
+  std::size_t evac_scan_ = 0;      // 0, or the next old bucket to evacuate past a stuck one
+  std::size_t noverflow_ = 0;      // overflow buckets in dir_'s chains (exact)
+  std::size_t old_noverflow_ = 0;  // overflow buckets still in olddir_'s chains
+  std::size_t evacuated_ = 0;      // old buckets evacuated in this growth (stats)
+  std::uint8_t B_ = 0;             // log2 of the bucket count
+  bool same_size_grow_ = false;    // the current growth keeps B (compaction)
+  array_shape cur_;                // dir_'s segments and overflow pool
+  array_shape old_;                // olddir_'s
+  block_unit* retired_ = nullptr;  // blocks to free, one per write (retire)
+  std::size_t units_held_ = 0;     // block units allocated (stats().bytes)
 #if SAFEMAP_MISUSE_CHECKS
   std::atomic<std::uint8_t> flags_{0};  // hash_writing while a write is in progress
 #endif
@@ -1669,13 +1903,12 @@ class Map {
           }
           const std::size_t bucket = (start_ + step_++) & (n - 1);
           check_bucket_ = no_check;
-          b_ = m->new_at(bucket);
-          if (m->oldbuckets_ != nullptr) {
-            const std::size_t k = bucket & m->old_bucket_mask();
-            if (!m->oldbuckets_[k].evacuated()) {
-              b_ = m->old_at(k);
-              if (!m->same_size_grow_) check_bucket_ = bucket;
-            }
+          const std::size_t k = bucket & m->old_bucket_mask();
+          if (m->olddir_ != nullptr && !m->old_evacuated(k)) {
+            b_ = m->old_at(k);
+            if (!m->same_size_grow_) check_bucket_ = bucket;
+          } else {
+            b_ = m->new_at(bucket);  // initialized: its segment is allocated
           }
           i_ = 0;
         }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <stdexcept>
 #include <unordered_map>
+#include <utility>
 
 #include "safemap/map.hpp"
 #include "support/reference_model.hpp"
@@ -185,6 +186,62 @@ TEST(MapExceptions, AHasherThrowingDuringAReserveWithMoveOnlyValuesKeepsTheStron
       }
       std::uint64_t visited = 0;
       for (const auto& kv : m) visited += kv.second != nullptr && *kv.second == kv.first ? 1 : 0;
+      ASSERT_EQ(visited, size) << "fail_at " << fail_at;
+      ASSERT_TRUE(stats_consistent(m));
+    }
+    EXPECT_GE(thrown, static_cast<int>(n)) << "the hasher did not throw inside reserve";
+  }
+}
+
+// A move-only key, hashed by countdown_hash through its number.
+struct move_only_key {
+  std::uint64_t k;
+  explicit move_only_key(std::uint64_t v) noexcept : k(v) {}
+  move_only_key(move_only_key&& o) noexcept : k(std::exchange(o.k, ~std::uint64_t{0})) {}
+  move_only_key& operator=(move_only_key&& o) noexcept {
+    k = std::exchange(o.k, ~std::uint64_t{0});
+    return *this;
+  }
+  move_only_key(const move_only_key&) = delete;
+  move_only_key& operator=(const move_only_key&) = delete;
+  friend bool operator==(const move_only_key& a, const move_only_key& b) noexcept {
+    return a.k == b.k;
+  }
+};
+struct countdown_key_hash {
+  std::size_t operator()(const move_only_key& key) const { return countdown_hash{}(key.k); }
+};
+
+// The same with move-only keys (and values), through a multi-segment table: a throw on any
+// of the rebuild's hashes leaves every entry in place (a moved-from key would read as ~0).
+TEST(MapExceptions, AHasherThrowingDuringAReserveWithMoveOnlyKeysKeepsTheStrongGuarantee) {
+  using map_type = safemap::Map<move_only_key, std::unique_ptr<std::uint64_t>, countdown_key_hash>;
+  constexpr std::uint64_t n = 300;
+  for (const bool growing : {false, true}) {
+    SCOPED_TRACE(growing ? "growing" : "quiet");
+    int thrown = 0;
+    for (long fail_at = 0; fail_at <= static_cast<long>(n + 2); ++fail_at) {
+      map_type m;
+      std::uint64_t k = 0;
+      for (; k < n || (growing && !m.stats().growing); ++k) {
+        m.try_emplace(move_only_key(k), std::make_unique<std::uint64_t>(k));
+      }
+      const std::uint64_t size = k;
+      countdown_hash::countdown = fail_at;
+      try {
+        m.reserve(200000);  // 2^15 buckets: more than one segment
+      } catch (const hash_fault&) {
+        ++thrown;
+      }
+      countdown_hash::countdown = -1;
+      ASSERT_EQ(m.size(), size) << "fail_at " << fail_at;
+      for (std::uint64_t i = 0; i < size; ++i) {
+        const std::unique_ptr<std::uint64_t>* v = m.find(move_only_key(i));
+        ASSERT_TRUE(v != nullptr && *v != nullptr && **v == i)
+            << "fail_at " << fail_at << ", key " << i;
+      }
+      std::uint64_t visited = 0;
+      for (const auto& kv : m) visited += kv.second != nullptr && *kv.second == kv.first.k ? 1 : 0;
       ASSERT_EQ(visited, size) << "fail_at " << fail_at;
       ASSERT_TRUE(stats_consistent(m));
     }
