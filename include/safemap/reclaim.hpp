@@ -262,56 +262,43 @@ SAFEMAP_NOINLINE inline void wake_up_gp() noexcept {
   }
 }
 
+// The reader's barrier: a compiler barrier when the caller already knows liburcu uses
+// membarrier() (a thread with tls_fast_reader set), else reader_barrier's test of
+// urcu_memb_has_sys_membarrier.
+template <bool KnownMembarrier>
+SAFEMAP_ALWAYS_INLINE void read_side_barrier() noexcept {
+  if constexpr (KnownMembarrier) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    reader_barrier();
+  }
+}
+
 // _urcu_memb_read_lock: the outermost lock snapshots the grace-period counter (its phase and a
 // nesting count of 1); nested locks add one.
+template <bool KnownMembarrier = false>
 SAFEMAP_ALWAYS_INLINE void read_lock_inline() noexcept {
   std::atomic_signal_fence(std::memory_order_seq_cst);
   unsigned long* ctr = &::urcu_memb_reader.ctr;
   const unsigned long tmp = __atomic_load_n(ctr, __ATOMIC_RELAXED);
   if (SAFEMAP_LIKELY(!(tmp & URCU_GP_CTR_NEST_MASK))) {
     __atomic_store_n(ctr, __atomic_load_n(&::urcu_memb_gp.ctr, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
-    reader_barrier();
+    read_side_barrier<KnownMembarrier>();
   } else {
     __atomic_store_n(ctr, tmp + URCU_GP_COUNT, __ATOMIC_RELAXED);
   }
-}
-
-// read_lock_inline / read_unlock_inline for a thread with tls_fast_reader set: liburcu uses
-// membarrier(), so the reader's barriers are compiler barriers (the same algorithm, without
-// the three loads of urcu_memb_has_sys_membarrier).
-SAFEMAP_ALWAYS_INLINE void read_lock_membarrier() noexcept {
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  unsigned long* ctr = &::urcu_memb_reader.ctr;
-  const unsigned long tmp = __atomic_load_n(ctr, __ATOMIC_RELAXED);
-  if (SAFEMAP_LIKELY(!(tmp & URCU_GP_CTR_NEST_MASK))) {
-    __atomic_store_n(ctr, __atomic_load_n(&::urcu_memb_gp.ctr, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
-  } else {
-    __atomic_store_n(ctr, tmp + URCU_GP_COUNT, __ATOMIC_RELAXED);
-  }
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-}
-SAFEMAP_ALWAYS_INLINE void read_unlock_membarrier() noexcept {
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  unsigned long* ctr = &::urcu_memb_reader.ctr;
-  const unsigned long tmp = __atomic_load_n(ctr, __ATOMIC_RELAXED);
-  __atomic_store_n(ctr, tmp - URCU_GP_COUNT, __ATOMIC_RELAXED);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (SAFEMAP_UNLIKELY((tmp & URCU_GP_CTR_NEST_MASK) == URCU_GP_COUNT &&
-                       __atomic_load_n(&::urcu_memb_gp.futex, __ATOMIC_RELAXED) == -1)) {
-    wake_up_gp();
-  }
-  std::atomic_signal_fence(std::memory_order_seq_cst);
 }
 
 // _urcu_memb_read_unlock: the outermost unlock clears the nesting count, then wakes a grace
 // period that went to sleep waiting for this reader.
+template <bool KnownMembarrier = false>
 SAFEMAP_ALWAYS_INLINE void read_unlock_inline() noexcept {
   unsigned long* ctr = &::urcu_memb_reader.ctr;
   const unsigned long tmp = __atomic_load_n(ctr, __ATOMIC_RELAXED);
   if (SAFEMAP_LIKELY((tmp & URCU_GP_CTR_NEST_MASK) == URCU_GP_COUNT)) {
-    reader_barrier();
+    read_side_barrier<KnownMembarrier>();
     __atomic_store_n(ctr, tmp - URCU_GP_COUNT, __ATOMIC_RELAXED);
-    reader_barrier();
+    read_side_barrier<KnownMembarrier>();
     if (SAFEMAP_UNLIKELY(__atomic_load_n(&::urcu_memb_gp.futex, __ATOMIC_RELAXED) == -1)) {
       wake_up_gp();
     }
@@ -458,14 +445,14 @@ class read_guard {
   SAFEMAP_ALWAYS_INLINE read_guard() noexcept {
     if (SAFEMAP_LIKELY(detail::tls_fast_reader)) {
       mode_ = 0;
-      detail::read_lock_membarrier();
+      detail::read_lock_inline<true>();
     } else {
       mode_ = detail::read_lock_slow();
     }
   }
   SAFEMAP_ALWAYS_INLINE ~read_guard() {
     if (SAFEMAP_LIKELY(mode_ == 0)) {
-      detail::read_unlock_membarrier();
+      detail::read_unlock_inline<true>();
     } else {
       detail::read_unlock_slow(mode_);
     }

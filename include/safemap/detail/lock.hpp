@@ -139,8 +139,7 @@ class lock_waiter {
   // Backs off once; false when it is time to park instead.
   bool back_off() noexcept {
     if (!spun()) {
-      const unsigned cap = pause_clock::pauses_for(max_gap);
-      const unsigned pauses = gap_ < cap ? gap_ : cap;
+      const unsigned pauses = gap_ < cap_ ? gap_ : cap_;
       for (unsigned i = 0; i < pauses; ++i) cpu_relax();
       spun_ += pauses;
       gap_ = pauses * 2;
@@ -154,10 +153,10 @@ class lock_waiter {
     return false;
   }
   // Whether the spin is over (the waiter now yields or parks).
-  bool spun() const noexcept { return spun_ >= pause_clock::pauses_for(spin_for); }
+  bool spun() const noexcept { return spun_ >= budget_; }
   // After a wake-up: half a spin again (the releaser may be about to let us in).
   void woke() noexcept {
-    spun_ = pause_clock::pauses_for(spin_for) / 2;
+    spun_ = budget_ / 2;
     gap_ = 1;
     yields_ = yield_rounds;
   }
@@ -177,6 +176,10 @@ class lock_waiter {
   }
 
  private:
+  // The gap cap and the spin budget in PAUSE, converted once per wait (spun() is asked at
+  // every look).
+  const unsigned cap_ = pause_clock::pauses_for(max_gap);
+  const unsigned budget_ = pause_clock::pauses_for(spin_for);
   unsigned spun_ = 0;  // PAUSE executed so far
   unsigned gap_ = 1;   // PAUSE before the next look
   unsigned yields_ = 0;
