@@ -30,8 +30,8 @@
 // only on the contended path. The lock, the counters and the Map are one detail::shard, the same
 // core ShardedMap has many of: every per-key call, visit_all, erase_if, the all-or-nothing merge
 // and read_view are written once, there; this class adds the re-entrancy checks and marks and
-// the whole-map calls. load_or_store looks under the shared lock first and takes the exclusive
-// lock only on a miss (detail::shard::load_or_store_reads_first).
+// the whole-map calls. load_or_store, erase and load_and_delete look under the shared lock first
+// when the lock's last such call changed nothing (detail::shard::predict_noops).
 //
 // # Consistency
 // Every call is linearizable: it takes effect at one instant while the lock is held. range()
@@ -215,15 +215,18 @@ class LockedMap {
   }
 
   // The existing value and true, or value and false after storing it.
-  // Concurrency: the shared lock to look (a hit ends there); on a miss the exclusive lock,
-  // under which the key is looked up again (detail::shard::load_or_store_reads_first).
+  // Concurrency: the exclusive lock, under which the key is looked up; when the last
+  // load_or_store found its key, the shared lock first (a hit ends there) and on a miss the
+  // exclusive lock, under which the key is looked up again (detail::shard::predict_noops).
   std::pair<V, bool> load_or_store(K key, V value) {
     write_check();
     return core_.load_or_store(std::move(key), std::move(value));
   }
 
   // Removes key; the removed value, or nullopt if it was absent.
-  // Concurrency: exclusive lock.
+  // Concurrency: exclusive lock; when the last delete there found nothing, the
+  // shared lock first, and the exclusive one only if key is present
+  // (detail::shard::predict_noops).
   std::optional<V> load_and_delete(const K& key) { return load_and_delete_impl(key); }
   template <detail::locked_map_lookup<K, Hash, Eq> Q>
   std::optional<V> load_and_delete(const Q& key) {
@@ -231,7 +234,9 @@ class LockedMap {
   }
 
   // true if something was removed.
-  // Concurrency: exclusive lock.
+  // Concurrency: exclusive lock; when the last delete there found nothing, the
+  // shared lock first, and the exclusive one only if key is present
+  // (detail::shard::predict_noops).
   bool erase(const K& key) { return erase_impl(key); }
   template <detail::locked_map_lookup<K, Hash, Eq> Q>
   bool erase(const Q& key) {

@@ -351,16 +351,19 @@ class ShardedMap {
   }
 
   // The existing value and true, or value and false after storing it.
-  // Concurrency: the key's shard: its shared lock to look (a hit ends there); on a miss its
-  // exclusive lock, under which the key is looked up again
-  // (detail::shard::load_or_store_reads_first).
+  // Concurrency: the key's shard's exclusive lock, under which the key is looked up; when the
+  // shard's last load_or_store found its key, its shared lock first (a hit ends there) and on
+  // a miss the exclusive lock, under which the key is looked up again
+  // (detail::shard::predict_noops).
   std::pair<V, bool> load_or_store(K key, V value) {
     shard& s = shard_for_write(key);
     return s.load_or_store(std::move(key), std::move(value));
   }
 
   // Removes key; the removed value, or nullopt if it was absent.
-  // Concurrency: the key's shard, exclusive lock.
+  // Concurrency: the key's shard, exclusive lock; when the last delete there found nothing, the
+  // shared lock first, and the exclusive one only if key is present
+  // (detail::shard::predict_noops).
   std::optional<V> load_and_delete(const K& key) { return load_and_delete_impl(key); }
   template <detail::sharded_map_lookup<K, Hash, Eq> Q>
   std::optional<V> load_and_delete(const Q& key) {
@@ -368,7 +371,9 @@ class ShardedMap {
   }
 
   // true if something was removed.
-  // Concurrency: the key's shard, exclusive lock.
+  // Concurrency: the key's shard, exclusive lock; when the last delete there found nothing, the
+  // shared lock first, and the exclusive one only if key is present
+  // (detail::shard::predict_noops).
   bool erase(const K& key) { return erase_impl(key); }
   template <detail::sharded_map_lookup<K, Hash, Eq> Q>
   bool erase(const Q& key) {

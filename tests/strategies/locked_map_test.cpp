@@ -145,6 +145,17 @@ TEST(LockedMapConcurrency, LoadOrStoreOfOneKeyFromEightThreadsStoresOnce) {
                                               lk::one_key_rounds);
 }
 
+TEST(LockedMapConcurrency, RacingDeletesDeleteEachStoredKeyOnce) {
+  using M = LockedMap<int, long>;
+  lk::racing_deletes_delete_each_stored_key_once<M>([] { return std::make_unique<M>(); },
+                                                    lk::one_key_rounds);
+}
+
+TEST(LockedMapConcurrency, NoopPredictionNeverChangesAResult) {
+  LockedMap<int, long> m;
+  lk::noop_prediction_never_changes_a_result(m);
+}
+
 TEST(LockedMapConcurrency, CompareAndSwapChainsAreExact) {
   lk::compare_and_swap_chains_are_exact<LockedMap<int, long>>(make_locked<>);
 }

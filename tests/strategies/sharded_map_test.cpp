@@ -309,6 +309,16 @@ TEST(ShardedMapConcurrency, LoadOrStoreOfOneKeyFromEightThreadsStoresOnce) {
       make_sharded<16, int, long, lk::slow_hash>, lk::one_key_rounds);
 }
 
+TEST(ShardedMapConcurrency, RacingDeletesDeleteEachStoredKeyOnce) {
+  lk::racing_deletes_delete_each_stored_key_once<ShardedMap<int, long>>(make_sharded<16, int, long>,
+                                                                        lk::one_key_rounds);
+}
+
+TEST(ShardedMapConcurrency, NoopPredictionNeverChangesAResult) {
+  ShardedMap<int, long> m;
+  lk::noop_prediction_never_changes_a_result(m);
+}
+
 TEST(ShardedMapConcurrency, CompareAndSwapChainsAreExact) {
   lk::compare_and_swap_chains_are_exact<ShardedMap<int, long>>(make_sharded<16>);
 }

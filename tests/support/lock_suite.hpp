@@ -996,6 +996,100 @@ void load_or_store_of_one_key_stores_once(Make make, int rounds) {
   EXPECT_EQ(m->version(), static_cast<std::uint64_t>(rounds)) << "one store per key, no more";
 }
 
+// load_or_store, erase and load_and_delete take one of two paths, chosen by a per-shard guess
+// of whether the call will change nothing (detail::shard::predict_noops): a look under the
+// shared lock first, or straight to the exclusive lock. This drives every call of the three
+// down both paths, with both outcomes, on one key (so on one shard whatever the shard
+// count), and checks each result, size() and version() (which grows exactly on changes).
+template <class M>
+void noop_prediction_never_changes_a_result(M& m) {
+  std::uint64_t version = m.version();
+  auto expect_version = [&](std::uint64_t changes, const char* step) {
+    version += changes;
+    EXPECT_EQ(m.version(), version) << step;
+  };
+  for (int pass = 0; pass < 2; ++pass) {  // the second pass starts with the hints flipped
+    SCOPED_TRACE(pass);
+    // deletes of an absent key, then of a present one, each twice in a row
+    EXPECT_FALSE(m.erase(1));
+    EXPECT_FALSE(m.erase(1));
+    EXPECT_EQ(m.load_and_delete(1), std::nullopt);
+    expect_version(0, "deletes of an absent key change nothing");
+    m.store(1, 10);
+    EXPECT_TRUE(m.erase(1)) << "an erase guessed to find nothing still erases";
+    m.store(1, 11);
+    EXPECT_TRUE(m.erase(1));
+    m.store(1, 12);
+    EXPECT_EQ(m.load_and_delete(1), 12);
+    EXPECT_EQ(m.load_and_delete(1), std::nullopt);
+    m.store(1, 13);
+    EXPECT_EQ(m.load_and_delete(1), 13) << "a load_and_delete guessed to find nothing";
+    EXPECT_FALSE(m.contains(1));
+    expect_version(8, "each store and each successful delete");
+    // load_or_store: stores, then loads, then stores again
+    EXPECT_EQ(m.load_or_store(1, 20), std::make_pair(20L, false));
+    EXPECT_EQ(m.load_or_store(1, 21), std::make_pair(20L, true));
+    EXPECT_EQ(m.load_or_store(1, 22), std::make_pair(20L, true));
+    EXPECT_TRUE(m.erase(1));
+    EXPECT_EQ(m.load_or_store(1, 23), std::make_pair(23L, false))
+        << "a load_or_store guessed to find its key still stores";
+    EXPECT_TRUE(m.erase(1));
+    EXPECT_EQ(m.load_or_store(1, 24), std::make_pair(24L, false));
+    EXPECT_EQ(m.load_or_store(1, 25), std::make_pair(24L, true))
+        << "a load_or_store guessed to store still loads";
+    expect_version(5, "three stores and two erases");
+    EXPECT_EQ(m.size(), 1u);
+    EXPECT_TRUE(m.erase(1));
+    expect_version(1, "the last erase");
+    EXPECT_EQ(m.size(), 0u);
+  }
+}
+
+// Deletes racing one store, `rounds` times (a new key each round): thread 0 stores the key
+// while the k_threads threads (half calling load_and_delete, half erase) delete it until it
+// is gone. Exactly one delete succeeds per round (load_and_delete returns the stored value),
+// the others change nothing; at the end the map is empty and version() counts one store and
+// one delete per round. The early deletes find nothing (guessing that the next ones will not
+// either, so they look under the shared lock first) and the late one finds the key: both
+// paths race the store. Under a watchdog: a lost wake-up between the two locks would hang.
+template <class M, class Make>
+void racing_deletes_delete_each_stored_key_once(Make make, int rounds) {
+  watchdog guard("deletes racing a store, 8 threads");
+  auto m = make();
+  std::vector<std::atomic<int>> deleted(static_cast<std::size_t>(rounds));
+  std::vector<std::atomic<bool>> stored(static_cast<std::size_t>(rounds));
+  std::barrier<> round_start(k_threads);
+  run_threads(k_threads, [&](int t) {
+    for (int r = 0; r < rounds; ++r) {
+      const auto ri = static_cast<std::size_t>(r);
+      round_start.arrive_and_wait();
+      if (t == 0) {
+        m->store(r, long{r} + 1'000);
+        stored[ri].store(true);
+      }
+      for (;;) {
+        const bool was_stored = stored[ri].load();  // before the delete: no round is skipped
+        bool got = false;
+        if (t % 2 == 0) {
+          if (const std::optional<long> v = m->load_and_delete(r)) {
+            EXPECT_EQ(*v, long{r} + 1'000) << "round " << r;
+            got = true;
+          }
+        } else {
+          got = m->erase(r);
+        }
+        if (got) deleted[ri].fetch_add(1);
+        if (got || (was_stored && deleted[ri].load() > 0)) break;
+      }
+    }
+  });
+  for (int r = 0; r < rounds; ++r) {
+    ASSERT_EQ(deleted[static_cast<std::size_t>(r)].load(), 1) << "round " << r;
+  }
+  EXPECT_EQ(m->size(), 0u);
+  EXPECT_EQ(m->version(), 2 * static_cast<std::uint64_t>(rounds));
+}
+
 // Transparent lookups: a std::string-keyed map takes std::string_view and const char* keys
 // in every call that takes a lookup key.
 template <class M>
