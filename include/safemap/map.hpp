@@ -103,7 +103,7 @@
 
 #include "safemap/detail/bucket.hpp"
 #include "safemap/detail/config.hpp"
-#include "safemap/detail/random.hpp"
+#include "safemap/detail/map_iterator.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/misuse.hpp"
 
@@ -247,10 +247,10 @@ class Map {
       detail::transparent<Hash>&& detail::transparent<Eq> && !std::is_same_v<Q, K>;
 
  public:
-  template <bool Const>
-  class basic_iterator;
-  using iterator = basic_iterator<false>;
-  using const_iterator = basic_iterator<true>;
+  // Forward iterators with Go's iteration semantics (see the top of this file and
+  // detail/map_iterator.hpp).
+  using iterator = detail::map_iterator<Map, false>;
+  using const_iterator = detail::map_iterator<Map, true>;
 
   // --- construction -------------------------------------------------------------------------
 
@@ -433,6 +433,8 @@ class Map {
   }
   friend void swap(Map& a, Map& b) noexcept { a.swap(b); }
   friend struct detail::map_access;
+  template <class, bool>
+  friend class detail::map_iterator;
 
   // --- iteration ----------------------------------------------------------------------------
 
@@ -1769,174 +1771,6 @@ class Map {
   [[no_unique_address]] Hash hash_{};
   [[no_unique_address]] Eq eq_{};
   [[no_unique_address]] bucket_allocator alloc_{};
-
- public:
-  // Forward iterator with Go's map-iteration semantics (see the top of this file). Walks the
-  // 2^B logical buckets from a random start, each chain from a random slot offset; where a
-  // growth is in progress and the old bucket is not evacuated, walks the old bucket and keeps
-  // only the entries that belong to the logical bucket (Go's checkBucket).
-  template <bool Const>
-  class basic_iterator {
-    using map_ptr = const Map*;
-
-   public:
-    using iterator_category = std::forward_iterator_tag;
-    using value_type = Map::value_type;
-    using difference_type = std::ptrdiff_t;
-    using reference = std::conditional_t<Const, const value_type&, value_type&>;
-    using pointer = std::conditional_t<Const, const value_type*, value_type*>;
-
-    basic_iterator() noexcept = default;
-    basic_iterator(const basic_iterator& o) noexcept { copy(o); }
-    basic_iterator(basic_iterator&& o) noexcept {
-      copy(o);
-      o.release();
-    }
-    // iterator -> const_iterator
-    template <bool C = Const>
-    requires C basic_iterator(const basic_iterator<false>& o)
-    noexcept {  // NOLINT(google-explicit-constructor)
-      m_ = o.m_;
-      b_ = o.b_;
-      cur_ = o.cur_;
-      start_ = o.start_;
-      step_ = o.step_;
-      check_bucket_ = o.check_bucket_;
-      i_ = o.i_;
-      offset_ = o.offset_;
-      acquire();
-    }
-    basic_iterator& operator=(const basic_iterator& o) noexcept {
-      if (this != &o) {
-        release();
-        copy(o);
-      }
-      return *this;
-    }
-    basic_iterator& operator=(basic_iterator&& o) noexcept {
-      if (this != &o) {
-        release();
-        copy(o);
-        o.release();
-      }
-      return *this;
-    }
-    ~basic_iterator() { release(); }
-
-    reference operator*() const noexcept { return *cur_; }
-    pointer operator->() const noexcept { return cur_; }
-    basic_iterator& operator++() {
-      advance();
-      return *this;
-    }
-    basic_iterator operator++(int) {
-      basic_iterator tmp(*this);
-      advance();
-      return tmp;
-    }
-    friend bool operator==(const basic_iterator& a, const basic_iterator& b) noexcept {
-      return a.cur_ == b.cur_;
-    }
-
-   private:
-    friend class Map;
-    template <bool>
-    friend class basic_iterator;
-
-    static constexpr std::size_t no_check = ~std::size_t{0};
-
-    explicit basic_iterator(map_ptr m) {
-      m->iteration_check();
-      if (m->count_ == 0) return;  // end
-      m_ = m;
-      acquire();
-      const std::uint64_t r = detail::random_u64();
-      start_ = static_cast<std::size_t>(r) & m->bucket_mask();
-      offset_ = static_cast<unsigned>(r >> 58) & (detail::bucket_cnt - 1);
-      // The first step may hash (an old bucket mid-growth) and the hasher may throw. A
-      // constructor that throws runs no destructor, so the pin is dropped here: a leaked
-      // pin would stop the map from ever growing again.
-      try {
-        advance_unchecked();
-      } catch (...) {
-        release();
-        throw;
-      }
-    }
-
-    void copy(const basic_iterator& o) noexcept {
-      m_ = o.m_;
-      b_ = o.b_;
-      cur_ = o.cur_;
-      start_ = o.start_;
-      step_ = o.step_;
-      check_bucket_ = o.check_bucket_;
-      i_ = o.i_;
-      offset_ = o.offset_;
-      acquire();
-    }
-    void acquire() const noexcept {
-      if (m_ != nullptr) m_->iterators_.fetch_add(1, std::memory_order_relaxed);
-    }
-    void release() noexcept {
-      if (m_ != nullptr) m_->iterators_.fetch_sub(1, std::memory_order_relaxed);
-      m_ = nullptr;
-      cur_ = nullptr;
-    }
-
-    void advance() {
-      if (m_ == nullptr) return;  // at end (incrementing end is a precondition violation)
-      m_->iteration_check();
-      advance_unchecked();
-    }
-
-    // The table's shape (B, growth state, evacuation marks) cannot change while this
-    // iterator is live (see grow_work), so positions computed earlier stay meaningful.
-    void advance_unchecked() {
-      const Map* m = m_;
-      const std::size_t n = m->nbuckets();
-      for (;;) {
-        if (!b_) {
-          if (step_ == n) {
-            release();  // end: stop pinning the table
-            return;
-          }
-          const std::size_t bucket = (start_ + step_++) & (n - 1);
-          check_bucket_ = no_check;
-          const std::size_t k = bucket & m->old_bucket_mask();
-          if (m->olddir_ != nullptr && !m->old_evacuated(k)) {
-            b_ = m->old_at(k);
-            if (!m->same_size_grow_) check_bucket_ = bucket;
-          } else {
-            b_ = m->new_at(bucket);  // initialized: its segment is allocated
-          }
-          i_ = 0;
-        }
-        for (; i_ < detail::bucket_cnt; ++i_) {
-          const unsigned slot = (i_ + offset_) & (detail::bucket_cnt - 1);
-          if (detail::is_empty(b_->tophash[slot])) continue;
-          slot_type* s = b_.slot(slot);
-          if (check_bucket_ != no_check && (m->hash_of(s->first) & (n - 1)) != check_bucket_) {
-            continue;  // this old entry belongs to the other half of the new array
-          }
-          cur_ = s;
-          ++i_;
-          return;
-        }
-        b_ = b_.next();
-        i_ = 0;
-      }
-    }
-
-    map_ptr m_ = nullptr;  // nullptr once at end (then not counted in iterators_)
-    bucket_ref b_;
-    slot_type* cur_ = nullptr;
-    std::size_t start_ = 0;
-    std::size_t step_ = 0;
-    std::size_t check_bucket_ = no_check;
-    unsigned i_ = 0;
-    unsigned offset_ = 0;
-  };
 };
 
 SAFEMAP_TABLE_NS_END
