@@ -39,6 +39,7 @@ namespace safemap::detail {
 template <class Map, bool Const>
 class map_iterator {
   using map_ptr = const Map*;
+  using table = typename Map::table;  // Map's private base: the arrays the walk reads
   using slot_type = typename Map::value_type;
 
  public:
@@ -106,7 +107,7 @@ class map_iterator {
     m_ = m;
     acquire();
     const std::uint64_t r = random_u64();
-    start_ = static_cast<std::size_t>(r) & m->bucket_mask();
+    start_ = static_cast<std::size_t>(r) & static_cast<const table&>(*m).bucket_mask();
     offset_ = static_cast<unsigned>(r >> 58) & (bucket_cnt - 1);
     // The first step may hash (an old bucket mid-growth) and the hasher may throw. A
     // constructor that throws runs no destructor, so the pin is dropped here: a leaked
@@ -149,7 +150,7 @@ class map_iterator {
   // The table's shape cannot change while this iterator is live (invariant 1 and the top of
   // this file), so positions computed earlier stay meaningful.
   void advance_unchecked() {
-    const Map* m = m_;
+    const table* m = m_;
     const std::size_t n = m->nbuckets();
     for (;;) {
       if (!b_) {
