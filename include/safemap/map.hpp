@@ -148,9 +148,7 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   using table::count_;
   using table::destroy_all;
   using table::dir_;
-  using table::emplace_hashed;
   using table::eq_;
-  using table::erase_hashed;
   using table::evacuated_;
   using table::find_slot_unchecked;
   using table::for_each_live_slot;
@@ -563,7 +561,8 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   // exchange is one xchg.
   class write_scope {
    public:
-    explicit write_scope(Map& m) : m_(m) {
+    // From the table (map_table::emplace_with builds it there): the Map is the table's owner.
+    explicit write_scope(table& t) : m_(static_cast<Map&>(t)) {
       const std::uint8_t f = m_.flags_.exchange(hash_writing, std::memory_order_acquire);
       if (SAFEMAP_UNLIKELY(f & hash_writing)) detail::report_misuse(misuse_kind::concurrent_writes);
     }
@@ -588,7 +587,7 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   void read_check() const noexcept {}
   void iteration_check() const noexcept {}
   struct write_scope {
-    explicit write_scope(Map&) noexcept {}
+    explicit write_scope(table&) noexcept {}
   };
 #endif
 
@@ -605,20 +604,17 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
     return s;
   }
 
-  // Finds key; when absent calls construct(raw slot memory) to build the entry there
-  // (map_table::emplace_hashed), under the writing bit.
+  // Finds key; when absent calls construct(raw slot memory) to build the entry there, under
+  // the writing bit (map_table::emplace_with). Forced inline: a name for that call, not a call.
   template <class Q, class Construct>
-  std::pair<slot_type*, bool> emplace_impl(const Q& key, Construct&& construct) {
-    const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
-    write_scope w(*this);
-    return emplace_hashed(hash, key, construct);
+  SAFEMAP_ALWAYS_INLINE std::pair<slot_type*, bool> emplace_impl(const Q& key,
+                                                                 Construct&& construct) {
+    return table::template emplace_with<write_scope>(key, std::forward<Construct>(construct));
   }
 
   template <class Q>
-  size_type erase_impl(const Q& key) {
-    const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
-    write_scope w(*this);
-    return erase_hashed(hash, key);
+  SAFEMAP_ALWAYS_INLINE size_type erase_impl(const Q& key) {
+    return table::template erase_with<write_scope>(key);
   }
 
   static Alloc alloc_type_for(const bucket_allocator& a) {
