@@ -528,13 +528,7 @@ class map_table {
       relocate_chain(ob, dst, newbit);
       // The old chain's overflow buckets go back to the old array's pool (reused by inserts
       // into old buckets not evacuated yet, retired with the old array).
-      for (meta_type* ov = ob->overflow; ov != nullptr;) {
-        meta_type* next = ov->overflow;
-        give_back(old_.pool, ov);
-        --old_noverflow_;
-        ov = next;
-      }
-      ob->overflow = nullptr;
+      old_noverflow_ -= unlink_overflow(ob, &old_.pool);
       ++evacuated_;
     }
     if (oldbucket == nevacuate_) advance_evacuation_mark(newbit);
@@ -554,9 +548,7 @@ class map_table {
     // over X and Y, (ceil(x/8) - 1) + (ceil(y/8) - 1) <= ceil(n/8) - 1 = (n - 1) / 8, so that
     // many suffice for both. Usually none (n <= 8).
     std::size_t n = 0;
-    for (bucket_ref b = ob; b; b = b.next()) {
-      for (unsigned i = 0; i < bucket_cnt; ++i) n += !is_empty(b->tophash[i]);
-    }
+    for_each_full_slot(ob, [&](bucket_ref, unsigned) { ++n; });
     reserve_overflow(cur_.pool, n > bucket_cnt ? (n - 1) / bucket_cnt : 0);
     if constexpr (move_relocation) {
       // A hasher that may throw hashes everything before anything moves.
@@ -564,59 +556,46 @@ class map_table {
       if constexpr (!noexcept(std::declval<const Hash&>()(std::declval<const K&>()))) {
         if (!same_size_grow_) {
           targets.reserve(n);
-          for (bucket_ref b = ob; b; b = b.next()) {
-            for (unsigned i = 0; i < bucket_cnt; ++i) {
-              if (!is_empty(b->tophash[i])) {
-                targets.push_back(static_cast<std::uint8_t>(target(*b.slot(i))));
-              }
-            }
-          }
+          for_each_full_slot(ob, [&](bucket_ref b, unsigned i) {
+            targets.push_back(static_cast<std::uint8_t>(target(*b.slot(i))));
+          });
         }
       }
       std::size_t k = 0;
-      for (bucket_ref b = ob; b; b = b.next()) {
-        for (unsigned i = 0; i < bucket_cnt; ++i) {
-          const std::uint8_t th = b->tophash[i];
-          if (is_empty(th)) {
-            b->tophash[i] = evacuated_empty;
-            continue;
-          }
-          slot_type* s = b.slot(i);
-          const unsigned t = targets.empty() ? target(*s) : targets[k++];
-          evac_dest& d = dst[t];
-          relocate_slot(s, dest_slot(d));
-          d.b->tophash[d.i++] = th;
-          b->tophash[i] = static_cast<std::uint8_t>(evacuated_x + t);
+      for_each_slot(ob, [&](bucket_ref b, unsigned i) {
+        const std::uint8_t th = b->tophash[i];
+        if (is_empty(th)) {
+          b->tophash[i] = evacuated_empty;
+          return;
         }
-      }
+        slot_type* s = b.slot(i);
+        const unsigned t = targets.empty() ? target(*s) : targets[k++];
+        evac_dest& d = dst[t];
+        relocate_slot(s, dest_slot(d));
+        d.b->tophash[d.i++] = th;
+        b->tophash[i] = static_cast<std::uint8_t>(evacuated_x + t);
+      });
     } else {
       // Copy everything first; on an exception destroy the copies and leave ob as it was.
       const bucket_ref heads[2] = {dst[0].b, dst[1].b};
       std::uint8_t marks[bucket_cnt];  // ob's markers, written once all copies exist
+      std::fill(std::begin(marks), std::end(marks), evacuated_empty);
       try {
-        for (bucket_ref b = ob; b; b = b.next()) {
-          for (unsigned i = 0; i < bucket_cnt; ++i) {
-            if (b == ob) marks[i] = evacuated_empty;
-            if (is_empty(b->tophash[i])) continue;
-            const slot_type& s = *b.slot(i);
-            const unsigned t = target(s);
-            evac_dest& d = dst[t];
-            ::new (dest_slot(d)) slot_type(s);
-            d.b->tophash[d.i++] = b->tophash[i];
-            if (b == ob) marks[i] = static_cast<std::uint8_t>(evacuated_x + t);
-          }
-        }
+        for_each_full_slot(ob, [&](bucket_ref b, unsigned i) {
+          const slot_type& s = *b.slot(i);
+          const unsigned t = target(s);
+          evac_dest& d = dst[t];
+          ::new (dest_slot(d)) slot_type(s);
+          d.b->tophash[d.i++] = b->tophash[i];
+          if (b == ob) marks[i] = static_cast<std::uint8_t>(evacuated_x + t);
+        });
       } catch (...) {
         for (const bucket_ref h : heads) {
           if (h) noverflow_ -= destroy_chain(h, &cur_.pool);
         }
         throw;
       }
-      for (bucket_ref b = ob; b; b = b.next()) {
-        for (unsigned i = 0; i < bucket_cnt; ++i) {
-          if (!is_empty(b->tophash[i])) std::destroy_at(b.slot(i));
-        }
-      }
+      for_each_full_slot(ob, [](bucket_ref b, unsigned i) { std::destroy_at(b.slot(i)); });
       std::memcpy(ob->tophash, marks, sizeof marks);
     }
   }
@@ -767,11 +746,24 @@ class map_table {
   template <class Self, class F>
   static void for_each_live_slot(Self& m, F&& f) {
     for_each_chain(m, [&](bucket_ref head) {
-      for (bucket_ref b = head; b; b = b.next()) {
-        for (unsigned i = 0; i < bucket_cnt; ++i) {
-          if (!is_empty(b->tophash[i])) f(b.slot(i));
-        }
-      }
+      for_each_full_slot(head, [&](bucket_ref b, unsigned i) { f(b.slot(i)); });
+    });
+  }
+
+  // The walk of one chain: calls f(bucket, i) for every slot i of every bucket of head's
+  // chain, in chain order. f may change the slot's tophash byte (not the chain's links) and
+  // may throw, which ends the walk. Forced inline: evacuation walks each chain with it.
+  template <class F>
+  SAFEMAP_ALWAYS_INLINE static void for_each_slot(bucket_ref head, F&& f) {
+    for (bucket_ref b = head; b; b = b.next()) {
+      for (unsigned i = 0; i < bucket_cnt; ++i) f(b, i);
+    }
+  }
+  // The same for the slots that hold an entry (a tophash, not an empty or evacuation marker).
+  template <class F>
+  SAFEMAP_ALWAYS_INLINE static void for_each_full_slot(bucket_ref head, F&& f) {
+    for_each_slot(head, [&](bucket_ref b, unsigned i) {
+      if (b->tophash[i] >= min_top_hash) f(b, i);
     });
   }
   template <class F>
@@ -787,22 +779,22 @@ class map_table {
   // Destroys every entry of b's chain; b itself stays allocated (its contents are garbage
   // afterwards). Its overflow buckets go back to pool when one is given (else they are freed
   // with their array). Returns the number of overflow buckets in the chain.
-  std::size_t destroy_chain(bucket_ref b, overflow_pool* pool) noexcept {
-    std::size_t overflow = 0;
-    for (bucket_ref cur = b; cur;) {
-      for (unsigned i = 0; i < bucket_cnt; ++i) {
-        if (cur->tophash[i] >= min_top_hash) {
-          std::destroy_at(cur.slot(i));
-        }
-      }
-      const bucket_ref next = cur.next();
-      if (!(cur == b)) {
-        if (pool != nullptr) give_back(*pool, cur.m);
-        ++overflow;
-      }
-      cur = next;
+  static std::size_t destroy_chain(bucket_ref b, overflow_pool* pool) noexcept {
+    for_each_full_slot(b, [](bucket_ref c, unsigned i) { std::destroy_at(c.slot(i)); });
+    return unlink_overflow(b, pool);
+  }
+
+  // Detaches the overflow buckets of head's chain (their entries gone already): back to pool
+  // when one is given, else left to be freed with their array. Returns how many there were.
+  static std::size_t unlink_overflow(bucket_ref head, overflow_pool* pool) noexcept {
+    std::size_t n = 0;
+    for (meta_type* ov = head->overflow; ov != nullptr; ++n) {
+      meta_type* const next = ov->overflow;
+      if (pool != nullptr) give_back(*pool, ov);
+      ov = next;
     }
-    return overflow;
+    head->overflow = nullptr;
+    return n;
   }
 
   // Destroys all entries and frees both arrays with their overflow buckets.
@@ -831,12 +823,10 @@ class map_table {
       // Live iterators may stand on any bucket: destroy entries but keep every bucket and
       // the growth state, so their walk stays valid.
       for_each_chain(*this, [](bucket_ref head) {
-        for (bucket_ref b = head; b; b = b.next()) {
-          for (unsigned i = 0; i < bucket_cnt; ++i) {
-            if (!is_empty(b->tophash[i])) std::destroy_at(b.slot(i));
-            b->tophash[i] = empty_rest;
-          }
-        }
+        for_each_slot(head, [](bucket_ref b, unsigned i) {
+          if (!is_empty(b->tophash[i])) std::destroy_at(b.slot(i));
+          b->tophash[i] = empty_rest;
+        });
       });
       count_ = 0;
     } else {
@@ -878,14 +868,11 @@ class map_table {
         const std::size_t n = nbuckets();
         for (std::size_t j = 0; j < n; ++j) {
           evac_dest d{new_at(j), 0};
-          for (bucket_ref b = other.new_at(j); b; b = b.next()) {
-            for (unsigned i = 0; i < bucket_cnt; ++i) {
-              if (is_empty(b->tophash[i])) continue;
-              ::new (dest_slot(d)) slot_type(std::as_const(*b.slot(i)));
-              d.b->tophash[d.i++] = b->tophash[i];
-              ++count_;
-            }
-          }
+          for_each_full_slot(other.new_at(j), [&](bucket_ref b, unsigned i) {
+            ::new (dest_slot(d)) slot_type(std::as_const(*b.slot(i)));
+            d.b->tophash[d.i++] = b->tophash[i];
+            ++count_;
+          });
         }
       } else {
         // A growing map is copied into one finished array sized for its entries, never into
