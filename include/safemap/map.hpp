@@ -53,8 +53,9 @@
 // noexcept; otherwise evacuation copies a whole bucket first and only then destroys the
 // originals, so a throwing copy leaves that bucket unevacuated and the map intact. A failed
 // evacuation is not the failure of the write that happened to do it: the write goes on
-// against the old bucket, and a later write retries the evacuation (see grow_work), so one
-// entry whose copy always throws never makes other keys unwritable.
+// against the old bucket, and a later write retries the evacuation (see grow_work in
+// detail/map_table.hpp), so one entry whose copy always throws never makes other keys
+// unwritable.
 //
 // Concurrency: not thread-safe for writers; any number of concurrent readers. Use LockedMap,
 // ShardedMap, SyncMap or CowMap to share a map between writing threads.
@@ -153,7 +154,6 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   using table::find_slot_unchecked;
   using table::for_each_live_slot;
   using table::hash_;
-  using table::hash_of;
   using table::init_table;
   using table::iterators_;
   using table::nbuckets;
