@@ -8,36 +8,12 @@
 // and written afresh; the Go names are kept in snake_case (B, tophash, nevacuate, hash_grow,
 // grow_work, evacuate) so the two can be read side by side.
 //
-// # Growth
-// When the table holds more than 6.5 entries per bucket on average (Go's loadFactor 13/2,
-// chosen in Go from its measurements of %overflow, bytes/entry and probes at each load), a
-// new array of twice the buckets is started and the entries move there *incrementally*: each
-// write that touches a bucket of the old array first evacuates it, plus one more in order
-// (grow_work), so no single insert pays for rehashing the table. Until a bucket is evacuated,
-// lookups and iteration read it in the old array. The new array is not written when it is
-// allocated (its buckets are initialized as their old bucket is evacuated), so even the insert
-// that starts a growth does O(1) work. When overflow buckets pile up (many deletes and
-// inserts), a same-size growth compacts the chains.
-//
-// # Segments: no insert allocates or frees a whole array
-// An array larger than seg_buckets buckets (2^14 for uint64 -> uint64, about 4 MiB) is cut into
-// segments, each its own block, reached through a directory of one entry per segment (a lookup
-// pays one load from it, an L1 hit). A growth allocates the new array's last segment, which
-// holds the directory, and then one more segment per write; an old bucket evacuates once both
-// of its destination segments exist. Each old segment is retired once Go's nevacuate mark has
-// passed all of its buckets (no lookup reads an old bucket below the mark), the rest of the old
-// array when the growth ends, and retired blocks are freed one per write. So the memory a
-// growing map holds falls as it evacuates, and no insert frees hundreds of MB at once (at 1e7
-// entries that cost one insert 20-37 ms of munmap). See "# Memory" below for the blocks.
-//
-// # Layout and overflow buckets
-// An array keeps its buckets' metadata (8 tophash bytes and the overflow link, 16 bytes) in a
-// dense array apart from the slots (detail/bucket.hpp), so a miss reads only metadata and a
-// hit reads metadata plus the one slot whose tophash matched. Each array comes with a pool of
-// overflow buckets (Go's nextOverflow: 2^(B-4) of them, in the array's block when it is one
-// segment); when the pool runs out it refills in chunks that double up to a segment's size,
-// so filling a map costs tens of allocator calls, not one per overflow bucket. An overflow
-// bucket is never freed alone: it returns to its array's pool and goes with the array.
+// # Growth, segments, overflow buckets
+// When the table holds more than 6.5 entries per bucket on average, a new array of twice the
+// buckets is started and the entries move there incrementally, a bucket or two per write, so no
+// single insert rehashes the table, allocates or frees a whole array; lookups and iteration read
+// a bucket in the old array until it has moved. How the table does it (segments, overflow pools,
+// evacuation) is in detail/map_table.hpp; the iterator is detail/map_iterator.hpp.
 //
 // # Iteration (Go's semantics)
 // The order is unspecified and deliberately randomized on every begin(), as in Go. Erasing or
@@ -77,8 +53,9 @@
 // noexcept; otherwise evacuation copies a whole bucket first and only then destroys the
 // originals, so a throwing copy leaves that bucket unevacuated and the map intact. A failed
 // evacuation is not the failure of the write that happened to do it: the write goes on
-// against the old bucket, and a later write retries the evacuation (see grow_work), so one
-// entry whose copy always throws never makes other keys unwritable.
+// against the old bucket, and a later write retries the evacuation (see grow_work in
+// detail/map_table.hpp), so one entry whose copy always throws never makes other keys
+// unwritable.
 //
 // Concurrency: not thread-safe for writers; any number of concurrent readers. Use LockedMap,
 // ShardedMap, SyncMap or CowMap to share a map between writing threads.
@@ -103,7 +80,8 @@
 
 #include "safemap/detail/bucket.hpp"
 #include "safemap/detail/config.hpp"
-#include "safemap/detail/random.hpp"
+#include "safemap/detail/map_iterator.hpp"
+#include "safemap/detail/map_table.hpp"
 #include "safemap/hash.hpp"
 #include "safemap/misuse.hpp"
 
@@ -125,46 +103,10 @@ struct MapStats {
 };
 
 namespace detail {
-template <class H>
-concept avalanching_hash = requires {
-  typename H::is_avalanching;
-};
 template <class T>
 concept transparent = requires {
   typename T::is_transparent;
 };
-template <class H>
-concept reseedable = requires(H& h) {
-  h.reseed();
-};
-
-// Go's loadFactorNum/loadFactorDen: grow when count > 6.5 * 2^B (and more than one bucket's
-// worth). At 6.5 Go measured ~20% overflow buckets, ~10.8 bytes/entry of overhead and ~4
-// probes per miss; lower wastes memory, higher lengthens chains.
-inline constexpr std::size_t load_factor_num = 13;
-inline constexpr std::size_t load_factor_den = 2;
-
-constexpr bool over_load_factor(std::size_t count, unsigned B) noexcept {
-  return count > bucket_cnt && count > load_factor_num * ((std::size_t{1} << B) / load_factor_den);
-}
-
-// Go's tooManyOverflowBuckets: about as many overflow buckets as buckets means the chains are
-// mostly holes left by deletes; a same-size growth compacts them. Go caps the threshold at
-// 2^15 only because its noverflow is a uint16 counted approximately (incremented with
-// probability 1/2^(B-15) above B = 15); safemap counts exactly, so it keeps the uncapped
-// threshold. With the cap and an exact count, every table past B = 17 (where ~21% of buckets
-// overflow at load 6.5) grew same-size back to back: 11 of 30 growths to 1e7 entries, 77% of
-// inserts made while growing, 62 bytes/entry (docs/benchmarks.md, problem 1).
-constexpr bool too_many_overflow_buckets(std::size_t noverflow, unsigned B) noexcept {
-  return noverflow >= (std::size_t{1} << B);
-}
-
-constexpr unsigned log2_buckets_for(std::size_t hint) noexcept {
-  unsigned B = 0;
-  while (over_load_factor(hint, B)) ++B;
-  return B;
-}
-
 // The lookup the concurrent maps built on Map use where no thread can write the table during
 // the call: a published CowMap snapshot, SyncMap's read map (both immutable once published),
 // a LockedMap/ShardedMap shard under its lock. Map's misuse checks (a load and a test of the
@@ -183,7 +125,9 @@ SAFEMAP_TABLE_NS_BEGIN
 
 template <class K, class V, class Hash = safemap::Hash<K>, class Eq = std::equal_to<>,
           class Alloc = std::allocator<std::pair<const K, V>>>
-class Map {
+class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
+  using table = detail::map_table<K, V, Hash, Eq, Alloc>;
+
  public:
   using key_type = K;
   using mapped_type = V;
@@ -197,46 +141,36 @@ class Map {
   using const_reference = const value_type&;
 
  private:
-  using slot_type = value_type;
-  using meta_type = detail::bucket_meta<slot_type>;
-  using group_type = detail::slot_group<slot_type>;
-  using overflow_type = detail::overflow_bucket<slot_type>;
-  using bucket_ref = detail::bucket_ref<slot_type>;
-  // The unit of every block the map allocates (arrays, pool chunks): aligned for all of them.
-  static constexpr std::size_t unit_align = alignof(overflow_type);
-  struct alignas(unit_align) block_unit {
-    unsigned char bytes[unit_align];
-  };
-  static_assert(sizeof(block_unit) >= 16 && alignof(overflow_type) >= alignof(group_type));
-  using alloc_traits = std::allocator_traits<Alloc>;
-  using bucket_allocator = typename alloc_traits::template rebind_alloc<block_unit>;
-  using bucket_traits = std::allocator_traits<bucket_allocator>;
-
-  // A segment of a bucket array: 2^seg_shift buckets (fewer in an array of one segment), their
-  // metadata and slot groups in one block. An array's directory holds one entry per segment:
-  // the addresses of its metadata and slot groups, each biased by the segment's first bucket
-  // index (so bucket j's metadata is at metas + j * 16, without masking j first; unsigned
-  // arithmetic, exact modulo 2^64). Which entries are valid is in the array's shape
-  // (segment_present), not in the entries.
-  struct segment {
-    std::uintptr_t metas;
-    std::uintptr_t groups;
-  };
-  // Segment size: the largest power of two of buckets that fits in about 4 MiB (2^14 buckets
-  // for uint64 -> uint64). Freeing one costs about a third of a millisecond when it goes back
-  // to the kernel; larger segments mean fewer allocator calls (each growth of a multi-segment
-  // array allocates and frees one block per segment).
-  static constexpr std::size_t segment_target_bytes = std::size_t{4} << 20;
-  static constexpr unsigned seg_shift = [] {
-    unsigned s = 0;
-    while (s < 24 &&
-           ((sizeof(meta_type) + sizeof(group_type)) << (s + 1)) <= segment_target_bytes) {
-      ++s;
-    }
-    return s;
-  }();
-  static constexpr std::size_t seg_buckets = std::size_t{1} << seg_shift;
-  static_assert(sizeof(segment) <= sizeof(block_unit));
+  // The table's names Map uses (a dependent base's members are not found unqualified).
+  using table::alloc_;
+  using table::B_;
+  using table::clear_locked_by_writer;
+  using table::copy_from;
+  using table::count_;
+  using table::destroy_all;
+  using table::dir_;
+  using table::eq_;
+  using table::evacuated_;
+  using table::find_slot_unchecked;
+  using table::for_each_live_slot;
+  using table::hash_;
+  using table::init_table;
+  using table::iterators_;
+  using table::nbuckets;
+  using table::noldbuckets;
+  using table::noverflow_;
+  using table::old_noverflow_;
+  using table::olddir_;
+  using table::rebuild;
+  using table::same_size_grow_;
+  using table::steal;
+  using table::swap_contents;
+  using table::units_held_;
+  using typename table::alloc_traits;
+  using typename table::block_unit;
+  using typename table::bucket_allocator;
+  using typename table::bucket_traits;
+  using typename table::slot_type;
 
   static_assert(std::is_same_v<typename alloc_traits::value_type, value_type>,
                 "safemap::Map: Alloc::value_type must be std::pair<const K, V>");
@@ -247,10 +181,10 @@ class Map {
       detail::transparent<Hash>&& detail::transparent<Eq> && !std::is_same_v<Q, K>;
 
  public:
-  template <bool Const>
-  class basic_iterator;
-  using iterator = basic_iterator<false>;
-  using const_iterator = basic_iterator<true>;
+  // Forward iterators with Go's iteration semantics (see the top of this file and
+  // detail/map_iterator.hpp).
+  using iterator = detail::map_iterator<Map, false>;
+  using const_iterator = detail::map_iterator<Map, true>;
 
   // --- construction -------------------------------------------------------------------------
 
@@ -259,26 +193,27 @@ class Map {
   // Allocates a table for size_hint entries up front (no growth until then).
   explicit Map(size_type size_hint, const Hash& hash = Hash(), const Eq& eq = Eq(),
                const Alloc& alloc = Alloc())
-      : hash_(hash), eq_(eq), alloc_(alloc) {
+      : table(hash, eq, alloc) {
     if (size_hint > 0) init_table(detail::log2_buckets_for(size_hint));
   }
 
-  explicit Map(const Alloc& alloc) : alloc_(alloc) {}
+  explicit Map(const Alloc& alloc) : table(alloc) {}
 
   Map(const Map& other)
-      : hash_(other.hash_),
-        eq_(other.eq_),
-        alloc_(bucket_traits::select_on_container_copy_construction(other.alloc_)) {
+      : table(other.hash_, other.eq_,
+              bucket_traits::select_on_container_copy_construction(other.alloc_)) {
+    other.read_check();
     copy_from(other);
   }
 
   // A copy of other that allocates with `alloc`.
-  Map(const Map& other, const Alloc& alloc) : hash_(other.hash_), eq_(other.eq_), alloc_(alloc) {
+  Map(const Map& other, const Alloc& alloc) : table(other.hash_, other.eq_, alloc) {
+    other.read_check();
     copy_from(other);
   }
 
   Map(Map&& other) noexcept
-      : hash_(std::move(other.hash_)), eq_(std::move(other.eq_)), alloc_(std::move(other.alloc_)) {
+      : table(std::move(other.hash_), std::move(other.eq_), std::move(other.alloc_)) {
     steal(other);
   }
 
@@ -337,7 +272,7 @@ class Map {
     return *this;
   }
 
-  ~Map() { destroy_all(); }
+  ~Map() = default;  // the table frees everything (~map_table)
 
   // --- capacity -----------------------------------------------------------------------------
 
@@ -433,6 +368,8 @@ class Map {
   }
   friend void swap(Map& a, Map& b) noexcept { a.swap(b); }
   friend struct detail::map_access;
+  template <class, bool>
+  friend class detail::map_iterator;
 
   // --- iteration ----------------------------------------------------------------------------
 
@@ -624,7 +561,8 @@ class Map {
   // exchange is one xchg.
   class write_scope {
    public:
-    explicit write_scope(Map& m) : m_(m) {
+    // From the table (map_table::emplace_with builds it there): the Map is the table's owner.
+    explicit write_scope(table& t) : m_(static_cast<Map&>(t)) {
       const std::uint8_t f = m_.flags_.exchange(hash_writing, std::memory_order_acquire);
       if (SAFEMAP_UNLIKELY(f & hash_writing)) detail::report_misuse(misuse_kind::concurrent_writes);
     }
@@ -649,122 +587,11 @@ class Map {
   void read_check() const noexcept {}
   void iteration_check() const noexcept {}
   struct write_scope {
-    explicit write_scope(Map&) noexcept {}
+    explicit write_scope(table&) noexcept {}
   };
 #endif
 
-  // ---- overflow buckets (Go's nextOverflow, extended) -----------------------------------------
-
-  // The overflow buckets of one bucket array. An array of one segment holds preallocated
-  // overflow buckets in its block (Go's makeBucketArray: 2^(B-4) of them); other arrays get
-  // theirs in chunks, each twice the last up to a segment's size, so filling a table costs a
-  // handful of allocator calls instead of one per overflow bucket, and no chunk is larger than
-  // a segment. Overflow buckets are never freed one by one: one that empties (an evacuated old
-  // chain, a failed insert or relocation) goes on the free list for reuse, and all go back to
-  // the allocator with their array (the chunks of an old array are retired when its growth
-  // ends, see retire).
-  struct overflow_pool {
-    overflow_type* block_overflow = nullptr;  // preallocated in the array's block (one segment)
-    std::size_t block_extra = 0;
-    overflow_type* next = nullptr;  // [next, end): never used yet
-    overflow_type* end = nullptr;
-    meta_type* free = nullptr;  // returned overflow buckets, linked through overflow
-    std::size_t nfree = 0;
-    block_unit* chunks = nullptr;  // the chunks, newest first (block_header links them)
-    std::size_t next_chunk = 0;    // overflow buckets in the next chunk
-    std::size_t first_chunk = 0;   // next_chunk of a fresh (or reset) pool
-
-    std::size_t available() const noexcept { return nfree + static_cast<std::size_t>(end - next); }
-  };
-  static constexpr std::size_t min_overflow_chunk = 8;
-  static constexpr std::size_t max_overflow_chunk = std::max(min_overflow_chunk, seg_buckets);
-  // The first unit of a chunk (its overflow buckets follow), and of a retired block.
-  struct block_header {
-    block_unit* next;
-    std::size_t units;
-  };
-  static_assert(sizeof(block_header) <= sizeof(block_unit));
-
-  // The bookkeeping of one bucket array (its directory is dir_ or olddir_). The directory lives
-  // at the start of the block of the array's last segment, which is allocated first and freed
-  // last, so the directory outlives every segment it points to.
-  struct array_shape {
-    std::size_t nsegs = 0;       // 2^(B - seg_shift), or 1
-    std::size_t last_units = 0;  // units of the last segment's block (directory included)
-    std::size_t nallocated = 0;  // segments other than the last allocated so far (in order)
-    std::size_t nretired = 0;    // old array: segments [0, nretired) retired
-    bool interleaved = false;    // allocated in a doubling's X/Y order (allocation_order)
-    overflow_pool pool;
-  };
-
-  // ---- hashing and shape ---------------------------------------------------------------------
-
-  template <class Q>
-  std::size_t hash_of(const Q& key) const {
-    if constexpr (detail::avalanching_hash<Hash>) {
-      return static_cast<std::size_t>(hash_(key));
-    } else {
-      return static_cast<std::size_t>(detail::post_mix(static_cast<std::uint64_t>(hash_(key))));
-    }
-  }
-
-  // Relocation may move entries with their move constructors (one pass, nothing can throw)
-  // only when moves and the hasher are noexcept; otherwise copy first, destroy after.
-  static constexpr bool nothrow_relocate =
-      std::is_nothrow_move_constructible_v<K> &&
-      std::is_nothrow_move_constructible_v<V>&& noexcept(
-          std::declval<const Hash&>()(std::declval<const K&>()));
-
-  std::size_t nbuckets() const noexcept {
-    return std::size_t{1} << B_;
-  }
-  std::size_t bucket_mask() const noexcept {
-    return nbuckets() - 1;
-  }
-  // Old array size: half the new one for a doubling growth, the same for a same-size growth.
-  std::size_t noldbuckets() const noexcept {
-    return same_size_grow_ ? nbuckets() : nbuckets() >> 1;
-  }
-  std::size_t old_bucket_mask() const noexcept {
-    return noldbuckets() - 1;
-  }
-
-  // Bucket j of the current array, and bucket k of the old one: one load from the directory
-  // (a few hundred bytes at most, an L1 hit), whose biased addresses take j itself. In an array
-  // of one segment j < 2^B <= seg_buckets, so the shift gives entry 0.
-  SAFEMAP_ALWAYS_INLINE static bucket_ref at(const segment* dir, std::size_t j) noexcept {
-    const segment& sg = dir[j >> seg_shift];
-    return bucket_ref(reinterpret_cast<meta_type*>(sg.metas + j * sizeof(meta_type)),
-                      reinterpret_cast<group_type*>(sg.groups + j * sizeof(group_type)));
-  }
-  SAFEMAP_ALWAYS_INLINE bucket_ref new_at(std::size_t j) const noexcept {
-    return at(dir_, j);
-  }
-  SAFEMAP_ALWAYS_INLINE bucket_ref old_at(std::size_t k) const noexcept {
-    return at(olddir_, k);
-  }
-  // Whether old bucket k is evacuated. Below nevacuate_ every bucket is, and its segment may be
-  // released already: it is not read.
-  SAFEMAP_ALWAYS_INLINE bool old_evacuated(std::size_t k) const noexcept {
-    return k < nevacuate_ || old_at(k)->evacuated();
-  }
-
-  // The bucket whose chain holds hash's key: the old one while it is not evacuated. Forced
-  // inline: with the directory GCC otherwise leaves it a call on every lookup.
-  SAFEMAP_ALWAYS_INLINE bucket_ref bucket_for(std::size_t hash,
-                                              bool* in_old = nullptr) const noexcept {
-    if (olddir_ != nullptr) {
-      const std::size_t k = hash & old_bucket_mask();
-      if (!old_evacuated(k)) {
-        if (in_old) *in_old = true;
-        return old_at(k);
-      }
-    }
-    if (in_old) *in_old = false;
-    return new_at(hash & bucket_mask());
-  }
-
-  // ---- lookup ----------------------------------------------------------------------------------
+  // ---- lookup, insert, erase: the misuse checks around the table's own (map_table) ----------
 
   // Checks for a writer before the probe (Go's check) and again after it: a write that
   // started while this read was probing is reported too, rather than its result trusted
@@ -777,24 +604,21 @@ class Map {
     return s;
   }
 
+  // Finds key; when absent calls construct(raw slot memory) to build the entry there, under
+  // the writing bit (map_table::emplace_with). Forced inline: a name for that call, not a call.
+  template <class Q, class Construct>
+  SAFEMAP_ALWAYS_INLINE std::pair<slot_type*, bool> emplace_impl(const Q& key,
+                                                                 Construct&& construct) {
+    return table::template emplace_with<write_scope>(key, std::forward<Construct>(construct));
+  }
+
   template <class Q>
-  slot_type* find_slot_unchecked(const Q& key) const {
-    if (count_ == 0) return nullptr;
-    const std::size_t hash = hash_of(key);
-    const std::uint8_t top = detail::tophash_of(hash);
-    // Only the metadata is read until a tophash matches: a miss touches no slot.
-    bucket_ref b = bucket_for(hash);
-    for (;;) {
-      const detail::tophash_group g = b->group();
-      for (detail::slot_mask m = g.match(top); m; m.clear_lowest()) {
-        slot_type* s = b.slot(m.lowest());
-        if (eq_(key, s->first)) return s;
-      }
-      if (g.has_empty_rest()) return nullptr;
-      meta_type* const o = b->overflow;
-      if (o == nullptr) return nullptr;
-      b = bucket_ref(overflow_type::of(o));
-    }
+  SAFEMAP_ALWAYS_INLINE size_type erase_impl(const Q& key) {
+    return table::template erase_with<write_scope>(key);
+  }
+
+  static Alloc alloc_type_for(const bucket_allocator& a) {
+    return Alloc(a);
   }
 
   static V* value_or_null(slot_type* s) noexcept {
@@ -803,922 +627,6 @@ class Map {
   static V& at_impl(slot_type* s) {
     if (s == nullptr) throw std::out_of_range("safemap::Map::at: key not found");
     return s->second;
-  }
-
-  // ---- insert (Go's mapassign) -------------------------------------------------------------
-
-  // Finds key; when absent calls construct(raw slot memory) to build the entry there.
-  // construct may throw: nothing is linked or counted before it returns.
-  template <class Q, class Construct>
-  std::pair<slot_type*, bool> emplace_impl(const Q& key, Construct&& construct) {
-    const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
-    write_scope w(*this);
-    if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
-    if (dir_ == nullptr) init_table(0);
-    const std::uint8_t top = detail::tophash_of(hash);
-    bool grew = false;  // this write allocated the new array's first block already
-  again:
-    if (olddir_ != nullptr) grow_work(hash & bucket_mask(), !grew);
-    bool in_old = false;
-    const bucket_ref first = bucket_for(hash, &in_old);
-    bucket_ref insert_b;
-    unsigned insert_i = 0;
-    bucket_ref last = first;
-    for (bucket_ref b = first; b; b = b.next()) {
-      last = b;
-      const detail::tophash_group g = b->group();
-      for (detail::slot_mask m = g.match(top); m; m.clear_lowest()) {
-        slot_type* s = b.slot(m.lowest());
-        if (eq_(key, s->first)) return {s, false};
-      }
-      if (!insert_b) {
-        if (const detail::slot_mask e = g.match_empty()) {
-          insert_b = b;
-          insert_i = e.lowest();
-        }
-      }
-      if (g.has_empty_rest()) break;
-    }
-
-    // Not found. Start growing if the table is overloaded and nothing pins it, then retry
-    // so the key lands in the new array (Go: "growing the table invalidates everything").
-    if (olddir_ == nullptr && iterators_.load(std::memory_order_relaxed) == 0 &&
-        (detail::over_load_factor(count_ + 1, B_) ||
-         detail::too_many_overflow_buckets(noverflow_, B_))) {
-      hash_grow();
-      grew = true;
-      goto again;
-    }
-
-    if (insert_b) {
-      construct(insert_b.raw_slot(insert_i));
-      insert_b->tophash[insert_i] = top;
-    } else {
-      // All full: chain a new overflow bucket from the pool of the array the chain is in,
-      // linked only once the entry is built.
-      overflow_pool& pool = in_old ? old_.pool : cur_.pool;
-      reserve_overflow(pool, 1);
-      const bucket_ref ov = take_overflow(pool);
-      try {
-        construct(ov.raw_slot(0));
-      } catch (...) {
-        give_back(pool, ov.m);
-        throw;
-      }
-      ov->tophash[0] = top;
-      last->overflow = ov.m;
-      ++(in_old ? old_noverflow_ : noverflow_);
-      insert_b = ov;
-      insert_i = 0;
-    }
-    ++count_;
-    return {insert_b.slot(insert_i), true};
-  }
-
-  // ---- erase (Go's mapdelete) --------------------------------------------------------------
-
-  template <class Q>
-  size_type erase_impl(const Q& key) {
-    const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
-    write_scope w(*this);
-    if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
-    if (count_ == 0) return 0;
-    if (olddir_ != nullptr) grow_work(hash & bucket_mask(), true);
-    const std::uint8_t top = detail::tophash_of(hash);
-    const bucket_ref first = bucket_for(hash);
-    for (bucket_ref b = first; b; b = b.next()) {
-      const detail::tophash_group g = b->group();
-      for (detail::slot_mask m = g.match(top); m; m.clear_lowest()) {
-        const unsigned i = m.lowest();
-        if (!eq_(key, b.slot(i)->first)) continue;
-        std::destroy_at(b.slot(i));
-        b->tophash[i] = detail::empty_one;
-        mark_empty_rest(first.m, b.m, i);
-        if (--count_ == 0) reseed();  // Go: a fresh seed whenever the map empties
-        return 1;
-      }
-      if (g.has_empty_rest()) break;
-    }
-    return 0;
-  }
-
-  // Slot i of b (in the chain starting at first) was just emptied. If the chain now ends in
-  // a run of empty_one slots, turn them into empty_rest so probes stop early (Go's logic).
-  static void mark_empty_rest(meta_type* first, meta_type* b, unsigned i) noexcept {
-    if (i == detail::bucket_cnt - 1) {
-      if (b->overflow != nullptr && b->overflow->tophash[0] != detail::empty_rest) return;
-    } else if (b->tophash[i + 1] != detail::empty_rest) {
-      return;
-    }
-    for (;;) {
-      b->tophash[i] = detail::empty_rest;
-      if (i == 0) {
-        if (b == first) break;
-        meta_type* c = b;
-        for (b = first; b->overflow != c; b = b->overflow) {}
-        i = detail::bucket_cnt - 1;
-      } else {
-        --i;
-      }
-      if (b->tophash[i] != detail::empty_one) break;
-    }
-  }
-
-  void reseed() noexcept {
-    if constexpr (detail::reseedable<Hash>) hash_.reseed();
-  }
-
-  // ---- growth (Go's hashGrow, growWork, evacuate, advanceEvacuationMark) -------------------
-
-  void hash_grow() {
-    const bool bigger = detail::over_load_factor(count_ + 1, B_);
-    // Only the new array's last segment is allocated here (it holds the directory); the others
-    // come one per later write (allocate_next_segment). None is written when allocated: each
-    // bucket is initialized when its old bucket is evacuated, each pool bucket when it is
-    // taken, so this step is O(1) however large the table.
-    const unsigned newB = B_ + (bigger ? 1u : 0u);
-    array_shape na;
-    segment* const nd = allocate_last_segment(newB, block_overflow_for(newB), na);
-    na.interleaved = bigger;
-    old_ = cur_;
-    olddir_ = dir_;
-    cur_ = na;
-    dir_ = nd;
-    same_size_grow_ = !bigger;
-    B_ = static_cast<std::uint8_t>(newB);
-    nevacuate_ = 0;
-    evac_scan_ = 0;
-    evacuated_ = 0;
-    old_noverflow_ = noverflow_;
-    noverflow_ = 0;
-  }
-
-  // Bounded work per write: at most one new segment allocated, then the bucket about to be
-  // used evacuated, plus the next one in order, so the growth finishes within noldbuckets/2
-  // writes (plus one per segment) and the new array never overloads.
-  //
-  // Evacuation is the table's own housekeeping, not part of the write that happens to do it:
-  // when it fails (a copy or the hasher throws, or memory runs out) the old bucket is left
-  // whole (relocate_chain's guarantee), the exception is dropped and the write goes on in the
-  // old bucket, where lookups still find its keys. So one entry whose copy always throws
-  // cannot make the map unwritable: its bucket stays unevacuated, and while it blocks
-  // nevacuate_ the growth works on past it (evac_scan_), retrying it once per pass over the
-  // old array. The growth ends once that bucket finally evacuates (say, once the entry is
-  // erased). A bucket whose destination segments are not allocated yet waits the same way.
-  void grow_work(std::size_t bucket, bool may_allocate) {
-    if (may_allocate && cur_.nallocated + 1 < cur_.nsegs) allocate_next_segment();
-    if (iterators_.load(std::memory_order_relaxed) != 0) return;  // nothing moves under an iterator
-    try_evacuate(bucket & old_bucket_mask());
-    if (olddir_ == nullptr) return;
-    if (!segments_ready(nevacuate_)) return;  // the allocation has not reached it yet
-    if (evac_scan_ != 0 && evac_scan_ <= nevacuate_) evac_scan_ = 0;  // the mark passed it
-    if (evac_scan_ == 0) {
-      if (try_evacuate(nevacuate_)) return;
-      evac_scan_ = nevacuate_ + 1;  // nevacuate_ is stuck: work on past it
-    }
-    // Bounded like advance_evacuation_mark's scan, so no write pays for a long run.
-    const std::size_t nold = noldbuckets();
-    const std::size_t stop = std::min(evac_scan_ + 1024, nold);
-    while (evac_scan_ != stop && old_evacuated(evac_scan_)) ++evac_scan_;
-    if (evac_scan_ == nold) {
-      evac_scan_ = 0;  // a whole pass done: the next write retries nevacuate_
-    } else if (evac_scan_ != stop) {
-      try_evacuate(evac_scan_++);
-    }
-  }
-
-  // The new array's segments other than the last are allocated in this order, one per write,
-  // so that the in-order evacuation finds both of its destinations first: for a doubling,
-  // X segments and Y segments (X + half) alternate.
-  std::size_t allocation_order(std::size_t t) const noexcept {
-    if (!cur_.interleaved) return t;
-    return (t & 1) != 0 ? cur_.nsegs / 2 + (t >> 1) : t >> 1;
-  }
-  // Whether segment i of an array is allocated and not retired: the last always is; others
-  // are allocated in allocation_order and retired from the first.
-  static bool segment_present(const array_shape& a, std::size_t i) noexcept {
-    if (i + 1 == a.nsegs) return true;
-    if (i < a.nretired) return false;
-    const std::size_t half = a.nsegs / 2;
-    const std::size_t t = !a.interleaved ? i : i < half ? 2 * i : 2 * (i - half) + 1;
-    return t < a.nallocated;
-  }
-  void allocate_next_segment() noexcept {
-    try {
-      allocate_segment(dir_, allocation_order(cur_.nallocated));
-      ++cur_.nallocated;
-    } catch (...) {
-      // Out of memory: a later write retries; until then the buckets waiting for this
-      // segment stay in the old array, where writes and lookups still find them.
-    }
-  }
-  // Whether the new segments that old bucket k evacuates into (X, and Y for a doubling) exist.
-  bool segments_ready(std::size_t k) const noexcept {
-    if (!segment_present(cur_, k >> seg_shift)) return false;
-    return same_size_grow_ || segment_present(cur_, (k + noldbuckets()) >> seg_shift);
-  }
-
-  // evacuate(), with a failure (or destination segments not allocated yet) left for a later
-  // write to retry. Returns whether old bucket k is evacuated now.
-  bool try_evacuate(std::size_t k) noexcept {
-    if (!segments_ready(k)) return false;
-    try {
-      evacuate(k);
-      return true;
-    } catch (...) {
-      return false;
-    }
-  }
-
-  // Where the entries of one old bucket go: a chain in the new array, filled in order.
-  struct evac_dest {
-    bucket_ref b;
-    unsigned i;
-  };
-
-  // Appends into d's chain and returns the raw slot; tophash is set by the caller after
-  // construction succeeds. Takes overflow buckets from the current array's pool: it cannot
-  // throw when the caller made them available first (reserve_overflow), as relocate_chain does.
-  void* dest_slot(evac_dest& d) {
-    if (d.i == detail::bucket_cnt) {
-      reserve_overflow(cur_.pool, 1);
-      const bucket_ref ov = take_overflow(cur_.pool);
-      d.b->overflow = ov.m;
-      ++noverflow_;
-      d.b = ov;
-      d.i = 0;
-    }
-    return d.b.raw_slot(d.i);
-  }
-
-  // Precondition: segments_ready(oldbucket).
-  void evacuate(std::size_t oldbucket) {
-    const std::size_t newbit = noldbuckets();
-    if (!old_evacuated(oldbucket)) {
-      const bucket_ref ob = old_at(oldbucket);
-      // X is the bucket with the same index in the new array; Y (doubling only) is X+newbit.
-      evac_dest dst[2] = {{new_at(oldbucket), 0}, {bucket_ref(), 0}};
-      dst[0].b->init();
-      if (!same_size_grow_) {
-        dst[1].b = new_at(oldbucket + newbit);
-        dst[1].b->init();
-      }
-      relocate_chain(ob, dst, newbit);
-      // The old chain's overflow buckets go back to the old array's pool (reused by inserts
-      // into old buckets not evacuated yet, retired with the old array).
-      for (meta_type* ov = ob->overflow; ov != nullptr;) {
-        meta_type* next = ov->overflow;
-        give_back(old_.pool, ov);
-        --old_noverflow_;
-        ov = next;
-      }
-      ob->overflow = nullptr;
-      ++evacuated_;
-    }
-    if (oldbucket == nevacuate_) advance_evacuation_mark(newbit);
-  }
-
-  // Moves (or, when that could throw, copies and then destroys) every entry of ob's chain into
-  // the X/Y destinations, and marks ob's tophash bytes evacuated_x/y/empty. Strong guarantee:
-  // everything that can fail (allocating destination overflow buckets, hashing, copying)
-  // happens before the first entry leaves ob, or is undone.
-  void relocate_chain(bucket_ref ob, evac_dest (&dst)[2], std::size_t newbit) {
-    auto target = [&](const slot_type& s) -> unsigned {
-      if (same_size_grow_) return 0;
-      return (hash_of(s.first) & newbit) != 0 ? 1 : 0;
-    };
-    // Overflow buckets the destinations may need, made available in the new array's pool up
-    // front (at most one chunk allocation, before anything moves). With x + y = n entries split
-    // over X and Y, (ceil(x/8) - 1) + (ceil(y/8) - 1) <= ceil(n/8) - 1 = (n - 1) / 8, so that
-    // many suffice for both. Usually none (n <= 8).
-    std::size_t n = 0;
-    for (bucket_ref b = ob; b; b = b.next()) {
-      for (unsigned i = 0; i < detail::bucket_cnt; ++i) n += !detail::is_empty(b->tophash[i]);
-    }
-    reserve_overflow(cur_.pool, n > detail::bucket_cnt ? (n - 1) / detail::bucket_cnt : 0);
-    if constexpr (move_relocation) {
-      // A hasher that may throw hashes everything before anything moves.
-      std::vector<std::uint8_t> targets;
-      if constexpr (!noexcept(std::declval<const Hash&>()(std::declval<const K&>()))) {
-        if (!same_size_grow_) {
-          targets.reserve(n);
-          for (bucket_ref b = ob; b; b = b.next()) {
-            for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-              if (!detail::is_empty(b->tophash[i])) {
-                targets.push_back(static_cast<std::uint8_t>(target(*b.slot(i))));
-              }
-            }
-          }
-        }
-      }
-      std::size_t k = 0;
-      for (bucket_ref b = ob; b; b = b.next()) {
-        for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-          const std::uint8_t th = b->tophash[i];
-          if (detail::is_empty(th)) {
-            b->tophash[i] = detail::evacuated_empty;
-            continue;
-          }
-          slot_type* s = b.slot(i);
-          const unsigned t = targets.empty() ? target(*s) : targets[k++];
-          evac_dest& d = dst[t];
-          relocate_slot(s, dest_slot(d));
-          d.b->tophash[d.i++] = th;
-          b->tophash[i] = static_cast<std::uint8_t>(detail::evacuated_x + t);
-        }
-      }
-    } else {
-      // Copy everything first; on an exception destroy the copies and leave ob as it was.
-      const bucket_ref heads[2] = {dst[0].b, dst[1].b};
-      std::uint8_t marks[detail::bucket_cnt];  // ob's markers, written once all copies exist
-      try {
-        for (bucket_ref b = ob; b; b = b.next()) {
-          for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-            if (b == ob) marks[i] = detail::evacuated_empty;
-            if (detail::is_empty(b->tophash[i])) continue;
-            const slot_type& s = *b.slot(i);
-            const unsigned t = target(s);
-            evac_dest& d = dst[t];
-            ::new (dest_slot(d)) slot_type(s);
-            d.b->tophash[d.i++] = b->tophash[i];
-            if (b == ob) marks[i] = static_cast<std::uint8_t>(detail::evacuated_x + t);
-          }
-        }
-      } catch (...) {
-        for (const bucket_ref h : heads) {
-          if (h) noverflow_ -= destroy_chain(h, &cur_.pool);
-        }
-        throw;
-      }
-      for (bucket_ref b = ob; b; b = b.next()) {
-        for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-          if (!detail::is_empty(b->tophash[i])) std::destroy_at(b.slot(i));
-        }
-      }
-      std::memcpy(ob->tophash, marks, sizeof marks);
-    }
-  }
-
-  // Relocation moves entries when nothing can throw, and also when entries cannot be copied
-  // (move-only types): a move constructor that throws during growth then terminates the
-  // program (relocate_slot is noexcept) — give move-only K and V noexcept moves.
-  static constexpr bool move_relocation =
-      nothrow_relocate || !std::is_copy_constructible_v<slot_type>;
-
-  static void relocate_slot(slot_type* src, void* dst) noexcept {
-    // The key is a const member of the pair; moving from it is what every flat map does to
-    // relocate (the source is destroyed right after and never read again).
-    ::new (dst) slot_type(std::move(const_cast<K&>(src->first)), std::move(src->second));
-    std::destroy_at(src);
-  }
-
-  void advance_evacuation_mark(std::size_t newbit) noexcept {
-    const std::size_t from = nevacuate_;
-    ++nevacuate_;
-    // Go bounds the scan to keep this O(1): evacuated buckets beyond it are found later.
-    const std::size_t stop = std::min(nevacuate_ + 1024, newbit);
-    while (nevacuate_ != stop && old_at(nevacuate_)->evacuated()) ++nevacuate_;
-    if (nevacuate_ == newbit) {
-      // Every old bucket is evacuated: what is left of the old array (its last segment, with the
-      // directory, and its pool) is retired.
-      retire_array(olddir_, old_);
-      same_size_grow_ = false;
-      old_noverflow_ = 0;
-      evac_scan_ = 0;
-      return;
-    }
-    // The mark passed these segments whole: no lookup reads them again (old_evacuated).
-    for (std::size_t i = from >> seg_shift; i < nevacuate_ >> seg_shift; ++i) retire_segment(i);
-  }
-
-  // ---- whole-table operations --------------------------------------------------------------
-
-  // Rebuilds into a fresh, fully initialized array of 2^newB buckets (reserve). Not
-  // incremental: an explicit reserve pays for it on purpose.
-  void rebuild(unsigned newB) {
-    const size_type count = count_;
-    if constexpr (move_relocation) {
-      const built nb =
-          build_array(*this, newB, [](slot_type* s, void* p) noexcept { relocate_slot(s, p); });
-      free_tables_without_destroying();
-      adopt(nb, newB, count);
-    } else {
-      const built nb = build_array(
-          *this, newB, [](slot_type* s, void* p) { ::new (p) slot_type(std::as_const(*s)); });
-      destroy_tables();
-      adopt(nb, newB, count);
-    }
-  }
-
-  // A fresh, fully initialized array (with its pool) and the overflow buckets chained to it.
-  struct built {
-    segment* dir;
-    array_shape shape;
-    std::size_t noverflow;
-  };
-
-  // Builds an array of 2^newB buckets holding every entry of src (this map or another, with
-  // the same hasher and seed as this one): put(slot, raw memory) moves or copies one entry.
-  // Everything that can fail happens before the first entry is put: each entry is hashed
-  // once, up front, and the puts reuse those hashes, so a hasher that throws (or answers
-  // differently the second time) cannot stop a relocation of move-only entries halfway;
-  // the array and every overflow bucket the chains need are allocated up front too. A put
-  // that throws (a copy) destroys what was built and leaves src as it was.
-  template <class Src, class Put>
-  built build_array(Src& src, unsigned newB, Put put) {
-    const std::size_t n = std::size_t{1} << newB;
-    std::vector<std::size_t> hashes;
-    hashes.reserve(src.count_);
-    std::vector<std::uint32_t> per_bucket(n, 0);
-    for_each_live_slot(src, [&](slot_type* s) {
-      const std::size_t h = hash_of(s->first);
-      hashes.push_back(h);
-      ++per_bucket[h & (n - 1)];
-    });
-    // Exactly the overflow buckets the chains need, allocated up front (in the array's own
-    // block when it is one segment).
-    std::size_t noverflow = 0;
-    for (const std::uint32_t c : per_bucket) {
-      if (c > detail::bucket_cnt) noverflow += (c - 1) / detail::bucket_cnt;
-    }
-    array_shape shape;
-    segment* const dir =
-        allocate_full_array(newB, std::max(noverflow, preallocated_overflow(newB)), shape);
-    overflow_pool& pool = shape.pool;
-    for (std::size_t j = 0; j < n; ++j) {
-      meta_type* b = at(dir, j).m;
-      for (std::uint32_t c = per_bucket[j]; c > detail::bucket_cnt; c -= detail::bucket_cnt) {
-        b->overflow = take_overflow(pool).m;  // available: allocated above
-        b = b->overflow;
-      }
-    }
-    std::size_t next = 0;
-    try {
-      for_each_live_slot(src, [&](slot_type* s) {
-        const std::size_t h = hashes[next++];
-        for (bucket_ref b = at(dir, h & (n - 1));; b = b.next()) {
-          if (const detail::slot_mask e = b->group().match_empty()) {
-            const unsigned i = e.lowest();
-            put(s, b.raw_slot(i));
-            b->tophash[i] = detail::tophash_of(h);
-            return;
-          }
-        }
-      });
-    } catch (...) {
-      for (std::size_t j = 0; j < n; ++j) destroy_chain(at(dir, j), nullptr);
-      segment* d = dir;
-      release_array(d, shape);
-      throw;
-    }
-    return {dir, shape, noverflow};
-  }
-
-  // Takes nb as this map's only array (both old arrays were freed already).
-  void adopt(const built& nb, unsigned newB, size_type count) noexcept {
-    dir_ = nb.dir;
-    cur_ = nb.shape;
-    B_ = static_cast<std::uint8_t>(newB);
-    noverflow_ = nb.noverflow;
-    count_ = count;
-  }
-
-  // The one walk over both arrays: calls f(head) for the head bucket of every live chain, the
-  // old array's unevacuated buckets first, then the current array's initialized ones, in a
-  // fixed order (the same on two calls with no write between them: build_array relies on it).
-  template <class Self, class F>
-  static void for_each_chain(Self& m, F&& f) {
-    if (m.dir_ == nullptr) return;
-    if (m.olddir_ != nullptr) {
-      const std::size_t nold = m.noldbuckets();
-      for (std::size_t k = m.nevacuate_; k < nold; ++k) {
-        if (!m.old_evacuated(k)) f(m.old_at(k));
-      }
-    }
-    const std::size_t n = m.nbuckets();
-    for (std::size_t j = 0; j < n; ++j) {
-      if (m.new_bucket_initialized(j)) f(m.new_at(j));
-    }
-  }
-
-  // Calls f(slot*) on every entry of both arrays of m, in for_each_chain's fixed order.
-  template <class Self, class F>
-  static void for_each_live_slot(Self& m, F&& f) {
-    for_each_chain(m, [&](bucket_ref head) {
-      for (bucket_ref b = head; b; b = b.next()) {
-        for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-          if (!detail::is_empty(b->tophash[i])) f(b.slot(i));
-        }
-      }
-    });
-  }
-  template <class F>
-  void for_each_live_slot(F&& f) {
-    for_each_live_slot(*this, std::forward<F>(f));
-  }
-
-  // During growth a new bucket is initialized exactly when its old bucket is evacuated.
-  bool new_bucket_initialized(std::size_t j) const noexcept {
-    return olddir_ == nullptr || old_evacuated(j & old_bucket_mask());
-  }
-
-  // Destroys every entry of b's chain; b itself stays allocated (its contents are garbage
-  // afterwards). Its overflow buckets go back to pool when one is given (else they are freed
-  // with their array). Returns the number of overflow buckets in the chain.
-  std::size_t destroy_chain(bucket_ref b, overflow_pool* pool) noexcept {
-    std::size_t overflow = 0;
-    for (bucket_ref cur = b; cur;) {
-      for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-        if (cur->tophash[i] >= detail::min_top_hash) {
-          std::destroy_at(cur.slot(i));
-        }
-      }
-      const bucket_ref next = cur.next();
-      if (!(cur == b)) {
-        if (pool != nullptr) give_back(*pool, cur.m);
-        ++overflow;
-      }
-      cur = next;
-    }
-    return overflow;
-  }
-
-  // Destroys all entries and frees both arrays with their overflow buckets.
-  void destroy_tables() noexcept {
-    if (dir_ != nullptr) for_each_live_slot([](slot_type* s) { std::destroy_at(s); });
-    free_arrays();
-  }
-
-  // Frees both arrays with their overflow buckets; the entries were relocated already.
-  void free_tables_without_destroying() noexcept {
-    free_arrays();
-  }
-
-  void free_arrays() noexcept {
-    release_array(olddir_, old_);
-    release_array(dir_, cur_);
-    release_all_retired();
-    B_ = 0;
-    count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
-    same_size_grow_ = false;
-  }
-
-  void destroy_all() noexcept {
-    destroy_tables();
-  }
-
-  void clear_locked_by_writer() {
-    if (dir_ == nullptr) return;
-    if (iterators_.load(std::memory_order_relaxed) != 0) {
-      // Live iterators may stand on any bucket: destroy entries but keep every bucket and
-      // the growth state, so their walk stays valid.
-      for_each_chain(*this, [](bucket_ref head) {
-        for (bucket_ref b = head; b; b = b.next()) {
-          for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-            if (!detail::is_empty(b->tophash[i])) std::destroy_at(b.slot(i));
-            b->tophash[i] = detail::empty_rest;
-          }
-        }
-      });
-      count_ = 0;
-    } else {
-      // Keep the current array (as Go 1.21 clear does) when all its segments exist, drop the
-      // rest.
-      for_each_chain(*this, [&](bucket_ref head) { destroy_chain(head, nullptr); });
-      release_array(olddir_, old_);
-      release_all_retired();
-      if (cur_.nallocated + 1 < cur_.nsegs) {
-        release_array(dir_, cur_);  // a growth had not allocated all of it: start afresh
-        B_ = 0;
-      } else {
-        reset_pool(cur_.pool);
-        init_metas(dir_, nbuckets());
-      }
-      count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
-      same_size_grow_ = false;
-    }
-    reseed();
-  }
-
-  // A fresh, initialized array of 2^B buckets with `extra` overflow buckets available (by
-  // default Go's 2^(B-4)).
-  void init_table(unsigned B) {
-    init_table(B, preallocated_overflow(B));
-  }
-  void init_table(unsigned B, std::size_t extra) {
-    dir_ = allocate_full_array(B, extra, cur_);
-    B_ = static_cast<std::uint8_t>(B);
-  }
-
-  // Copies other's entries into this empty map. A map that is not growing is cloned chain by
-  // chain (same seed, same B: no rehashing, chains compacted); a growing one is rebuilt into
-  // one finished array. Either way the copy is never mid-growth.
-  void copy_from(const Map& other) {
-    other.read_check();
-    if (other.count_ == 0) return;
-    try {
-      if (other.olddir_ == nullptr) {
-        // Compacted chains need at most the overflow buckets other's chains have: one block.
-        init_table(other.B_, std::max(other.noverflow_, preallocated_overflow(other.B_)));
-        const std::size_t n = nbuckets();
-        for (std::size_t j = 0; j < n; ++j) {
-          evac_dest d{new_at(j), 0};
-          for (bucket_ref b = other.new_at(j); b; b = b.next()) {
-            for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-              if (detail::is_empty(b->tophash[i])) continue;
-              ::new (dest_slot(d)) slot_type(std::as_const(*b.slot(i)));
-              d.b->tophash[d.i++] = b->tophash[i];
-              ++count_;
-            }
-          }
-        }
-      } else {
-        // A growing map is copied into one finished array sized for its entries, never into
-        // a table frozen mid-growth (CowMap publishes copies, SyncMap promotes them): hashed,
-        // allocated, then copied, all before this map holds anything.
-        const unsigned B = detail::log2_buckets_for(other.count_);
-        adopt(build_array(other, B, [](const slot_type* s, void* p) { ::new (p) slot_type(*s); }),
-              B, other.count_);
-      }
-    } catch (...) {
-      destroy_all();
-      throw;
-    }
-  }
-
-  void steal(Map& other) noexcept {
-    dir_ = std::exchange(other.dir_, nullptr);
-    olddir_ = std::exchange(other.olddir_, nullptr);
-    cur_ = std::exchange(other.cur_, array_shape{});
-    old_ = std::exchange(other.old_, array_shape{});
-    retired_ = std::exchange(other.retired_, nullptr);
-    units_held_ = std::exchange(other.units_held_, 0);
-    count_ = std::exchange(other.count_, 0);
-    nevacuate_ = std::exchange(other.nevacuate_, 0);
-    evac_scan_ = std::exchange(other.evac_scan_, 0);
-    noverflow_ = std::exchange(other.noverflow_, 0);
-    old_noverflow_ = std::exchange(other.old_noverflow_, 0);
-    evacuated_ = std::exchange(other.evacuated_, 0);
-    B_ = std::exchange(other.B_, 0);
-    same_size_grow_ = std::exchange(other.same_size_grow_, false);
-  }
-
-  void swap_contents(Map& other) noexcept {
-    using std::swap;
-    swap(dir_, other.dir_);
-    swap(olddir_, other.olddir_);
-    swap(cur_, other.cur_);
-    swap(old_, other.old_);
-    swap(retired_, other.retired_);
-    swap(units_held_, other.units_held_);
-    swap(count_, other.count_);
-    swap(nevacuate_, other.nevacuate_);
-    swap(evac_scan_, other.evac_scan_);
-    swap(noverflow_, other.noverflow_);
-    swap(old_noverflow_, other.old_noverflow_);
-    swap(evacuated_, other.evacuated_);
-    swap(B_, other.B_);
-    swap(same_size_grow_, other.same_size_grow_);
-  }
-
-  static Alloc alloc_type_for(const bucket_allocator& a) {
-    return Alloc(a);
-  }
-
-  // ---- memory --------------------------------------------------------------------------------
-  //
-  // A bucket array of 2^B buckets is cut into segments of seg_buckets buckets (one segment of
-  // 2^B when B < seg_shift), each its own block: [metadata | slot groups]. The last segment's
-  // block also holds the directory in front (one entry per segment) and, in an array of one
-  // segment, Go's preallocated overflow buckets behind:
-  //
-  //   last block:  | directory[nsegs] | metadata[n] | slot groups[n] | overflow[extra] |
-  //   other block: | metadata[seg_buckets] | slot groups[seg_buckets] |
-  //
-  // A growth allocates the new last block at once and the other segments one per write; the
-  // old array's segments are retired as the evacuation mark passes them, the last one (and the
-  // old pool's chunks) when the growth ends. Retired blocks go back to the allocator one per
-  // write (release_one_retired), so no write frees more than one block (a segment, a chunk or
-  // a last block, none larger than a segment plus its directory) or allocates more than one
-  // segment (plus, rarely, an overflow chunk no larger than a segment).
-
-  // Go's makeBucketArray preallocates 2^(B-4) overflow buckets with an array of 2^B >= 16
-  // buckets (its nextOverflow); at load 6.5 about a fifth of buckets overflow once the array is
-  // full, so the rest come in chunks (overflow_pool).
-  static std::size_t preallocated_overflow(unsigned B) noexcept {
-    return B >= 4 ? std::size_t{1} << (B - 4) : 0;
-  }
-  // The preallocated overflow buckets in the block of a fresh array: Go's, when the array is
-  // one segment. A larger array gets them as its pool's first chunk, when first needed: in the
-  // block they would live until the whole array goes.
-  static std::size_t block_overflow_for(unsigned B) noexcept {
-    return B <= seg_shift ? preallocated_overflow(B) : 0;
-  }
-
-  static constexpr std::size_t align_up(std::size_t n, std::size_t a) noexcept {
-    return (n + a - 1) / a * a;
-  }
-  // Byte offsets in a segment of n buckets: its slot groups, and the end of the segment.
-  static constexpr std::size_t groups_offset(std::size_t n) noexcept {
-    return align_up(n * sizeof(meta_type), alignof(group_type));
-  }
-  static constexpr std::size_t segment_bytes(std::size_t n) noexcept {
-    return align_up(groups_offset(n) + n * sizeof(group_type), sizeof(block_unit));
-  }
-  static constexpr std::size_t segment_units = segment_bytes(seg_buckets) / sizeof(block_unit);
-  static constexpr std::size_t directory_units(std::size_t nsegs) noexcept {
-    return (nsegs * sizeof(segment) + sizeof(block_unit) - 1) / sizeof(block_unit);
-  }
-
-  block_unit* allocate_units(std::size_t units) {
-    block_unit* const p = bucket_traits::allocate(alloc_, units);
-    units_held_ += units;
-    return p;
-  }
-  void deallocate_units(block_unit* p, std::size_t units) noexcept {
-    bucket_traits::deallocate(alloc_, p, units);
-    units_held_ -= units;
-  }
-
-  // The directory entry of segment i (n buckets) whose block is p, and back.
-  static segment segment_at(block_unit* p, std::size_t i, std::size_t n) noexcept {
-    const auto base = reinterpret_cast<std::uintptr_t>(p);
-    const std::size_t first = i << seg_shift;
-    return {base - first * sizeof(meta_type), base + groups_offset(n) - first * sizeof(group_type)};
-  }
-  static block_unit* block_of(const segment* dir, std::size_t i) noexcept {
-    return reinterpret_cast<block_unit*>(dir[i].metas + (i << seg_shift) * sizeof(meta_type));
-  }
-
-  // Allocates the last segment of an array of 2^B buckets, with the array's directory (every
-  // other entry empty) and, in an array of one segment, `extra` overflow buckets in the block.
-  // Nothing is initialized but the directory. Fills `shape`; strong guarantee.
-  segment* allocate_last_segment(unsigned B, std::size_t extra, array_shape& shape) {
-    const std::size_t nsegs = B > seg_shift ? std::size_t{1} << (B - seg_shift) : 1;
-    const std::size_t n = std::min(std::size_t{1} << B, seg_buckets);
-    if (nsegs > 1) extra = 0;
-    static_assert(sizeof(overflow_type) % sizeof(block_unit) == 0);
-    const std::size_t dir_units = directory_units(nsegs);
-    const std::size_t seg_units = segment_bytes(n) / sizeof(block_unit);
-    const std::size_t units =
-        dir_units + seg_units + extra * (sizeof(overflow_type) / sizeof(block_unit));
-    block_unit* const p = allocate_units(units);
-    auto* const dir = reinterpret_cast<segment*>(p);
-    for (std::size_t i = 0; i + 1 < nsegs; ++i) ::new (static_cast<void*>(dir + i)) segment{};
-    ::new (static_cast<void*>(dir + nsegs - 1)) segment(segment_at(p + dir_units, nsegs - 1, n));
-    shape = array_shape{};
-    shape.nsegs = nsegs;
-    shape.last_units = units;
-    overflow_pool& pool = shape.pool;
-    pool.block_overflow = reinterpret_cast<overflow_type*>(p + dir_units + seg_units);
-    pool.block_extra = extra;
-    pool.next = pool.block_overflow;
-    pool.end = pool.next + extra;
-    pool.first_chunk = pool.next_chunk =
-        std::clamp(preallocated_overflow(B), min_overflow_chunk, max_overflow_chunk);
-    return dir;
-  }
-
-  // Allocates segment i (not the last) of the array whose directory is dir; strong guarantee.
-  void allocate_segment(segment* dir, std::size_t i) {
-    dir[i] = segment_at(allocate_units(segment_units), i, seg_buckets);
-  }
-
-  // A whole array of 2^B buckets, every segment allocated and every bucket initialized, with
-  // `extra` overflow buckets available in its pool. On failure frees what it allocated.
-  segment* allocate_full_array(unsigned B, std::size_t extra, array_shape& shape) {
-    segment* dir = allocate_last_segment(B, extra, shape);
-    try {
-      for (; shape.nallocated + 1 < shape.nsegs; ++shape.nallocated) {
-        allocate_segment(dir, shape.nallocated);
-      }
-      reserve_overflow(shape.pool, extra);
-    } catch (...) {
-      release_array(dir, shape);
-      throw;
-    }
-    init_metas(dir, std::size_t{1} << B);
-    return dir;
-  }
-
-  static void init_metas(segment* dir, std::size_t n) noexcept {
-    for (std::size_t j = 0; j < n; ++j) at(dir, j)->init();
-  }
-
-  // Frees an array at once: its segments, its pool's chunks, then its last block (which holds
-  // the directory). dir becomes nullptr.
-  void release_array(segment*& dir, array_shape& shape) noexcept {
-    if (dir == nullptr) return;
-    for (std::size_t i = 0; i + 1 < shape.nsegs; ++i) {
-      if (segment_present(shape, i)) deallocate_units(block_of(dir, i), segment_units);
-    }
-    free_chunks(shape.pool);
-    deallocate_units(reinterpret_cast<block_unit*>(dir), shape.last_units);
-    dir = nullptr;
-    shape = array_shape{};
-  }
-
-  // Puts a block no longer in use on the retired list, to be freed by a later write. Its first
-  // unit becomes the list's link.
-  void retire(block_unit* p, std::size_t units) noexcept {
-    ::new (static_cast<void*>(p)) block_header{retired_, units};
-    retired_ = p;
-  }
-  // Retires segment i (not the last) of the old array, once no bucket of it is read again;
-  // segments are retired in order.
-  void retire_segment(std::size_t i) noexcept {
-    if (segment_present(old_, i)) retire(block_of(olddir_, i), segment_units);
-    old_.nretired = i + 1;
-  }
-  // Retires what is left of an array (the end of a growth): its segments, its pool's chunks
-  // (already linked like retired blocks), and last its last block, which holds the directory.
-  void retire_array(segment*& dir, array_shape& shape) noexcept {
-    for (std::size_t i = shape.nretired; i + 1 < shape.nsegs; ++i) {
-      if (segment_present(shape, i)) retire(block_of(dir, i), segment_units);
-    }
-    for (block_unit* c = shape.pool.chunks; c != nullptr;) {
-      block_header* const h = std::launder(reinterpret_cast<block_header*>(c));
-      c = h->next;
-      h->next = retired_;
-      retired_ = reinterpret_cast<block_unit*>(h);
-    }
-    shape.pool.chunks = nullptr;
-    retire(reinterpret_cast<block_unit*>(dir), shape.last_units);
-    dir = nullptr;
-    shape = array_shape{};
-  }
-  void release_one_retired() noexcept {
-    const block_header h = *std::launder(reinterpret_cast<const block_header*>(retired_));
-    deallocate_units(retired_, h.units);
-    retired_ = h.next;
-  }
-  void release_all_retired() noexcept {
-    while (retired_ != nullptr) release_one_retired();
-  }
-
-  // Makes k overflow buckets available in p, so that k take_overflow calls cannot fail: a
-  // chunk of max(k, next_chunk) overflow buckets (at most a segment's worth; more chunks when k
-  // is larger) after a header unit that links the chunks and records their size. Chunks
-  // double, so an array that keeps overflowing costs O(log) allocator calls until they reach
-  // a segment's size. Strong guarantee when one chunk suffices (k <= max_overflow_chunk, as
-  // on every write): p is unchanged when the allocation throws.
-  void reserve_overflow(overflow_pool& p, std::size_t k) {
-    while (p.available() < k) {
-      const std::size_t len =
-          std::min(std::max(k - p.available(), p.next_chunk), max_overflow_chunk);
-      const std::size_t units = 1 + len * (sizeof(overflow_type) / sizeof(block_unit));
-      block_unit* const c = allocate_units(units);
-      ::new (static_cast<void*>(c)) block_header{p.chunks, units};
-      p.chunks = c;
-      // A chunk is allocated only when every bucket before it is in use, so the pool never
-      // holds more than twice the overflow buckets its array has used at once.
-      p.next_chunk = std::min(len * 2, max_overflow_chunk);
-      while (p.next != p.end) give_back(p, &(p.next++)->meta);  // the rest stays usable
-      p.next = reinterpret_cast<overflow_type*>(c + 1);
-      p.end = p.next + len;
-    }
-  }
-
-  // An overflow bucket from p, initialized (all empty_rest, no successor). p must have one
-  // available (reserve_overflow).
-  static bucket_ref take_overflow(overflow_pool& p) noexcept {
-    overflow_type* b;
-    if (p.free != nullptr) {
-      b = overflow_type::of(p.free);
-      p.free = p.free->overflow;
-      --p.nfree;
-    } else {
-      b = p.next++;
-    }
-    b->meta.init();
-    return bucket_ref(b);
-  }
-
-  // Returns an overflow bucket (no live entries) to p for reuse.
-  static void give_back(overflow_pool& p, meta_type* b) noexcept {
-    b->overflow = p.free;
-    p.free = b;
-    ++p.nfree;
-  }
-
-  // Frees p's chunks, keeps its block's overflow buckets and makes every one of them available
-  // again (clear: no chain uses them).
-  void reset_pool(overflow_pool& p) noexcept {
-    free_chunks(p);
-    p.free = nullptr;
-    p.nfree = 0;
-    p.next_chunk = p.first_chunk;  // else each clear-and-refill would double the next chunk
-    p.next = p.block_overflow;
-    p.end = p.next + p.block_extra;
-  }
-
-  void free_chunks(overflow_pool& p) noexcept {
-    for (block_unit* c = p.chunks; c != nullptr;) {
-      const block_header h = *std::launder(reinterpret_cast<const block_header*>(c));
-      deallocate_units(c, h.units);
-      c = h.next;
-    }
-    p.chunks = nullptr;
   }
 
   // ---- iteration helpers -------------------------------------------------------------------
@@ -1734,209 +642,10 @@ class Map {
     }
   }
 
-  // ---- data ----------------------------------------------------------------------------------
-  // Invariants (checked by tests/core/map_invariants_test.cpp through stats() and iteration,
-  // and tests/core/map_segment_test.cpp):
-  //  1. dir_ is the directory of 2^B_ buckets in cur_.nsegs segments; when not growing every
-  //     segment is allocated. During growth (olddir_ != nullptr) olddir_ has noldbuckets(),
-  //     bucket j of dir_ is initialized iff old bucket j & old_mask is evacuated, and a key
-  //     lives in its old bucket iff that bucket is not evacuated.
-  //  2. A new segment is allocated before any old bucket evacuates into it (segments_ready).
-  //  3. Old buckets below nevacuate_ are all evacuated and never read (old_evacuated); an old
-  //     segment is retired once nevacuate_ passes its end; the growth ends when nevacuate_
-  //     reaches noldbuckets(), and the rest of the old array is retired then.
-  //  4. while iterators_ > 0 no growth starts and no entry is evacuated or relocated.
-  //  5. count_ is the number of entries in both arrays; units_held_ the units of every block
-  //     allocated and not yet freed (retired ones included).
-  segment* dir_ = nullptr;         // current array's directory; nullptr until the first insert
-  segment* olddir_ = nullptr;      // previous array's directory, only while growing
-  size_type count_ = 0;            // live entries (Go's count)
-  std::size_t nevacuate_ = 0;      // progress counter: old buckets below are evacuated
-  std::size_t evac_scan_ = 0;      // 0, or the next old bucket to evacuate past a stuck one
-  std::size_t noverflow_ = 0;      // overflow buckets in dir_'s chains (exact)
-  std::size_t old_noverflow_ = 0;  // overflow buckets still in olddir_'s chains
-  std::size_t evacuated_ = 0;      // old buckets evacuated in this growth (stats)
-  std::uint8_t B_ = 0;             // log2 of the bucket count
-  bool same_size_grow_ = false;    // the current growth keeps B (compaction)
-  array_shape cur_;                // dir_'s segments and overflow pool
-  array_shape old_;                // olddir_'s
-  block_unit* retired_ = nullptr;  // blocks to free, one per write (retire)
-  std::size_t units_held_ = 0;     // block units allocated (stats().bytes)
+  // ---- data: the table (map_table, the private base) holds everything else ------------------
 #if SAFEMAP_MISUSE_CHECKS
   std::atomic<std::uint8_t> flags_{0};  // hash_writing while a write is in progress
 #endif
-  mutable std::atomic<std::uint32_t> iterators_{0};  // live (not yet at end) iterators
-  [[no_unique_address]] Hash hash_{};
-  [[no_unique_address]] Eq eq_{};
-  [[no_unique_address]] bucket_allocator alloc_{};
-
- public:
-  // Forward iterator with Go's map-iteration semantics (see the top of this file). Walks the
-  // 2^B logical buckets from a random start, each chain from a random slot offset; where a
-  // growth is in progress and the old bucket is not evacuated, walks the old bucket and keeps
-  // only the entries that belong to the logical bucket (Go's checkBucket).
-  template <bool Const>
-  class basic_iterator {
-    using map_ptr = const Map*;
-
-   public:
-    using iterator_category = std::forward_iterator_tag;
-    using value_type = Map::value_type;
-    using difference_type = std::ptrdiff_t;
-    using reference = std::conditional_t<Const, const value_type&, value_type&>;
-    using pointer = std::conditional_t<Const, const value_type*, value_type*>;
-
-    basic_iterator() noexcept = default;
-    basic_iterator(const basic_iterator& o) noexcept { copy(o); }
-    basic_iterator(basic_iterator&& o) noexcept {
-      copy(o);
-      o.release();
-    }
-    // iterator -> const_iterator
-    template <bool C = Const>
-    requires C basic_iterator(const basic_iterator<false>& o)
-    noexcept {  // NOLINT(google-explicit-constructor)
-      m_ = o.m_;
-      b_ = o.b_;
-      cur_ = o.cur_;
-      start_ = o.start_;
-      step_ = o.step_;
-      check_bucket_ = o.check_bucket_;
-      i_ = o.i_;
-      offset_ = o.offset_;
-      acquire();
-    }
-    basic_iterator& operator=(const basic_iterator& o) noexcept {
-      if (this != &o) {
-        release();
-        copy(o);
-      }
-      return *this;
-    }
-    basic_iterator& operator=(basic_iterator&& o) noexcept {
-      if (this != &o) {
-        release();
-        copy(o);
-        o.release();
-      }
-      return *this;
-    }
-    ~basic_iterator() { release(); }
-
-    reference operator*() const noexcept { return *cur_; }
-    pointer operator->() const noexcept { return cur_; }
-    basic_iterator& operator++() {
-      advance();
-      return *this;
-    }
-    basic_iterator operator++(int) {
-      basic_iterator tmp(*this);
-      advance();
-      return tmp;
-    }
-    friend bool operator==(const basic_iterator& a, const basic_iterator& b) noexcept {
-      return a.cur_ == b.cur_;
-    }
-
-   private:
-    friend class Map;
-    template <bool>
-    friend class basic_iterator;
-
-    static constexpr std::size_t no_check = ~std::size_t{0};
-
-    explicit basic_iterator(map_ptr m) {
-      m->iteration_check();
-      if (m->count_ == 0) return;  // end
-      m_ = m;
-      acquire();
-      const std::uint64_t r = detail::random_u64();
-      start_ = static_cast<std::size_t>(r) & m->bucket_mask();
-      offset_ = static_cast<unsigned>(r >> 58) & (detail::bucket_cnt - 1);
-      // The first step may hash (an old bucket mid-growth) and the hasher may throw. A
-      // constructor that throws runs no destructor, so the pin is dropped here: a leaked
-      // pin would stop the map from ever growing again.
-      try {
-        advance_unchecked();
-      } catch (...) {
-        release();
-        throw;
-      }
-    }
-
-    void copy(const basic_iterator& o) noexcept {
-      m_ = o.m_;
-      b_ = o.b_;
-      cur_ = o.cur_;
-      start_ = o.start_;
-      step_ = o.step_;
-      check_bucket_ = o.check_bucket_;
-      i_ = o.i_;
-      offset_ = o.offset_;
-      acquire();
-    }
-    void acquire() const noexcept {
-      if (m_ != nullptr) m_->iterators_.fetch_add(1, std::memory_order_relaxed);
-    }
-    void release() noexcept {
-      if (m_ != nullptr) m_->iterators_.fetch_sub(1, std::memory_order_relaxed);
-      m_ = nullptr;
-      cur_ = nullptr;
-    }
-
-    void advance() {
-      if (m_ == nullptr) return;  // at end (incrementing end is a precondition violation)
-      m_->iteration_check();
-      advance_unchecked();
-    }
-
-    // The table's shape (B, growth state, evacuation marks) cannot change while this
-    // iterator is live (see grow_work), so positions computed earlier stay meaningful.
-    void advance_unchecked() {
-      const Map* m = m_;
-      const std::size_t n = m->nbuckets();
-      for (;;) {
-        if (!b_) {
-          if (step_ == n) {
-            release();  // end: stop pinning the table
-            return;
-          }
-          const std::size_t bucket = (start_ + step_++) & (n - 1);
-          check_bucket_ = no_check;
-          const std::size_t k = bucket & m->old_bucket_mask();
-          if (m->olddir_ != nullptr && !m->old_evacuated(k)) {
-            b_ = m->old_at(k);
-            if (!m->same_size_grow_) check_bucket_ = bucket;
-          } else {
-            b_ = m->new_at(bucket);  // initialized: its segment is allocated
-          }
-          i_ = 0;
-        }
-        for (; i_ < detail::bucket_cnt; ++i_) {
-          const unsigned slot = (i_ + offset_) & (detail::bucket_cnt - 1);
-          if (detail::is_empty(b_->tophash[slot])) continue;
-          slot_type* s = b_.slot(slot);
-          if (check_bucket_ != no_check && (m->hash_of(s->first) & (n - 1)) != check_bucket_) {
-            continue;  // this old entry belongs to the other half of the new array
-          }
-          cur_ = s;
-          ++i_;
-          return;
-        }
-        b_ = b_.next();
-        i_ = 0;
-      }
-    }
-
-    map_ptr m_ = nullptr;  // nullptr once at end (then not counted in iterators_)
-    bucket_ref b_;
-    slot_type* cur_ = nullptr;
-    std::size_t start_ = 0;
-    std::size_t step_ = 0;
-    std::size_t check_bucket_ = no_check;
-    unsigned i_ = 0;
-    unsigned offset_ = 0;
-  };
 };
 
 SAFEMAP_TABLE_NS_END

@@ -116,6 +116,41 @@ TEST(MapValueTypes, InstanceCountMatchesSizeAndReturnsToZero) {
   EXPECT_EQ(lc::counters().bad_destroys, 0) << "instances destroyed twice";
 }
 
+// clear() under a live iterator keeps every bucket and the growth state (the walk may stand on
+// any bucket) and destroys the entries in place, visiting the chains of both arrays: the old
+// array's unevacuated buckets and the new array's evacuated ones. Each entry must be destroyed
+// exactly once, wherever it lives.
+TEST(MapValueTypes, ClearUnderAnIteratorMidGrowthDestroysEachEntryOfBothArraysOnce) {
+  lc::counters().reset();
+  {
+    safemap::Map<lc, lc, value_hash> m;
+    int next = insert_until_growing(m, 0, 64);
+    // Let the growth evacuate part of the old array, so that both arrays hold entries.
+    while (m.stats().evacuated * 4 < m.stats().old_buckets) {
+      m.insert_or_assign(next, next);
+      ++next;
+    }
+    const safemap::MapStats before = m.stats();
+    ASSERT_TRUE(before.growing);
+    ASSERT_GT(before.evacuated, 0u);
+    ASSERT_LT(before.evacuated, before.old_buckets);
+    ASSERT_EQ(lc::counters().live, 2 * static_cast<long>(m.size()));
+    {
+      const auto it = m.begin();  // pins the table: clear keeps both arrays
+      m.clear();
+      EXPECT_EQ(lc::counters().live, 0) << "entries left alive by clear";
+      EXPECT_EQ(lc::counters().bad_destroys, 0) << "entries destroyed twice by clear";
+      EXPECT_TRUE(m.stats().growing) << "clear under an iterator dropped the growth";
+      EXPECT_EQ(m.size(), 0u);
+    }
+    for (int i = 0; i < next; ++i) m.try_emplace(i, -i);
+    ASSERT_EQ(lc::counters().live, 2 * static_cast<long>(next));
+    for (int i = 0; i < next; ++i) ASSERT_EQ(m.at(i), lc(-i)) << i;
+  }
+  EXPECT_EQ(lc::counters().live, 0) << "leaked instances";
+  EXPECT_EQ(lc::counters().bad_destroys, 0) << "instances destroyed twice";
+}
+
 TEST(MapValueTypes, GrowthRelocatesByMovingWhenMovesAreNoexcept) {
   lc::counters().reset();
   {
