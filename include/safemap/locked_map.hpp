@@ -216,17 +216,19 @@ class LockedMap {
 
   // The existing value and true, or value and false after storing it.
   // Concurrency: the exclusive lock, under which the key is looked up; when the last
-  // load_or_store found its key, the shared lock first (a hit ends there) and on a miss the
-  // exclusive lock, under which the key is looked up again (detail::shard::predict_noops).
+  // load_or_store that took it found its key (and for the first call), the shared lock first
+  // (a hit ends there) and on a miss the exclusive lock, under which the key is looked up again
+  // (detail::shard::predict_noops).
   std::pair<V, bool> load_or_store(K key, V value) {
     write_check();
     return core_.load_or_store(std::move(key), std::move(value));
   }
 
   // Removes key; the removed value, or nullopt if it was absent.
-  // Concurrency: exclusive lock; when the last delete there found nothing, the
-  // shared lock first, and the exclusive one only if key is present
-  // (detail::shard::predict_noops).
+  // Concurrency: exclusive lock; when the last delete that took it (erase or load_and_delete)
+  // found nothing, the shared lock first, and the exclusive one only if key is present or a
+  // growth is in progress (detail::shard::predict_noops; the first delete takes the exclusive
+  // lock).
   std::optional<V> load_and_delete(const K& key) { return load_and_delete_impl(key); }
   template <detail::locked_map_lookup<K, Hash, Eq> Q>
   std::optional<V> load_and_delete(const Q& key) {
@@ -234,9 +236,10 @@ class LockedMap {
   }
 
   // true if something was removed.
-  // Concurrency: exclusive lock; when the last delete there found nothing, the
-  // shared lock first, and the exclusive one only if key is present
-  // (detail::shard::predict_noops).
+  // Concurrency: exclusive lock; when the last delete that took it (erase or load_and_delete)
+  // found nothing, the shared lock first, and the exclusive one only if key is present or a
+  // growth is in progress (detail::shard::predict_noops; the first delete takes the exclusive
+  // lock).
   bool erase(const K& key) { return erase_impl(key); }
   template <detail::locked_map_lookup<K, Hash, Eq> Q>
   bool erase(const Q& key) {

@@ -118,6 +118,12 @@ struct map_access {
   static const typename M::mapped_type* find_unsynchronized(const M& m, const Q& key) {
     return M::value_or_null(m.find_slot_unchecked(key));
   }
+  // Whether a write would also advance a growth or free a retired block (see
+  // map_table::has_write_work): a lock-holding caller that skips a no-op write asks first.
+  template <class M>
+  static bool has_write_work(const M& m) noexcept {
+    return m.has_write_work();
+  }
 };
 }  // namespace detail
 

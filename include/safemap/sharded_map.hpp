@@ -66,10 +66,10 @@
 // # Memory
 // Each shard is a detail::shard (detail/shard.hpp), alignas(128): x86 prefetches cache lines
 // in adjacent pairs, so 64-byte alignment would still let two shards' lock words ping-pong
-// between cores. An empty shard costs 256 bytes: the lock (16) alone on its first 128, the
-// counters (16) and the Map header (72) on the next 128, so that threads waiting for the lock
-// do not take the holder's header and counters from it (detail/shard.hpp); its Map allocates
-// buckets on the first insert.
+// between cores. An empty shard costs 256 bytes: the lock (16) and two one-byte no-op hints
+// on its first 128, the counters (16) and the Map header on the next 128, so that threads
+// waiting for the lock do not take the holder's header and counters from it
+// (detail/shard.hpp); its Map allocates buckets on the first insert.
 //
 // Concurrency: every member function may be called from any number of threads at once.
 #pragma once
@@ -352,18 +352,19 @@ class ShardedMap {
 
   // The existing value and true, or value and false after storing it.
   // Concurrency: the key's shard's exclusive lock, under which the key is looked up; when the
-  // shard's last load_or_store found its key, its shared lock first (a hit ends there) and on
-  // a miss the exclusive lock, under which the key is looked up again
-  // (detail::shard::predict_noops).
+  // shard's last load_or_store that took it found its key (and for the shard's first call), its
+  // shared lock first (a hit ends there) and on a miss the exclusive lock, under which the key
+  // is looked up again (detail::shard::predict_noops).
   std::pair<V, bool> load_or_store(K key, V value) {
     shard& s = shard_for_write(key);
     return s.load_or_store(std::move(key), std::move(value));
   }
 
   // Removes key; the removed value, or nullopt if it was absent.
-  // Concurrency: the key's shard, exclusive lock; when the last delete there found nothing, the
-  // shared lock first, and the exclusive one only if key is present
-  // (detail::shard::predict_noops).
+  // Concurrency: the key's shard, exclusive lock; when the shard's last delete that took it
+  // (erase or load_and_delete) found nothing, the shared lock first, and the exclusive one only
+  // if key is present or the shard's table is growing (detail::shard::predict_noops; a shard's
+  // first delete takes the exclusive lock).
   std::optional<V> load_and_delete(const K& key) { return load_and_delete_impl(key); }
   template <detail::sharded_map_lookup<K, Hash, Eq> Q>
   std::optional<V> load_and_delete(const Q& key) {
@@ -371,9 +372,10 @@ class ShardedMap {
   }
 
   // true if something was removed.
-  // Concurrency: the key's shard, exclusive lock; when the last delete there found nothing, the
-  // shared lock first, and the exclusive one only if key is present
-  // (detail::shard::predict_noops).
+  // Concurrency: the key's shard, exclusive lock; when the shard's last delete that took it
+  // (erase or load_and_delete) found nothing, the shared lock first, and the exclusive one only
+  // if key is present or the shard's table is growing (detail::shard::predict_noops; a shard's
+  // first delete takes the exclusive lock).
   bool erase(const K& key) { return erase_impl(key); }
   template <detail::sharded_map_lookup<K, Hash, Eq> Q>
   bool erase(const Q& key) {

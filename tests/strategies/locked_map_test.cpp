@@ -151,6 +151,16 @@ TEST(LockedMapConcurrency, RacingDeletesDeleteEachStoredKeyOnce) {
                                                     lk::one_key_rounds);
 }
 
+TEST(LockedMapFailures, LoadAndDeleteThatThrowsKeepsTheValue) {
+  LockedMap<int, std::string, lk::countdown_hash> m;
+  lk::load_and_delete_that_throws_keeps_the_value(m);
+}
+
+TEST(LockedMapConcurrency, NoopDeletesFinishAGrowth) {
+  LockedMap<int, long> m;
+  lk::noop_deletes_finish_a_growth(m, [](const auto& x) { return x.stats().table; });
+}
+
 TEST(LockedMapConcurrency, NoopPredictionNeverChangesAResult) {
   LockedMap<int, long> m;
   lk::noop_prediction_never_changes_a_result(m);

@@ -314,6 +314,16 @@ TEST(ShardedMapConcurrency, RacingDeletesDeleteEachStoredKeyOnce) {
                                                                         lk::one_key_rounds);
 }
 
+TEST(ShardedMapFailures, LoadAndDeleteThatThrowsKeepsTheValue) {
+  ShardedMap<int, std::string, lk::countdown_hash> m(4);
+  lk::load_and_delete_that_throws_keeps_the_value(m);
+}
+
+TEST(ShardedMapConcurrency, NoopDeletesFinishAGrowth) {
+  ShardedMap<int, long> m(1);
+  lk::noop_deletes_finish_a_growth(m, [](const auto& x) { return x.stats().table; });
+}
+
 TEST(ShardedMapConcurrency, NoopPredictionNeverChangesAResult) {
   ShardedMap<int, long> m;
   lk::noop_prediction_never_changes_a_result(m);

@@ -1008,8 +1008,17 @@ void noop_prediction_never_changes_a_result(M& m) {
     version += changes;
     EXPECT_EQ(m.version(), version) << step;
   };
-  for (int pass = 0; pass < 2; ++pass) {  // the second pass starts with the hints flipped
+  for (int pass = 0; pass < 2; ++pass) {
     SCOPED_TRACE(pass);
+    if (pass == 1) {
+      // Each pass ends with the hints where a fresh map has them ("look first" for
+      // load_or_store, "lock at once" for deletes); flip both, so this pass starts the
+      // other way round: a storing load_or_store, then an erase that finds nothing.
+      EXPECT_EQ(m.load_or_store(1, 30), std::make_pair(30L, false));
+      EXPECT_TRUE(m.erase(1));
+      EXPECT_FALSE(m.erase(1));
+      expect_version(2, "the flips: one store, one erase");
+    }
     // deletes of an absent key, then of a present one, each twice in a row
     EXPECT_FALSE(m.erase(1));
     EXPECT_FALSE(m.erase(1));
@@ -1043,6 +1052,71 @@ void noop_prediction_never_changes_a_result(M& m) {
     expect_version(1, "the last erase");
     EXPECT_EQ(m.size(), 0u);
   }
+}
+
+// An int hasher that throws on the n-th call from now on this thread (countdown = n; 0: never).
+struct countdown_hash {
+  static inline thread_local int countdown = 0;
+  std::size_t operator()(int k) const {
+    if (countdown > 0 && --countdown == 0) throw injected_fault();
+    return std::hash<int>{}(k);
+  }
+};
+
+// load_and_delete hashes its key more than once (to route, to look, to erase). Whichever hash
+// throws, the call fails as a whole: the key keeps its value (a std::string, whose moved-from
+// state would show), size() and version() do not move, and the lock is free again. M has int
+// keys, std::string values and countdown_hash.
+template <class M>
+void load_and_delete_that_throws_keeps_the_value(M& m) {
+  const std::string value(40, 'v');  // longer than the small-string buffer
+  int threw = 0;
+  for (int n = 1; n <= 8; ++n) {
+    SCOPED_TRACE(n);
+    m.store(1, value);
+    const std::uint64_t version = m.version();
+    countdown_hash::countdown = n;
+    std::optional<std::string> got;
+    bool thrown = false;
+    try {
+      got = m.load_and_delete(1);
+    } catch (const injected_fault&) {
+      thrown = true;
+    }
+    countdown_hash::countdown = 0;
+    if (thrown) {
+      ++threw;
+      EXPECT_EQ(m.load(1), value) << "the failed load_and_delete lost the value";
+      EXPECT_EQ(m.size(), 1u);
+      EXPECT_EQ(m.version(), version);
+    } else {
+      EXPECT_EQ(got, value);
+      EXPECT_FALSE(m.contains(1));
+      EXPECT_EQ(m.version(), version + 1);
+    }
+    std::thread([&] { m.store(2, "x"); }).join();  // the lock was released
+    EXPECT_TRUE(m.erase(2));
+  }
+  EXPECT_GE(threw, 2) << "at least the look and the erase hash the key";
+}
+
+// A growth in progress finishes under nothing but deletes of absent keys, as it does in Go
+// (mapdelete evacuates before it looks): the no-op guess must not route those deletes around
+// the exclusive lock while the table has work pending. stats_of(m) returns the table's
+// MapStats.
+template <class M, class Stats>
+void noop_deletes_finish_a_growth(M& m, Stats stats_of) {
+  // A growth of at least 64 old buckets: one write evacuates at most two of them.
+  int k = 0;
+  while (!stats_of(m).growing || stats_of(m).old_buckets < 64) {
+    m.store(k++, 1);
+    ASSERT_LT(k, 1'000'000) << "no growth started";
+  }
+  for (int i = 0; i < 200'000 && stats_of(m).growing; ++i) {
+    EXPECT_FALSE(m.erase(-1 - (i % 7)));
+  }
+  EXPECT_FALSE(stats_of(m).growing) << "deletes of absent keys left the growth unfinished";
+  EXPECT_EQ(m.size(), static_cast<std::size_t>(k));
 }
 
 // Deletes racing one store, `rounds` times (a new key each round): thread 0 stores the key

@@ -144,7 +144,8 @@ class map_table {
   // The overflow buckets of one bucket array. An array of one segment holds preallocated
   // overflow buckets in its block (Go's makeBucketArray: 2^(B-4) of them) and gets more in
   // chunks, each twice the last up to a segment's size. A larger array gets chunks of
-  // 2^(B-5) overflow buckets (at most a segment's worth), the first when it first needs one:
+  // 2^(B-5) overflow buckets (at most a segment's worth), the first when it first needs one
+  // (a copy or rebuild gets exactly what its chains need up front, see upfront_overflow):
   // a freshly grown array holds 3.25 entries per bucket and has almost no overflow, and it
   // ends its life (at 6.5) with about 2^B / 5, so doubling chunks would leave up to half of a
   // large last chunk unused. With 2^(B-4) and doubling, a map of 1e6 uint64 entries held a
@@ -247,6 +248,11 @@ class map_table {
     if (in_old) *in_old = false;
     return new_at(hash & bucket_mask());
   }
+
+  // Whether the next write has table work to do besides its own key: an evacuation to advance
+  // (grow_work) or a retired block to free (release_one_retired). Go's mapdelete does that
+  // work even for an absent key, so a caller that would skip a no-op delete asks first.
+  bool has_write_work() const noexcept { return olddir_ != nullptr || retired_ != nullptr; }
 
   // ---- lookup ----------------------------------------------------------------------------------
 
@@ -691,8 +697,7 @@ class map_table {
       if (c > bucket_cnt) noverflow += (c - 1) / bucket_cnt;
     }
     array_shape shape;
-    segment* const dir =
-        allocate_full_array(newB, std::max(noverflow, preallocated_overflow(newB)), shape);
+    segment* const dir = allocate_full_array(newB, upfront_overflow(newB, noverflow), shape);
     overflow_pool& pool = shape.pool;
     for (std::size_t j = 0; j < n; ++j) {
       meta_type* b = at(dir, j).m;
@@ -857,8 +862,8 @@ class map_table {
   }
 
   // A fresh, initialized array of 2^B buckets with `extra` overflow buckets available (by
-  // default Go's 2^(B-4)).
-  void init_table(unsigned B) { init_table(B, preallocated_overflow(B)); }
+  // default upfront_overflow's).
+  void init_table(unsigned B) { init_table(B, upfront_overflow(B, 0)); }
   void init_table(unsigned B, std::size_t extra) {
     dir_ = allocate_full_array(B, extra, cur_);
     B_ = static_cast<std::uint8_t>(B);
@@ -871,8 +876,9 @@ class map_table {
     if (other.count_ == 0) return;
     try {
       if (other.olddir_ == nullptr) {
-        // Compacted chains need at most the overflow buckets other's chains have: one block.
-        init_table(other.B_, std::max(other.noverflow_, preallocated_overflow(other.B_)));
+        // Compacted chains need at most the overflow buckets other's chains have, all made
+        // available up front: nothing is allocated while entries are copied.
+        init_table(other.B_, upfront_overflow(other.B_, other.noverflow_));
         const std::size_t n = nbuckets();
         for (std::size_t j = 0; j < n; ++j) {
           evac_dest d{new_at(j), 0};
@@ -959,6 +965,14 @@ class map_table {
   // block they would live until the whole array goes.
   static std::size_t block_overflow_for(unsigned B) noexcept {
     return B <= seg_shift ? preallocated_overflow(B) : 0;
+  }
+  // The overflow buckets a finished array of 2^B buckets (a fresh table, a copy, a rebuild)
+  // makes available up front when its chains need `needed` of them now: at least Go's 2^(B-4)
+  // when the array is one segment (they live in its block); past one segment exactly `needed`,
+  // the rest coming in chunk_cap chunks as inserts overflow (a 2^(B-4) chunk would sit mostly
+  // unused until the array nears its load factor: 2.36 MB at 1e6 uint64 entries).
+  static std::size_t upfront_overflow(unsigned B, std::size_t needed) noexcept {
+    return B <= seg_shift ? std::max(needed, preallocated_overflow(B)) : needed;
   }
 
   static constexpr std::size_t align_up(std::size_t n, std::size_t a) noexcept {
@@ -1106,9 +1120,9 @@ class map_table {
   }
 
   // Makes k overflow buckets available in p, so that k take_overflow calls cannot fail: a
-  // chunk of max(k, next_chunk) overflow buckets (at most a segment's worth; more chunks when k
-  // is larger) after a header unit that links the chunks and records their size. Chunks
-  // double up to the pool's chunk_cap (see overflow_pool). Strong guarantee when one chunk
+  // chunk of max(k - available, next_chunk) overflow buckets (at most a segment's worth; more
+  // chunks when k is larger) after a header unit that links the chunks and records their size.
+  // Chunks double up to the pool's chunk_cap (see overflow_pool). Strong guarantee when one chunk
   // suffices (k <= max_overflow_chunk, as on every write): p is unchanged when the allocation
   // throws.
   void reserve_overflow(overflow_pool& p, std::size_t k) {

@@ -16,8 +16,10 @@
 // # Layout
 // alignas(128): x86 prefetches cache lines in adjacent pairs, so 64-byte alignment would still
 // let two shards' lock words ping-pong between cores. Two such 128-byte units per shard:
-//  - the lock word and its contention counter, alone: every acquisition read-modify-writes it,
-//    and every waiter polls it (a reader's fetch_add even writes it while a writer holds);
+//  - the lock word and its contention counter, with nothing but the no-op hints (read just
+//    before locking, written by an exclusive holder only when they flip): every acquisition
+//    read-modify-writes the word, and every waiter polls it (a reader's fetch_add even writes
+//    it while a writer holds);
 //  - size and version (written only by this shard's writers) and the Map's header (72 bytes:
 //    bucket pointer, B, count, the misuse detector's writing flag; read by every lookup,
 //    written by every write), all touched only by the lock's holder(s).
@@ -221,12 +223,14 @@ struct alignas(128) shard {
 
   // A delete's first look, when delete_noop predicts it finds nothing: true when key is absent
   // under the shared lock (the delete is over: it linearizes there). false: go on under the
-  // exclusive lock, which looks again.
+  // exclusive lock, which looks again. Also false while the table has write work pending (a
+  // growth to advance, a retired block to free): as in Go, every delete does that work, even
+  // of an absent key, so a run of no-op deletes still finishes a growth and frees its memory.
   template <class Q>
   bool absent_under_shared_lock(const Q& key) const {
     if (!predict_noops || !delete_noop.guess()) return false;
     read_guard guard(lock);
-    return find_freshly_locked(key) == nullptr;
+    return !map_access::has_write_work(map) && find_freshly_locked(key) == nullptr;
   }
 
   template <class Q>
@@ -237,7 +241,12 @@ struct alignas(128) shard {
       delete_noop.saw(v == nullptr);
       if (v != nullptr) {
         std::optional<V> removed(std::move(*v));
-        map.erase(key);
+        try {
+          map.erase(key);  // hashes key again: a hasher may throw (bad_alloc, a fault)
+        } catch (...) {
+          *v = std::move(*removed);  // the entry is still there: give it its value back
+          throw;
+        }
         changed_locked();
         return removed;
       }
@@ -424,18 +433,20 @@ struct alignas(128) shard {
     changed_locked();
   }
 
-  // Read-modify-written by every acquisition, and read by every waiter: alone on its line.
+  // Read-modify-written by every acquisition, and read by every waiter: alone on its line
+  // with the no-op hints, which every caller of load_or_store, erase and load_and_delete reads
+  // just before it takes the lock (so on the line it is about to take anyway, not on the
+  // holder's) and only an exclusive holder writes, when an outcome flips (see predict_noops;
+  // relaxed atomics: any value is correct). load_or_store starts by looking first (a cache is
+  // mostly hit), deletes by going straight to the exclusive lock.
   mutable rw_lock lock;
+  noop_hint los_noop{true};
+  noop_hint delete_noop{false};
   // Written only by the lock's holder (the counters by writers, the Map header by writes);
   // a line of their own so that waiters polling the lock word do not take them from the
   // holder in the middle of its critical section.
   alignas(128) std::atomic<size_type> size{0};  // == map.size() whenever lock is free
   std::atomic<std::uint64_t> version{0};        // successful mutations of this shard
-  // See predict_noops. Read by callers before they lock, written (only when the outcome
-  // changes) under the exclusive lock: a relaxed atomic, any value is correct. load_or_store
-  // starts by looking first (a cache is mostly hit), deletes by going straight to the lock.
-  noop_hint los_noop{true};
-  noop_hint delete_noop{false};
   map_type map;
 };
 
