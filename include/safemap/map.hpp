@@ -73,6 +73,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -123,6 +124,12 @@ struct map_access {
   template <class M>
   static bool has_write_work(const M& m) noexcept {
     return m.has_write_work();
+  }
+  // Map's erase that hands back the erased value (a locked map's load_and_delete): one probe
+  // instead of a find and an erase, each hashing the key. Keeps Map's misuse checks.
+  template <class M, class Q>
+  static std::optional<typename M::mapped_type> extract_value(M& m, const Q& key) {
+    return m.extract_value(key);
   }
 };
 }  // namespace detail
@@ -621,6 +628,14 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   template <class Q>
   SAFEMAP_ALWAYS_INLINE size_type erase_impl(const Q& key) {
     return table::template erase_with<write_scope>(key);
+  }
+  // Removes key and returns its value moved out (nullopt when absent): one hash, one probe,
+  // under the writing bit. A throwing move of the value leaves the map unchanged.
+  template <class Q>
+  std::optional<V> extract_value(const Q& key) {
+    std::optional<V> out;
+    table::template erase_with<write_scope>(key, [&](V& v) { out.emplace(std::move(v)); });
+    return out;
   }
 
   static Alloc alloc_type_for(const bucket_allocator& a) {

@@ -348,9 +348,14 @@ class map_table {
     return {insert_b.slot(insert_i), true};
   }
 
-  // Removes key; returns 1, or 0 when it is absent. WriteScope as for emplace_with.
-  template <class WriteScope, class Q>
-  size_type erase_with(const Q& key) {
+  // Removes key; returns 1, or 0 when it is absent. WriteScope as for emplace_with. take(V&)
+  // runs on the entry's value just before the entry is destroyed (to move it out: one hash and
+  // one probe for a load-and-delete); if it throws, nothing has changed.
+  struct no_take {
+    void operator()(V&) const noexcept {}
+  };
+  template <class WriteScope, class Q, class Take = no_take>
+  size_type erase_with(const Q& key, Take&& take = Take{}) {
     const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
     WriteScope w(*this);
     if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
@@ -363,6 +368,7 @@ class map_table {
       for (slot_mask m = g.match(top); m; m.clear_lowest()) {
         const unsigned i = m.lowest();
         if (!eq_(key, b.slot(i)->first)) continue;
+        take(b.slot(i)->second);
         std::destroy_at(b.slot(i));
         b->tophash[i] = empty_one;
         mark_empty_rest(first.m, b.m, i);

@@ -235,23 +235,14 @@ struct alignas(128) shard {
 
   template <class Q>
   std::optional<V> load_and_delete(const Q& key) {
-    if (!absent_under_shared_lock(key)) {
-      write_guard guard(lock);
-      V* v = map.find(key);
-      delete_noop.saw(v == nullptr);
-      if (v != nullptr) {
-        std::optional<V> removed(std::move(*v));
-        try {
-          map.erase(key);  // hashes key again: a hasher may throw (bad_alloc, a fault)
-        } catch (...) {
-          *v = std::move(*removed);  // the entry is still there: give it its value back
-          throw;
-        }
-        changed_locked();
-        return removed;
-      }
-    }
-    return std::nullopt;
+    if (absent_under_shared_lock(key)) return std::nullopt;
+    write_guard guard(lock);
+    // One probe that moves the value out just before the entry goes: a throwing hasher or
+    // move leaves the entry and its value as they were.
+    std::optional<V> removed = map_access::extract_value(map, key);
+    delete_noop.saw(!removed);
+    if (removed) changed_locked();
+    return removed;
   }
 
   template <class Q>
