@@ -593,6 +593,13 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
     write_scope(const write_scope&) = delete;
     write_scope& operator=(const write_scope&) = delete;
 
+    // Whether no write holds the bit now (one relaxed load): the table then starts the
+    // write's cache misses before the exchange (map_table::prefetch_for_write).
+    static bool idle(const table& t) noexcept {
+      const std::uint8_t f = static_cast<const Map&>(t).flags_.load(std::memory_order_relaxed);
+      return (f & hash_writing) == 0;
+    }
+
    private:
     Map& m_;
   };
@@ -601,6 +608,7 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   void iteration_check() const noexcept {}
   struct write_scope {
     explicit write_scope(table&) noexcept {}
+    static bool idle(const table&) noexcept { return true; }
   };
 #endif
 

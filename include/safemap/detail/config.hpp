@@ -58,6 +58,17 @@
 #define SAFEMAP_TSAN 0
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SAFEMAP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SAFEMAP_ASAN 1
+#endif
+#endif
+#ifndef SAFEMAP_ASAN
+#define SAFEMAP_ASAN 0
+#endif
+
 #include <type_traits>
 
 namespace safemap::detail {
