@@ -38,7 +38,10 @@
 // compiles the checks out. Concurrent readers (const member functions, iteration) are safe.
 // What is promised (best effort, like Go's, but with the write/write case made exact):
 //   - two writes that overlap in time: always reported, by the second to start, before it
-//     touches the table (the bit is taken with an atomic fetch_or, see write_scope);
+//     changes the table (the bit is taken with an atomic exchange, see write_scope; before
+//     the exchange an insert or erase reads the header and one directory entry to prefetch its
+//     bucket, so in the rare case where the other write has just freed that directory the
+//     second may read freed memory first: map_table::prefetch_for_write);
 //   - a lookup that overlaps a write: reported when the write is in progress as the lookup
 //     starts or as it ends (a write that begins and ends inside one probe is not seen, and a
 //     lookup racing a growth may read freed memory before it can report);
@@ -566,7 +569,7 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   // corrupt the table before Go's second check at the end of the write notices. Here the bit
   // is taken with one atomic exchange (a locked instruction, a few ns, measured in
   // bench/misuse_overhead_bench): of two overlapping writes the second to start always sees
-  // the first's bit and reports before it touches the table. Acquire/release make a write
+  // the first's bit and reports before it changes the table. Acquire/release make a write
   // that follows another on a different thread ordered after it (no data race).
   // An exchange, not a fetch_or: hash_writing is the only flag, so both give the same old
   // value, and x86 has no one-instruction fetch_or on a byte whose old value is used (GCC emits

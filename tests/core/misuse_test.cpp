@@ -284,9 +284,10 @@ constexpr int racing_writes = 100000;
 // Two threads write one Map at the same time, as a racy program would. Go's plain store of
 // the writing bit lets two writers that load the flags together both pass (then both corrupt
 // the table, and the program often crashes before the report). Map takes the bit with an
-// atomic fetch_or: the second of two overlapping writes is always reported before it touches
+// atomic exchange: the second of two overlapping writes is always reported before it changes
 // the table, so with a throwing handler every write either happened whole or not at all, and
-// the map ends consistent (and ThreadSanitizer sees no race on the table).
+// the map ends consistent. (ThreadSanitizer sees no race on the table because the sanitizer
+// builds leave out the write's prefetch, which reads the header before the exchange.)
 TEST(MisuseDetection, OverlappingWritesAreReportedBeforeTheSecondTouchesTheTable) {
   scoped_misuse_handler guard(&throw_misuse);
   safemap::Map<int, int> m;

@@ -256,37 +256,51 @@ class map_table {
 
   // Starts the cache misses of a write before Map's misuse check takes its writing bit.
   //
-  // Why: that bit is taken with an atomic exchange (Map::write_scope), and on x86 a locked
-  // instruction is a full barrier: no later load runs before it, and it waits until the stores
-  // before it have drained, which for the previous write of a loop means until that write's own
-  // misses were served. So out of cache every write ran its two misses (metadata, then slots)
-  // after the previous write's, with no overlap. A prefetch is not ordered by the barrier
-  // (Intel SDM, PREFETCHh), so the misses of this write's bucket overlap the previous one's.
+  // Why: a write's two misses (metadata, then the slot the tophash match picks) are dependent,
+  // and the writing bit is taken with an atomic exchange (Map::write_scope), which on x86 is a
+  // full barrier: no later load runs before it, and it waits until the stores before it have
+  // drained, which in a loop means until the previous write's misses were served. So out of
+  // cache every write ran its two misses after the previous write's, in series. Prefetches of
+  // the bucket's metadata and slot lines, issued before the exchange, are not held back by it
+  // (Intel SDM, PREFETCHh) and overlap the previous write; the slot line's miss no longer
+  // waits for the metadata's either, which helps the compiled-out build too.
   // bench/misuse_overhead_bench at N = 1e6 (a temporary edit of its N; one binary, checked and
   // compiled-out Map side by side, medians of 3, two rounds, load 0.5-0.8), ms per 1e6 ops:
   //   erase  checked 65.4 / 68.5 -> 50.3 / 52.8, compiled out 56.9 / 53.6 -> 50.7 / 52.2
   //   insert checked 285.6 / 294.8 -> 258.7 / 265.8, compiled out 270.8 / 262.4 -> 253.3 / 254.5
-  // (the metadata line alone: erase 59.0 / 68.8, insert 262.9 / 290.7). Lookups take no
-  // barrier and gain nothing from it (a miss would pay for slot lines it never reads).
+  // (the metadata line alone: erase 59.0 / 68.8, insert 262.9 / 290.7: the slots are the gain).
+  // An erase of an absent key never reads the slots, and prefetching them made it ~1.6x slower
+  // (a review's stand-alone loop, 1e6 keys: 16-19 -> 25-30 ms per 1e6), so an erase prefetches
+  // them only while the previous erase found its key (erase_missed_). Lookups take no barrier
+  // and get no prefetch (a miss would pay for slot lines it never reads).
   //
   // Only when the array is not growing (every segment is allocated then, so the address is
   // one the table owns) and when may_prefetch is true: Map passes "no write in progress" (its
-  // writing bit, one relaxed load). These reads of the header and the directory happen before
-  // this call holds the writing bit, so another write may begin while they run: a racing writer
-  // is still reported by the exchange before it writes anything, and until then it has only
-  // read, like a lookup. The sanitizer builds skip the hint, whose only effect is timing: they
-  // would report that read-read-write window in the tests that make two writers overlap.
+  // writing bit, one relaxed load). These reads of the header and of one directory entry come
+  // before this call holds the writing bit, so a write may begin while they run: it is still
+  // reported by the exchange before this call changes anything. What the window does allow,
+  // in a program that already writes from two threads at once, is a read of a directory that
+  // the other write has just freed (it moved, cleared or reserved the map, or ended a growth
+  // and released the old array): a read that may fault if the block was unmapped, like a
+  // lookup racing a growth. The sanitizer builds skip the hint, whose only effect is timing:
+  // TSan would report the window's reads as races and ASan that freed read in the tests that
+  // make two writers overlap on purpose. (A UBSan-only build with the hint ran the Map and
+  // misuse tests clean.)
+  template <bool Erase = false>
   SAFEMAP_ALWAYS_INLINE void prefetch_for_write(std::size_t hash,
                                                 bool may_prefetch) const noexcept {
 #if !SAFEMAP_TSAN && !SAFEMAP_ASAN
     if (!may_prefetch || dir_ == nullptr || olddir_ != nullptr) return;
     const bucket_ref b = new_at(hash & bucket_mask());
     __builtin_prefetch(b.m, 1);
-    // The first two lines of the slots: all of a uint64 -> uint64 bucket's; the first slots of
-    // a larger one, where inserts go first.
+    if (Erase && erase_missed_) return;
+    // Blocks are 16-byte aligned, so a group of 128 bytes (uint64_t -> uint64_t) may span
+    // three lines: its first and last bytes and the one between cover them. A larger group
+    // gets its first two lines, where inserts go first.
     const char* const slots = reinterpret_cast<const char*>(b.g);
     __builtin_prefetch(slots, 1);
-    if constexpr (sizeof(group_type) > 64) __builtin_prefetch(slots + 64, 1);
+    __builtin_prefetch(slots + 64, 1);
+    if constexpr (sizeof(group_type) <= 128) __builtin_prefetch(slots + sizeof(group_type) - 1, 1);
 #else
     (void)hash;
     (void)may_prefetch;
@@ -397,10 +411,10 @@ class map_table {
   template <class WriteScope, class Q, class Take = no_take>
   size_type erase_with(const Q& key, Take&& take = Take{}) {
     const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
-    prefetch_for_write(hash, WriteScope::idle(*this));
+    prefetch_for_write<true>(hash, WriteScope::idle(*this));
     WriteScope w(*this);
     if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
-    if (count_ == 0) return 0;
+    if (count_ == 0) return erased(false);
     if (olddir_ != nullptr) grow_work(hash & bucket_mask(), true);
     const std::uint8_t top = tophash_of(hash);
     const bucket_ref first = bucket_for(hash);
@@ -414,11 +428,18 @@ class map_table {
         b->tophash[i] = empty_one;
         mark_empty_rest(first.m, b.m, i);
         if (--count_ == 0) reseed();  // Go: a fresh seed whenever the map empties
-        return 1;
+        return erased(true);
       }
       if (g.has_empty_rest()) break;
     }
-    return 0;
+    return erased(false);
+  }
+
+  // An erase's result, remembered for the next erase's prefetch (prefetch_for_write): stored
+  // only when it flips, so a run of one outcome does not write the header line again.
+  size_type erased(bool found) noexcept {
+    if (erase_missed_ == found) erase_missed_ = !found;
+    return found ? 1 : 0;
   }
 
   // Slot i of b (in the chain starting at first) was just emptied. If the chain now ends in
@@ -1256,6 +1277,7 @@ class map_table {
   std::size_t evacuated_ = 0;      // old buckets evacuated in this growth (stats)
   std::uint8_t B_ = 0;             // log2 of the bucket count
   bool same_size_grow_ = false;    // the current growth keeps B (compaction)
+  bool erase_missed_ = false;      // the last erase found no key (a prefetch hint, not state)
   array_shape cur_;                // dir_'s segments and overflow pool
   array_shape old_;                // olddir_'s
   block_unit* retired_ = nullptr;  // blocks to free, one per write (retire)
