@@ -134,6 +134,12 @@ struct map_access {
   static std::optional<typename M::mapped_type> extract_value(M& m, const Q& key) {
     return m.extract_value(key);
   }
+  // Map's erase of key only if pred(its value) holds (a locked map's compare_and_delete): one
+  // probe. Returns 1 if erased. pred may throw: the entry then stays. Keeps the misuse checks.
+  template <class M, class Q, class Pred>
+  static std::size_t erase_if_value(M& m, const Q& key, Pred&& pred) {
+    return m.erase_if_value(key, pred);
+  }
 };
 }  // namespace detail
 
@@ -642,6 +648,11 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   }
   // Removes key and returns its value moved out (nullopt when absent): one hash, one probe,
   // under the writing bit. A throwing move of the value leaves the map unchanged.
+  template <class Q, class Pred>
+  size_type erase_if_value(const Q& key, Pred& pred) {
+    return table::template erase_with<write_scope>(
+        key, [&](V& v) -> bool { return static_cast<bool>(pred(std::as_const(v))); });
+  }
   template <class Q>
   std::optional<V> extract_value(const Q& key) {
     std::optional<V> out;

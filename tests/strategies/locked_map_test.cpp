@@ -156,6 +156,11 @@ TEST(LockedMapFailures, LoadAndDeleteThatThrowsKeepsTheValue) {
   lk::load_and_delete_that_throws_keeps_the_value(m);
 }
 
+TEST(LockedMapFailures, CompareAndDeleteIsOneProbeAndAThrowingComparisonKeepsTheEntry) {
+  LockedMap<int, lk::compare_value, lk::countdown_hash> m;
+  lk::compare_and_delete_is_one_probe(m);
+}
+
 TEST(LockedMapConcurrency, NoopDeletesFinishAGrowth) {
   LockedMap<int, long> m;
   lk::noop_deletes_finish_a_growth(m, [](const auto& x) { return x.stats().table; });

@@ -319,6 +319,11 @@ TEST(ShardedMapFailures, LoadAndDeleteThatThrowsKeepsTheValue) {
   lk::load_and_delete_that_throws_keeps_the_value(m);
 }
 
+TEST(ShardedMapFailures, CompareAndDeleteIsOneProbeAndAThrowingComparisonKeepsTheEntry) {
+  ShardedMap<int, lk::compare_value, lk::countdown_hash> m(4);
+  lk::compare_and_delete_is_one_probe(m);
+}
+
 TEST(ShardedMapConcurrency, NoopDeletesFinishAGrowth) {
   ShardedMap<int, long> m(1);
   lk::noop_deletes_finish_a_growth(m, [](const auto& x) { return x.stats().table; });

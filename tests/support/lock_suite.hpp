@@ -1057,7 +1057,9 @@ void noop_prediction_never_changes_a_result(M& m) {
 // An int hasher that throws on the n-th call from now on this thread (countdown = n; 0: never).
 struct countdown_hash {
   static inline thread_local int countdown = 0;
+  static inline thread_local int calls = 0;  // every call on this thread, thrown or not
   std::size_t operator()(int k) const {
+    ++calls;
     if (countdown > 0 && --countdown == 0) throw injected_fault();
     return std::hash<int>{}(k);
   }
@@ -1098,6 +1100,51 @@ void load_and_delete_that_throws_keeps_the_value(M& m) {
     EXPECT_TRUE(m.erase(2));
   }
   EXPECT_GE(threw, 1) << "no hash of the key threw: the test tested nothing";
+}
+
+// compare_and_delete compares and erases in one probe: it hashes its key as often as an erase of
+// a present key does (a find followed by an erase hashed twice as often), whether it deletes or
+// the value differs; a comparison of the entry's value that throws leaves the entry, size(),
+// version() and the lock as they were. M has int keys, compare_value values and countdown_hash.
+struct compare_value {
+  int v = 0;
+  static inline thread_local bool throw_on_compare = false;
+  friend bool operator==(const compare_value& a, const compare_value& b) {
+    if (throw_on_compare) throw injected_fault();
+    return a.v == b.v;
+  }
+};
+
+template <class M>
+void compare_and_delete_is_one_probe(M& m) {
+  auto hashes = [](auto&& call) {
+    countdown_hash::calls = 0;
+    call();
+    return countdown_hash::calls;
+  };
+  m.store(1, compare_value{1});
+  const int erase_hashes = hashes([&] { EXPECT_TRUE(m.erase(1)); });
+  ASSERT_GE(erase_hashes, 1);
+  m.store(1, compare_value{1});
+  EXPECT_EQ(hashes([&] { EXPECT_FALSE(m.compare_and_delete(1, compare_value{2})); }), erase_hashes)
+      << "a compare_and_delete whose value differs";
+  EXPECT_EQ(hashes([&] { EXPECT_TRUE(m.compare_and_delete(1, compare_value{1})); }), erase_hashes)
+      << "a compare_and_delete that deletes";
+  EXPECT_FALSE(m.contains(1));
+
+  m.store(1, compare_value{7});
+  const std::uint64_t version = m.version();
+  compare_value::throw_on_compare = true;
+  EXPECT_THROW((void)m.compare_and_delete(1, compare_value{7}), injected_fault);
+  compare_value::throw_on_compare = false;
+  EXPECT_EQ(m.size(), 1u);
+  EXPECT_EQ(m.version(), version);
+  const std::optional<compare_value> kept = m.load(1);
+  ASSERT_TRUE(kept.has_value()) << "the throwing comparison erased the entry";
+  EXPECT_EQ(kept->v, 7);
+  std::thread([&] { m.store(2, compare_value{2}); }).join();  // the lock was released
+  EXPECT_TRUE(m.compare_and_delete(1, compare_value{7}));
+  EXPECT_EQ(m.size(), 1u);
 }
 
 // A growth in progress finishes under nothing but deletes of absent keys, as it does in Go

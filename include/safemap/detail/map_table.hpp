@@ -404,7 +404,9 @@ class map_table {
 
   // Removes key; returns 1, or 0 when it is absent. WriteScope as for emplace_with. take(V&)
   // runs on the entry's value just before the entry is destroyed (to move it out: one hash and
-  // one probe for a load-and-delete); if it throws, nothing has changed.
+  // one probe for a load-and-delete); if it throws, nothing has changed. A take that returns
+  // bool decides: false keeps the entry and the call returns 0 (a compare-and-delete: one hash
+  // and one probe instead of a find and an erase).
   struct no_take {
     void operator()(V&) const noexcept {}
   };
@@ -423,7 +425,14 @@ class map_table {
       for (slot_mask m = g.match(top); m; m.clear_lowest()) {
         const unsigned i = m.lowest();
         if (!eq_(key, b.slot(i)->first)) continue;
-        take(b.slot(i)->second);
+        if constexpr (std::is_same_v<std::invoke_result_t<Take&, V&>, bool>) {
+          if (!take(b.slot(i)->second)) {
+            erased(true);  // the key was there (its slots were read): keep prefetching them
+            return 0;
+          }
+        } else {
+          take(b.slot(i)->second);
+        }
         std::destroy_at(b.slot(i));
         b->tophash[i] = empty_one;
         mark_empty_rest(first.m, b.m, i);

@@ -280,9 +280,9 @@ struct alignas(128) shard {
   template <class Q>
   bool compare_and_delete(const Q& key, const V& expected) {
     write_guard guard(lock);
-    const V* v = map.find(key);
-    if (v == nullptr || !(*v == expected)) return false;
-    map.erase(key);
+    // One hash and one probe: the comparison runs on the entry the erase found.
+    auto equal = [&](const V& v) { return static_cast<bool>(v == expected); };
+    if (map_access::erase_if_value(map, key, equal) == 0) return false;
     changed_locked();
     return true;
   }
