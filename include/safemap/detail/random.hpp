@@ -16,13 +16,13 @@ __extension__ typedef unsigned __int128 uint128;  // GCC/Clang builtin; __extens
 // 64x64 -> 128 multiply, folded: the core of wyhash/Boost's mulx mixers.
 //
 // On x86-64 one MUL in inline assembly. Written with unsigned __int128, GCC 12 may keep the
-// product in a stack slot when the caller is large (lookup loops): two stores and a reload
-// per round, a store-forwarding delay on the critical path of each lookup. In
-// a loop of the unchecked lookup the concurrent maps use (map_access::find_unsynchronized) over
-// 1e6 uint64 keys, the two mixing rounds of safemap::Hash carried two such spills: with the
-// instruction that loop runs 9 instructions per lookup fewer (cachegrind: 64.2 -> 55.2; Map's
-// checked find, which reloads its header after the misuse checks, 66.2 -> 65.2), and no hash
-// touches memory. The portable expression stays for other targets.
+// product in a stack slot when the caller is large (lookup loops): two stores and a reload per
+// round, a store-forwarding delay on the critical path of each lookup. In a loop of the
+// unchecked lookup the concurrent maps use (map_access::find_unsynchronized) over 1e6 uint64
+// keys, both mixing rounds of safemap::Hash carried such a spill; with the instruction that
+// loop runs 9 instructions per lookup fewer (cachegrind: 64.2 -> 55.2; Map's checked find,
+// which reloads its header after the misuse checks, 66.2 -> 65.2). The portable expression
+// stays for other targets.
 inline std::uint64_t mum(std::uint64_t a, std::uint64_t b) noexcept {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   std::uint64_t lo = a;
