@@ -16,6 +16,7 @@ namespace {
 using safemap::detail::bucket_cnt;
 using safemap::detail::slot_mask;
 using safemap::detail::tophash_group;
+using safemap::detail::tophash_probe;
 
 using group_bytes = std::array<std::uint8_t, bucket_cnt>;
 
@@ -38,14 +39,21 @@ unsigned reference(const group_bytes& g, Pred pred) {
   return bits;
 }
 
+// A hash whose top byte is top, with other bits set below it (a probe must use the top byte
+// only).
+std::size_t hash_with_top(unsigned top, std::size_t low = 0x00a5c3e1f0b49687) {
+  return (std::size_t{top} << 56) | (low & 0x00ffffffffffffff);
+}
+
 void check_group(const group_bytes& g) {
   const tophash_group t(g.data());
   SCOPED_TRACE(::testing::PrintToString(g));
   for (const unsigned top : {5u, 6u, 0x7fu, 0x80u, 0xfeu, 0xffu, unsigned{g[3]}, unsigned{g[7]}}) {
     if (top < safemap::detail::min_top_hash) continue;  // probes only ask for real tophashes
     const auto want = reference(g, [&](std::uint8_t b) { return b == top; });
-    EXPECT_EQ(slots_of(t.match(static_cast<std::uint8_t>(top))), want) << "top " << top;
-    EXPECT_EQ(slots_by_contains(t.match(static_cast<std::uint8_t>(top))), want) << "top " << top;
+    const tophash_probe p(hash_with_top(top));
+    EXPECT_EQ(slots_of(t.match(p)), want) << "top " << top;
+    EXPECT_EQ(slots_by_contains(t.match(p)), want) << "top " << top;
   }
   EXPECT_EQ(slots_of(t.match_empty()), reference(g, [](std::uint8_t b) { return b <= 1; }));
   EXPECT_EQ(slots_of(t.match_full()), reference(g, [](std::uint8_t b) { return b > 1; }));
@@ -81,7 +89,7 @@ TEST(TophashGroup, UniformGroupsOfEachByteValue) {
 TEST(TophashGroup, LowestWalksMatchesInSlotOrder) {
   const group_bytes g = {9, 0, 9, 1, 9, 9, 3, 9};
   tophash_group t(g.data());
-  slot_mask m = t.match(9);
+  slot_mask m = t.match(tophash_probe(hash_with_top(9)));
   const unsigned expected[] = {0, 2, 4, 5, 7};
   for (const unsigned want : expected) {
     ASSERT_TRUE(m);
@@ -89,6 +97,35 @@ TEST(TophashGroup, LowestWalksMatchesInSlotOrder) {
     m.clear_lowest();
   }
   EXPECT_FALSE(m);
+}
+
+// Inserts store tophash_of(hash) (or the probe's top()) and lookups match with the probe built
+// from the same hash: for every top byte, with any bits below it, the three must agree, and
+// the byte-sized markers (0-4) must be raised to the first real tophash.
+TEST(TophashProbe, AgreesWithTophashOfForEveryTopByte) {
+  using safemap::detail::min_top_hash;
+  using safemap::detail::tophash_of;
+  std::mt19937_64 rng(7);
+  for (unsigned v = 0; v < 256; ++v) {
+    for (const std::size_t low : {std::size_t{0}, ~std::size_t{0}, std::size_t{rng()}}) {
+      const std::size_t h = hash_with_top(v, low);
+      const std::uint8_t want = static_cast<std::uint8_t>(v < min_top_hash ? min_top_hash : v);
+      ASSERT_EQ(tophash_of(h), want) << "top byte " << v;
+      const tophash_probe p(h);
+      ASSERT_EQ(p.top(), want) << "top byte " << v;
+      // A group holding the tophash once, next to its neighbours and the markers.
+      const group_bytes g = {0,
+                             1,
+                             4,
+                             want,
+                             static_cast<std::uint8_t>(want + 1),
+                             static_cast<std::uint8_t>(want - 1),
+                             min_top_hash,
+                             0xff};
+      const unsigned expect = reference(g, [&](std::uint8_t b) { return b == want; });
+      ASSERT_EQ(slots_of(tophash_group(g.data()).match(p)), expect) << "top byte " << v;
+    }
+  }
 }
 
 }  // namespace

@@ -210,13 +210,21 @@ class map_table {
       std::is_nothrow_move_constructible_v<V>&& noexcept(
           std::declval<const Hash&>()(std::declval<const K&>()));
 
-  std::size_t nbuckets() const noexcept { return std::size_t{1} << B_; }
-  std::size_t bucket_mask() const noexcept { return nbuckets() - 1; }
+  std::size_t nbuckets() const noexcept { return mask_ + 1; }
+  // Stored rather than computed from B_: a lookup reads it with its AND (computing it took
+  // four instructions, and a checked lookup recomputes it on every call, since Map's misuse
+  // checks keep GCC from hoisting anything from the header out of the caller's loop).
+  std::size_t bucket_mask() const noexcept { return mask_; }
   // Old array size: half the new one for a doubling growth, the same for a same-size growth.
   std::size_t noldbuckets() const noexcept {
     return same_size_grow_ ? nbuckets() : nbuckets() >> 1;
   }
-  std::size_t old_bucket_mask() const noexcept { return noldbuckets() - 1; }
+  std::size_t old_bucket_mask() const noexcept { return same_size_grow_ ? mask_ : mask_ >> 1; }
+  // Sets B_ and the mask derived from it (invariant 6).
+  void set_log2_buckets(unsigned B) noexcept {
+    B_ = static_cast<std::uint8_t>(B);
+    mask_ = (std::size_t{1} << B) - 1;
+  }
 
   // Bucket j of the current array, and bucket k of the old one: one load from the directory
   // (a few hundred bytes at most, an L1 hit), whose biased addresses take j itself. In an array
@@ -313,7 +321,7 @@ class map_table {
   slot_type* find_slot_unchecked(const Q& key) const {
     if (count_ == 0) return nullptr;
     const std::size_t hash = hash_of(key);
-    const std::uint8_t top = tophash_of(hash);
+    const tophash_probe top(hash);
     // Only the metadata is read until a tophash matches: a miss touches no slot.
     bucket_ref b = bucket_for(hash);
     for (;;) {
@@ -343,7 +351,7 @@ class map_table {
     WriteScope w(*this);
     if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
     if (dir_ == nullptr) init_table(0);
-    const std::uint8_t top = tophash_of(hash);
+    const tophash_probe top(hash);
     bool grew = false;  // this write allocated the new array's first block already
   again:
     if (olddir_ != nullptr) grow_work(hash & bucket_mask(), !grew);
@@ -379,7 +387,7 @@ class map_table {
 
     if (insert_b) {
       construct(insert_b.raw_slot(insert_i));
-      insert_b->tophash[insert_i] = top;
+      insert_b->tophash[insert_i] = top.top();
     } else {
       // All full: chain a new overflow bucket from the pool of the array the chain is in,
       // linked only once the entry is built.
@@ -392,7 +400,7 @@ class map_table {
         give_back(pool, ov.m);
         throw;
       }
-      ov->tophash[0] = top;
+      ov->tophash[0] = top.top();
       last->overflow = ov.m;
       ++(in_old ? old_noverflow_ : noverflow_);
       insert_b = ov;
@@ -418,7 +426,7 @@ class map_table {
     if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
     if (count_ == 0) return erased(false);
     if (olddir_ != nullptr) grow_work(hash & bucket_mask(), true);
-    const std::uint8_t top = tophash_of(hash);
+    const tophash_probe top(hash);
     const bucket_ref first = bucket_for(hash);
     for (bucket_ref b = first; b; b = b.next()) {
       const tophash_group g = b->group();
@@ -498,7 +506,7 @@ class map_table {
     cur_ = na;
     dir_ = nd;
     same_size_grow_ = !bigger;
-    B_ = static_cast<std::uint8_t>(newB);
+    set_log2_buckets(newB);
     nevacuate_ = 0;
     evac_scan_ = 0;
     evacuated_ = 0;
@@ -809,7 +817,7 @@ class map_table {
   void adopt(const built& nb, unsigned newB, size_type count) noexcept {
     dir_ = nb.dir;
     cur_ = nb.shape;
-    B_ = static_cast<std::uint8_t>(newB);
+    set_log2_buckets(newB);
     noverflow_ = nb.noverflow;
     count_ = count;
   }
@@ -900,7 +908,7 @@ class map_table {
     release_array(olddir_, old_);
     release_array(dir_, cur_);
     release_all_retired();
-    B_ = 0;
+    set_log2_buckets(0);
     count_ = nevacuate_ = noverflow_ = old_noverflow_ = evacuated_ = evac_scan_ = 0;
     same_size_grow_ = false;
   }
@@ -927,7 +935,7 @@ class map_table {
       release_all_retired();
       if (cur_.nallocated + 1 < cur_.nsegs) {
         release_array(dir_, cur_);  // a growth had not allocated all of it: start afresh
-        B_ = 0;
+        set_log2_buckets(0);
       } else {
         reset_pool(cur_.pool);
         init_metas(dir_, nbuckets());
@@ -943,7 +951,7 @@ class map_table {
   void init_table(unsigned B) { init_table(B, upfront_overflow(B, 0)); }
   void init_table(unsigned B, std::size_t extra) {
     dir_ = allocate_full_array(B, extra, cur_);
-    B_ = static_cast<std::uint8_t>(B);
+    set_log2_buckets(B);
   }
 
   // Copies other's entries into this empty map. A map that is not growing is cloned chain by
@@ -992,7 +1000,8 @@ class map_table {
     noverflow_ = std::exchange(other.noverflow_, 0);
     old_noverflow_ = std::exchange(other.old_noverflow_, 0);
     evacuated_ = std::exchange(other.evacuated_, 0);
-    B_ = std::exchange(other.B_, 0);
+    set_log2_buckets(other.B_);
+    other.set_log2_buckets(0);
     same_size_grow_ = std::exchange(other.same_size_grow_, false);
   }
 
@@ -1011,6 +1020,7 @@ class map_table {
     swap(old_noverflow_, other.old_noverflow_);
     swap(evacuated_, other.evacuated_);
     swap(B_, other.B_);
+    swap(mask_, other.mask_);
     swap(same_size_grow_, other.same_size_grow_);
   }
 
@@ -1276,9 +1286,14 @@ class map_table {
   //  4. while iterators_ > 0 no growth starts and no entry is evacuated or relocated.
   //  5. count_ is the number of entries in both arrays; units_held_ the units of every block
   //     allocated and not yet freed (retired ones included).
+  //  6. mask_ == 2^B_ - 1.
+  // A lookup reads dir_, olddir_, count_, mask_ and hash_ (its seed): they come first, side by
+  // side (the first 40 bytes with safemap::Hash), so a lookup touches one or two header lines.
   segment* dir_ = nullptr;         // current array's directory; nullptr until the first insert
   segment* olddir_ = nullptr;      // previous array's directory, only while growing
   size_type count_ = 0;            // live entries (Go's count)
+  std::size_t mask_ = 0;           // 2^B_ - 1: bucket j of a hash is hash & mask_
+  [[no_unique_address]] Hash hash_{};
   std::size_t nevacuate_ = 0;      // progress counter: old buckets below are evacuated
   std::size_t evac_scan_ = 0;      // 0, or the next old bucket to evacuate past a stuck one
   std::size_t noverflow_ = 0;      // overflow buckets in dir_'s chains (exact)
@@ -1292,7 +1307,6 @@ class map_table {
   block_unit* retired_ = nullptr;  // blocks to free, one per write (retire)
   std::size_t units_held_ = 0;     // block units allocated (stats().bytes)
   mutable std::atomic<std::uint32_t> iterators_{0};  // live (not yet at end) iterators
-  [[no_unique_address]] Hash hash_{};
   [[no_unique_address]] Eq eq_{};
   [[no_unique_address]] bucket_allocator alloc_{};
 
