@@ -80,8 +80,8 @@ constexpr bool over_load_factor(std::size_t count, unsigned B) noexcept {
 // threshold. With the cap and an exact count, every table past B = 17 (where ~21% of buckets
 // overflow at load 6.5) grew same-size back to back: 11 of 30 growths to 1e7 entries, 77% of
 // inserts made while growing, 62 bytes/entry (docs/benchmarks.md, problem 1).
-constexpr bool too_many_overflow_buckets(std::size_t noverflow, unsigned B) noexcept {
-  return noverflow >= (std::size_t{1} << B);
+constexpr bool too_many_overflow_buckets(std::size_t noverflow, std::size_t nbuckets) noexcept {
+  return noverflow >= nbuckets;
 }
 
 constexpr unsigned log2_buckets_for(std::size_t hint) noexcept {
@@ -220,10 +220,19 @@ class map_table {
     return same_size_grow_ ? nbuckets() : nbuckets() >> 1;
   }
   std::size_t old_bucket_mask() const noexcept { return same_size_grow_ ? mask_ : mask_ >> 1; }
-  // Sets B_ and the mask derived from it (invariant 6).
+  // Sets B_ and what is derived from it (invariant 6).
   void set_log2_buckets(unsigned B) noexcept {
     B_ = static_cast<std::uint8_t>(B);
     mask_ = (std::size_t{1} << B) - 1;
+    grow_at_ = std::max<std::size_t>(bucket_cnt,
+                                     load_factor_num * ((std::size_t{1} << B) / load_factor_den));
+  }
+  // Whether an insert of a new key must grow the table first: over the load factor with one
+  // more entry (over_load_factor(count_ + 1, B_)), or as many overflow buckets as buckets
+  // (too_many_overflow_buckets). Two compares with values kept beside B_: computed from B_,
+  // the load-factor test took ~10 instructions on every insert (cachegrind).
+  bool insert_needs_growth() const noexcept {
+    return count_ >= grow_at_ || too_many_overflow_buckets(noverflow_, nbuckets());
   }
 
   // Bucket j of the current array, and bucket k of the old one: one load from the directory
@@ -378,8 +387,8 @@ class map_table {
 
     // Not found. Start growing if the table is overloaded and nothing pins it, then retry
     // so the key lands in the new array (Go: "growing the table invalidates everything").
-    if (olddir_ == nullptr && iterators_.load(std::memory_order_relaxed) == 0 &&
-        (over_load_factor(count_ + 1, B_) || too_many_overflow_buckets(noverflow_, B_))) {
+    if (insert_needs_growth() && olddir_ == nullptr &&
+        iterators_.load(std::memory_order_relaxed) == 0) {
       hash_grow();
       grew = true;
       goto again;
@@ -1021,6 +1030,7 @@ class map_table {
     swap(evacuated_, other.evacuated_);
     swap(B_, other.B_);
     swap(mask_, other.mask_);
+    swap(grow_at_, other.grow_at_);
     swap(same_size_grow_, other.same_size_grow_);
   }
 
@@ -1286,7 +1296,8 @@ class map_table {
   //  4. while iterators_ > 0 no growth starts and no entry is evacuated or relocated.
   //  5. count_ is the number of entries in both arrays; units_held_ the units of every block
   //     allocated and not yet freed (retired ones included).
-  //  6. mask_ == 2^B_ - 1.
+  //  6. mask_ == 2^B_ - 1, and grow_at_ is the most entries not over the load factor at B_
+  //     (over_load_factor(n, B_) == n > grow_at_).
   // A lookup reads dir_, olddir_, count_, mask_ and hash_ (its seed): they come first, side by
   // side (the first 40 bytes with safemap::Hash), so a lookup touches one or two header lines.
   segment* dir_ = nullptr;         // current array's directory; nullptr until the first insert
@@ -1295,6 +1306,7 @@ class map_table {
   std::size_t mask_ = 0;           // 2^B_ - 1: bucket j of a hash is hash & mask_
   [[no_unique_address]] Hash hash_{};
   std::size_t nevacuate_ = 0;      // progress counter: old buckets below are evacuated
+  std::size_t grow_at_ = bucket_cnt;  // the most entries 2^B_ buckets hold (invariant 6)
   std::size_t evac_scan_ = 0;      // 0, or the next old bucket to evacuate past a stuck one
   std::size_t noverflow_ = 0;      // overflow buckets in dir_'s chains (exact)
   std::size_t old_noverflow_ = 0;  // overflow buckets still in olddir_'s chains
