@@ -39,21 +39,31 @@ unsigned reference(const group_bytes& g, Pred pred) {
   return bits;
 }
 
+static_assert(sizeof(std::size_t) == 8, "tophashes are the top byte of a 64-bit hash");
+
 // A hash whose top byte is top, with other bits set below it (a probe must use the top byte
 // only).
-std::size_t hash_with_top(unsigned top, std::size_t low = 0x00a5c3e1f0b49687) {
-  return (std::size_t{top} << 56) | (low & 0x00ffffffffffffff);
+std::size_t hash_with_top(unsigned top, std::uint64_t low = 0x00a5c3e1f0b49687) {
+  return static_cast<std::size_t>((std::uint64_t{top} << 56) | (low & 0x00ffffffffffffff));
 }
 
 void check_group(const group_bytes& g) {
   const tophash_group t(g.data());
   SCOPED_TRACE(::testing::PrintToString(g));
-  for (const unsigned top : {5u, 6u, 0x7fu, 0x80u, 0xfeu, 0xffu, unsigned{g[3]}, unsigned{g[7]}}) {
-    if (top < safemap::detail::min_top_hash) continue;  // probes only ask for real tophashes
-    const auto want = reference(g, [&](std::uint8_t b) { return b == top; });
+  // Every top byte a hash can have, markers included: a probe matches the slots holding the
+  // tophash an insert of that hash would store.
+  for (unsigned top = 0; top < 256; ++top) {
+    const std::uint8_t th = safemap::detail::tophash_of(hash_with_top(top));
+    const auto want = reference(g, [&](std::uint8_t b) { return b == th; });
     const tophash_probe p(hash_with_top(top));
-    EXPECT_EQ(slots_of(t.match(p)), want) << "top " << top;
-    EXPECT_EQ(slots_by_contains(t.match(p)), want) << "top " << top;
+    // Compared by hand, reported through gtest only on a mismatch: 256 probes of 20,000 groups
+    // are too many gtest assertions for the sanitizer builds.
+    const unsigned got = slots_of(t.match(p));
+    const unsigned got_contains = slots_by_contains(t.match(p));
+    if (got != want || got_contains != want) {
+      ADD_FAILURE() << "top " << top << ": lowest() walk " << got << ", contains() " << got_contains
+                    << ", want " << want;
+    }
   }
   EXPECT_EQ(slots_of(t.match_empty()), reference(g, [](std::uint8_t b) { return b <= 1; }));
   EXPECT_EQ(slots_of(t.match_full()), reference(g, [](std::uint8_t b) { return b > 1; }));
@@ -116,12 +126,12 @@ TEST(TophashProbe, AgreesWithTophashOfForEveryTopByte) {
       // A group holding the tophash once, next to its neighbours and the markers.
       const group_bytes g = {0,
                              1,
-                             4,
+                             2,
+                             3,
                              want,
                              static_cast<std::uint8_t>(want + 1),
                              static_cast<std::uint8_t>(want - 1),
-                             min_top_hash,
-                             0xff};
+                             min_top_hash};
       const unsigned expect = reference(g, [&](std::uint8_t b) { return b == want; });
       ASSERT_EQ(slots_of(tophash_group(g.data()).match(p)), expect) << "top byte " << v;
     }

@@ -29,8 +29,8 @@
 // # Matching several slots at once
 // The 8 tophash bytes are loaded as one 64-bit word and compared bytewise with SWAR bit tricks
 // (exact: no false positives), so a probe of a bucket is one load and a few ALU operations
-// whatever the key type; the key itself is compared only on a tophash match (1/251 chance
-// for a non-matching key per slot).
+// whatever the key type; the key itself is compared only on a tophash match (about 1/229
+// chance for a non-matching key per slot: see tophash_of).
 #pragma once
 
 #include <bit>
@@ -102,36 +102,36 @@ class slot_mask {
 };
 
 #if defined(__SSE2__) && !defined(SAFEMAP_PORTABLE_GROUPS)
-// A bucket's 8 tophash bytes in the low half of an SSE register: each question is a byte
-// compare and a movemask. A lookup hit costs ~5 instructions fewer than the SWAR version below
-// (cachegrind of bench/read_bench --fixed Map, the same count abseil's and Boost's probes pay
-// for a 16-byte group), and the broadcast of the tophash is hoisted out of an overflow chain.
 // A lookup's tophash in each of a register's bytes, built from the hash: the top byte times
-// 0x0101...01, then raised to min_top_hash bytewise (tophash_of's rule). Four instructions
-// where tophash_of and _mm_set1_epi8 took nine (SSE2 has no byte broadcast: GCC emits two
-// unpacks and a shuffle). The upper half holds min_top_hash, which no byte of a group's upper
-// half (zero) equals.
+// 0x0101...01, then raised to min_top_hash bytewise (tophash_of's rule). Five instructions
+// (shift, constant, multiply, movq, pmaxub; four once a loop hoists the constant) where
+// tophash_of and _mm_set1_epi8 took nine (SSE2 has no byte broadcast: GCC emits two unpacks
+// and a shuffle). The upper half holds min_top_hash, which no byte of a group's upper half
+// (zero) equals.
 class tophash_probe {
  public:
-  explicit tophash_probe(std::size_t hash) noexcept
-#if defined(__x86_64__)
-      : v_(_mm_max_epu8(_mm_cvtsi64_si128(static_cast<long long>(
-                            (static_cast<std::uint64_t>(hash) >> 56) * 0x0101010101010101ULL)),
-                        _mm_set1_epi8(static_cast<char>(min_top_hash)))){}
-#else
-      : v_(_mm_set1_epi8(static_cast<char>(tophash_of(hash)))) {
-  }
-#endif
-        // The tophash itself (tophash_of(hash)), for an insert to store.
-        std::uint8_t top() const noexcept {
-    return static_cast<std::uint8_t>(_mm_cvtsi128_si32(v_));
-  }
+  explicit tophash_probe(std::size_t hash) noexcept : v_(pattern(hash)) {}
+  // The tophash itself (tophash_of(hash)), for an insert to store.
+  std::uint8_t top() const noexcept { return static_cast<std::uint8_t>(_mm_cvtsi128_si32(v_)); }
 
  private:
   friend class tophash_group;
+  static __m128i pattern(std::size_t hash) noexcept {
+#if defined(__x86_64__)
+    const std::uint64_t bytes = (static_cast<std::uint64_t>(hash) >> 56) * 0x0101010101010101ULL;
+    return _mm_max_epu8(_mm_cvtsi64_si128(static_cast<long long>(bytes)),
+                        _mm_set1_epi8(static_cast<char>(min_top_hash)));
+#else
+    return _mm_set1_epi8(static_cast<char>(tophash_of(hash)));
+#endif
+  }
   __m128i v_;
 };
 
+// A bucket's 8 tophash bytes in the low half of an SSE register: each question is a byte
+// compare and a movemask. A lookup hit costs ~5 instructions fewer than the SWAR version below
+// (cachegrind of bench/read_bench --fixed Map, the same count abseil's and Boost's probes pay
+// for a 16-byte group), and the probe's pattern is built once for a whole overflow chain.
 class tophash_group {
  public:
   explicit tophash_group(const std::uint8_t* tophash) noexcept

@@ -80,7 +80,7 @@ constexpr bool over_load_factor(std::size_t count, unsigned B) noexcept {
 // threshold. With the cap and an exact count, every table past B = 17 (where ~21% of buckets
 // overflow at load 6.5) grew same-size back to back: 11 of 30 growths to 1e7 entries, 77% of
 // inserts made while growing, 62 bytes/entry (docs/benchmarks.md, problem 1).
-constexpr bool too_many_overflow_buckets(std::size_t noverflow, std::size_t nbuckets) noexcept {
+constexpr bool too_many_overflow_buckets_for(std::size_t noverflow, std::size_t nbuckets) noexcept {
   return noverflow >= nbuckets;
 }
 
@@ -229,10 +229,10 @@ class map_table {
   }
   // Whether an insert of a new key must grow the table first: over the load factor with one
   // more entry (over_load_factor(count_ + 1, B_)), or as many overflow buckets as buckets
-  // (too_many_overflow_buckets). Two compares with values kept beside B_: computed from B_,
+  // (too_many_overflow_buckets_for). Two compares with values kept beside B_: computed from B_,
   // the load-factor test took ~10 instructions on every insert (cachegrind).
   bool insert_needs_growth() const noexcept {
-    return count_ >= grow_at_ || too_many_overflow_buckets(noverflow_, nbuckets());
+    return count_ >= grow_at_ || too_many_overflow_buckets_for(noverflow_, nbuckets());
   }
 
   // Bucket j of the current array, and bucket k of the old one: one load from the directory
@@ -501,7 +501,7 @@ class map_table {
   // and the larger emplace_with was then no longer inlined into its caller's loop (cachegrind,
   // bench/map_bench insert/u64: +30 instructions per insert).
   SAFEMAP_NOINLINE void hash_grow() {
-    const bool bigger = over_load_factor(count_ + 1, B_);
+    const bool bigger = count_ >= grow_at_;  // over_load_factor(count_ + 1, B_)
     // Only the new array's last segment is allocated here (it holds the directory); the others
     // come one per later write (allocate_next_segment). None is written when allocated: each
     // bucket is initialized when its old bucket is evacuated, each pool bucket when it is
@@ -1300,6 +1300,7 @@ class map_table {
   //     (over_load_factor(n, B_) == n > grow_at_).
   // A lookup reads dir_, olddir_, count_, mask_ and hash_ (its seed): they come first, side by
   // side (the first 40 bytes with safemap::Hash), so a lookup touches one or two header lines.
+  // During a growth it reads nevacuate_ (next) and same_size_grow_ (further down) too.
   segment* dir_ = nullptr;         // current array's directory; nullptr until the first insert
   segment* olddir_ = nullptr;      // previous array's directory, only while growing
   size_type count_ = 0;            // live entries (Go's count)
