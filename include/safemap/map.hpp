@@ -646,13 +646,15 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   SAFEMAP_ALWAYS_INLINE size_type erase_impl(const Q& key) {
     return table::template erase_with<write_scope>(key);
   }
-  // Removes key and returns its value moved out (nullopt when absent): one hash, one probe,
-  // under the writing bit. A throwing move of the value leaves the map unchanged.
+  // Removes key if pred(its value) holds; returns 1 if it did. One hash, one probe, under the
+  // writing bit. A pred that throws leaves the entry.
   template <class Q, class Pred>
   size_type erase_if_value(const Q& key, Pred& pred) {
     return table::template erase_with<write_scope>(
         key, [&](V& v) -> bool { return static_cast<bool>(pred(std::as_const(v))); });
   }
+  // Removes key and returns its value moved out (nullopt when absent): one hash, one probe,
+  // under the writing bit. A throwing move of the value leaves the map unchanged.
   template <class Q>
   std::optional<V> extract_value(const Q& key) {
     std::optional<V> out;

@@ -281,7 +281,7 @@ struct alignas(128) shard {
   bool compare_and_delete(const Q& key, const V& expected) {
     write_guard guard(lock);
     // One hash and one probe: the comparison runs on the entry the erase found.
-    auto equal = [&](const V& v) { return static_cast<bool>(v == expected); };
+    auto equal = [&](const V& v) { return v == expected; };  // Map converts it to bool
     if (map_access::erase_if_value(map, key, equal) == 0) return false;
     changed_locked();
     return true;
