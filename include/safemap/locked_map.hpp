@@ -11,27 +11,32 @@
 //    everything (range, snapshot) at the lowest cost: a snapshot is one table copy under one
 //    shared lock.
 //  - Many threads writing: every write serializes the whole map. Use ShardedMap (writes to
-//    different shards proceed in parallel), or SyncMap/CowMap for read-mostly maps where
-//    readers should not touch a shared lock word at all.
+//    different shards proceed in parallel), or SyncMap/CowMap/TrieMap for read-mostly maps
+//    whose readers should write nothing shared even while writes come often (LockedMap's
+//    readers stop writing the lock word only while writes are rare: see the lock's bias).
 //
 // # The lock (detail::rw_lock) and the core (detail::shard)
 // A word lock of our own (detail/lock.hpp): one atomic read-modify-write to take or release
 // when uncontended; when contended a short spin with PAUSE and backoff, then yield, then a
 // futex park. It prefers writers (a waiting writer keeps new readers out, so a steady stream
 // of readers cannot starve it) and bounds the wait of readers behind a stream of writers (a
-// reader that waited 1 ms gets in at the next release). Why a reader/writer lock and not a
-// plain mutex, at 50% writes as well: the reader path is one fetch_add, the same cost as a
-// mutex's CAS on the same cache line, so a mixed load should lose nothing while read-mostly
-// loads keep their parallel readers. (Measured in bench/lock_bench.cpp against a Go-style
-// mutex, this lock used as a mutex, absl::Mutex and oneTBB's rw mutexes: the spin-then-park
-// locks are within noise of each other at 50% writes; lock.hpp has the numbers.) The lock is not
-// recursive: a thread that already holds it and asks again would wait for itself; hence the
-// re-entrancy rules below. It counts acquisitions that had to wait (stats().contended_acquisitions)
-// only on the contended path. The lock, the counters and the Map are one detail::shard, the same
-// core ShardedMap has many of: every per-key call, visit_all, erase_if, the all-or-nothing merge
-// and read_view are written once, there; this class adds the re-entrancy checks and marks and
-// the whole-map calls. load_or_store, erase and load_and_delete look under the shared lock first
-// when the lock's last such call changed nothing (detail::shard::predict_noops).
+// reader that waited 1 ms gets in at the next release). Once readers on several threads
+// overlap, it turns reader-biased: a reader then counts itself on a cache line of its own
+// thread instead of writing the lock word, and a writer revokes the bias and waits for those
+// readers (BRAVO; detail/lock.hpp says how and what it costs). Why a reader/writer lock and
+// not a plain mutex, at 50% writes as well: the reader path is one fetch_add, the same cost
+// as a mutex's CAS on the same cache line, so a mixed load should lose nothing while
+// read-mostly loads keep their parallel readers. (Measured in bench/lock_bench.cpp against a
+// Go-style mutex, this lock used as a mutex, absl::Mutex and oneTBB's rw mutexes: the
+// spin-then-park locks are within noise of each other at 50% writes; lock.hpp has the numbers.) The
+// lock is not recursive: a thread that already holds it and asks again would wait for itself; hence
+// the re-entrancy rules below. It counts acquisitions that had to wait
+// (stats().contended_acquisitions) only on the contended path. The lock, the counters and the Map
+// are one detail::shard, the same core ShardedMap has many of: every per-key call, visit_all,
+// erase_if, the all-or-nothing merge and read_view are written once, there; this class adds the
+// re-entrancy checks and marks and the whole-map calls. load_or_store, erase and load_and_delete
+// look under the shared lock first when the lock's last such call changed nothing
+// (detail::shard::predict_noops).
 //
 // # Consistency
 // Every call is linearizable: it takes effect at one instant while the lock is held. range()

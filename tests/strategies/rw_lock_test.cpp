@@ -100,7 +100,32 @@ TEST(RwLock, ReadersHoldTheLockTogetherAndAWriterWaitsForBoth) {
 
 // Writers and readers increment and check plain (non-atomic) data under the lock: a writer
 // must see no one else inside, a reader no writer inside.
-TEST(RwLock, MutualExclusionUnderContention) {
+// How a test's readers take the lock: on the word (lock_shared, what shard_locks uses) or
+// biased (lock_shared_biased, what the maps' read guards use).
+enum class readers { word, biased };
+
+// Takes and releases the lock shared the given way.
+struct reader_hold {
+  rw_lock& l;
+  readers how;
+  unsigned ticket = 0;
+  void lock() {
+    if (how == readers::biased) {
+      ticket = l.lock_shared_biased();
+    } else {
+      l.lock_shared();
+    }
+  }
+  void unlock() {
+    if (how == readers::biased) {
+      l.unlock_shared(ticket);
+    } else {
+      l.unlock_shared();
+    }
+  }
+};
+
+void mutual_exclusion_under_contention(readers how) {
   watchdog dog(std::chrono::seconds(120));
   rw_lock l;
   long counter = 0;  // guarded by l
@@ -112,13 +137,14 @@ TEST(RwLock, MutualExclusionUnderContention) {
   lk::run_threads(threads, [&](int t) {
     for (long i = 0; i < per_thread; ++i) {
       if ((i + t) % 3 == 0) {
-        l.lock_shared();
+        reader_hold r{l, how};
+        r.lock();
         ++readers_inside;
         if (writers_inside.load() != 0) ++violations;
         const long seen = counter;
         if (seen < 0) ++violations;
         --readers_inside;
-        l.unlock_shared();
+        r.unlock();
       } else {
         l.lock();
         if (writers_inside.fetch_add(1) != 0 || readers_inside.load() != 0) ++violations;
@@ -136,7 +162,16 @@ TEST(RwLock, MutualExclusionUnderContention) {
   EXPECT_EQ(counter, writes);
   EXPECT_EQ(l.state(), 0u) << "no flag or reader count may be left behind";
   // Informative: on a loaded machine the threads may even run one after another.
+  EXPECT_EQ(l.biased_readers(), 0u);
   testing::Test::RecordProperty("contended", std::to_string(l.contended()));
+}
+
+TEST(RwLock, MutualExclusionUnderContention) {
+  mutual_exclusion_under_contention(readers::word);
+}
+
+TEST(RwLock, MutualExclusionUnderContentionWithBiasedReaders) {
+  mutual_exclusion_under_contention(readers::biased);
 }
 
 // A writer gets in while readers hold the lock continuously (each reader re-enters at once,
@@ -210,12 +245,11 @@ TEST(RwLock, ReadersCompleteUnderConstantWriters) {
 // parked forever: the watchdog turns that into a failure. Run once with writers only (every
 // wake-up must come from unlock) and once with shared and exclusive mixed (wake-ups from the
 // last reader out, and from readers undoing an increment that found a writer).
-void lost_wake_up_stress(int read_percent) {
+void lost_wake_up_stress(int read_percent, readers how = readers::word, int threads = 8) {
   watchdog dog(std::chrono::seconds(240));
   rw_lock l;
   long counter = 0;  // guarded by l
   std::atomic<long> shared_seen{0};
-  const int threads = 8;
   const long per_thread = 3'000 / scale;
   lk::run_threads(threads, [&](int t) {
     std::uint64_t x = 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(t + 1);
@@ -225,10 +259,11 @@ void lost_wake_up_stress(int read_percent) {
       x ^= x << 17;
       const bool yield_inside = (x >> 8) % 16 == 0;
       if (static_cast<int>(x % 100) < read_percent) {
-        l.lock_shared();
+        reader_hold r{l, how};
+        r.lock();
         if (yield_inside) std::this_thread::yield();
         shared_seen += counter >= 0 ? 1 : 0;
-        l.unlock_shared();
+        r.unlock();
       } else {
         l.lock();
         if (yield_inside) std::this_thread::yield();
@@ -239,6 +274,7 @@ void lost_wake_up_stress(int read_percent) {
   });
   EXPECT_EQ(counter + shared_seen.load(), threads * per_thread);
   EXPECT_EQ(l.state(), 0u);
+  EXPECT_EQ(l.biased_readers(), 0u);
 }
 
 TEST(RwLock, EightWritersOnFewCoresNeverLoseAWakeUp) {
@@ -247,6 +283,207 @@ TEST(RwLock, EightWritersOnFewCoresNeverLoseAWakeUp) {
 
 TEST(RwLock, EightThreadsOnFewCoresNeverLoseAWakeUp) {
   lost_wake_up_stress(25);
+}
+
+// Mostly biased reads that yield inside, so revoking writers exhaust their spin and park on a
+// reader counter: the reader taking it to 0 must wake them. Twelve threads: more than the
+// counters, so some threads share one.
+TEST(RwLock, BiasedReadersOnFewCoresNeverLoseAWriterWakeUp) {
+  lost_wake_up_stress(90, readers::biased, 12);
+}
+
+// --- reader bias -----------------------------------------------------------------------------
+
+// Turns l's bias on the only way it turns on: shared acquisitions on the word that find another
+// reader inside. A second thread holds the lock shared on the word meanwhile.
+void make_biased(rw_lock& l) {
+  std::atomic<bool> holding{false};
+  std::atomic<bool> done{false};
+  std::thread holder([&] {
+    l.lock_shared();
+    holding = true;
+    while (!done.load()) std::this_thread::yield();
+    l.unlock_shared();
+  });
+  while (!holding.load()) std::this_thread::yield();
+  // The clock is consulted on every 4th overlapping acquisition of a thread, and no
+  // revocation has inhibited this lock yet: at most 4 are needed.
+  for (int i = 0; i < 4 && !l.biased(); ++i) {
+    const unsigned t = l.lock_shared_biased();
+    EXPECT_EQ(t, 0u) << "the bias was off: the reader must have taken the word";
+    l.unlock_shared(t);
+  }
+  done = true;
+  holder.join();
+  ASSERT_TRUE(l.biased()) << "4 overlapping reads did not turn the bias on";
+}
+
+TEST(RwLockBias, OneThreadAloneNeverTurnsItOn) {
+  rw_lock l;
+  for (int i = 0; i < 10'000; ++i) {
+    const unsigned t = l.lock_shared_biased();
+    ASSERT_EQ(t, 0u);
+    l.unlock_shared(t);
+    if (i % 100 == 0) {
+      l.lock();
+      l.unlock();
+    }
+  }
+  EXPECT_FALSE(l.biased());
+  EXPECT_EQ(l.state(), 0u);
+}
+
+TEST(RwLockBias, BiasedReadersLeaveTheWordAloneAndShareTheLock) {
+  watchdog dog(std::chrono::seconds(60));
+  rw_lock l;
+  make_biased(l);
+  const unsigned a = l.lock_shared_biased();
+  const unsigned b = l.lock_shared_biased();  // not re-entrant use: two guards of one scope
+  EXPECT_NE(a, 0u);
+  EXPECT_EQ(a, b) << "one thread always counts itself in the same counter";
+  EXPECT_EQ(l.state(), 0u) << "a biased reader must not write the state word";
+  EXPECT_EQ(l.biased_readers(), 2u);
+  EXPECT_TRUE(l.try_lock_shared()) << "word readers still share the lock with biased ones";
+  l.unlock_shared();
+  l.unlock_shared(b);
+  l.unlock_shared(a);
+  EXPECT_EQ(l.biased_readers(), 0u);
+  EXPECT_TRUE(l.biased());
+}
+
+// A writer that finds the bias on turns it off and waits for the biased readers inside: it
+// holds the word (new readers stay out) but does not enter until the last one leaves, even
+// after it has given up spinning and sleeps on the reader's counter.
+TEST(RwLockBias, AWriterRevokesTheBiasAndWaitsForBiasedReadersInside) {
+  watchdog dog(std::chrono::seconds(60));
+  rw_lock l;
+  make_biased(l);
+  std::atomic<bool> reader_in{false};
+  std::atomic<bool> release{false};
+  std::atomic<bool> writer_in{false};
+  std::thread reader([&] {
+    const unsigned t = l.lock_shared_biased();
+    EXPECT_NE(t, 0u);
+    reader_in = true;
+    while (!release.load()) std::this_thread::yield();
+    EXPECT_FALSE(writer_in.load()) << "the writer entered while a biased reader was inside";
+    l.unlock_shared(t);
+  });
+  while (!reader_in.load()) std::this_thread::yield();
+  std::thread writer([&] {
+    l.lock();
+    writer_in = true;
+    EXPECT_EQ(l.biased_readers(), 0u);
+    l.unlock();
+  });
+  // The writer has taken the word and revoked the bias, then sleeps on the counter.
+  while (!l.writer_parked_on_readers()) std::this_thread::yield();
+  EXPECT_FALSE(l.biased());
+  EXPECT_NE(l.state() & rw_lock::writer, 0u);
+  EXPECT_FALSE(writer_in.load());
+  // A reader arriving now finds the bias off and waits for the writer on the word.
+  EXPECT_FALSE(l.try_lock_shared());
+  release = true;
+  reader.join();
+  writer.join();
+  EXPECT_TRUE(writer_in.load());
+  EXPECT_EQ(l.state(), 0u);
+  EXPECT_EQ(l.biased_readers(), 0u);
+  EXPECT_FALSE(l.writer_parked_on_readers());
+}
+
+// After a revocation readers take the word again; overlapping readers turn the bias back on
+// once the inhibition (a multiple of the revocation's duration) has passed.
+TEST(RwLockBias, ReadersTakeTheWordAfterARevocationUntilOverlapTurnsTheBiasOnAgain) {
+  watchdog dog(std::chrono::seconds(60));
+  rw_lock l;
+  make_biased(l);
+  l.lock();
+  EXPECT_FALSE(l.biased());
+  l.unlock();
+  const unsigned t = l.lock_shared_biased();
+  EXPECT_EQ(t, 0u);
+  EXPECT_EQ(l.state(), rw_lock::reader);
+  l.unlock_shared(t);
+  std::atomic<bool> holding{false};
+  std::atomic<bool> done{false};
+  std::thread holder([&] {
+    l.lock_shared();
+    holding = true;
+    while (!done.load()) std::this_thread::yield();
+    l.unlock_shared();
+  });
+  while (!holding.load()) std::this_thread::yield();
+  long reads = 0;
+  while (!l.biased()) {
+    const unsigned u = l.lock_shared_biased();
+    l.unlock_shared(u);
+    ASSERT_LT(++reads, 100'000'000L) << "the bias never came back";
+  }
+  done = true;
+  holder.join();
+  const unsigned v = l.lock_shared_biased();
+  EXPECT_NE(v, 0u);
+  l.unlock_shared(v);
+}
+
+// try_lock fails while a biased reader is inside, and leaves the lock as it found it: a
+// writer's lock() after it must still wait for that reader (a try_lock that left the bias
+// cleared let the next writer skip the drain and enter beside the reader).
+TEST(RwLockBias, TryLockFailsWhileBiasedReadersAreInsideAndTheNextWriterStillWaits) {
+  watchdog dog(std::chrono::seconds(60));
+  rw_lock l;
+  make_biased(l);
+  std::atomic<bool> reader_in{false};
+  std::atomic<bool> release{false};
+  std::atomic<bool> writer_in{false};
+  std::thread reader([&] {
+    const unsigned t = l.lock_shared_biased();
+    EXPECT_NE(t, 0u);
+    reader_in = true;
+    while (!release.load()) std::this_thread::yield();
+    EXPECT_FALSE(writer_in.load()) << "a writer entered while a biased reader was inside";
+    l.unlock_shared(t);
+  });
+  while (!reader_in.load()) std::this_thread::yield();
+  EXPECT_FALSE(l.try_lock());
+  EXPECT_FALSE(l.try_lock()) << "a second try must fail too";
+  EXPECT_EQ(l.state(), 0u) << "try_lock lets go of the word it took";
+  EXPECT_TRUE(l.biased());
+  std::thread writer([&] {
+    l.lock();
+    writer_in = true;
+    l.unlock();
+  });
+  while (!l.writer_parked_on_readers()) std::this_thread::yield();
+  EXPECT_FALSE(writer_in.load());
+  release = true;
+  reader.join();
+  writer.join();
+  EXPECT_TRUE(writer_in.load());
+  EXPECT_TRUE(l.try_lock()) << "no reader inside: try_lock succeeds";
+  EXPECT_FALSE(l.biased());
+  l.unlock();
+  EXPECT_EQ(l.state(), 0u);
+}
+
+// A writer gets in under a stream of biased readers (each revocation shuts new ones out).
+TEST(RwLockBias, WriterCompletesUnderConstantBiasedReaders) {
+  watchdog dog(std::chrono::seconds(120));
+  rw_lock l;
+  make_biased(l);
+  lk::writer_completes_under_reader_stream(
+      [&](int, long) {
+        const unsigned t = l.lock_shared_biased();
+        l.unlock_shared(t);
+      },
+      [&](int) {
+        l.lock();
+        l.unlock();
+      },
+      /*readers=*/4, /*stores=*/200, /*reader_iteration_bound=*/20'000'000 / scale);
+  EXPECT_EQ(l.state(), 0u);
+  EXPECT_EQ(l.biased_readers(), 0u);
 }
 
 }  // namespace

@@ -119,12 +119,15 @@ TEST(ShardedMapShards, DefaultCountFollowsTheHardwareThreadCount) {
   EXPECT_EQ(n, std::clamp<std::size_t>(std::bit_ceil(4 * threads), 8, 256));
 }
 
-// The lock word is alone on its 128-byte unit (an adjacent-line prefetch pair): the counters
-// and the Map header, which the holder reads and writes inside its critical section, lie on
-// other lines, so waiters polling the lock word do not take them from the holder.
-TEST(ShardedMapShards, LockWordSharesNoCacheLinePairWithCountersOrMapHeader) {
+// The lock (its word on the first 128-byte unit, an adjacent-line prefetch pair, and its
+// biased-reader counters on the next units) shares no unit with the no-op hints, the counters
+// or the Map header, which the holder reads and writes inside its critical section: waiters
+// polling the lock word, and biased readers counting themselves, do not take them from the
+// holder.
+TEST(ShardedMapShards, LockSharesNoCacheLinePairWithHintsCountersOrMapHeader) {
   using shard = safemap::detail::shard<int, long, safemap::Hash<int>, std::equal_to<>>;
   static_assert(alignof(shard) == 128);
+  static_assert(sizeof(safemap::detail::rw_lock) % 128 == 0);
   const auto s = std::make_unique<shard>();
   const auto unit = [&](const void* p, std::size_t size = 1) {
     const auto offset = static_cast<std::size_t>(static_cast<const char*>(p) -
@@ -132,13 +135,18 @@ TEST(ShardedMapShards, LockWordSharesNoCacheLinePairWithCountersOrMapHeader) {
     return std::pair{offset / 128, (offset + size - 1) / 128};
   };
   const auto [lock_first, lock_last] = unit(&s->lock, sizeof(s->lock));
-  EXPECT_EQ(lock_first, lock_last);
+  EXPECT_EQ(lock_first, 0u);
+  EXPECT_GT(lock_last, lock_first) << "the reader counters lie past the word's unit";
   for (const auto& [first, last] :
-       {unit(&s->size, sizeof(s->size)), unit(&s->version, sizeof(s->version)),
+       {unit(&s->los_noop, sizeof(s->los_noop)), unit(&s->delete_noop, sizeof(s->delete_noop)),
+        unit(&s->size, sizeof(s->size)), unit(&s->version, sizeof(s->version)),
         unit(&s->map, sizeof(s->map))}) {
-    EXPECT_NE(first, lock_first);
-    EXPECT_NE(last, lock_first);
+    EXPECT_GT(first, lock_last);
+    EXPECT_GT(last, lock_last);
   }
+  const auto [hints_first, hints_last] = unit(&s->los_noop, 2);
+  EXPECT_EQ(hints_first, hints_last);
+  EXPECT_LT(hints_last, unit(&s->size).first) << "the hints have a unit of their own";
 }
 
 TEST(ShardedMapShards, EveryKeyRoutesToOneShardInRange) {

@@ -15,11 +15,14 @@
 //
 // # Layout
 // alignas(128): x86 prefetches cache lines in adjacent pairs, so 64-byte alignment would still
-// let two shards' lock words ping-pong between cores. Two such 128-byte units per shard:
-//  - the lock word and its contention counter, with nothing but the no-op hints (read just
-//    before locking, written by an exclusive holder only when they flip): every acquisition
-//    read-modify-writes the word, and every waiter polls it (a reader's fetch_add even writes
-//    it while a writer holds);
+// let two shards' lock words ping-pong between cores. Seven such 128-byte units per shard:
+//  - the lock word with its contention counter and bias flag: every acquisition on the word
+//    read-modify-writes it, and every waiter polls it (a reader's fetch_add even writes it
+//    while a writer holds);
+//  - four units of the lock's biased-reader counters (rw_lock: each written only by the
+//    threads that use it, read by a revoking writer);
+//  - the no-op hints (read just before locking, written by an exclusive holder only when
+//    they flip, so read-shared in every core);
 //  - size and version (written only by this shard's writers) and the Map's header (72 bytes:
 //    bucket pointer, B, count, the misuse detector's writing flag; read by every lookup,
 //    written by every write), all touched only by the lock's holder(s).
@@ -28,8 +31,8 @@
 // and counters (up to four times per write: header read, writing flag set and cleared,
 // counters). Apart, the holder touches the contended line twice per critical section (acquire,
 // release), as in Go, whose map header is allocated apart from the RWMutex guarding it. Cost:
-// 128 more bytes per shard. Nothing another shard writes lives on these lines; readers of
-// other shards never read them.
+// 128 more bytes per shard (and 512 for the reader counters). Nothing another shard writes
+// lives on these lines; readers of other shards never read them.
 //
 // # Invariants
 //  1. map is read or written only with lock held (shared for reads, exclusive for writes).
@@ -424,12 +427,13 @@ struct alignas(128) shard {
     changed_locked();
   }
 
-  // Read-modify-written by every acquisition, and read by every waiter: alone on its line
-  // with the no-op hints, which every caller of load_or_store, erase and load_and_delete reads
-  // just before it takes the lock (so on the line it is about to take anyway, not on the
-  // holder's) and only an exclusive holder writes, when an outcome flips (see predict_noops;
-  // relaxed atomics: any value is correct). load_or_store starts by looking first (a cache is
-  // mostly hit), deletes by going straight to the exclusive lock.
+  // The word is read-modify-written by every acquisition on it, and read by every waiter.
+  // The no-op hints follow the lock's reader counters on a unit of their own: every caller of
+  // load_or_store, erase and load_and_delete reads them just before it takes the lock, and
+  // only an exclusive holder writes them, when an outcome flips (see predict_noops; relaxed
+  // atomics: any value is correct), so they stay read-shared in every core. load_or_store
+  // starts by looking first (a cache is mostly hit), deletes by going straight to the
+  // exclusive lock.
   mutable rw_lock lock;
   noop_hint los_noop{true};
   noop_hint delete_noop{false};
