@@ -82,9 +82,11 @@
 //    biased readers' critical sections too (bounded by them, as a writer's own would be; the
 //    1 ms starvation rule below does not let a reader past a writer that holds the word).
 // The word-only calls (lock_shared, unlock_shared) stay: the whole-map guards (shard_locks)
-// take many locks at once and use them. Cost at one thread, cachegrind, LockedMap<u64,u64>
-// with 1023 keys: load hit 81 -> 85 instructions, a 50/50 load/store mix 150 -> 156, a no-op
-// erase 103 -> 112.
+// take many locks at once and use them. Cost at one thread (the bias stays off), cachegrind,
+// LockedMap<u64,u64> with 1023 keys in a plain loop: load hit 81 -> 84 instructions, a 50/50
+// load/store mix 150 -> 156, a no-op erase 103 -> 110; inside safemap-bench's harness
+// (`--threads 1 --ops 20000`, per op) load-mostly-hits 98.7 -> 110.3 (LockedMap) and
+// 78.1 -> 88.4 (ShardedMap), the rest of the go-suite rows -8% to +10%.
 //
 // # The state word (std::atomic<std::uint32_t>, so wait/notify use a futex directly)
 //   bit 0 writer            held exclusively
@@ -336,20 +338,13 @@ class rw_lock {
       const unsigned i = reader_slot_index();
       slots_[i].n.fetch_add(1, std::memory_order_seq_cst);
       if (SAFEMAP_LIKELY(bias_.load(std::memory_order_seq_cst))) return i + 1;
-      release_slot(i);  // revoked meanwhile: the writer waits for this counter
+      return lock_shared_after_revocation(i);
     }
     const std::uint32_t prev = state_.fetch_add(reader, std::memory_order_acquire);
-    if (SAFEMAP_LIKELY((prev & (writer | writer_waiting | writer_starving)) == 0)) {
-      // Another reader inside with us: reads overlap across threads, the case the bias is for
-      // (as folly::SharedMutex starts deferring readers once two hold it inline). One thread
-      // alone never turns it on: it would gain nothing, and its writes would pay revocations.
-      if (SAFEMAP_UNLIKELY((prev & readers_mask) != 0)) readers_overlap();
+    if (SAFEMAP_LIKELY((prev & (writer | writer_waiting | writer_starving | readers_mask)) == 0)) {
       return 0;
     }
-    if ((prev & (writer | reader_starving)) != reader_starving) {
-      release_reader();
-      lock_shared_slow();
-    }
+    lock_shared_word_slow(prev);
     return 0;
   }
   void unlock_shared(unsigned ticket) noexcept {
@@ -427,10 +422,35 @@ class rw_lock {
     slots_[i].n.notify_all();
   }
 
+  // The rest of lock_shared_biased, out of line so that the maps' read guards inline small
+  // (with it inline, GCC stopped inlining the per-entry callback of safemap-bench's LockedMap
+  // range: 41 -> 59 instructions per entry).
+  // A biased reader that found the bias revoked after counting itself: the writer waits for
+  // that count, so undo it, then take the word.
+  SAFEMAP_NOINLINE unsigned lock_shared_after_revocation(unsigned i) noexcept {
+    release_slot(i);
+    lock_shared();
+    return 0;
+  }
+  // A reader whose increment of the word found a writer, or other readers, there.
+  SAFEMAP_NOINLINE void lock_shared_word_slow(std::uint32_t prev) noexcept {
+    if ((prev & (writer | writer_waiting | writer_starving)) == 0) {
+      // Another reader inside with us: reads overlap across threads, the case the bias is
+      // for (as folly::SharedMutex starts deferring readers once two hold it inline). One
+      // thread alone never turns it on: it would gain nothing, and its writes would pay
+      // revocations.
+      readers_overlap();
+      return;
+    }
+    if ((prev & (writer | reader_starving)) == reader_starving) return;  // starving readers' turn
+    release_reader();
+    lock_shared_slow();
+  }
+
   // Called by a reader that holds the word shared together with another reader: turns the
   // bias on once the last revocation's inhibition has passed. The clock is read on every 4th
   // such call of a thread only.
-  SAFEMAP_NOINLINE void readers_overlap() noexcept {
+  void readers_overlap() noexcept {
     static thread_local unsigned calls = 0;
     if ((++calls & 3) != 0 || bias_.load(std::memory_order_relaxed)) return;
     if (now_ns() < inhibit_until_.load(std::memory_order_relaxed)) return;
