@@ -306,16 +306,17 @@ void make_biased(rw_lock& l) {
     l.unlock_shared();
   });
   while (!holding.load()) std::this_thread::yield();
-  // The clock is consulted on every 4th overlapping acquisition of a thread, and no
-  // revocation has inhibited this lock yet: at most 4 are needed.
-  for (int i = 0; i < 4 && !l.biased(); ++i) {
+  // The clock is consulted on every overlaps_per_clock_read-th overlapping acquisition of a
+  // thread, and no revocation has inhibited this lock yet: no more are needed.
+  for (unsigned i = 0; i < rw_lock::overlaps_per_clock_read && !l.biased(); ++i) {
     const unsigned t = l.lock_shared_biased();
     EXPECT_EQ(t, 0u) << "the bias was off: the reader must have taken the word";
     l.unlock_shared(t);
   }
   done = true;
   holder.join();
-  ASSERT_TRUE(l.biased()) << "4 overlapping reads did not turn the bias on";
+  ASSERT_TRUE(l.biased()) << rw_lock::overlaps_per_clock_read
+                          << " overlapping reads did not turn the bias on";
 }
 
 TEST(RwLockBias, OneThreadAloneNeverTurnsItOn) {

@@ -69,7 +69,7 @@
 //    back before it lets go);
 //  - only a reader holding the word shared sets bias_ (no writer can then hold it): one that
 //    found another reader inside with it (as folly starts deferring once two readers hold the
-//    word), on every 4th such acquisition of its thread, and only once the last revocation's
+//    word), on every 64th such acquisition of its thread, and only once the last revocation's
 //    inhibition has passed: inhibit_factor times the revocation's own duration, BRAVO's rule,
 //    which bounds the time writers spend revoking to about 1/(inhibit_factor + 1) of theirs.
 //    One thread alone never turns the bias on (it would gain nothing, and its writes would pay
@@ -407,6 +407,11 @@ class rw_lock {
   // Revocation cost times this is how long the bias stays off after a revocation.
   static constexpr std::int64_t inhibit_factor = 16;
 
+ public:
+  // Overlapping shared acquisitions on the word (per thread) between two looks at the clock.
+  static constexpr unsigned overlaps_per_clock_read = 64;
+
+ private:
   static std::int64_t now_ns() noexcept {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::steady_clock::now().time_since_epoch())
@@ -448,11 +453,13 @@ class rw_lock {
   }
 
   // Called by a reader that holds the word shared together with another reader: turns the
-  // bias on once the last revocation's inhibition has passed. The clock is read on every 4th
-  // such call of a thread only.
+  // bias on once the last revocation's inhibition has passed. The clock is read on every
+  // overlaps_per_clock_read-th such call of a thread only: with every 4th, readers of a 10%
+  // write mix (the bias mostly inhibited, readers overlapping often) paid ~4 ns per read for
+  // it (bench/lock_bench.cpp, 2-8 threads).
   void readers_overlap() noexcept {
     static thread_local unsigned calls = 0;
-    if ((++calls & 3) != 0 || bias_.load(std::memory_order_relaxed)) return;
+    if (++calls % overlaps_per_clock_read != 0 || bias_.load(std::memory_order_relaxed)) return;
     if (now_ns() < inhibit_until_.load(std::memory_order_relaxed)) return;
     bias_.store(true, std::memory_order_release);
   }
