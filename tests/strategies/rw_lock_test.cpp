@@ -108,10 +108,12 @@ enum class readers { word, biased };
 struct reader_hold {
   rw_lock& l;
   readers how;
+  std::atomic<long>* biased_reads = nullptr;  // counts the acquisitions that were biased
   unsigned ticket = 0;
   void lock() {
     if (how == readers::biased) {
       ticket = l.lock_shared_biased();
+      if (ticket != 0 && biased_reads != nullptr) biased_reads->fetch_add(1);
     } else {
       l.lock_shared();
     }
@@ -125,9 +127,15 @@ struct reader_hold {
   }
 };
 
+void make_biased(rw_lock& l);
+
 void mutual_exclusion_under_contention(readers how) {
   watchdog dog(std::chrono::seconds(120));
   rw_lock l;
+  std::atomic<long> biased_reads{0};
+  if (how == readers::biased) {
+    ASSERT_NO_FATAL_FAILURE(make_biased(l));
+  }
   long counter = 0;  // guarded by l
   std::atomic<int> writers_inside{0};
   std::atomic<int> readers_inside{0};
@@ -137,7 +145,7 @@ void mutual_exclusion_under_contention(readers how) {
   lk::run_threads(threads, [&](int t) {
     for (long i = 0; i < per_thread; ++i) {
       if ((i + t) % 3 == 0) {
-        reader_hold r{l, how};
+        reader_hold r{l, how, &biased_reads};
         r.lock();
         ++readers_inside;
         if (writers_inside.load() != 0) ++violations;
@@ -161,9 +169,10 @@ void mutual_exclusion_under_contention(readers how) {
   }
   EXPECT_EQ(counter, writes);
   EXPECT_EQ(l.state(), 0u) << "no flag or reader count may be left behind";
-  // Informative: on a loaded machine the threads may even run one after another.
   EXPECT_EQ(l.biased_readers(), 0u);
+  // Informative: on a loaded machine the threads may even run one after another.
   testing::Test::RecordProperty("contended", std::to_string(l.contended()));
+  testing::Test::RecordProperty("biased_reads", std::to_string(biased_reads.load()));
 }
 
 TEST(RwLock, MutualExclusionUnderContention) {
@@ -248,6 +257,10 @@ TEST(RwLock, ReadersCompleteUnderConstantWriters) {
 void lost_wake_up_stress(int read_percent, readers how = readers::word, int threads = 8) {
   watchdog dog(std::chrono::seconds(240));
   rw_lock l;
+  std::atomic<long> biased_reads{0};
+  if (how == readers::biased) {
+    ASSERT_NO_FATAL_FAILURE(make_biased(l));
+  }
   long counter = 0;  // guarded by l
   std::atomic<long> shared_seen{0};
   const long per_thread = 3'000 / scale;
@@ -259,7 +272,7 @@ void lost_wake_up_stress(int read_percent, readers how = readers::word, int thre
       x ^= x << 17;
       const bool yield_inside = (x >> 8) % 16 == 0;
       if (static_cast<int>(x % 100) < read_percent) {
-        reader_hold r{l, how};
+        reader_hold r{l, how, &biased_reads};
         r.lock();
         if (yield_inside) std::this_thread::yield();
         shared_seen += counter >= 0 ? 1 : 0;
@@ -275,6 +288,12 @@ void lost_wake_up_stress(int read_percent, readers how = readers::word, int thre
   EXPECT_EQ(counter + shared_seen.load(), threads * per_thread);
   EXPECT_EQ(l.state(), 0u);
   EXPECT_EQ(l.biased_readers(), 0u);
+  if (how == readers::biased) {
+    // The lock starts biased, 90% of the ops read and a read yields inside one time in 16, so
+    // readers overlap all along: a run without one biased read did not test the bias.
+    EXPECT_GT(biased_reads.load(), 0);
+    testing::Test::RecordProperty("biased_reads", std::to_string(biased_reads.load()));
+  }
 }
 
 TEST(RwLock, EightWritersOnFewCoresNeverLoseAWakeUp) {
@@ -337,7 +356,7 @@ TEST(RwLockBias, OneThreadAloneNeverTurnsItOn) {
 TEST(RwLockBias, BiasedReadersLeaveTheWordAloneAndShareTheLock) {
   watchdog dog(std::chrono::seconds(60));
   rw_lock l;
-  make_biased(l);
+  ASSERT_NO_FATAL_FAILURE(make_biased(l));
   const unsigned a = l.lock_shared_biased();
   const unsigned b = l.lock_shared_biased();  // not re-entrant use: two guards of one scope
   EXPECT_NE(a, 0u);
@@ -358,7 +377,7 @@ TEST(RwLockBias, BiasedReadersLeaveTheWordAloneAndShareTheLock) {
 TEST(RwLockBias, AWriterRevokesTheBiasAndWaitsForBiasedReadersInside) {
   watchdog dog(std::chrono::seconds(60));
   rw_lock l;
-  make_biased(l);
+  ASSERT_NO_FATAL_FAILURE(make_biased(l));
   std::atomic<bool> reader_in{false};
   std::atomic<bool> release{false};
   std::atomic<bool> writer_in{false};
@@ -384,10 +403,19 @@ TEST(RwLockBias, AWriterRevokesTheBiasAndWaitsForBiasedReadersInside) {
   EXPECT_FALSE(writer_in.load());
   // A reader arriving now finds the bias off and waits for the writer on the word.
   EXPECT_FALSE(l.try_lock_shared());
+  std::atomic<bool> late_in{false};
+  std::thread late([&] {
+    const unsigned t = l.lock_shared_biased();
+    EXPECT_TRUE(writer_in.load()) << "a reader that came during the drain entered first";
+    late_in = true;
+    l.unlock_shared(t);
+  });
   release = true;
   reader.join();
   writer.join();
+  late.join();
   EXPECT_TRUE(writer_in.load());
+  EXPECT_TRUE(late_in.load());
   EXPECT_EQ(l.state(), 0u);
   EXPECT_EQ(l.biased_readers(), 0u);
   EXPECT_FALSE(l.writer_parked_on_readers());
@@ -398,7 +426,7 @@ TEST(RwLockBias, AWriterRevokesTheBiasAndWaitsForBiasedReadersInside) {
 TEST(RwLockBias, ReadersTakeTheWordAfterARevocationUntilOverlapTurnsTheBiasOnAgain) {
   watchdog dog(std::chrono::seconds(60));
   rw_lock l;
-  make_biased(l);
+  ASSERT_NO_FATAL_FAILURE(make_biased(l));
   l.lock();
   EXPECT_FALSE(l.biased());
   l.unlock();
@@ -434,7 +462,7 @@ TEST(RwLockBias, ReadersTakeTheWordAfterARevocationUntilOverlapTurnsTheBiasOnAga
 TEST(RwLockBias, TryLockFailsWhileBiasedReadersAreInsideAndTheNextWriterStillWaits) {
   watchdog dog(std::chrono::seconds(60));
   rw_lock l;
-  make_biased(l);
+  ASSERT_NO_FATAL_FAILURE(make_biased(l));
   std::atomic<bool> reader_in{false};
   std::atomic<bool> release{false};
   std::atomic<bool> writer_in{false};
@@ -468,11 +496,47 @@ TEST(RwLockBias, TryLockFailsWhileBiasedReadersAreInsideAndTheNextWriterStillWai
   EXPECT_EQ(l.state(), 0u);
 }
 
+// try_lock with the bias on and no reader inside takes the lock and turns the bias off, like
+// lock(): readers then wait for it on the word.
+TEST(RwLockBias, TryLockSucceedsWithTheBiasOnWhenNoReaderIsInside) {
+  rw_lock l;
+  ASSERT_NO_FATAL_FAILURE(make_biased(l));
+  ASSERT_TRUE(l.try_lock());
+  EXPECT_FALSE(l.biased());
+  EXPECT_EQ(l.state(), rw_lock::writer);
+  EXPECT_FALSE(l.try_lock_shared());
+  l.unlock();
+  const unsigned t = l.lock_shared_biased();
+  EXPECT_EQ(t, 0u) << "the bias was revoked: a lone reader takes the word";
+  l.unlock_shared(t);
+  EXPECT_EQ(l.state(), 0u);
+}
+
+// The maps' read guard carries its ticket: the guard a shared hold was moved into releases
+// the counter the reader was counted in, and the moved-from one releases nothing.
+TEST(RwLockBias, AMovedReadGuardReleasesTheCounterItWasTakenWith) {
+  rw_lock l;
+  ASSERT_NO_FATAL_FAILURE(make_biased(l));
+  {
+    safemap::detail::rw_guard<false> first(l);
+    EXPECT_EQ(l.biased_readers(), 1u);
+    EXPECT_EQ(l.state(), 0u);
+    safemap::detail::rw_guard<false> second(std::move(first));
+    EXPECT_FALSE(first.owns_lock());  // NOLINT(bugprone-use-after-move): the point
+    EXPECT_TRUE(second.owns_lock());
+    EXPECT_EQ(l.biased_readers(), 1u);
+  }
+  EXPECT_EQ(l.biased_readers(), 0u);
+  EXPECT_EQ(l.state(), 0u);
+  EXPECT_TRUE(l.try_lock());
+  l.unlock();
+}
+
 // A writer gets in under a stream of biased readers (each revocation shuts new ones out).
 TEST(RwLockBias, WriterCompletesUnderConstantBiasedReaders) {
   watchdog dog(std::chrono::seconds(120));
   rw_lock l;
-  make_biased(l);
+  ASSERT_NO_FATAL_FAILURE(make_biased(l));
   lk::writer_completes_under_reader_stream(
       [&](int, long) {
         const unsigned t = l.lock_shared_biased();

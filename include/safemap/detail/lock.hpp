@@ -55,9 +55,10 @@
 //  - while bias_ is set, lock_shared_biased() counts the reader in one of reader_slot_count
 //    counters (a thread always uses the same one; each on its own cache line), then checks
 //    bias_ again; the state word is not written. unlock_shared(ticket) decrements that
-//    counter. Up to 4 threads the counters in use lie 128 bytes apart, so each stays in its
-//    thread's core; threads 5-8 share prefetch pairs, and beyond 8 threads share counters
-//    (correct, only slower);
+//    counter. A thread's counter index is handed out once per process, at its first biased
+//    read of any lock: for the first 4 such threads the counters lie 128 bytes apart, so each
+//    stays in its thread's core; threads 5-8 share prefetch pairs, and later threads share
+//    counters (correct, only slower);
 //  - a writer, once it holds the word, clears bias_ if set (revocation) and waits until every
 //    counter is 0. Readers that counted themselves before the clear are inside (the writer
 //    waits for them); those after it see bias_ clear, undo their count and take the word,
@@ -67,14 +68,15 @@
 //    reader inside, or a writer holding the word is draining them": a writer that finds it
 //    clear after taking the word skips the drain (try_lock, which does not wait, puts the bias
 //    back before it lets go);
-//  - only a reader holding the word shared sets bias_ (no writer can then hold it): one that
-//    found another reader inside with it (as folly starts deferring once two readers hold the
-//    word), on every 64th such acquisition of its thread, and only once the last revocation's
-//    inhibition has passed: inhibit_factor times the revocation's own duration, BRAVO's rule,
-//    which bounds the time writers spend revoking to about 1/(inhibit_factor + 1) of theirs.
-//    One thread alone never turns the bias on (it would gain nothing, and its writes would pay
-//    revocations); under a write-heavy mix revocations come at most that often. A writer's
-//    cost while the bias is off: one relaxed load of bias_ on the line it has just taken;
+//  - only a reader holding the word shared sets bias_ (no writer can then hold it; the one
+//    exception is a failing try_lock putting it back, holding the word exclusively): one that
+//    found another reader inside with it, with no writer waiting, (as folly starts deferring once
+//    two readers hold the word), on every 64th such acquisition of its thread, and only once the
+//    last revocation's inhibition has passed: inhibit_factor times the revocation's own duration,
+//    BRAVO's rule, which bounds the time writers spend revoking to about 1/(inhibit_factor + 1) of
+//    theirs. One thread alone never turns the bias on (it would gain nothing, and its writes would
+//    pay revocations); under a write-heavy mix revocations come at most that often. A writer's cost
+//    while the bias is off: one relaxed load of bias_ on the line it has just taken;
 //  - a writer waiting for a counter spins and yields like any waiter, then parks on the
 //    counter (its top bit, slot_parked, says so), and the reader taking it to 0 wakes it: a
 //    reader may hold the lock for a long callback (LockedMap::range) without a writer burning
@@ -294,8 +296,12 @@ class rw_lock {
       if (state_.compare_exchange_weak(s, s | writer, std::memory_order_acquire,
                                        std::memory_order_relaxed)) {
         if (SAFEMAP_LIKELY(!bias_.load(std::memory_order_relaxed))) return true;
+        const std::int64_t start = now_ns();
         bias_.store(false, std::memory_order_seq_cst);
-        if (biased_readers() == 0) return true;
+        if (biased_readers() == 0) {
+          inhibit_after_revocation(start);
+          return true;
+        }
         bias_.store(true, std::memory_order_release);  // held exclusively: as a reader would
         unlock();
         return false;
@@ -460,6 +466,9 @@ class rw_lock {
   void readers_overlap() noexcept {
     static thread_local unsigned calls = 0;
     if (++calls % overlaps_per_clock_read != 0 || bias_.load(std::memory_order_relaxed)) return;
+    // A writer waiting: biased readers would enter past its writer preference, and it would
+    // revoke at once.
+    if ((state_.load(std::memory_order_relaxed) & (writer_waiting | writer_starving)) != 0) return;
     if (now_ns() < inhibit_until_.load(std::memory_order_relaxed)) return;
     bias_.store(true, std::memory_order_release);
   }
@@ -469,6 +478,9 @@ class rw_lock {
     const std::int64_t start = now_ns();
     bias_.store(false, std::memory_order_seq_cst);
     for (slot& c : slots_) drain(c);
+    inhibit_after_revocation(start);
+  }
+  void inhibit_after_revocation(std::int64_t start) noexcept {
     const std::int64_t end = now_ns();
     inhibit_until_.store(end + inhibit_factor * (end - start), std::memory_order_relaxed);
   }

@@ -19,8 +19,8 @@
 //  - the lock word with its contention counter and bias flag: every acquisition on the word
 //    read-modify-writes it, and every waiter polls it (a reader's fetch_add even writes it
 //    while a writer holds);
-//  - four units of the lock's biased-reader counters (rw_lock: each written only by the
-//    threads that use it, read by a revoking writer);
+//  - four units of the lock's biased-reader counters (rw_lock: each written by the threads
+//    that use it, and by a revoking writer only when it has to sleep on one);
 //  - the no-op hints (read just before locking, written by an exclusive holder only when
 //    they flip, so read-shared in every core);
 //  - size and version (written only by this shard's writers) and the Map's header (72 bytes:
