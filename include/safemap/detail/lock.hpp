@@ -68,21 +68,24 @@
 //    reader inside, or a writer holding the word is draining them": a writer that finds it
 //    clear after taking the word skips the drain (try_lock, which does not wait, puts the bias
 //    back before it lets go);
-//  - only a reader holding the word shared sets bias_ (no writer can then hold it; the one
-//    exception is a failing try_lock putting it back, holding the word exclusively): one that
-//    found another reader inside with it, with no writer waiting, (as folly starts deferring once
-//    two readers hold the word), on every 64th such acquisition of its thread, and only once the
-//    last revocation's inhibition has passed: inhibit_factor times the revocation's own duration,
-//    BRAVO's rule, which bounds the time writers spend revoking to about 1/(inhibit_factor + 1) of
-//    theirs. One thread alone never turns the bias on (it would gain nothing, and its writes would
-//    pay revocations); under a write-heavy mix revocations come at most that often. A writer's cost
-//    while the bias is off: one relaxed load of bias_ on the line it has just taken;
+//  - only a reader holding the word shared sets bias_, so no writer holds it then (the one
+//    exception: a failing try_lock puts it back while it holds the word exclusively). It
+//    does so when it finds another reader inside with it (as folly starts deferring once two
+//    readers hold the word) and no writer waiting, on every 64th such acquisition of its
+//    thread, and only once the last revocation's inhibition has passed: inhibit_factor times
+//    the revocation's own duration. That is BRAVO's rule; it bounds the time writers spend
+//    revoking to about 1/(inhibit_factor + 1) of theirs. One thread alone never turns the
+//    bias on (it would gain nothing, and its writes would pay revocations); under a
+//    write-heavy mix revocations come at most that often. A writer's cost while the bias is
+//    off: one relaxed load of bias_ on the line it has just taken;
 //  - a writer waiting for a counter spins and yields like any waiter, then parks on the
 //    counter (its top bit, slot_parked, says so), and the reader taking it to 0 wakes it: a
 //    reader may hold the lock for a long callback (LockedMap::range) without a writer burning
 //    a core. Readers arriving meanwhile wait on the word for that writer, so they wait for the
 //    biased readers' critical sections too (bounded by them, as a writer's own would be; the
-//    1 ms starvation rule below does not let a reader past a writer that holds the word).
+//    1 ms starvation rule below does not let a reader past a writer that holds the word, so
+//    a cycle through two maps' callbacks, which that rule used to break, now stays
+//    deadlocked: calling another map from a callback follows the usual lock-order rules).
 // The word-only calls (lock_shared, unlock_shared) stay: the whole-map guards (shard_locks)
 // take many locks at once and use them. Cost at one thread (the bias stays off), cachegrind,
 // LockedMap<u64,u64> with 1023 keys in a plain loop: load hit 81 -> 84 instructions, a 50/50
