@@ -174,6 +174,25 @@ G& shared_state() {
   return g;
 }
 
+// A shared acquisition and its release. rw_lock's readers go the way the maps' read guard
+// (detail::rw_guard) takes them: biased once readers on several threads overlap; rw_word
+// below measures its word-only readers (what the whole-map guards use).
+template <class Lock>
+unsigned read_lock(Lock& l) {
+  l.lock_shared();
+  return 0;
+}
+template <class Lock>
+void read_unlock(Lock& l, unsigned) {
+  l.unlock_shared();
+}
+inline unsigned read_lock(safemap::detail::rw_lock& l) {
+  return l.lock_shared_biased();
+}
+inline void read_unlock(safemap::detail::rw_lock& l, unsigned ticket) {
+  l.unlock_shared(ticket);
+}
+
 template <class Lock, bool SameLine>
 void one_op(guarded<Lock, SameLine>& g, std::uint64_t r, bool write, std::uint64_t& sink) {
   auto& s = g.s;
@@ -185,30 +204,9 @@ void one_op(guarded<Lock, SameLine>& g, std::uint64_t r, bool write, std::uint64
     s.version = s.version + 1;
     s.lock.unlock();
   } else {
-    s.lock.lock_shared();
+    const unsigned ticket = read_lock(s.lock);
     sink += s.table[r & table_mask];
-    s.lock.unlock_shared();
-  }
-}
-
-// rw_lock's readers as the maps take it (detail::rw_guard): biased once readers on several
-// threads overlap. The generic one_op above measures its word-only readers (what the
-// whole-map guards use), as rw_word below names them.
-template <bool SameLine>
-void one_op(guarded<safemap::detail::rw_lock, SameLine>& g, std::uint64_t r, bool write,
-            std::uint64_t& sink) {
-  auto& s = g.s;
-  if (write) {
-    s.lock.lock();
-    auto* t = const_cast<std::uint64_t*>(s.table);
-    t[r & table_mask] += 1;
-    s.size = s.size + 1;
-    s.version = s.version + 1;
-    s.lock.unlock();
-  } else {
-    const unsigned ticket = s.lock.lock_shared_biased();
-    sink += s.table[r & table_mask];
-    s.lock.unlock_shared(ticket);
+    read_unlock(s.lock, ticket);
   }
 }
 

@@ -127,6 +127,43 @@ struct reader_hold {
   }
 };
 
+// A thread that takes l shared (how), is inside when the constructor returns, and holds the
+// lock until leave() (or destruction). Given writer_in, it checks that no writer entered while
+// it was inside.
+class reader_inside {
+ public:
+  reader_inside(rw_lock& l, readers how, const std::atomic<bool>* writer_in = nullptr)
+      : thread_([this, &l, how, writer_in] {
+          reader_hold r{l, how};
+          r.lock();
+          ticket_ = r.ticket;
+          inside_ = true;
+          while (!release_.load()) std::this_thread::yield();
+          if (writer_in != nullptr) {
+            EXPECT_FALSE(writer_in->load()) << "a writer entered while a reader was inside";
+          }
+          r.unlock();
+        }) {
+    while (!inside_.load()) std::this_thread::yield();
+  }
+  reader_inside(const reader_inside&) = delete;
+  reader_inside& operator=(const reader_inside&) = delete;
+  ~reader_inside() { leave(); }
+
+  void leave() {
+    release_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  // lock_shared_biased's ticket (0: the reader took the word).
+  unsigned ticket() const { return ticket_.load(); }
+
+ private:
+  std::atomic<bool> inside_{false};
+  std::atomic<bool> release_{false};
+  std::atomic<unsigned> ticket_{0};
+  std::thread thread_;  // last: it starts once the flags exist
+};
+
 void make_biased(rw_lock& l);
 
 void mutual_exclusion_under_contention(readers how) {
@@ -316,15 +353,7 @@ TEST(RwLock, BiasedReadersOnFewCoresNeverLoseAWriterWakeUp) {
 // Turns l's bias on the only way it turns on: shared acquisitions on the word that find another
 // reader inside. A second thread holds the lock shared on the word meanwhile.
 void make_biased(rw_lock& l) {
-  std::atomic<bool> holding{false};
-  std::atomic<bool> done{false};
-  std::thread holder([&] {
-    l.lock_shared();
-    holding = true;
-    while (!done.load()) std::this_thread::yield();
-    l.unlock_shared();
-  });
-  while (!holding.load()) std::this_thread::yield();
+  reader_inside holder(l, readers::word);
   // The clock is consulted on every overlaps_per_clock_read-th overlapping acquisition of a
   // thread, and no revocation has inhibited this lock yet: no more are needed.
   for (unsigned i = 0; i < rw_lock::overlaps_per_clock_read && !l.biased(); ++i) {
@@ -332,8 +361,7 @@ void make_biased(rw_lock& l) {
     EXPECT_EQ(t, 0u) << "the bias was off: the reader must have taken the word";
     l.unlock_shared(t);
   }
-  done = true;
-  holder.join();
+  holder.leave();
   ASSERT_TRUE(l.biased()) << rw_lock::overlaps_per_clock_read
                           << " overlapping reads did not turn the bias on";
 }
@@ -378,18 +406,9 @@ TEST(RwLockBias, AWriterRevokesTheBiasAndWaitsForBiasedReadersInside) {
   watchdog dog(std::chrono::seconds(60));
   rw_lock l;
   ASSERT_NO_FATAL_FAILURE(make_biased(l));
-  std::atomic<bool> reader_in{false};
-  std::atomic<bool> release{false};
   std::atomic<bool> writer_in{false};
-  std::thread reader([&] {
-    const unsigned t = l.lock_shared_biased();
-    EXPECT_NE(t, 0u);
-    reader_in = true;
-    while (!release.load()) std::this_thread::yield();
-    EXPECT_FALSE(writer_in.load()) << "the writer entered while a biased reader was inside";
-    l.unlock_shared(t);
-  });
-  while (!reader_in.load()) std::this_thread::yield();
+  reader_inside reader(l, readers::biased, &writer_in);
+  EXPECT_NE(reader.ticket(), 0u);
   std::thread writer([&] {
     l.lock();
     writer_in = true;
@@ -410,8 +429,7 @@ TEST(RwLockBias, AWriterRevokesTheBiasAndWaitsForBiasedReadersInside) {
     late_in = true;
     l.unlock_shared(t);
   });
-  release = true;
-  reader.join();
+  reader.leave();
   writer.join();
   late.join();
   EXPECT_TRUE(writer_in.load());
@@ -434,23 +452,14 @@ TEST(RwLockBias, ReadersTakeTheWordAfterARevocationUntilOverlapTurnsTheBiasOnAga
   EXPECT_EQ(t, 0u);
   EXPECT_EQ(l.state(), rw_lock::reader);
   l.unlock_shared(t);
-  std::atomic<bool> holding{false};
-  std::atomic<bool> done{false};
-  std::thread holder([&] {
-    l.lock_shared();
-    holding = true;
-    while (!done.load()) std::this_thread::yield();
-    l.unlock_shared();
-  });
-  while (!holding.load()) std::this_thread::yield();
+  reader_inside holder(l, readers::word);
   long reads = 0;
   while (!l.biased()) {
     const unsigned u = l.lock_shared_biased();
     l.unlock_shared(u);
     ASSERT_LT(++reads, 100'000'000L) << "the bias never came back";
   }
-  done = true;
-  holder.join();
+  holder.leave();
   const unsigned v = l.lock_shared_biased();
   EXPECT_NE(v, 0u);
   l.unlock_shared(v);
@@ -463,18 +472,9 @@ TEST(RwLockBias, TryLockFailsWhileBiasedReadersAreInsideAndTheNextWriterStillWai
   watchdog dog(std::chrono::seconds(60));
   rw_lock l;
   ASSERT_NO_FATAL_FAILURE(make_biased(l));
-  std::atomic<bool> reader_in{false};
-  std::atomic<bool> release{false};
   std::atomic<bool> writer_in{false};
-  std::thread reader([&] {
-    const unsigned t = l.lock_shared_biased();
-    EXPECT_NE(t, 0u);
-    reader_in = true;
-    while (!release.load()) std::this_thread::yield();
-    EXPECT_FALSE(writer_in.load()) << "a writer entered while a biased reader was inside";
-    l.unlock_shared(t);
-  });
-  while (!reader_in.load()) std::this_thread::yield();
+  reader_inside reader(l, readers::biased, &writer_in);
+  EXPECT_NE(reader.ticket(), 0u);
   EXPECT_FALSE(l.try_lock());
   EXPECT_FALSE(l.try_lock()) << "a second try must fail too";
   EXPECT_EQ(l.state(), 0u) << "try_lock lets go of the word it took";
@@ -486,8 +486,7 @@ TEST(RwLockBias, TryLockFailsWhileBiasedReadersAreInsideAndTheNextWriterStillWai
   });
   while (!l.writer_parked_on_readers()) std::this_thread::yield();
   EXPECT_FALSE(writer_in.load());
-  release = true;
-  reader.join();
+  reader.leave();
   writer.join();
   EXPECT_TRUE(writer_in.load());
   EXPECT_TRUE(l.try_lock()) << "no reader inside: try_lock succeeds";
