@@ -128,17 +128,39 @@ struct map_access {
   static bool has_write_work(const M& m) noexcept {
     return m.has_write_work();
   }
-  // Map's erase that hands back the erased value (a locked map's load_and_delete): one probe
-  // instead of a find and an erase, each hashing the key. Keeps Map's misuse checks.
+
+  // The writes of a caller that holds a lock no other access to the table gets past (a
+  // LockedMap/ShardedMap shard under its exclusive lock): Map's writes, without the writing
+  // bit. Two writes cannot overlap there, so the check could never fire, and what it costs is
+  // not small: the bit is taken with an atomic exchange, a locked instruction and a full
+  // barrier, on every write, right after the lock's own. In a loop of LockedMap stores to
+  // 1024 keys at one thread (same binary with and without the checks, 3 alternating runs,
+  // load 0.6), 23.9 / 25.1 / 26.4 ns per store with it against 18.9 / 18.6 / 18.7 without.
+  // Everything else (hashing before the table changes, the strong guarantee, growth work) is
+  // the checked write's: both are the same map_table calls.
+  template <class M, class Q, class Vv>
+  static bool insert_or_assign_unsynchronized(M& m, Q&& key, Vv&& value) {
+    return m.insert_or_assign_impl(false, std::forward<Q>(key), std::forward<Vv>(value));
+  }
+  template <class M, class Q, class... Args>
+  static auto try_emplace_unsynchronized(M& m, Q&& key, Args&&... args) {
+    return m.try_emplace_impl(false, std::forward<Q>(key), std::forward<Args>(args)...);
+  }
   template <class M, class Q>
-  static std::optional<typename M::mapped_type> extract_value(M& m, const Q& key) {
-    return m.extract_value(key);
+  static std::size_t erase_unsynchronized(M& m, const Q& key) {
+    return m.erase_impl(key, false);
+  }
+  // Map's erase that hands back the erased value (a locked map's load_and_delete): one probe
+  // instead of a find and an erase, each hashing the key.
+  template <class M, class Q>
+  static std::optional<typename M::mapped_type> extract_value_unsynchronized(M& m, const Q& key) {
+    return m.extract_value(key, false);
   }
   // Map's erase of key only if pred(its value) holds (a locked map's compare_and_delete): one
-  // probe. Returns 1 if erased. pred may throw: the entry then stays. Keeps the misuse checks.
+  // probe. Returns 1 if erased. pred may throw: the entry then stays.
   template <class M, class Q, class Pred>
-  static std::size_t erase_if_value(M& m, const Q& key, Pred&& pred) {
-    return m.erase_if_value(key, pred);
+  static std::size_t erase_if_value_unsynchronized(M& m, const Q& key, Pred&& pred) {
+    return m.erase_if_value(key, pred, false);
   }
 };
 }  // namespace detail
@@ -361,19 +383,12 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   // inserted.
   template <class... Args>
   std::pair<V*, bool> try_emplace(K key, Args&&... args) {
-    auto [slot, inserted] = emplace_impl(key, [&](void* p) {
-      ::new (p) slot_type(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
-                          std::forward_as_tuple(std::forward<Args>(args)...));
-    });
-    return {&slot->second, inserted};
+    return try_emplace_impl(true, std::move(key), std::forward<Args>(args)...);
   }
 
   // true if inserted, false if an existing value was assigned.
   bool insert_or_assign(K key, V value) {
-    auto [slot, inserted] =
-        emplace_impl(key, [&](void* p) { ::new (p) slot_type(std::move(key), std::move(value)); });
-    if (!inserted) slot->second = std::move(value);
-    return inserted;
+    return insert_or_assign_impl(true, std::move(key), std::move(value));
   }
 
   // Returns the number of entries removed (0 or 1).
@@ -584,11 +599,16 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   class write_scope {
    public:
     // From the table (map_table::emplace_with builds it there): the Map is the table's owner.
-    explicit write_scope(table& t) : m_(static_cast<Map&>(t)) {
+    // checked false: the caller's lock excludes every other access (map_access's
+    // _unsynchronized writes), so there is nothing to take or check.
+    explicit write_scope(table& t, bool checked = true)
+        : m_(static_cast<Map&>(t)), checked_(checked) {
+      if (!checked_) return;
       const std::uint8_t f = m_.flags_.exchange(hash_writing, std::memory_order_acquire);
       if (SAFEMAP_UNLIKELY(f & hash_writing)) detail::report_misuse(misuse_kind::concurrent_writes);
     }
     ~write_scope() noexcept(false) {
+      if (!checked_) return;
       const std::uint8_t f = m_.flags_.load(std::memory_order_relaxed);
       m_.flags_.store(static_cast<std::uint8_t>(f & ~hash_writing), std::memory_order_release);
       // Another writer cleared our bit meanwhile (Go's second check: only possible when a
@@ -611,12 +631,13 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
 
    private:
     Map& m_;
+    bool checked_;
   };
 #else
   void read_check() const noexcept {}
   void iteration_check() const noexcept {}
   struct write_scope {
-    explicit write_scope(table&) noexcept {}
+    explicit write_scope(table&, bool = true) noexcept {}
     static bool idle(const table&) noexcept { return true; }
   };
 #endif
@@ -634,31 +655,54 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
     return s;
   }
 
-  // Finds key; when absent calls construct(raw slot memory) to build the entry there, under
-  // the writing bit (map_table::emplace_with). Forced inline: a name for that call, not a call.
+  // The writes. checked: hold the writing bit for the write (the public API), or not (a caller
+  // whose lock already excludes every other access: detail::map_access). Finds key; when
+  // absent calls construct(raw slot memory) to build the entry there
+  // (map_table::emplace_with). Forced inline: a name for that call, not a call.
   template <class Q, class Construct>
   SAFEMAP_ALWAYS_INLINE std::pair<slot_type*, bool> emplace_impl(const Q& key,
-                                                                 Construct&& construct) {
-    return table::template emplace_with<write_scope>(key, std::forward<Construct>(construct));
+                                                                 Construct&& construct,
+                                                                 bool checked = true) {
+    return table::template emplace_with<write_scope>(key, std::forward<Construct>(construct),
+                                                     checked);
+  }
+
+  template <class... Args>
+  std::pair<V*, bool> try_emplace_impl(bool checked, K key, Args&&... args) {
+    auto [slot, inserted] = emplace_impl(
+        key,
+        [&](void* p) {
+          ::new (p) slot_type(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
+                              std::forward_as_tuple(std::forward<Args>(args)...));
+        },
+        checked);
+    return {&slot->second, inserted};
+  }
+
+  bool insert_or_assign_impl(bool checked, K key, V value) {
+    auto [slot, inserted] = emplace_impl(
+        key, [&](void* p) { ::new (p) slot_type(std::move(key), std::move(value)); }, checked);
+    if (!inserted) slot->second = std::move(value);
+    return inserted;
   }
 
   template <class Q>
-  SAFEMAP_ALWAYS_INLINE size_type erase_impl(const Q& key) {
-    return table::template erase_with<write_scope>(key);
+  SAFEMAP_ALWAYS_INLINE size_type erase_impl(const Q& key, bool checked = true) {
+    return table::template erase_with<write_scope>(key, checked);
   }
-  // Removes key if pred(its value) holds; returns 1 if it did. One hash, one probe, under the
-  // writing bit. A pred that throws leaves the entry.
+  // Removes key if pred(its value) holds; returns 1 if it did. One hash, one probe. A pred
+  // that throws leaves the entry.
   template <class Q, class Pred>
-  size_type erase_if_value(const Q& key, Pred& pred) {
+  size_type erase_if_value(const Q& key, Pred& pred, bool checked = true) {
     return table::template erase_with<write_scope>(
-        key, [&](V& v) -> bool { return static_cast<bool>(pred(std::as_const(v))); });
+        key, checked, [&](V& v) -> bool { return static_cast<bool>(pred(std::as_const(v))); });
   }
-  // Removes key and returns its value moved out (nullopt when absent): one hash, one probe,
-  // under the writing bit. A throwing move of the value leaves the map unchanged.
+  // Removes key and returns its value moved out (nullopt when absent): one hash, one probe.
+  // A throwing move of the value leaves the map unchanged.
   template <class Q>
-  std::optional<V> extract_value(const Q& key) {
+  std::optional<V> extract_value(const Q& key, bool checked = true) {
     std::optional<V> out;
-    table::template erase_with<write_scope>(key, [&](V& v) { out.emplace(std::move(v)); });
+    table::template erase_with<write_scope>(key, checked, [&](V& v) { out.emplace(std::move(v)); });
     return out;
   }
 

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "safemap/map.hpp"
+#include "support/misuse_guard.hpp"
 #include "support/reference_model.hpp"
 
 namespace safemap_test {
@@ -138,6 +139,51 @@ TEST(MapExceptions, OneValueWhoseCopyAlwaysThrowsLeavesOtherKeysWritable) {
     int writes = 0;
     for (int i = 6000; m.stats().growing && writes < 200000; ++i, ++writes) m.try_emplace(i, i);
     EXPECT_FALSE(m.stats().growing) << "the growth never finished";
+    EXPECT_TRUE(stats_consistent(m));
+  }
+  EXPECT_EQ(poison_value::live, 0);
+}
+
+// The writes the locked maps make under their lock (detail::map_access's _unsynchronized
+// writes) skip the writing bit but keep the rest of a write's promises: a hasher, a copy or a
+// predicate that throws leaves the map as it was, and the map stays writable through the
+// checked API, which would report "concurrent map writes" (thrown here) if a failed write
+// had left the bit set.
+TEST(MapExceptions, UnsynchronizedWritesThatThrowLeaveTheMapWholeAndUnmarked) {
+  using access = safemap::detail::map_access;
+  scoped_misuse_handler handler(&throw_misuse);
+  poison_value::live = 0;
+  {
+    safemap::Map<std::uint64_t, poison_value, switchable_hash> m;
+    for (std::uint64_t i = 0; i < 200; ++i) m.try_emplace(i, static_cast<int>(i));
+    const poison_value poisoned(-1, true);
+    {
+      failing_scope fail;
+      EXPECT_THROW(access::try_emplace_unsynchronized(m, std::uint64_t{1000}, 1), hash_fault);
+      EXPECT_THROW(access::insert_or_assign_unsynchronized(m, std::uint64_t{5}, poison_value(9)),
+                   hash_fault);
+      EXPECT_THROW(access::erase_unsynchronized(m, std::uint64_t{5}), hash_fault);
+      EXPECT_THROW(access::extract_value_unsynchronized(m, std::uint64_t{6}), hash_fault);
+    }
+    // A copy that throws while the entry is built: nothing is linked or counted.
+    EXPECT_THROW(access::try_emplace_unsynchronized(m, std::uint64_t{1001}, poisoned),
+                 std::runtime_error);
+    // A predicate that throws keeps the entry.
+    EXPECT_THROW(access::erase_if_value_unsynchronized(
+                     m, std::uint64_t{7},
+                     [](const poison_value&) -> bool { throw std::runtime_error("predicate"); }),
+                 std::runtime_error);
+    ASSERT_EQ(m.size(), 200u);
+    EXPECT_EQ(m.find(1000), nullptr);
+    EXPECT_EQ(m.find(1001), nullptr);
+    for (std::uint64_t i = 0; i < 200; ++i) {
+      const poison_value* v = m.find(i);
+      ASSERT_NE(v, nullptr) << i;
+      EXPECT_EQ(v->value, static_cast<int>(i)) << i;
+    }
+    // The checked writes still run: no writing bit was left behind.
+    EXPECT_TRUE(m.insert_or_assign(1000, poison_value(1000)));
+    EXPECT_EQ(m.erase(1000), 1u);
     EXPECT_TRUE(stats_consistent(m));
   }
   EXPECT_EQ(poison_value::live, 0);

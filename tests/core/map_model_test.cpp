@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -23,6 +24,7 @@
 
 #include "safemap/map.hpp"
 #include "support/degenerate_hash.hpp"
+#include "support/misuse_guard.hpp"
 #include "support/reference_model.hpp"
 
 namespace safemap_test {
@@ -39,6 +41,9 @@ struct model_options {
   std::uint64_t seed = 1;
   int ops = 100000;
   std::uint64_t max_space = 1 << 14;  // largest key space of a phase
+  // Half of the writes go through detail::map_access's _unsynchronized writes (the locked
+  // maps' writes: no writing bit), including the erases that hand back or test the value.
+  bool unsynchronized_writes = false;
 };
 
 // What a run went through, so a test can show its phases reached the paths it is meant for.
@@ -144,6 +149,44 @@ void run_model(M& m, const model_options& opt, KeyOf key_of, model_coverage& cov
       const K& probe = recycled[rng.below(recycled.size())];
       ASSERT_NE(m.find(probe), nullptr) << where();
       ASSERT_EQ(*m.find(probe), ref.at(probe)) << where();
+    } else if (r < insert_weight && opt.unsynchronized_writes && rng.chance(1, 2)) {
+      using access = safemap::detail::map_access;
+      if (rng.chance(1, 2)) {
+        const bool inserted = access::insert_or_assign_unsynchronized(m, K(key), V(value));
+        ASSERT_EQ(inserted, ref.insert_or_assign(key, value).second) << where();
+      } else {
+        auto [p, inserted] = access::try_emplace_unsynchronized(m, K(key), value);
+        auto [it, ref_inserted] = ref.try_emplace(key, value);
+        ASSERT_EQ(inserted, ref_inserted) << where();
+        ASSERT_EQ(*p, it->second) << where();
+      }
+    } else if (r < insert_weight + erase_weight && r >= insert_weight &&
+               opt.unsynchronized_writes && rng.chance(1, 2)) {
+      using access = safemap::detail::map_access;
+      const auto it = ref.find(key);
+      switch (rng.below(3)) {
+        case 0:
+          ASSERT_EQ(access::erase_unsynchronized(m, key), ref.erase(key)) << where();
+          break;
+        case 1: {
+          const std::optional<V> taken = access::extract_value_unsynchronized(m, key);
+          ASSERT_EQ(taken.has_value(), it != ref.end()) << where();
+          if (taken) {
+            ASSERT_EQ(*taken, it->second) << where();
+            ref.erase(it);
+          }
+          break;
+        }
+        default: {
+          // Erases only when the value is odd: both outcomes of the predicate.
+          const bool odd = it != ref.end() && it->second % 2 == 1;
+          ASSERT_EQ(
+              access::erase_if_value_unsynchronized(m, key, [](const V& v) { return v % 2 == 1; }),
+              odd ? 1u : 0u)
+              << where();
+          if (odd) ref.erase(it);
+        }
+      }
     } else if (r < insert_weight) {
       switch (rng.below(3)) {
         case 0: {
@@ -277,6 +320,22 @@ TEST_P(MapModelIntKeys, MatchesUnorderedMapOverGrowAndShrinkPhases) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, MapModelIntKeys, testing::Values(1, 2, 3, 4), seed_name);
+
+// The writes LockedMap and ShardedMap make under their exclusive lock skip the writing bit
+// (detail::map_access). Mixed with the checked writes, they must give the same results and
+// never leave the bit behind: a checked write after one that left it set would report
+// "concurrent map writes", which throw_misuse turns into a failure here.
+TEST(MapModelUnsynchronizedWrites, MatchUnorderedMapWhenMixedWithCheckedWrites) {
+  scoped_misuse_handler handler(&throw_misuse);
+  safemap::Map<std::uint64_t, std::uint64_t> m;
+  model_options opt{5, 200000, 1 << 16};
+  opt.unsynchronized_writes = true;
+  model_coverage cov;
+  run_model<decltype(m), std::unordered_map<std::uint64_t, std::uint64_t>>(
+      m, opt, [](std::uint64_t k) { return k; }, cov);
+  EXPECT_GE(cov.doublings, 5);
+  EXPECT_GE(cov.emptied, 1);
+}
 
 // --- string keys -------------------------------------------------------------------------------
 

@@ -351,13 +351,19 @@ class map_table {
   // Finds key; when absent calls construct(raw slot memory) to build the entry there.
   // construct may throw: nothing is linked or counted before it returns. WriteScope is Map's
   // misuse check (its writing bit, held for the write, built from this table), taken once the
-  // key is hashed. Map passes it in rather than wrapping this call, so an insert compiles to
-  // what it did when all of this was in map.hpp (cachegrind: the same instructions per insert).
+  // key is hashed, unless checked is false (a caller whose lock already excludes every other
+  // access: detail::map_access). Map passes it in rather than wrapping this call, so an insert
+  // compiles to what it did when all of this was in map.hpp (cachegrind: the same instructions
+  // per insert). checked is a parameter, not a second scope type, so that checked and
+  // unchecked callers share one instantiation of this body: a second copy, inlined into
+  // LockedMap's writes, pushed safemap-bench's LockedMap translation unit past GCC's
+  // inline-unit-growth limit and cost its range callback its inlining (40.5k -> 60.6k
+  // instructions per 1024-entry range, cachegrind).
   template <class WriteScope, class Q, class Construct>
-  std::pair<slot_type*, bool> emplace_with(const Q& key, Construct&& construct) {
+  std::pair<slot_type*, bool> emplace_with(const Q& key, Construct&& construct, bool checked) {
     const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
-    prefetch_for_write(hash, WriteScope::idle(*this));
-    WriteScope w(*this);
+    prefetch_for_write(hash, !checked || WriteScope::idle(*this));
+    WriteScope w(*this, checked);
     if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
     if (dir_ == nullptr) init_table(0);
     const tophash_probe top(hash);
@@ -419,19 +425,19 @@ class map_table {
     return {insert_b.slot(insert_i), true};
   }
 
-  // Removes key; returns 1, or 0 when it is absent. WriteScope as for emplace_with. take(V&)
-  // runs on the entry's value just before the entry is destroyed (to move it out: one hash and
-  // one probe for a load-and-delete); if it throws, nothing has changed. A take that returns
+  // Removes key; returns 1, or 0 when it is absent. WriteScope and checked as for emplace_with.
+  // take(V&) runs on the entry's value just before the entry is destroyed (to move it out: one hash
+  // and one probe for a load-and-delete); if it throws, nothing has changed. A take that returns
   // bool decides: false keeps the entry and the call returns 0 (a compare-and-delete: one hash
   // and one probe instead of a find and an erase).
   struct no_take {
     void operator()(V&) const noexcept {}
   };
   template <class WriteScope, class Q, class Take = no_take>
-  size_type erase_with(const Q& key, Take&& take = Take{}) {
+  size_type erase_with(const Q& key, bool checked, Take&& take = Take{}) {
     const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
-    prefetch_for_write<true>(hash, WriteScope::idle(*this));
-    WriteScope w(*this);
+    prefetch_for_write<true>(hash, !checked || WriteScope::idle(*this));
+    WriteScope w(*this, checked);
     if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
     if (count_ == 0) return erased(false);
     if (olddir_ != nullptr) grow_work(hash & bucket_mask(), true);

@@ -23,9 +23,9 @@
 //    that use it, and by a revoking writer only when it has to sleep on one);
 //  - the no-op hints (read just before locking, written by an exclusive holder only when
 //    they flip, so read-shared in every core);
-//  - size and version (written only by this shard's writers) and the Map's header (72 bytes:
-//    bucket pointer, B, count, the misuse detector's writing flag; read by every lookup,
-//    written by every write), all touched only by the lock's holder(s).
+//  - size and version (written only by this shard's writers) and the Map's header (bucket
+//    pointer, B, count, the misuse detector's writing flag; read by every lookup, written by
+//    every write), all touched only by the lock's holder(s).
 // When they shared one line (before issue 10), a waiter's poll could take the line from the
 // holder in the middle of its critical section, and the holder then missed on its own header
 // and counters (up to four times per write: header read, writing flag set and cleared,
@@ -151,7 +151,11 @@ struct alignas(128) shard {
   // A lookup under the lock this call just took: no thread can be writing the table (a
   // writer needs the lock exclusively), so Map's misuse checks could never fire and are
   // skipped (detail::map_access). A call made from inside a callback (held) keeps them: the
-  // callback may run inside one of this thread's own Map writes.
+  // callback may run inside one of this thread's own Map writes. For the same reason the
+  // writes that run no callback (store, load_or_store, erase, load_and_delete, swap,
+  // compare_and_delete) go through map_access's _unsynchronized writes, which skip the writing
+  // bit's atomic exchange; the writes around a callback (compute, emplace_or_visit, merge) keep
+  // Map's checked calls.
   template <class Q>
   const V* find_freshly_locked(const Q& key) const {
     return map_access::find_unsynchronized(map, key);
@@ -205,7 +209,7 @@ struct alignas(128) shard {
 
   void store(K key, V value) {
     write_guard guard(lock);
-    map.insert_or_assign(std::move(key), std::move(value));
+    map_access::insert_or_assign_unsynchronized(map, std::move(key), std::move(value));
     changed_locked();
   }
 
@@ -218,7 +222,8 @@ struct alignas(128) shard {
     write_guard guard(lock);
     // try_emplace constructs from `value` only when it inserts, so `value` is intact
     // otherwise. It also looks again: a store between the two locks is found here.
-    auto [stored, inserted] = map.try_emplace(std::move(key), std::move(value));
+    auto [stored, inserted] =
+        map_access::try_emplace_unsynchronized(map, std::move(key), std::move(value));
     if (inserted) changed_locked();
     los_noop.saw(!inserted);
     return {*stored, !inserted};
@@ -242,7 +247,7 @@ struct alignas(128) shard {
     write_guard guard(lock);
     // One probe that moves the value out just before the entry goes: a throwing hasher or
     // move leaves the entry and its value as they were.
-    std::optional<V> removed = map_access::extract_value(map, key);
+    std::optional<V> removed = map_access::extract_value_unsynchronized(map, key);
     delete_noop.saw(!removed);
     if (removed) changed_locked();
     return removed;
@@ -252,7 +257,7 @@ struct alignas(128) shard {
   bool erase(const Q& key) {
     if (absent_under_shared_lock(key)) return false;
     write_guard guard(lock);
-    const bool erased = map.erase(key) != 0;
+    const bool erased = map_access::erase_unsynchronized(map, key) != 0;
     delete_noop.saw(!erased);
     if (erased) changed_locked();
     return erased;
@@ -260,7 +265,8 @@ struct alignas(128) shard {
 
   std::optional<V> swap(K key, V value) {
     write_guard guard(lock);
-    auto [stored, inserted] = map.try_emplace(std::move(key), std::move(value));
+    auto [stored, inserted] =
+        map_access::try_emplace_unsynchronized(map, std::move(key), std::move(value));
     std::optional<V> previous;
     if (!inserted) {
       previous.emplace(std::move(*stored));
@@ -285,7 +291,7 @@ struct alignas(128) shard {
     write_guard guard(lock);
     // One hash and one probe: the comparison runs on the entry the erase found.
     auto equal = [&](const V& v) { return v == expected; };  // Map converts it to bool
-    if (map_access::erase_if_value(map, key, equal) == 0) return false;
+    if (map_access::erase_if_value_unsynchronized(map, key, equal) == 0) return false;
     changed_locked();
     return true;
   }
