@@ -32,7 +32,8 @@
 // lock is not recursive: a thread that already holds it and asks again would wait for itself; hence
 // the re-entrancy rules below. It counts acquisitions that had to wait
 // (stats().contended_acquisitions) only on the contended path. The lock, the counters and the Map
-// are one detail::shard, the same core ShardedMap has many of: every per-key call, visit_all,
+// are one detail::shard (the counters on the lock word's line, the Map header on lines of its
+// own), the same core ShardedMap has many of: every per-key call, visit_all,
 // erase_if, the all-or-nothing merge and read_view are written once, there; this class adds the
 // re-entrancy checks and marks and the whole-map calls. load_or_store, erase and load_and_delete
 // look under the shared lock first when the lock's last such call changed nothing
@@ -182,7 +183,7 @@ class LockedMap {
 
   // Entries, exact when no write is in flight.
   // Concurrency: lock-free (one atomic load).
-  size_type size() const noexcept { return core_.size.load(std::memory_order_relaxed); }
+  size_type size() const noexcept { return core_.size_word().load(std::memory_order_relaxed); }
 
   // A copy of the whole map at one point in time (its own hash seed).
   // Concurrency: shared lock for the duration of the copy.
@@ -195,7 +196,9 @@ class LockedMap {
   // key, clearing an empty map) leave it alone. A change whose version a thread has read is
   // visible to that thread's later reads.
   // Concurrency: lock-free (one atomic load).
-  std::uint64_t version() const noexcept { return core_.version.load(std::memory_order_acquire); }
+  std::uint64_t version() const noexcept {
+    return core_.version_word().load(std::memory_order_acquire);
+  }
 
   // Table shape and lock contention.
   // Concurrency: shared lock.
@@ -205,7 +208,7 @@ class LockedMap {
       s.size = core_.map.size();
       s.table = core_.map.stats();
       s.contended_acquisitions = core_.lock.contended();
-      s.version = core_.version.load(std::memory_order_relaxed);
+      s.version = core_.version_word().load(std::memory_order_relaxed);
       return s;
     });
   }
@@ -419,11 +422,11 @@ class LockedMap {
   // The move constructor's and assignment's body: this map's table is empty.
   void take_entries_of(LockedMap& other) noexcept {
     core_.map.swap(other.core_.map);
-    const std::uint64_t v = other.core_.version.load(std::memory_order_relaxed);
-    core_.size.store(core_.map.size(), std::memory_order_relaxed);
-    core_.version.store(v, std::memory_order_release);
-    other.core_.size.store(0, std::memory_order_relaxed);
-    other.core_.version.store(v + 1, std::memory_order_release);
+    const std::uint64_t v = other.core_.version_word().load(std::memory_order_relaxed);
+    core_.size_word().store(core_.map.size(), std::memory_order_relaxed);
+    core_.version_word().store(v, std::memory_order_release);
+    other.core_.size_word().store(0, std::memory_order_relaxed);
+    other.core_.version_word().store(v + 1, std::memory_order_release);
   }
 
   template <class Q, class F>

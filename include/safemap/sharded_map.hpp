@@ -66,11 +66,13 @@
 // # Memory
 // Each shard is a detail::shard (detail/shard.hpp), alignas(128): x86 prefetches cache lines
 // in adjacent pairs, so 64-byte alignment would still let two shards' lock words ping-pong
-// between cores. An empty shard costs 896 bytes: the lock word on its first 128, the lock's
-// eight biased-reader counters (64 each) on the next 512, two one-byte no-op hints on 128 of
-// their own, and the counters (16) and the Map header on the last 128, so that threads
-// waiting for the lock do not take the holder's header and counters from it
-// (detail/shard.hpp); its Map allocates buckets on the first insert. 256 shards: 224 KiB.
+// between cores. An empty shard costs 1,152 bytes: the lock word and the shard's size and
+// version counters on its first 128 (a writer owns that line anyway), the lock's eight
+// biased-reader counters (64 each) on the next 512, two one-byte no-op hints on 128 of their
+// own, and the Map header (360 bytes for uint64 -> uint64) on the last 384, so that threads
+// waiting for the lock do not take the holder's header from it, and a write that only
+// overwrites a value leaves the header read-shared (detail/shard.hpp); its Map allocates
+// buckets on the first insert. 256 shards: 288 KiB.
 //
 // Concurrency: every member function may be called from any number of threads at once.
 #pragma once
@@ -166,8 +168,8 @@ class ShardedMap {
 
  private:
   using held_locks = detail::held_locks;
-  // One shard (detail/shard.hpp: the lock on its own 128 bytes, size, version and Map on the
-  // next 128).
+  // One shard (detail/shard.hpp: the lock word with size and version on the first 128 bytes,
+  // the Map header on units of its own).
   using shard = detail::shard<K, V, Hash, Eq>;
   static_assert(alignof(shard) == 128, "shards must not share an adjacent-line prefetch pair");
   using read_lock = typename shard::read_guard;
@@ -272,7 +274,8 @@ class ShardedMap {
   // Concurrency: lock-free (one atomic load per shard).
   size_type size() const noexcept {
     size_type n = 0;
-    for (size_type i = 0; i < nshards_; ++i) n += shards_[i].size.load(std::memory_order_relaxed);
+    for (size_type i = 0; i < nshards_; ++i)
+      n += shards_[i].size_word().load(std::memory_order_relaxed);
     return n;
   }
 
@@ -303,7 +306,7 @@ class ShardedMap {
   std::uint64_t version() const noexcept {
     std::uint64_t v = 0;
     for (size_type i = 0; i < nshards_; ++i) {
-      v += shards_[i].version.load(std::memory_order_acquire);
+      v += shards_[i].version_word().load(std::memory_order_acquire);
     }
     return v;
   }
@@ -324,7 +327,7 @@ class ShardedMap {
         read_lock lock(s.lock, std::defer_lock);
         if (!already_held) lock.lock();
         t = s.map.stats();
-        st.version += s.version.load(std::memory_order_relaxed);
+        st.version += s.version_word().load(std::memory_order_relaxed);
       }
       st.shard_sizes.push_back(t.size);
       st.shard_contended.push_back(s.lock.contended());
@@ -612,7 +615,7 @@ class ShardedMap {
   void take_shards_of(ShardedMap& other) noexcept {
     shards_.swap(other.shards_);
     const std::uint64_t v = version();  // other's, now here
-    other.shards_[0].version.store(v + 1, std::memory_order_release);
+    other.shards_[0].version_word().store(v + 1, std::memory_order_release);
   }
 
   template <class Q, class F>

@@ -387,6 +387,22 @@ class rw_lock {
   // The state word, for tests and diagnostics.
   std::uint32_t state() const noexcept { return state_.load(std::memory_order_relaxed); }
 
+  // Two words of the lock's user, kept on the word's own line: for counters that only an
+  // exclusive holder writes and anyone may read without the lock (the shard's size and
+  // version). A writer owns this line already (it has just read-modify-written the word, and
+  // does again to release it), so writing them there costs it no other line. On a line of
+  // their own, shared with the Map header, every write made the next thread to use that
+  // shard fetch one more line from the writer's core. A loop of 2 threads, 50% stores and
+  // 50% loads of 65,536 keys, ns/op over 3 alternating runs (load 0.4-0.8): ShardedMap 110-114
+  // with the counters beside the header, 81-83 with the header alone, 74-75 with the counters
+  // here; LockedMap (one lock, so one core at a time) 85-89 in all three. safemap-bench's
+  // rows: docs/benchmarks.md, "Seventh pass".
+  static constexpr unsigned holder_word_count = 2;
+  std::atomic<std::uint64_t>& holder_word(unsigned i) noexcept { return holder_words_[i]; }
+  const std::atomic<std::uint64_t>& holder_word(unsigned i) const noexcept {
+    return holder_words_[i];
+  }
+
  private:
   static constexpr std::uint32_t readers_mask = ~(reader - 1);
 
@@ -575,12 +591,13 @@ class rw_lock {
   // Read-modify-written by every acquisition on the word; contended_ only on the slow path;
   // bias_ read by every acquisition, written by a revoking writer or a reader turning it on;
   // inhibit_until_ (steady_clock ns) written by a revoking writer, read by readers about to
-  // turn the bias on. They share a line: a contended acquirer owns the line anyway, and
-  // biased readers only read it.
+  // turn the bias on; holder_words_ written by exclusive holders (see holder_word). They
+  // share a line: a contended acquirer owns the line anyway, and biased readers only read it.
   std::atomic<std::uint32_t> state_{0};
   std::atomic<bool> bias_{false};
   std::atomic<std::uint64_t> contended_{0};
   std::atomic<std::int64_t> inhibit_until_{0};
+  std::atomic<std::uint64_t> holder_words_[holder_word_count]{};
 
   // The biased readers' counters, one cache line each, after the word's 128-byte unit.
   alignas(128) slot slots_[reader_slot_count];

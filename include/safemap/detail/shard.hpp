@@ -15,24 +15,26 @@
 //
 // # Layout
 // alignas(128): x86 prefetches cache lines in adjacent pairs, so 64-byte alignment would still
-// let two shards' lock words ping-pong between cores. Seven such 128-byte units per shard:
-//  - the lock word with its contention counter and bias flag: every acquisition on the word
-//    read-modify-writes it, and every waiter polls it (a reader's fetch_add even writes it
-//    while a writer holds);
+// let two shards' lock words ping-pong between cores. Nine such 128-byte units per shard
+// (uint64 -> uint64):
+//  - the lock word with its contention counter and bias flag, and the shard's size and version
+//    (rw_lock::holder_word): every acquisition on the word read-modify-writes it, and every
+//    waiter polls it (a reader's fetch_add even writes it while a writer holds); a writer
+//    owns the line anyway, so the counters it bumps cost it no other line;
 //  - four units of the lock's biased-reader counters (rw_lock: each written by the threads
 //    that use it, and by a revoking writer only when it has to sleep on one);
 //  - the no-op hints (read just before locking, written by an exclusive holder only when
 //    they flip, so read-shared in every core);
-//  - size and version (written only by this shard's writers) and the Map's header (bucket
-//    pointer, B, count, the misuse detector's writing flag; read by every lookup, written by
-//    every write), all touched only by the lock's holder(s).
-// When they shared one line (before issue 10), a waiter's poll could take the line from the
-// holder in the middle of its critical section, and the holder then missed on its own header
-// and counters (up to four times per write: header read, writing flag set and cleared,
-// counters). Apart, the holder touches the contended line twice per critical section (acquire,
-// release), as in Go, whose map header is allocated apart from the RWMutex guarding it. Cost:
-// 128 more bytes per shard (and 512 for the reader counters). Nothing another shard writes
-// lives on these lines; readers of other shards never read them.
+//  - the Map's header (bucket pointer, B, count, ...: 360 bytes for uint64 -> uint64), read by
+//    every call under the lock and written only by writes that change the table's shape (an
+//    insert, an erase, growth: the writes under this lock take no misuse-check bit), so a
+//    run of overwrites and lookups leaves it read-shared in every core that uses the shard.
+// When the header shared a line with the word (before issue 10), a waiter's poll could take
+// it from the holder in the middle of its critical section. When it shared one with the
+// counters, every write made the next thread to use the shard fetch it from the writer's
+// core (ShardedMap's 50/50 mix at 2 threads: 110-114 ns/op then, 74-75 now; rw_lock's
+// holder_word has the measurement). Nothing another shard writes lives on these lines;
+// readers of other shards never read them.
 //
 // # Invariants
 //  1. map is read or written only with lock held (shared for reads, exclusive for writes).
@@ -124,15 +126,18 @@ struct alignas(128) shard {
 
   shard() = default;
   explicit shard(size_type size_hint) : map(size_hint) {}
-  explicit shard(map_type initial)
-      : size(initial.size()), version(initial.empty() ? 0 : 1), map(std::move(initial)) {}
+  explicit shard(map_type initial) : map(std::move(initial)) {
+    size_word().store(map.size(), std::memory_order_relaxed);
+    version_word().store(map.empty() ? 0 : 1, std::memory_order_relaxed);
+  }
   shard(const shard&) = delete;
   shard& operator=(const shard&) = delete;
 
   // After a successful mutation (invariant 2).
   void changed_locked() noexcept {
-    size.store(map.size(), std::memory_order_relaxed);
-    version.store(version.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    size_word().store(map.size(), std::memory_order_relaxed);
+    version_word().store(version_word().load(std::memory_order_relaxed) + 1,
+                         std::memory_order_release);
   }
 
   // === The calls, each taking the lock itself =================================================
@@ -443,12 +448,18 @@ struct alignas(128) shard {
   mutable rw_lock lock;
   noop_hint los_noop{true};
   noop_hint delete_noop{false};
-  // Written only by the lock's holder (the counters by writers, the Map header by writes);
-  // a line of their own so that waiters polling the lock word do not take them from the
-  // holder in the middle of its critical section.
-  alignas(128) std::atomic<size_type> size{0};  // == map.size() whenever lock is free
-  std::atomic<std::uint64_t> version{0};        // successful mutations of this shard
-  map_type map;
+  // The Map header: read by every call under the lock, written only by writes that change
+  // the table's shape (an insert, an erase, growth), so an overwrite leaves it read-shared in
+  // every core that uses this shard. On a unit of its own: waiters polling the lock word do
+  // not take it from the holder, and the counters, which every write changes, are not on it
+  // (they are on the word's line: rw_lock::holder_word).
+  alignas(128) map_type map;
+
+  // The counters (invariant 2): size == map.size() whenever lock is free; version counts this
+  // shard's successful mutations.
+  std::atomic<std::uint64_t>& size_word() const noexcept { return lock.holder_word(0); }
+  std::atomic<std::uint64_t>& version_word() const noexcept { return lock.holder_word(1); }
+  static_assert(sizeof(size_type) <= sizeof(std::uint64_t));
 };
 
 // Holds the locks of shards[i] for every i in [0, n), taken in
