@@ -133,34 +133,41 @@ struct map_access {
   // LockedMap/ShardedMap shard under its exclusive lock): Map's writes, without the writing
   // bit. Two writes cannot overlap there, so the check could never fire, and what it costs is
   // not small: the bit is taken with an atomic exchange, a locked instruction and a full
-  // barrier, on every write, right after the lock's own. In a loop of LockedMap stores to
-  // 1024 keys at one thread (same binary with and without the checks, 3 alternating runs,
-  // load 0.6), 23.9 / 25.1 / 26.4 ns per store with it against 18.9 / 18.6 / 18.7 without.
-  // Everything else (hashing before the table changes, the strong guarantee, growth work) is
-  // the checked write's: both are the same map_table calls.
-  template <class M, class Q, class Vv>
-  static bool insert_or_assign_unsynchronized(M& m, Q&& key, Vv&& value) {
-    return m.insert_or_assign_impl(false, std::forward<Q>(key), std::forward<Vv>(value));
+  // barrier, on every write, right after the lock's own (LockedMap's stores at one thread:
+  // about 22 -> 17 ns, docs/benchmarks.md, "Seventh pass"). Everything else (hashing before
+  // the table changes, the strong guarantee, growth work) is the checked write's: the same
+  // map_table body, instantiated with checked = false. Out of line: with the unchecked bodies
+  // inlined into the shard's writes, safemap-bench's LockedMap translation unit passed GCC's
+  // inline-unit-growth limit and its range callback lost its inlining (40.5k -> 60.6k
+  // instructions per 1024-entry range, cachegrind); a run-time flag instead cost every
+  // public write of a plain Map about 6 instructions.
+  template <class M>
+  SAFEMAP_NOINLINE static bool insert_or_assign_unsynchronized(M& m, typename M::key_type key,
+                                                               typename M::mapped_type value) {
+    return m.template insert_or_assign_impl<false>(std::move(key), std::move(value));
   }
-  template <class M, class Q, class... Args>
-  static auto try_emplace_unsynchronized(M& m, Q&& key, Args&&... args) {
-    return m.try_emplace_impl(false, std::forward<Q>(key), std::forward<Args>(args)...);
+  template <class M, class... Args>
+  SAFEMAP_NOINLINE static auto try_emplace_unsynchronized(M& m, typename M::key_type key,
+                                                          Args&&... args) {
+    return m.template try_emplace_impl<false>(std::move(key), std::forward<Args>(args)...);
   }
   template <class M, class Q>
-  static std::size_t erase_unsynchronized(M& m, const Q& key) {
-    return m.erase_impl(key, false);
+  SAFEMAP_NOINLINE static std::size_t erase_unsynchronized(M& m, const Q& key) {
+    return m.template erase_impl<false>(key);
   }
   // Map's erase that hands back the erased value (a locked map's load_and_delete): one probe
   // instead of a find and an erase, each hashing the key.
   template <class M, class Q>
-  static std::optional<typename M::mapped_type> extract_value_unsynchronized(M& m, const Q& key) {
-    return m.extract_value(key, false);
+  SAFEMAP_NOINLINE static std::optional<typename M::mapped_type> extract_value_unsynchronized(
+      M& m, const Q& key) {
+    return m.template extract_value<false>(key);
   }
   // Map's erase of key only if pred(its value) holds (a locked map's compare_and_delete): one
   // probe. Returns 1 if erased. pred may throw: the entry then stays.
   template <class M, class Q, class Pred>
-  static std::size_t erase_if_value_unsynchronized(M& m, const Q& key, Pred&& pred) {
-    return m.erase_if_value(key, pred, false);
+  SAFEMAP_NOINLINE static std::size_t erase_if_value_unsynchronized(M& m, const Q& key,
+                                                                    Pred&& pred) {
+    return m.template erase_if_value<false>(key, pred);
   }
 };
 }  // namespace detail
@@ -383,12 +390,12 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   // inserted.
   template <class... Args>
   std::pair<V*, bool> try_emplace(K key, Args&&... args) {
-    return try_emplace_impl(true, std::move(key), std::forward<Args>(args)...);
+    return try_emplace_impl<true>(std::move(key), std::forward<Args>(args)...);
   }
 
   // true if inserted, false if an existing value was assigned.
   bool insert_or_assign(K key, V value) {
-    return insert_or_assign_impl(true, std::move(key), std::move(value));
+    return insert_or_assign_impl<true>(std::move(key), std::move(value));
   }
 
   // Returns the number of entries removed (0 or 1).
@@ -659,50 +666,48 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   // whose lock already excludes every other access: detail::map_access). Finds key; when
   // absent calls construct(raw slot memory) to build the entry there
   // (map_table::emplace_with). Forced inline: a name for that call, not a call.
-  template <class Q, class Construct>
+  template <bool checked = true, class Q, class Construct>
   SAFEMAP_ALWAYS_INLINE std::pair<slot_type*, bool> emplace_impl(const Q& key,
-                                                                 Construct&& construct,
-                                                                 bool checked = true) {
-    return table::template emplace_with<write_scope>(key, std::forward<Construct>(construct),
-                                                     checked);
+                                                                 Construct&& construct) {
+    return table::template emplace_with<write_scope, checked>(key,
+                                                              std::forward<Construct>(construct));
   }
 
-  template <class... Args>
-  std::pair<V*, bool> try_emplace_impl(bool checked, K key, Args&&... args) {
-    auto [slot, inserted] = emplace_impl(
-        key,
-        [&](void* p) {
-          ::new (p) slot_type(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
-                              std::forward_as_tuple(std::forward<Args>(args)...));
-        },
-        checked);
+  // key and value by rvalue reference: the public calls already hold them by value.
+  template <bool checked, class... Args>
+  std::pair<V*, bool> try_emplace_impl(K&& key, Args&&... args) {
+    auto [slot, inserted] = emplace_impl<checked>(key, [&](void* p) {
+      ::new (p) slot_type(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
+                          std::forward_as_tuple(std::forward<Args>(args)...));
+    });
     return {&slot->second, inserted};
   }
 
-  bool insert_or_assign_impl(bool checked, K key, V value) {
-    auto [slot, inserted] = emplace_impl(
-        key, [&](void* p) { ::new (p) slot_type(std::move(key), std::move(value)); }, checked);
+  template <bool checked>
+  bool insert_or_assign_impl(K&& key, V&& value) {
+    auto [slot, inserted] = emplace_impl<checked>(
+        key, [&](void* p) { ::new (p) slot_type(std::move(key), std::move(value)); });
     if (!inserted) slot->second = std::move(value);
     return inserted;
   }
 
-  template <class Q>
-  SAFEMAP_ALWAYS_INLINE size_type erase_impl(const Q& key, bool checked = true) {
-    return table::template erase_with<write_scope>(key, checked);
+  template <bool checked = true, class Q>
+  SAFEMAP_ALWAYS_INLINE size_type erase_impl(const Q& key) {
+    return table::template erase_with<write_scope, checked>(key);
   }
   // Removes key if pred(its value) holds; returns 1 if it did. One hash, one probe. A pred
   // that throws leaves the entry.
-  template <class Q, class Pred>
-  size_type erase_if_value(const Q& key, Pred& pred, bool checked = true) {
-    return table::template erase_with<write_scope>(
-        key, checked, [&](V& v) -> bool { return static_cast<bool>(pred(std::as_const(v))); });
+  template <bool checked = true, class Q, class Pred>
+  size_type erase_if_value(const Q& key, Pred& pred) {
+    return table::template erase_with<write_scope, checked>(
+        key, [&](V& v) -> bool { return static_cast<bool>(pred(std::as_const(v))); });
   }
   // Removes key and returns its value moved out (nullopt when absent): one hash, one probe.
   // A throwing move of the value leaves the map unchanged.
-  template <class Q>
-  std::optional<V> extract_value(const Q& key, bool checked = true) {
+  template <bool checked = true, class Q>
+  std::optional<V> extract_value(const Q& key) {
     std::optional<V> out;
-    table::template erase_with<write_scope>(key, checked, [&](V& v) { out.emplace(std::move(v)); });
+    table::template erase_with<write_scope, checked>(key, [&](V& v) { out.emplace(std::move(v)); });
     return out;
   }
 

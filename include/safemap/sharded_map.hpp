@@ -67,9 +67,9 @@
 // Each shard is a detail::shard (detail/shard.hpp), alignas(128): x86 prefetches cache lines
 // in adjacent pairs, so 64-byte alignment would still let two shards' lock words ping-pong
 // between cores. An empty shard costs 1,152 bytes: the lock word and the shard's size and
-// version counters on its first 128 (a writer owns that line anyway), the lock's eight
-// biased-reader counters (64 each) on the next 512, two one-byte no-op hints on 128 of their
-// own, and the Map header (360 bytes for uint64 -> uint64) on the last 384, so that threads
+// version counters on its first 128 (a writer releasing the lock takes that line anyway), the
+// lock's eight biased-reader counters (64 each) on the next 512, two one-byte no-op hints on 128 of
+// their own, and the Map header (360 bytes for uint64 -> uint64) on the last 384, so that threads
 // waiting for the lock do not take the holder's header from it, and a write that only
 // overwrites a value leaves the header read-shared (detail/shard.hpp); its Map allocates
 // buckets on the first insert. 256 shards: 288 KiB.

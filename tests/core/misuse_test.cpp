@@ -224,6 +224,39 @@ TEST(MisuseDetection, IterationStepDuringAWriteIsReportedAsConcurrentMapIteratio
   EXPECT_EQ(m.size(), 101u);
 }
 
+// A value whose constructor looks a key up in `map`: built by an insert (try_emplace from
+// arguments), that lookup runs inside the insert, while the insert holds the writing bit if
+// it takes one. Same thread, so no race: only the bit decides whether it is reported.
+struct probing_value {
+  static inline const safemap::Map<int, probing_value>* map = nullptr;
+  int value;
+  explicit probing_value(int v) : value(v) {
+    if (map != nullptr) (void)map->find(-1);
+  }
+};
+
+// LockedMap and ShardedMap write through detail::map_access's unsynchronized writes, under a
+// lock that keeps every other access out: they must not take the writing bit (its atomic
+// exchange is what they save), while the public writes still must.
+TEST(MisuseDetection, UnsynchronizedWritesTakeNoWritingBit) {
+  using access = safemap::detail::map_access;
+  scoped_misuse_handler guard(&throw_misuse);
+  safemap::Map<int, probing_value> m;
+  for (int i = 0; i < 10; ++i) m.try_emplace(i, i);
+  probing_value::map = &m;
+  EXPECT_EQ(reported_kind([&] { m.try_emplace(100, 100); }, "try_emplace"),
+            safemap::misuse_kind::concurrent_read_write)
+      << "the public insert holds the bit while it builds the value";
+  EXPECT_EQ(m.find(100), nullptr) << "the refused insert left nothing behind";
+  const auto [v, inserted] = access::try_emplace_unsynchronized(m, 101, 101);
+  EXPECT_TRUE(inserted) << "an unsynchronized insert holds no bit: the lookup inside it passes";
+  EXPECT_EQ(v->value, 101);
+  probing_value::map = nullptr;
+  EXPECT_EQ(m.size(), 11u);
+  EXPECT_EQ(access::erase_unsynchronized(m, 101), 1u);
+  EXPECT_TRUE(m.insert_or_assign(101, probing_value(7))) << "no bit left behind";
+}
+
 // Blocks inside the comparison of probe_key, once, while a gate is armed: a lookup of
 // probe_key then stands in the middle of its probe.
 struct probe_gate_eq {

@@ -354,13 +354,9 @@ class map_table {
   // key is hashed, unless checked is false (a caller whose lock already excludes every other
   // access: detail::map_access). Map passes it in rather than wrapping this call, so an insert
   // compiles to what it did when all of this was in map.hpp (cachegrind: the same instructions
-  // per insert). checked is a parameter, not a second scope type, so that checked and
-  // unchecked callers share one instantiation of this body: a second copy, inlined into
-  // LockedMap's writes, pushed safemap-bench's LockedMap translation unit past GCC's
-  // inline-unit-growth limit and cost its range callback its inlining (40.5k -> 60.6k
-  // instructions per 1024-entry range, cachegrind).
-  template <class WriteScope, class Q, class Construct>
-  std::pair<slot_type*, bool> emplace_with(const Q& key, Construct&& construct, bool checked) {
+  // per insert).
+  template <class WriteScope, bool checked = true, class Q, class Construct>
+  std::pair<slot_type*, bool> emplace_with(const Q& key, Construct&& construct) {
     const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
     prefetch_for_write(hash, !checked || WriteScope::idle(*this));
     WriteScope w(*this, checked);
@@ -433,8 +429,8 @@ class map_table {
   struct no_take {
     void operator()(V&) const noexcept {}
   };
-  template <class WriteScope, class Q, class Take = no_take>
-  size_type erase_with(const Q& key, bool checked, Take&& take = Take{}) {
+  template <class WriteScope, bool checked = true, class Q, class Take = no_take>
+  size_type erase_with(const Q& key, Take&& take = Take{}) {
     const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
     prefetch_for_write<true>(hash, !checked || WriteScope::idle(*this));
     WriteScope w(*this, checked);

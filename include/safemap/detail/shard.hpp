@@ -20,15 +20,16 @@
 //  - the lock word with its contention counter and bias flag, and the shard's size and version
 //    (rw_lock::holder_word): every acquisition on the word read-modify-writes it, and every
 //    waiter polls it (a reader's fetch_add even writes it while a writer holds); a writer
-//    owns the line anyway, so the counters it bumps cost it no other line;
+//    must hold the line exclusively to release the lock anyway, so the counters it bumps
+//    just before cost it at most the transfer the release would pay;
 //  - four units of the lock's biased-reader counters (rw_lock: each written by the threads
 //    that use it, and by a revoking writer only when it has to sleep on one);
 //  - the no-op hints (read just before locking, written by an exclusive holder only when
 //    they flip, so read-shared in every core);
 //  - the Map's header (bucket pointer, B, count, ...: 360 bytes for uint64 -> uint64), read by
 //    every call under the lock and written only by writes that change the table's shape (an
-//    insert, an erase, growth: the writes under this lock take no misuse-check bit), so a
-//    run of overwrites and lookups leaves it read-shared in every core that uses the shard.
+//    insert, an erase, growth; the hot writes under this lock take no misuse-check bit), so
+//    a run of overwrites and lookups leaves it read-shared in every core that uses the shard.
 // When the header shared a line with the word (before issue 10), a waiter's poll could take
 // it from the holder in the middle of its critical section. When it shared one with the
 // counters, every write made the next thread to use the shard fetch it from the writer's
@@ -159,8 +160,9 @@ struct alignas(128) shard {
   // callback may run inside one of this thread's own Map writes. For the same reason the
   // writes that run no callback (store, load_or_store, erase, load_and_delete, swap,
   // compare_and_delete) go through map_access's _unsynchronized writes, which skip the writing
-  // bit's atomic exchange; the writes around a callback (compute, emplace_or_visit, merge) keep
-  // Map's checked calls.
+  // bit's atomic exchange. The other writes (those of compute, emplace_or_visit,
+  // insert_or_visit and merge) keep Map's checked calls: they could skip them too, but are not
+  // where the time went.
   template <class Q>
   const V* find_freshly_locked(const Q& key) const {
     return map_access::find_unsynchronized(map, key);
@@ -457,8 +459,10 @@ struct alignas(128) shard {
 
   // The counters (invariant 2): size == map.size() whenever lock is free; version counts this
   // shard's successful mutations.
-  std::atomic<std::uint64_t>& size_word() const noexcept { return lock.holder_word(0); }
-  std::atomic<std::uint64_t>& version_word() const noexcept { return lock.holder_word(1); }
+  std::atomic<std::uint64_t>& size_word() noexcept { return lock.holder_word(0); }
+  std::atomic<std::uint64_t>& version_word() noexcept { return lock.holder_word(1); }
+  const std::atomic<std::uint64_t>& size_word() const noexcept { return lock.holder_word(0); }
+  const std::atomic<std::uint64_t>& version_word() const noexcept { return lock.holder_word(1); }
   static_assert(sizeof(size_type) <= sizeof(std::uint64_t));
 };
 
