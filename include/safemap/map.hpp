@@ -606,16 +606,11 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   class write_scope {
    public:
     // From the table (map_table::emplace_with builds it there): the Map is the table's owner.
-    // checked false: the caller's lock excludes every other access (map_access's
-    // _unsynchronized writes), so there is nothing to take or check.
-    explicit write_scope(table& t, bool checked = true)
-        : m_(static_cast<Map&>(t)), checked_(checked) {
-      if (!checked_) return;
+    explicit write_scope(table& t) : m_(static_cast<Map&>(t)) {
       const std::uint8_t f = m_.flags_.exchange(hash_writing, std::memory_order_acquire);
       if (SAFEMAP_UNLIKELY(f & hash_writing)) detail::report_misuse(misuse_kind::concurrent_writes);
     }
     ~write_scope() noexcept(false) {
-      if (!checked_) return;
       const std::uint8_t f = m_.flags_.load(std::memory_order_relaxed);
       m_.flags_.store(static_cast<std::uint8_t>(f & ~hash_writing), std::memory_order_release);
       // Another writer cleared our bit meanwhile (Go's second check: only possible when a
@@ -638,13 +633,12 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
 
    private:
     Map& m_;
-    bool checked_;
   };
 #else
   void read_check() const noexcept {}
   void iteration_check() const noexcept {}
   struct write_scope {
-    explicit write_scope(table&, bool = true) noexcept {}
+    explicit write_scope(table&) noexcept {}
     static bool idle(const table&) noexcept { return true; }
   };
 #endif

@@ -392,9 +392,9 @@ class rw_lock {
   // version). A writer holds this line already (it has just read-modify-written the word) and
   // must hold it exclusively again to release the lock, so writing them there, just before,
   // costs it at most the transfer the release would pay (one, when a waiter polled the word
-  // in between), and no other line. On a line of
-  // their own, shared with the Map header, every write made the next thread to use that
-  // shard fetch one more line from the writer's core. A loop of 2 threads, 50% stores and
+  // in between), and no other line. On a line of their own, shared with the Map header,
+  // every write made the next thread to use that shard fetch one more line from the writer's
+  // core. A loop of 2 threads, 50% stores and
   // 50% loads of 65,536 keys, ns/op over 3 alternating runs (load 0.4-0.8): ShardedMap 110-114
   // with the counters beside the header, 81-83 with the header alone, 74-75 with the counters
   // here; LockedMap (one lock, so one core at a time) 85-89 in all three. safemap-bench's

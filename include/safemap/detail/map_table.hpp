@@ -348,18 +348,25 @@ class map_table {
 
   // ---- insert (Go's mapassign) -------------------------------------------------------------
 
+  // The scope of an unchecked write: nothing to take, and never a write in progress.
+  struct no_scope {
+    explicit no_scope(map_table&) noexcept {}
+    static bool idle(const map_table&) noexcept { return true; }
+  };
+
   // Finds key; when absent calls construct(raw slot memory) to build the entry there.
   // construct may throw: nothing is linked or counted before it returns. WriteScope is Map's
   // misuse check (its writing bit, held for the write, built from this table), taken once the
   // key is hashed, unless checked is false (a caller whose lock already excludes every other
-  // access: detail::map_access). Map passes it in rather than wrapping this call, so an insert
-  // compiles to what it did when all of this was in map.hpp (cachegrind: the same instructions
-  // per insert).
+  // access: detail::map_access), which takes no scope at all. Map passes it in rather than
+  // wrapping this call, so an insert compiles to what it did when all of this was in map.hpp
+  // (cachegrind: the same instructions per insert).
   template <class WriteScope, bool checked = true, class Q, class Construct>
   std::pair<slot_type*, bool> emplace_with(const Q& key, Construct&& construct) {
+    using scope = std::conditional_t<checked, WriteScope, no_scope>;
     const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
-    prefetch_for_write(hash, !checked || WriteScope::idle(*this));
-    WriteScope w(*this, checked);
+    prefetch_for_write(hash, scope::idle(*this));
+    scope w(*this);
     if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
     if (dir_ == nullptr) init_table(0);
     const tophash_probe top(hash);
@@ -431,9 +438,10 @@ class map_table {
   };
   template <class WriteScope, bool checked = true, class Q, class Take = no_take>
   size_type erase_with(const Q& key, Take&& take = Take{}) {
+    using scope = std::conditional_t<checked, WriteScope, no_scope>;
     const std::size_t hash = hash_of(key);  // before the writing bit: the hasher may throw
-    prefetch_for_write<true>(hash, !checked || WriteScope::idle(*this));
-    WriteScope w(*this, checked);
+    prefetch_for_write<true>(hash, scope::idle(*this));
+    scope w(*this);
     if (SAFEMAP_UNLIKELY(retired_ != nullptr)) release_one_retired();
     if (count_ == 0) return erased(false);
     if (olddir_ != nullptr) grow_work(hash & bucket_mask(), true);
