@@ -8,6 +8,8 @@
 //        lookup_miss find N absent keys
 //        erase       erase all N keys of a freshly filled map, in random order
 //        iterate     walk the whole map once, summing the values
+//        copy        copy-construct a filled map (what CowMap does to publish a write; the
+//                    copies are destroyed outside the timed part)
 //   key  u64 (uint64 -> uint64) or str (16-24 character std::string -> uint64)
 //   N    1e3, 1e5, 1e6; insert/u64 also 1e7 (one fill per repetition: it takes seconds)
 // items_per_second counts key operations (bench/compare.py turns it into ns per operation). Small N
@@ -173,6 +175,31 @@ struct iterate_bench {
   }
 };
 
+template <class M>
+struct copy_bench {
+  static void run(benchmark::State& st) {
+    const auto n = static_cast<std::size_t>(st.range(0));
+    const auto& ks = keys_for<typename M::key_type>(n);
+    const std::size_t batch = batch_for(n);
+    M m;
+    fill(m, ks.keys);
+    std::vector<M> copies;
+    copies.reserve(batch);
+    for (auto _ : st) {
+      st.PauseTiming();
+      copies.clear();  // the previous iteration's copies die outside the timed part
+      settle_heap();
+      st.ResumeTiming();
+      for (std::size_t i = 0; i < batch; ++i) copies.emplace_back(m);
+      clobber();
+    }
+    std::size_t size = 0;
+    for (const M& c : copies) size += c.size();
+    if (size != batch * n) st.SkipWithError("copy: wrong size");
+    finish(st, batch * n, size);
+  }
+};
+
 template <template <class> class Bench, class M>
 void add(const std::string& op, const char* key, const char* map, std::int64_t n) {
   // settle_heap() after run() returns: its maps are destroyed by then, and their deferred
@@ -211,6 +238,7 @@ void add_all(const char* key, bool with_1e7_insert) {
   add_op<lookup_miss_bench, K>("lookup_miss", key, sizes);
   add_op<erase_bench, K>("erase", key, sizes);
   add_op<iterate_bench, K>("iterate", key, sizes);
+  add_op<copy_bench, K>("copy", key, sizes);
 }
 
 }  // namespace

@@ -7,18 +7,19 @@
 // slow inserts were exactly the ones that faulted (docs/benchmarks.md, "Seventh pass": every
 // one of 12,265 inserts over 10 µs carried faults, none of the 7,735 fast ones). Linux 5.14's
 // MADV_POPULATE_WRITE backs a range in one call, without a trap per page. On the bench machine
-// (a 2-core Firecracker VM; a probe that wrote or populated 64 MiB, pages in random order, two
-// runs each):
-//   first write to a fresh page                          14.6 µs
-//   MADV_POPULATE_WRITE of a fresh range                 0.9-1.0 µs a page
-//   first write to a page populated that way             5.0-6.8 µs (median; no guest fault:
-//                                                        the hypervisor backs it only then)
-//   MADV_POPULATE_WRITE of resident pages                0.04-0.14 µs a page
-//   mincore of 576 pages                                 2-7 µs
-// So a growing table populates and then touches (writes) each page of a new segment, one page
-// per write, before any bucket evacuates into it (map_table::grow_work): the faults move out of
-// random evacuations into bounded steps, at about half their cost here. On bare metal every
-// figure is well under a microsecond, and the steps cost little.
+// (a 2-core Firecracker VM; bench/page_probe.cpp over 64 MiB, pages in random order, two
+// runs), per page:
+//   first write to a fresh page                   median 14.2-14.5 µs
+//   MADV_POPULATE_WRITE of a fresh range          1.0-1.1 µs
+//   first write to a page populated that way      median 6.7-6.8 µs (no guest fault: the
+//                                                 hypervisor backs the page only then)
+//   MADV_POPULATE_WRITE of resident pages         0.43-0.44 µs (0.04-0.14 over 2.4 MB)
+//   mincore                                       under 0.01 µs
+// So a growing table populates and then touches (writes) each page of a new segment, a few
+// pages per write, before any bucket evacuates into it (map_table::populate_step): the faults
+// move out of random evacuations into bounded steps, at about half their cost here. On bare
+// metal a fault costs well under a microsecond (not measured: no such machine was at hand),
+// so the gain is smaller there, and so is the steps' cost.
 #pragma once
 
 #include <cstddef>
