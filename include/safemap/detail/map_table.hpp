@@ -21,8 +21,9 @@
 // segments, each its own block, reached through a directory of one entry per segment (a lookup
 // pays one load from it, an L1 hit). A growth allocates the new array's last segment, which
 // holds the directory, and then the others one at a time; an old bucket evacuates once both
-// of its destination segments exist and their pages are backed (populate_step: a segment is
-// populated in bounded steps, one per write, before the next is allocated). Each old segment is
+// of its destination segments exist and, where population applies, their pages are backed
+// (populate_step: a segment is populated in bounded steps, one per write, before the next is
+// allocated). Each old segment is
 // retired once Go's nevacuate mark has passed all of its buckets (no lookup reads an old bucket
 // below the mark), the rest of the old array when the growth ends, and retired blocks are freed one
 // per write. So the memory a growing map holds falls as it evacuates, and no insert frees hundreds
@@ -539,8 +540,9 @@ class map_table {
 
   // Bounded work per write: at most one new segment allocated or one population step, then
   // the bucket about to be used evacuated, plus the next one in order, so the growth finishes
-  // within about noldbuckets/2 writes (plus, at most, a quarter more for the population; see
-  // populate_step_bytes) and the new array never overloads.
+  // within noldbuckets writes (about 0.7 x noldbuckets: the bucket a write touches is often
+  // evacuated already; a few percent more with the population, see populate_step_bytes) and
+  // the new array never overloads.
   //
   // Evacuation is the table's own housekeeping, not part of the write that happens to do it:
   // when it fails (a copy or the hasher throws, or memory runs out) the old bucket is left
@@ -619,21 +621,28 @@ class map_table {
   // evacuates into them, populate_step_bytes per write, one segment at a time: the next segment
   // is allocated once this one is done. Evacuation skips the buckets whose destinations are
   // not ready, as it does for segments not yet allocated; those keys stay in the old array
-  // meanwhile. A block too small to be worth it, or a kernel that cannot populate, is ready
-  // at once.
+  // meanwhile. Ready at once: a block too small to be worth it, one that is resident already
+  // (recycled by the allocator: mostly_fresh), a kernel that cannot populate, and tables whose
+  // slot groups are larger than a page (entries over 512 bytes), where most of a fresh
+  // array's pages hold only empty slots that no write would touch: populating them would
+  // raise the memory in use (a review measured 80 -> 107 MB resident for 4 KiB values right
+  // after a growth) and make each step dozens of pages.
   //
-  // The step: 16 buckets' worth of the new array, in whole pages (one 4 KiB page for uint64
-  // -> uint64, ~7 µs on the bench machine). A doubling writes 2 * noldbuckets() new buckets
-  // in about noldbuckets() / 2 writes, 4 per write; 16 per write keeps the population well
-  // ahead of the in-order evacuation and takes at most a quarter as many writes as the
-  // evacuation (for 1e7 uint64 entries, 28 buckets a page: 128 segments of 577 pages,
-  // ~74,000 writes beside the last growth's ~524,000).
-  static constexpr std::size_t populate_step_bytes = 16 * (sizeof(meta_type) + sizeof(group_type));
+  // The step: 8 buckets' worth of the new array, in whole pages (one 4 KiB page, 28 buckets,
+  // for uint64 -> uint64: ~7 µs on the bench machine; 8 pages for 488-byte entries). A
+  // doubling evacuates two old buckets per write at most, four new ones; 8 per write keeps the
+  // population ahead of that pace. It starts behind: the last segment, then the first X and Y
+  // segments, are populated before the first in-order evacuation (~1,700 writes for uint64).
+  // A review measured the last growth to 1e7 uint64 entries at 1.43-1.53 x noldbuckets/2
+  // writes with the population (16 buckets a step) against 1.39 x without.
+  static constexpr std::size_t populate_step_bytes = 8 * (sizeof(meta_type) + sizeof(group_type));
+  static constexpr bool populate_segments = sizeof(group_type) <= 4096;
   // The segment being populated is always the one allocated last: the last segment (it comes
   // with hash_grow), then each in allocation_order.
   void start_populating(void* block, std::size_t units) noexcept {
     const std::size_t bytes = units * sizeof(block_unit);
-    if (!can_populate || bytes < populate_min_bytes) return;
+    if (!can_populate || !populate_segments || bytes < populate_min_bytes) return;
+    if (!mostly_fresh(block, bytes)) return;
     pop_next_ = static_cast<unsigned char*>(block);
     pop_end_ = pop_next_ + bytes;
   }
@@ -891,6 +900,7 @@ class map_table {
 
   // Takes nb as this map's only array (both old arrays were freed already).
   void adopt(const built& nb, unsigned newB, size_type count) noexcept {
+    stop_populating();  // a finished array: nothing to populate
     dir_ = nb.dir;
     cur_ = nb.shape;
     set_log2_buckets(newB);
@@ -1236,7 +1246,7 @@ class map_table {
       release_array(dir, shape);
       throw;
     }
-    if (populate) {
+    if (populate && populate_segments) {
       populate_if_fresh(dir, shape.last_units * sizeof(block_unit));
       for (std::size_t i = 0; i + 1 < shape.nsegs; ++i) {
         populate_if_fresh(block_of(dir, i), segment_units * sizeof(block_unit));
@@ -1374,8 +1384,9 @@ class map_table {
   //     segment is allocated. During growth (olddir_ != nullptr) olddir_ has noldbuckets(),
   //     bucket j of dir_ is initialized iff old bucket j & old_mask is evacuated, and a key
   //     lives in its old bucket iff that bucket is not evacuated.
-  //  2. A new segment is allocated, and populated (populate_step), before any old bucket
-  //     evacuates into it (segments_ready); [pop_next_, pop_end_) is empty when not growing.
+  //  2. A new segment is allocated, and populated where population applies (start_populating),
+  //     before any old bucket evacuates into it (segments_ready); [pop_next_, pop_end_) is
+  //     empty when not growing.
   //  3. Old buckets below nevacuate_ are all evacuated and never read (old_evacuated); an old
   //     segment is retired once nevacuate_ passes its end; the growth ends when nevacuate_
   //     reaches noldbuckets(), and the rest of the old array is retired then.

@@ -13,7 +13,7 @@
 //   MADV_POPULATE_WRITE of a fresh range          1.0-1.1 µs
 //   first write to a page populated that way      median 6.7-6.8 µs (no guest fault: the
 //                                                 hypervisor backs the page only then)
-//   MADV_POPULATE_WRITE of resident pages         0.43-0.44 µs (0.04-0.14 over 2.4 MB)
+//   MADV_POPULATE_WRITE of resident pages         0.43-0.44 µs
 //   mincore                                       under 0.01 µs
 // So a growing table populates and then touches (writes) each page of a new segment, a few
 // pages per write, before any bucket evacuates into it (map_table::populate_step): the faults
@@ -22,6 +22,8 @@
 // so the gain is smaller there, and so is the steps' cost.
 #pragma once
 
+#include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 
@@ -30,14 +32,36 @@
 #include <unistd.h>
 #endif
 
+// SAFEMAP_NO_POPULATE (defined for the whole program) turns it off: for sandboxes whose seccomp
+// policy rejects madvise advice it does not know.
+#if defined(__linux__) && !defined(SAFEMAP_NO_POPULATE) &&                          \
+    (defined(MADV_POPULATE_WRITE) || defined(__x86_64__) || defined(__aarch64__) || \
+     defined(__riscv))
+#define SAFEMAP_POPULATE 1
+#else
+#define SAFEMAP_POPULATE 0
+#endif
+
 namespace safemap::detail {
 
 // Blocks smaller than this are not populated: they usually come from memory the allocator has
 // handed out before (already backed), and they hold few pages to fault anyway.
 inline constexpr std::size_t populate_min_bytes = std::size_t{256} << 10;
 
-#if defined(__linux__) && defined(MADV_POPULATE_WRITE)
+#if SAFEMAP_POPULATE
 inline constexpr bool can_populate = true;
+
+// Linux 5.14's advice; the C library's headers name it from glibc 2.35 (RHEL 9 has 2.34 with a
+// 5.14 kernel), so the ABI value where they do not (asm-generic's, used by these targets).
+#if defined(MADV_POPULATE_WRITE)
+inline constexpr int populate_write_advice = MADV_POPULATE_WRITE;
+#else
+inline constexpr int populate_write_advice = 23;
+#endif
+
+// Set once the kernel refuses the advice itself (EINVAL: before 5.14; EPERM: a seccomp
+// policy), so later segments and copies do not pay the failing call again.
+inline std::atomic<bool> populate_refused{false};
 
 inline std::size_t page_size() noexcept {
   static const std::size_t page = [] {
@@ -63,13 +87,17 @@ struct page_range {
 // also writes one byte of each page (the byte it already holds) so that a hypervisor backs
 // it too. The contents do not change. The partial pages at either end may hold other
 // allocations: they are populated (as safe as for ours: mapped, writable) but touched only
-// inside [p, p + n). Returns false when it cannot: a kernel before 5.14 (EINVAL), memory that
-// cannot be populated (a device mapping), or none to be had (ENOMEM). The caller then simply
-// writes as before and takes the faults then.
+// inside [p, p + n). Returns false when it cannot, whatever the reason (errno: EINVAL before
+// Linux 5.14 or for a mapping that cannot be populated, EPERM from a seccomp policy, ENOMEM,
+// EFAULT, EINTR, EHWPOISON). The caller then simply writes as before and takes the faults then.
+// With transparent huge pages set to "always", one page's population may back a whole 2 MiB
+// page (no worse than the write it replaces).
 inline bool populate_for_write(void* p, std::size_t n, bool touch) noexcept {
   if (n == 0) return true;
+  if (populate_refused.load(std::memory_order_relaxed)) return false;
   const page_range r(p, n);
-  if (madvise(reinterpret_cast<void*>(r.first), r.last - r.first, MADV_POPULATE_WRITE) != 0) {
+  if (madvise(reinterpret_cast<void*>(r.first), r.last - r.first, populate_write_advice) != 0) {
+    if (errno == EINVAL || errno == EPERM) populate_refused.store(true, std::memory_order_relaxed);
     return false;
   }
   if (touch) {
@@ -83,13 +111,12 @@ inline bool populate_for_write(void* p, std::size_t n, bool touch) noexcept {
   return true;
 }
 
-// For a block the caller is about to write all over (a copy, a rebuild): populates it when at
-// least a sixteenth of its pages are not resident. A block recycled by the allocator is
-// resident already, and populating it would cost a page-table walk per page for nothing (a
-// copy of 1e5 uint64 entries, 2.4 MB, took 0.30-0.38 ms without and 0.40-0.56 ms with an
-// unconditional populate); a fresh one saves a fault per page (1e6 entries: 52-54 -> 33-35 ms).
-inline void populate_if_fresh(void* p, std::size_t n) noexcept {
-  if (n < populate_min_bytes) return;
+// Whether at least a sixteenth of the pages holding [p, p + n) are not resident (mincore): a
+// block the allocator recycled is resident already, and populating it would cost a page-table
+// walk per page (0.43 µs here) for nothing. glibc serves the table's 2.4 MB segments from its
+// heap once it has freed one (its mmap threshold rises), and a fifth of a growth's segments
+// came back resident in a review's count (one map growing to 7e6 entries).
+inline bool mostly_fresh(const void* p, std::size_t n) noexcept {
   const page_range r(p, n);
   const std::size_t pages = (r.last - r.first) / page_size();
   std::size_t absent = 0;
@@ -98,12 +125,21 @@ inline void populate_if_fresh(void* p, std::size_t n) noexcept {
     const std::size_t k = pages - done < sizeof resident ? pages - done : sizeof resident;
     if (mincore(reinterpret_cast<void*>(r.first + done * page_size()), k * page_size(), resident) !=
         0) {
-      return;
+      return false;
     }
     for (std::size_t i = 0; i < k; ++i) absent += (resident[i] & 1) == 0 ? 1 : 0;
     done += k;
   }
-  if (absent * 16 >= pages) populate_for_write(p, n, false);
+  return absent * 16 >= pages;
+}
+
+// For a block the caller is about to write all over (a copy, a rebuild): populates it when it
+// is mostly fresh. A copy of 1e5 uint64 entries (2.4 MB, recycled memory) took 0.30-0.38 ms
+// without population, 0.40-0.56 ms with an unconditional one, 0.34-0.44 ms with this test; of
+// 1e6 entries (fresh) 52-54 ms without and 32-33 ms with it (a loop of 7 copies, medians).
+inline void populate_if_fresh(void* p, std::size_t n) noexcept {
+  if (n < populate_min_bytes || populate_refused.load(std::memory_order_relaxed)) return;
+  if (mostly_fresh(p, n)) populate_for_write(p, n, false);
 }
 #else
 inline constexpr bool can_populate = false;
@@ -111,6 +147,9 @@ inline std::size_t page_size() noexcept {
   return 4096;
 }
 inline bool populate_for_write(void*, std::size_t, bool) noexcept {
+  return false;
+}
+inline bool mostly_fresh(const void*, std::size_t) noexcept {
   return false;
 }
 inline void populate_if_fresh(void*, std::size_t) noexcept {}
