@@ -641,8 +641,7 @@ class map_table {
   // with hash_grow), then each in allocation_order.
   void start_populating(void* block, std::size_t units) noexcept {
     const std::size_t bytes = units * sizeof(block_unit);
-    if (!can_populate || !populate_segments || bytes < populate_min_bytes) return;
-    if (!mostly_fresh(block, bytes)) return;
+    if (!populate_segments || !worth_populating(block, bytes)) return;
     pop_next_ = static_cast<unsigned char*>(block);
     pop_end_ = pop_next_ + bytes;
   }

@@ -133,13 +133,19 @@ inline bool mostly_fresh(const void* p, std::size_t n) noexcept {
   return absent * 16 >= pages;
 }
 
-// For a block the caller is about to write all over (a copy, a rebuild): populates it when it
-// is mostly fresh. A copy of 1e5 uint64 entries (2.4 MB, recycled memory) took 0.30-0.38 ms
-// without population, 0.40-0.56 ms with an unconditional one, 0.34-0.44 ms with this test; of
-// 1e6 entries (fresh) 52-54 ms without and 32-33 ms with it (a loop of 7 copies, medians).
+// Whether populating a block pays: large enough, a kernel that has not refused, and mostly
+// fresh. The one rule for a growth's segments (map_table::start_populating) and for copies.
+//
+// populate_if_fresh: for a block the caller is about to write all over (a copy, a rebuild),
+// populates it when that pays. A copy of 1e5 uint64 entries (2.4 MB, recycled memory) took
+// 0.30-0.38 ms without population, 0.40-0.56 ms with an unconditional one, 0.34-0.44 ms with this
+// test; of 1e6 entries (fresh) 52-54 ms without and 32-33 ms with it (a loop of 7 copies, medians).
+inline bool worth_populating(const void* p, std::size_t n) noexcept {
+  return n >= populate_min_bytes && !populate_refused.load(std::memory_order_relaxed) &&
+         mostly_fresh(p, n);
+}
 inline void populate_if_fresh(void* p, std::size_t n) noexcept {
-  if (n < populate_min_bytes || populate_refused.load(std::memory_order_relaxed)) return;
-  if (mostly_fresh(p, n)) populate_for_write(p, n, false);
+  if (worth_populating(p, n)) populate_for_write(p, n, false);
 }
 #else
 inline constexpr bool can_populate = false;
@@ -150,6 +156,9 @@ inline bool populate_for_write(void*, std::size_t, bool) noexcept {
   return false;
 }
 inline bool mostly_fresh(const void*, std::size_t) noexcept {
+  return false;
+}
+inline bool worth_populating(const void*, std::size_t) noexcept {
   return false;
 }
 inline void populate_if_fresh(void*, std::size_t) noexcept {}
