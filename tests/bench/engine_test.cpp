@@ -266,6 +266,24 @@ TEST(BenchRunner, EveryDeterministicWorkloadMeetsItsPredictionWithFixedOps) {
   }
 }
 
+TEST(BenchRunner, BlockLengthFollowsThePaceOfTheLastBlock) {
+  constexpr std::uint64_t max_len = 64;
+  constexpr std::int64_t max_ns = 1'000'000;
+  // Fast ops (2 ns): the whole block.
+  EXPECT_EQ(sb::next_block_len(64, 128, max_len, max_ns), 64u);
+  // 64 ops in 4 ms (62.5 us each): 16 fit in 1 ms.
+  EXPECT_EQ(sb::next_block_len(64, 4'000'000, max_len, max_ns), 16u);
+  // One op of 5 ms: never below 1.
+  EXPECT_EQ(sb::next_block_len(1, 5'000'000, max_len, max_ns), 1u);
+  // After a slow block, fast ops grow it back at once (a preemption shortens one block only).
+  EXPECT_EQ(sb::next_block_len(1, 40, max_len, max_ns), 64u);
+  // 8 ops in 250 us (31.25 us each): 32 fit.
+  EXPECT_EQ(sb::next_block_len(8, 250'000, max_len, max_ns), 32u);
+  // No measurement (a clock that did not move): the full block.
+  EXPECT_EQ(sb::next_block_len(64, 0, max_len, max_ns), 64u);
+  EXPECT_EQ(sb::next_block_len(0, 100, max_len, max_ns), 64u);
+}
+
 TEST(BenchRunner, DurationModeStopsAndSummarizes) {
   const auto w = find("load-mostly-hits");
   const auto plan = sb::make_plan(w, {});

@@ -54,6 +54,18 @@ struct run_options {
 };
 
 using value_t = std::uint64_t;
+
+// The ops a thread runs before its next look at the clock, given that the last `ops` took
+// `took_ns`: as many as fit max_ns at that pace, between 1 and max_len. A slow block (a
+// preemption, a CowMap copy) shortens only the next block; fast ones grow it back.
+constexpr std::uint64_t next_block_len(std::uint64_t ops, std::int64_t took_ns,
+                                       std::uint64_t max_len, std::int64_t max_ns) noexcept {
+  if (ops == 0 || took_ns <= 0) return max_len;
+  const auto fit = static_cast<std::uint64_t>(
+      static_cast<double>(max_ns) * static_cast<double>(ops) / static_cast<double>(took_ns));
+  return fit < 1 ? 1 : fit > max_len ? max_len : fit;
+}
+
 using bench_clock = std::chrono::steady_clock;
 
 namespace ops {
@@ -263,25 +275,41 @@ repeat_result run_once(const workload_plan& plan, unsigned threads, const run_op
     A& m = *map;
     std::uint64_t i = plan.start(t);
     std::uint64_t n = 0;
-    // Ops between two looks at the clock. 64 keeps the look off the profile of a 2 ns op;
-    // an op found to take over 20 us (a CowMap write copying a big map) drops it to 1, so a
-    // run overshoots its duration by one op, not by 64 slow ones.
-    std::uint64_t block_len = 64;
+    // Ops between two looks at the clock: 64 keeps the look (26 ns on the bench VM) off the
+    // profile of a 2 ns op. Each look also sizes the next block from the last one's time per op,
+    // so that a block takes at most max_block_ns: a run overshoots its duration by about that
+    // much, not by 64 slow ops (a CowMap write copying a big map takes milliseconds). The size
+    // follows the ops, not one op: a rule that dropped it to 1 for good after one sampled op over
+    // 20 us let a single preemption put a clock read on every later op of that thread, and the
+    // 2-4 ns rows (one hot key, deletes) read 3-7x slower in the runs where that happened.
+    constexpr std::uint64_t max_block_len = 64;
+    constexpr std::int64_t max_block_ns = 1'000'000;
+    std::uint64_t block_len = max_block_len;
     prepared.count_down();
     go.wait();
     // Each thread stops itself at the deadline: no wake-up of another thread is needed, so a
     // busy machine delaying the calling thread does not stretch the run.
     const bench_clock::time_point deadline = start + opt.duration;
+    bench_clock::time_point block_start = bench_clock::now();
+    std::uint64_t block_ops = 0;  // ops since block_start
     for (;;) {
       std::uint64_t block = block_len;
       if (fixed) {
         if (n >= opt.ops_per_thread) break;
         block = std::min<std::uint64_t>(block, opt.ops_per_thread - n);
-      } else if (n > 0 && bench_clock::now() >= deadline) {
+      } else if (n > 0) {
         // n > 0: every thread completes at least one block, so a thread the machine delayed
         // past the deadline still reports a time per op (a run of 0 ops has none).
-        break;
+        const bench_clock::time_point now = bench_clock::now();
+        if (now >= deadline) break;
+        const std::int64_t took =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(now - block_start).count();
+        block_len = next_block_len(block_ops, took, max_block_len, max_block_ns);
+        block = block_len;
+        block_start = now;
+        block_ops = 0;
       }
+      block_ops += block;
       if (reservoir.wants(n)) {
         const auto a = bench_clock::now();
         ops::op<W>(m, st, plan, i);
@@ -289,7 +317,6 @@ repeat_result run_once(const workload_plan& plan, unsigned threads, const run_op
         const auto ns = static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
         reservoir.add(ns > opt.clock_overhead_ns ? ns - opt.clock_overhead_ns : 0);
-        if (ns > 20'000) block_len = 1;
         ++i;
         ++n;
         --block;
