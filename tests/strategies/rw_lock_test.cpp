@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -32,6 +33,31 @@ namespace lk = safemap_test::lock;
 constexpr long scale = (SAFEMAP_TSAN != 0) ? 8 : 1;
 
 using safemap_test::watchdog;  // fails the binary instead of hanging it
+
+// The spin and backoff are counted in PAUSE converted from time: a calibration that read
+// PAUSE as slower than it is (one preempted round did, 90 ns instead of 19) would cut every
+// wait short. Spinning the count for a time must last at least most of that time; a busy
+// machine only makes it longer.
+TEST(PauseClock, ACountForATimeSpinsAtLeastMostOfIt) {
+  using safemap::detail::pause_clock;
+  constexpr std::chrono::microseconds want{200};
+  const unsigned n = pause_clock::pauses_for(want);
+  ASSERT_GE(n, 1u);
+  auto fastest = std::chrono::steady_clock::duration::max();
+  for (int round = 0; round < 5; ++round) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (unsigned i = 0; i < n; ++i) safemap::detail::cpu_relax();
+    fastest = std::min(fastest, std::chrono::steady_clock::now() - t0);
+  }
+#if defined(__x86_64__) || defined(__i386__)
+  // Elsewhere a "PAUSE" may be far under the 1 ns floor the calibration assumes.
+  EXPECT_GE(fastest, want * 3 / 4) << n << " PAUSE";
+#endif
+  // Counts grow with the time asked for and stay within the cap.
+  EXPECT_LE(pause_clock::pauses_for(std::chrono::microseconds(10)), n);
+  EXPECT_EQ(pause_clock::pauses_for(std::chrono::nanoseconds(0)), 1u);
+  EXPECT_EQ(pause_clock::pauses_for(std::chrono::seconds(10)), 65536u);
+}
 
 TEST(RwLock, TryLockSeesExclusiveAndSharedHolders) {
   rw_lock l;
