@@ -465,6 +465,82 @@ TEST(RwLockBias, AWriterRevokesTheBiasAndWaitsForBiasedReadersInside) {
   EXPECT_FALSE(l.writer_parked_on_readers());
 }
 
+// Two threads reading l in strict turns (never inside together) until the bias is on or each
+// has read `per_thread` times; returns whether it came on. The turns are handed over through
+// an atomic: no overlap, so only the read-run sign (track_read_runs) can turn the bias on.
+bool bias_from_turns(rw_lock& l, int per_thread) {
+  std::atomic<int> turn{0};
+  std::atomic<bool> stop{false};
+  auto reader = [&](int me) {
+    for (int i = 0; i < per_thread; ++i) {
+      while (turn.load(std::memory_order_acquire) != me) {
+        if (stop.load(std::memory_order_acquire)) return;
+        std::this_thread::yield();
+      }
+      const unsigned t = l.lock_shared_biased();
+      const bool biased = t != 0 || l.biased();
+      l.unlock_shared(t);
+      if (biased) stop.store(true, std::memory_order_release);
+      turn.store(1 - me, std::memory_order_release);
+      if (biased) return;
+    }
+    stop.store(true, std::memory_order_release);
+  };
+  std::thread other(reader, 1);
+  reader(0);
+  other.join();
+  return l.biased();
+}
+
+TEST(RwLockBias, ThreadsTakingTurnsTurnItOnOnlyWhereReadRunsAreTracked) {
+  watchdog dog(std::chrono::seconds(60));
+  // A run completes every reads_before_bias reads; the completer alternates between the two
+  // threads, so the second run's completer differs from the first's.
+  constexpr int enough = 4 * static_cast<int>(rw_lock::reads_before_bias);
+  rw_lock tracked;
+  tracked.track_read_runs();
+  EXPECT_TRUE(bias_from_turns(tracked, enough));
+  EXPECT_EQ(tracked.state(), 0u);
+  // Without the tracking only overlaps count, and turns never overlap.
+  rw_lock plain;
+  EXPECT_FALSE(bias_from_turns(plain, 20 * enough));
+  EXPECT_EQ(plain.state(), 0u);
+}
+
+TEST(RwLockBias, ReadRunsWithAWriteInsideOrOneReaderNeverTurnItOn) {
+  watchdog dog(std::chrono::seconds(60));
+  rw_lock alone;
+  alone.track_read_runs();
+  for (int i = 0; i < 10'000; ++i) {
+    const unsigned t = alone.lock_shared_biased();
+    ASSERT_EQ(t, 0u);
+    alone.unlock_shared(t);
+  }
+  EXPECT_FALSE(alone.biased()) << "one thread alone";
+  // Two threads in turns, each writing before every (reads_before_bias - 1) / 2 of its reads:
+  // fewer than reads_before_bias reads between two writes, so no run completes.
+  rw_lock written;
+  written.track_read_runs();
+  std::atomic<int> turn{0};
+  auto reader = [&](int me) {
+    for (int i = 0; i < 20 * static_cast<int>(rw_lock::reads_before_bias); ++i) {
+      while (turn.load(std::memory_order_acquire) != me) std::this_thread::yield();
+      if (i % ((rw_lock::reads_before_bias - 1) / 2) == 0) {
+        written.lock();
+        written.unlock();
+      }
+      const unsigned t = written.lock_shared_biased();
+      EXPECT_EQ(t, 0u);
+      written.unlock_shared(t);
+      turn.store(1 - me, std::memory_order_release);
+    }
+  };
+  std::thread other(reader, 1);
+  reader(0);
+  other.join();
+  EXPECT_FALSE(written.biased()) << "runs broken by writes";
+}
+
 // After a revocation readers take the word again; overlapping readers turn the bias back on
 // once the inhibition (a multiple of the revocation's duration) has passed.
 TEST(RwLockBias, ReadersTakeTheWordAfterARevocationUntilOverlapTurnsTheBiasOnAgain) {

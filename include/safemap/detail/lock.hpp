@@ -72,7 +72,8 @@
 //    exception: a failing try_lock puts it back while it holds the word exclusively). It
 //    does so when it finds another reader inside with it (as folly starts deferring once two
 //    readers hold the word) and no writer waiting, on every 64th such acquisition of its
-//    thread, and only once the last revocation's inhibition has passed: inhibit_factor times
+//    thread (ShardedMap's shards also count runs of reads by different threads: count_read),
+//    and only once the last revocation's inhibition has passed: inhibit_factor times
 //    the revocation's own duration. That is BRAVO's rule; it bounds the time writers spend
 //    revoking to about 1/(inhibit_factor + 1) of theirs. One thread alone never turns the
 //    bias on (it would gain nothing, and its writes would pay revocations); under a
@@ -285,6 +286,8 @@ class rw_lock {
 
   rw_lock() noexcept = default;
   rw_lock(const rw_lock&) = delete;
+  // Turns on the read-run sign for the bias (see count_read). Call before the lock is shared.
+  void track_read_runs() noexcept { track_read_runs_ = true; }
   rw_lock& operator=(const rw_lock&) = delete;
 
   // One CAS when free, and a load of bias_ on the line the CAS took. Relaxed is enough for
@@ -295,6 +298,7 @@ class rw_lock {
                                                          std::memory_order_relaxed))) {
       lock_slow();
     }
+    reads_since_write_.store(0, std::memory_order_relaxed);
     if (SAFEMAP_UNLIKELY(bias_.load(std::memory_order_relaxed))) revoke_bias();
   }
   // Never waits: with biased readers inside it fails, as with readers on the word. It puts
@@ -305,6 +309,7 @@ class rw_lock {
     while (writer_may_enter(s, false)) {
       if (state_.compare_exchange_weak(s, s | writer, std::memory_order_acquire,
                                        std::memory_order_relaxed)) {
+        reads_since_write_.store(0, std::memory_order_relaxed);
         if (SAFEMAP_LIKELY(!bias_.load(std::memory_order_relaxed))) return true;
         const std::int64_t start = now_ns();
         bias_.store(false, std::memory_order_seq_cst);
@@ -358,6 +363,7 @@ class rw_lock {
     }
     const std::uint32_t prev = state_.fetch_add(reader, std::memory_order_acquire);
     if (SAFEMAP_LIKELY((prev & (writer | writer_waiting | writer_starving | readers_mask)) == 0)) {
+      if (track_read_runs_) count_read();
       return 0;
     }
     lock_shared_word_slow(prev);
@@ -444,6 +450,10 @@ class rw_lock {
  public:
   // Overlapping shared acquisitions on the word (per thread) between two looks at the clock.
   static constexpr unsigned overlaps_per_clock_read = 64;
+  // A run of reads with no write, whose last reader is not the last run's, turns the bias on
+  // (locks built with track_read_runs). Prime, so that threads taking turns in a short fixed
+  // pattern (A B A B ..., A A B ...) do not complete every run with the same thread.
+  static constexpr std::uint32_t reads_before_bias = 61;
 
  private:
   static std::int64_t now_ns() noexcept {
@@ -475,9 +485,7 @@ class rw_lock {
   SAFEMAP_NOINLINE void lock_shared_word_slow(std::uint32_t prev) noexcept {
     if ((prev & (writer | writer_waiting | writer_starving)) == 0) {
       // Another reader inside with us: reads overlap across threads, the case the bias is
-      // for (as folly::SharedMutex starts deferring readers once two hold it inline). One
-      // thread alone never turns it on: it would gain nothing, and its writes would pay
-      // revocations.
+      // for (as folly::SharedMutex starts deferring readers once two hold it inline).
       readers_overlap();
       return;
     }
@@ -486,16 +494,49 @@ class rw_lock {
     lock_shared_slow();
   }
 
-  // Called by a reader that holds the word shared together with another reader: turns the
-  // bias on once the last revocation's inhibition has passed. The clock is read on every
-  // overlaps_per_clock_read-th such call of a thread only: with every 4th, readers of a 10%
-  // write mix (the bias mostly inhibited, readers overlapping often) paid ~4 ns per read for
-  // it (bench/lock_bench.cpp, 2-8 threads).
-  void readers_overlap() noexcept {
+  // Read runs (locks built with track_read_runs only). Overlapping readers are one sign that
+  // several threads read a lock; threads that take turns on it without overlapping show none,
+  // and that is how two threads meet on one of ShardedMap's shards (another thread is inside
+  // the same shard 1/S as often as it is inside LockedMap's lock). On safemap-bench's
+  // adversarial-alloc row (loads of absent keys, a store after 1, 2, 3 ... loads) overlaps
+  // turned the bias on 450 times in a 100 ms run at 2 threads, and ShardedMap ran at
+  // 29-32 ns/op against LockedMap's 12. So such a lock also counts the reads on the word since
+  // the last write, and every reads_before_bias reads in a row, if the reader that completes
+  // the run is not the one that completed the last run, turns the bias on (same conditions as
+  // an overlap). One thread alone never does (it would gain nothing, and its writes would pay
+  // revocations), nor do reads among frequent writes (each write would revoke). The count is a
+  // hint: readers inside together may lose each other's increments. Off for LockedMap, whose
+  // readers overlap often: the count cost its read-mostly rows 5-8% (mix-99-1, 4 threads,
+  // nine alternating runs) and the overlaps already turn its bias on.
+  void count_read() noexcept {
+    const std::uint32_t n = reads_since_write_.load(std::memory_order_relaxed) + 1;
+    reads_since_write_.store(n, std::memory_order_relaxed);
+    if (SAFEMAP_UNLIKELY(n % reads_before_bias == 0)) read_run_completed();
+  }
+  SAFEMAP_NOINLINE void read_run_completed() noexcept {
+    const void* prev = last_reader_.exchange(reader_token(), std::memory_order_relaxed);
+    if (prev != nullptr && prev != reader_token()) try_bias();
+  }
+  // The address of a thread_local: an identity for this thread, for as long as it runs.
+  static const void* reader_token() noexcept {
+    static thread_local const char token = 0;
+    return &token;
+  }
+
+  // Called by a reader that holds the word shared together with another reader. The clock is
+  // read on every overlaps_per_clock_read-th such call of a thread only: with every 4th,
+  // readers of a 10% write mix (the bias mostly inhibited, readers overlapping often) paid
+  // ~4 ns per read for it (bench/lock_bench.cpp, 2-8 threads).
+  SAFEMAP_NOINLINE void readers_overlap() noexcept {
     static thread_local unsigned calls = 0;
-    if (++calls % overlaps_per_clock_read != 0 || bias_.load(std::memory_order_relaxed)) return;
-    // A writer waiting: biased readers would enter past its writer preference, and it would
-    // revoke at once.
+    if (++calls % overlaps_per_clock_read != 0) return;
+    try_bias();
+  }
+  // Turns the bias on unless it is on, a writer waits (biased readers would enter past its
+  // writer preference, and it would revoke at once), or the last revocation's inhibition has
+  // not passed.
+  void try_bias() noexcept {
+    if (bias_.load(std::memory_order_relaxed)) return;
     if ((state_.load(std::memory_order_relaxed) & (writer_waiting | writer_starving)) != 0) return;
     if (now_ns() < inhibit_until_.load(std::memory_order_relaxed)) return;
     bias_.store(true, std::memory_order_release);
@@ -607,6 +648,11 @@ class rw_lock {
   std::atomic<std::uint64_t> contended_{0};
   std::atomic<std::int64_t> inhibit_until_{0};
   std::atomic<std::uint64_t> holder_words_[holder_word_count]{};
+  // Written by readers on the word (count_read) and reset by writers; with
+  // track_read_runs_ only (set before the lock is shared, then only read).
+  std::atomic<std::uint32_t> reads_since_write_{0};
+  bool track_read_runs_ = false;
+  std::atomic<const void*> last_reader_{nullptr};
 
   // The biased readers' counters, one cache line each, after the word's 128-byte unit.
   alignas(128) slot slots_[reader_slot_count];
