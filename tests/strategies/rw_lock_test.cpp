@@ -15,10 +15,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <latch>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "safemap/detail/config.hpp"
 #include "support/lock_suite.hpp"
@@ -369,9 +371,45 @@ TEST(RwLock, EightThreadsOnFewCoresNeverLoseAWakeUp) {
 
 // Mostly biased reads that yield inside, so revoking writers exhaust their spin and park on a
 // reader counter: the reader taking it to 0 must wake them. Twelve threads: more than the
-// counters, so some threads share one.
+// counters, so some threads have none and read on the word beside the biased ones.
 TEST(RwLock, BiasedReadersOnFewCoresNeverLoseAWriterWakeUp) {
   lost_wake_up_stress(90, readers::biased, 12);
+}
+
+// A biased reader's counter belongs to one live thread (its release is a plain store, so two
+// owners would lose counts): threads alive together hold distinct counters, those beyond the
+// eight hold none, and a thread's counter is free again once it has exited.
+TEST(RwLockBias, ReaderCountersBelongToOneLiveThreadAndComeBackWhenItExits) {
+  using safemap::detail::no_reader_slot;
+  using safemap::detail::reader_slot_count;
+  using safemap::detail::reader_slots;
+  watchdog dog(std::chrono::seconds(60));
+  constexpr int threads = 12;
+  std::vector<unsigned> got(threads, 0);
+  std::latch all_claimed(threads);
+  {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) {
+      ts.emplace_back([&, t] {
+        got[t] = reader_slots::index();
+        all_claimed.arrive_and_wait();  // every thread holds its counter until all have one
+      });
+    }
+    for (auto& t : ts) t.join();
+  }
+  unsigned seen = 0;
+  int with_counter = 0;
+  for (unsigned i : got) {
+    if (i == no_reader_slot) continue;
+    ASSERT_LT(i, reader_slot_count);
+    EXPECT_EQ(seen & (1u << i), 0u) << "counter " << i << " given to two live threads";
+    seen |= 1u << i;
+    ++with_counter;
+  }
+  EXPECT_GE(with_counter, 1);
+  EXPECT_LE(with_counter, static_cast<int>(reader_slot_count));
+  EXPECT_LT(with_counter, threads) << "more threads than counters: some must have none";
+  EXPECT_EQ(reader_slots::taken_mask() & seen, 0u) << "exited threads still hold counters";
 }
 
 // --- reader bias -----------------------------------------------------------------------------
@@ -539,6 +577,47 @@ TEST(RwLockBias, ReadRunsWithAWriteInsideOrOneReaderNeverTurnItOn) {
   reader(0);
   other.join();
   EXPECT_FALSE(written.biased()) << "runs broken by writes";
+}
+
+// A biased reader's release races a writer going to sleep on its counter: the release is a
+// plain store, and the writer relies on the process-wide barrier between its flag and its last
+// look. The reader lets go after a random spin, before, during or after the writer parks;
+// a lost wake-up hangs the writer, and the watchdog fails the test.
+TEST(RwLockBias, AReleaseRacingAWriterGoingToSleepAlwaysWakesIt) {
+  watchdog dog(std::chrono::seconds(120));
+  std::uint64_t x = 0x2545f4914f6cdd1dULL;
+  int parked_seen = 0;
+  for (int round = 0; round < 150; ++round) {
+    rw_lock l;
+    ASSERT_NO_FATAL_FAILURE(make_biased(l));
+    std::atomic<bool> writer_in{false};
+    reader_inside reader(l, readers::biased, &writer_in);
+    ASSERT_NE(reader.ticket(), 0u);
+    std::thread writer([&] {
+      l.lock();
+      writer_in = true;
+      l.unlock();
+    });
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    // 0-80 us: the writer spins about 50 us before it parks.
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::microseconds(x % 80'000 / 1000);
+    while (std::chrono::steady_clock::now() < until) {
+      if (l.writer_parked_on_readers()) ++parked_seen;
+    }
+    if (round % 3 == 0) {
+      while (!l.writer_parked_on_readers()) std::this_thread::yield();
+      ++parked_seen;
+    }
+    reader.leave();
+    writer.join();
+    EXPECT_TRUE(writer_in.load());
+    EXPECT_EQ(l.state(), 0u);
+    EXPECT_EQ(l.biased_readers(), 0u);
+  }
+  EXPECT_GT(parked_seen, 0) << "no round reached the writer's sleep";
 }
 
 // After a revocation readers take the word again; overlapping readers turn the bias back on
