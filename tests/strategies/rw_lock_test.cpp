@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -377,25 +378,45 @@ TEST(RwLock, BiasedReadersOnFewCoresNeverLoseAWriterWakeUp) {
 }
 
 // A biased reader's counter belongs to one live thread (its release is a plain store, so two
-// owners would lose counts): threads alive together hold distinct counters, those beyond the
-// eight hold none, and a thread's counter is free again once it has exited.
+// owners would lose counts): threads alive together hold distinct counters, as many as are
+// free and no more; a thread's counter is free again once it has exited; and a thread that
+// found none gets one, reclaim_retry_reads reads later, once owners have exited.
 TEST(RwLockBias, ReaderCountersBelongToOneLiveThreadAndComeBackWhenItExits) {
   using safemap::detail::no_reader_slot;
   using safemap::detail::reader_slot_count;
   using safemap::detail::reader_slots;
   watchdog dog(std::chrono::seconds(60));
+  const unsigned before = reader_slots::taken_mask();  // this thread's, if it has read biased
+  const int free_counters = static_cast<int>(reader_slot_count) - std::popcount(before);
   constexpr int threads = 12;
   std::vector<unsigned> got(threads, 0);
-  std::latch all_claimed(threads);
-  {
-    std::vector<std::thread> ts;
-    for (int t = 0; t < threads; ++t) {
-      ts.emplace_back([&, t] {
-        got[t] = reader_slots::index();
-        all_claimed.arrive_and_wait();  // every thread holds its counter until all have one
-      });
+  std::latch all_claimed(threads + 1);
+  std::atomic<bool> others_gone{false};
+  std::atomic<unsigned> late{0};
+  auto first_without = [&] {
+    for (int u = 0; u < threads; ++u) {
+      if (got[u] == no_reader_slot) return u;
     }
-    for (auto& t : ts) t.join();
+    return -1;
+  };
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      got[t] = reader_slots::index();
+      all_claimed.arrive_and_wait();     // every thread holds its counter until all have one
+      if (t != first_without()) return;  // the others exit and give theirs back
+      while (!others_gone.load()) std::this_thread::yield();
+      unsigned i = no_reader_slot;
+      for (unsigned r = 0; r <= reader_slots::reclaim_retry_reads && i == no_reader_slot; ++r) {
+        i = reader_slots::index();
+      }
+      late = i;
+    });
+  }
+  all_claimed.arrive_and_wait();
+  const int waiter = first_without();
+  for (int t = 0; t < threads; ++t) {
+    if (t != waiter) ts[t].join();
   }
   unsigned seen = 0;
   int with_counter = 0;
@@ -406,10 +427,15 @@ TEST(RwLockBias, ReaderCountersBelongToOneLiveThreadAndComeBackWhenItExits) {
     seen |= 1u << i;
     ++with_counter;
   }
-  EXPECT_GE(with_counter, 1);
-  EXPECT_LE(with_counter, static_cast<int>(reader_slot_count));
-  EXPECT_LT(with_counter, threads) << "more threads than counters: some must have none";
+  EXPECT_EQ(with_counter, free_counters) << "every free counter, and no more, is handed out";
+  EXPECT_EQ(before & seen, 0u) << "a counter this thread holds went to another thread";
   EXPECT_EQ(reader_slots::taken_mask() & seen, 0u) << "exited threads still hold counters";
+  ASSERT_GE(waiter, 0) << "more threads than counters: some must have none";
+  others_gone = true;
+  ts[waiter].join();
+  EXPECT_LT(late.load(), reader_slot_count)
+      << "a thread without a counter never got one that exited threads gave back";
+  EXPECT_EQ(reader_slots::taken_mask() & ~before, 0u) << "the late claimer kept its counter";
 }
 
 // --- reader bias -----------------------------------------------------------------------------
@@ -579,14 +605,16 @@ TEST(RwLockBias, ReadRunsWithAWriteInsideOrOneReaderNeverTurnItOn) {
   EXPECT_FALSE(written.biased()) << "runs broken by writes";
 }
 
-// A biased reader's release races a writer going to sleep on its counter: the release is a
-// plain store, and the writer relies on the process-wide barrier between its flag and its last
-// look. The reader lets go after a random spin, before, during or after the writer parks;
-// a lost wake-up hangs the writer, and the watchdog fails the test.
+// A biased reader's release races a writer going to sleep on its counter. On Linux the
+// release is a plain store and the writer relies on membarrier between raising the flag and
+// its last look; under TSan (and elsewhere) both sides are seq_cst read-modify-writes. The
+// reader lets go after a random spin, before, during or after the writer sleeps; a lost
+// wake-up hangs the writer, and the watchdog fails the test.
 TEST(RwLockBias, AReleaseRacingAWriterGoingToSleepAlwaysWakesIt) {
   watchdog dog(std::chrono::seconds(120));
   std::uint64_t x = 0x2545f4914f6cdd1dULL;
   int parked_seen = 0;
+  const std::uint64_t sleeps_before = rw_lock::writer_sleeps();
   for (int round = 0; round < 150; ++round) {
     rw_lock l;
     ASSERT_NO_FATAL_FAILURE(make_biased(l));
@@ -618,6 +646,10 @@ TEST(RwLockBias, AReleaseRacingAWriterGoingToSleepAlwaysWakesIt) {
     EXPECT_EQ(l.biased_readers(), 0u);
   }
   EXPECT_GT(parked_seen, 0) << "no round reached the writer's sleep";
+  if (!safemap::detail::heavy_barrier::available()) {
+    GTEST_SKIP() << "this kernel or sandbox refuses membarrier: writers poll, none sleeps";
+  }
+  EXPECT_GT(rw_lock::writer_sleeps(), sleeps_before) << "no writer slept on a reader's counter";
 }
 
 // After a revocation readers take the word again; overlapping readers turn the bias back on

@@ -55,11 +55,12 @@
 //  - while bias_ is set, lock_shared_biased() counts the reader in one of reader_slot_count
 //    counters (a thread always uses the same one; each on its own cache line), then checks
 //    bias_ again; the state word is not written. unlock_shared(ticket) decrements that
-//    counter. A thread's counter index is handed out once per process, at its first biased
-//    read of any lock: for the first 4 such threads the counters lie 128 bytes apart, so each
-//    stays in its thread's core; threads 5-8 share prefetch pairs; a counter belongs to one
-//    thread at a time (given back when it exits), and a ninth reading thread reads on the
-//    word (correct, only slower). The release is a plain store (release_slot);
+//    counter. A thread claims its counter index (the same in every lock) at its first biased
+//    read and keeps it until it exits: a counter belongs to one live thread at a time, so
+//    the release is a plain store (release_slot). For the first 4 live threads the counters
+//    lie 128 bytes apart, so each stays in its thread's core; threads 5-8 share prefetch
+//    pairs; a ninth live reading thread reads on the word (correct, only slower) and tries
+//    again later. Threads that read once and then idle keep theirs;
 //  - a writer, once it holds the word, clears bias_ if set (revocation) and waits until every
 //    counter is 0. Readers that counted themselves before the clear are inside (the writer
 //    waits for them); those after it see bias_ clear, undo their count and take the word,
@@ -80,8 +81,8 @@
 //    bias on (it would gain nothing, and its writes would pay revocations); under a
 //    write-heavy mix revocations come at most that often. A writer's cost while the bias is
 //    off: one relaxed load of bias_ on the line it has just taken;
-//  - a writer waiting for a counter spins and yields like any waiter, then parks on the
-//    counter (its `parked` flag says so), and the reader taking it to 0 wakes it: a
+//  - a writer waiting for a counter spins and yields like any waiter, then sleeps on the
+//    counter's `parked` flag, and the reader's next release wakes it (drain): a
 //    reader may hold the lock for a long callback (LockedMap::range) without a writer burning
 //    a core. Readers arriving meanwhile wait on the word for that writer, so they wait for the
 //    biased readers' critical sections too (bounded by them, as a writer's own would be; the
@@ -114,11 +115,14 @@
 //     starving thread that gets in; one that another starving thread cleared is set again by
 //     the rest at their next look.
 //  4. A reader counter's parked flag is set only by the draining writer (one at a time: it
-//     holds the word), which then runs heavy_barrier() before its last look at the count and
-//     sleeps only on the value it saw; every release by the counter's reader that finds the
-//     flag set clears it and notifies. The barrier makes the reader's release either visible
-//     to that look or followed by a load that sees the flag: no lost wake-up. The writer
-//     clears the flag when the count is 0; a flag seen late costs a spurious notify.
+//     holds the word), which then runs heavy_barrier before its last look at the count and
+//     sleeps on the flag only if that look saw readers; every release by the counter's owner
+//     stores the count, then (in program order, which a compiler fence keeps) loads the
+//     flag, and if it is set exchanges it to 0 and notifies. The barrier makes the release
+//     either visible to the writer's look or followed by a load that sees the flag; the
+//     exchange and wait()'s own registration are locked instructions, so the notify cannot
+//     miss a writer on its way to sleep. The writer clears the flag once the count is 0. If
+//     the kernel refuses the barrier, the writer polls with sleeps and the flag stays up.
 //
 // try_lock*/lock* also count contended acquisitions (the first try failed) without putting a
 // shared write on the uncontended path.
@@ -127,7 +131,6 @@
 #include <sched.h>
 
 #if defined(__linux__)
-#include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -136,6 +139,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "safemap/detail/config.hpp"
@@ -257,6 +261,46 @@ class lock_waiter {
   std::chrono::steady_clock::time_point start_{};
 };
 
+// Whether a biased reader's release is a plain store (see rw_lock::release_slot), with the
+// order a sleeping writer needs supplied by heavy_barrier: Linux, outside ThreadSanitizer
+// (which cannot see the ordering membarrier gives, like liburcu's in reclaim.hpp).
+// Elsewhere the release is a seq_cst read-modify-write, as before.
+#if defined(__linux__) && defined(__NR_membarrier) && !SAFEMAP_TSAN
+#define SAFEMAP_ASYMMETRIC_READERS 1
+#else
+#define SAFEMAP_ASYMMETRIC_READERS 0
+#endif
+
+// A full memory barrier on every CPU that runs a thread of this process (Linux membarrier,
+// MEMBARRIER_CMD_PRIVATE_EXPEDITED, kernel 4.14); false where the kernel or a sandbox refuses
+// it. 12-22 us on the bench VM (an IPI per other vCPU), so it runs only where a writer is
+// about to sleep on a reader's counter. The commands are the kernel ABI's numbers (enum
+// membarrier_cmd), so older kernel headers still compile.
+class heavy_barrier {
+ public:
+  // Registers the process, once. A reader calls it when its thread claims a counter, so a
+  // writer that holds a lock does not pay the registration (milliseconds on older kernels).
+  static bool available() noexcept {
+#if SAFEMAP_ASYMMETRIC_READERS
+    static const bool registered = syscall(__NR_membarrier, register_private_expedited, 0, 0) == 0;
+    return registered;
+#else
+    return true;  // the readers' releases are seq_cst RMWs: the flag's seq_cst store suffices
+#endif
+  }
+  static bool run() noexcept {
+#if SAFEMAP_ASYMMETRIC_READERS
+    return available() && syscall(__NR_membarrier, private_expedited, 0, 0) == 0;
+#else
+    return true;
+#endif
+  }
+
+ private:
+  static constexpr int private_expedited = 1 << 3;           // MEMBARRIER_CMD_PRIVATE_EXPEDITED
+  static constexpr int register_private_expedited = 1 << 4;  // ..._REGISTER_PRIVATE_EXPEDITED
+};
+
 // The reader counter a thread uses in every biased lock. A counter belongs to one thread at a
 // time (its releases are plain stores: see release_slot), claimed at the thread's first biased
 // read and given back when the thread exits. Free counters are taken in the order 0, 2, 4, 6,
@@ -268,7 +312,11 @@ class lock_waiter {
 inline constexpr unsigned reader_slot_count = 8;
 inline constexpr unsigned no_reader_slot = reader_slot_count;
 
-class reader_slots {
+// Default visibility: the mask and the thread's index must be one per process even when
+// safemap is compiled into several shared objects built with -fvisibility=hidden (two copies
+// could hand one counter to two threads, whose plain-store releases would then lose counts).
+// A ticket must be released by the thread that took it (as with any lock here).
+class __attribute__((visibility("default"))) reader_slots {
  public:
   static unsigned index() noexcept {
     unsigned& i = current();
@@ -278,10 +326,10 @@ class reader_slots {
   }
   // Counters held by live threads, for tests.
   static unsigned taken_mask() noexcept { return taken().load(std::memory_order_relaxed); }
-
- private:
+  // Reads on the word a thread without a counter makes before it tries to claim one again.
   static constexpr unsigned reclaim_retry_reads = 4096;
 
+ private:
   // no_reader_slot + k: k more word reads before the next try.
   static unsigned& current() noexcept {
     static thread_local unsigned i = no_reader_slot + 1;
@@ -323,6 +371,7 @@ class reader_slots {
                                         std::memory_order_relaxed)) {
         static thread_local owner o;
         o.i = pick;
+        heavy_barrier::available();
         return pick;
       }
     }
@@ -331,30 +380,6 @@ class reader_slots {
 
 inline unsigned reader_slot_index() noexcept {
   return reader_slots::index();
-}
-
-// Whether a biased reader's release is a plain store (see rw_lock::release_slot), with the
-// order a sleeping writer needs supplied by heavy_barrier(): Linux, outside ThreadSanitizer
-// (which cannot see the ordering membarrier gives, like liburcu's in reclaim.hpp).
-// Elsewhere the release is a seq_cst read-modify-write, as before.
-#if defined(__linux__) && defined(__NR_membarrier) && !SAFEMAP_TSAN
-#define SAFEMAP_ASYMMETRIC_READERS 1
-#else
-#define SAFEMAP_ASYMMETRIC_READERS 0
-#endif
-
-// A full memory barrier on every CPU that runs a thread of this process (Linux membarrier,
-// MEMBARRIER_CMD_PRIVATE_EXPEDITED); false where the kernel or a sandbox refuses it. 12-22 us
-// on the bench VM (an IPI per other vCPU), so it runs only where a writer is about to sleep
-// on a reader's counter.
-inline bool heavy_barrier() noexcept {
-#if SAFEMAP_ASYMMETRIC_READERS
-  static const bool registered =
-      syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-  return registered && syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
-#else
-  return true;  // the readers' releases are seq_cst RMWs: the flag's seq_cst store suffices
-#endif
 }
 
 // The reader/writer lock (see the top of this file). Not recursive: a thread must never take
@@ -476,6 +501,11 @@ class rw_lock {
     for (const slot& c : slots_) n += c.n.load(std::memory_order_seq_cst);
     return n;
   }
+  // How many times a writer of any lock has gone to sleep on a biased reader's counter (for
+  // tests: the plain-store release's wake-up path).
+  static std::uint64_t writer_sleeps() noexcept {
+    return writer_sleeps_.load(std::memory_order_relaxed);
+  }
   // Whether a writer sleeps waiting for biased readers to leave (for tests).
   bool writer_parked_on_readers() const noexcept {
     for (const slot& c : slots_) {
@@ -560,7 +590,7 @@ class rw_lock {
   // every acquisition. The exit needs no such order on the fast path: a draining writer that
   // polls the counter sees the store when it lands. Only a writer about to sleep needs the
   // reader to see its `parked` (store, then load: an order x86 does not keep without a fence),
-  // and it gets that from heavy_barrier(), between its store of parked and its last look at
+  // and it gets that from heavy_barrier, between its store of parked and its last look at
   // the count. Two RMWs cost 11.4 ns per read on the bench machine (a loop on a private
   // line), one RMW and a store 5.7; safemap-bench, LockedMap, five alternating runs:
   // delete-collision 6.75 -> 4.15 ns/op at 2 threads, load-or-store-collision 7.06 -> 4.55,
@@ -569,15 +599,21 @@ class rw_lock {
     slot& c = slots_[i];
 #if SAFEMAP_ASYMMETRIC_READERS
     c.n.store(c.n.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+    // The compiler must not hoist the load above the store (C++ allows it for a relaxed load
+    // after a release store); the CPU may, and heavy_barrier covers that.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
     if (SAFEMAP_UNLIKELY(c.parked.load(std::memory_order_relaxed) != 0)) wake_slot(i);
 #else
     c.n.fetch_sub(1, std::memory_order_seq_cst);
     if (SAFEMAP_UNLIKELY(c.parked.load(std::memory_order_seq_cst) != 0)) wake_slot(i);
 #endif
   }
+  // The writer sleeps on `parked` (not on the count, whose values repeat). A locked exchange
+  // here and the waiter's locked registration in std::atomic::wait keep notify_all from
+  // missing a waiter that is just going to sleep (a plain store and load on each side could
+  // both read stale values: the store-buffer pattern).
   SAFEMAP_NOINLINE void wake_slot(unsigned i) noexcept {
-    slots_[i].parked.store(0, std::memory_order_relaxed);
-    slots_[i].n.notify_all();
+    if (slots_[i].parked.exchange(0, std::memory_order_seq_cst) != 0) slots_[i].parked.notify_all();
   }
   // A reader whose thread has no counter (eight other threads hold them all) while the lock is
   // biased: it reads on the word, beside the biased readers.
@@ -670,13 +706,15 @@ class rw_lock {
   }
 
   // Waits until no biased reader is counted in c: spins and yields like any waiter, then
-  // sleeps on the counter. Before it sleeps it sets c.parked and makes the reader see it
-  // (heavy_barrier); where the kernel refuses the barrier it keeps yielding instead (the
-  // reader would not know to wake it).
+  // sleeps on c.parked, after setting it and making the reader see it (heavy_barrier): the
+  // reader's release that finds it set clears it and wakes us. Where the kernel refuses the
+  // barrier, the reader would not know to wake us: then we poll with sleeps of 10 us growing
+  // to 1 ms (a reader holds the lock that long only in a long callback, such as a range's).
   void drain(slot& c) noexcept {
     std::uint32_t v = c.n.load(std::memory_order_seq_cst);
     if (SAFEMAP_LIKELY(v == 0)) return;
     lock_waiter w;
+    std::chrono::microseconds poll{10};
     for (;;) {
       if (v == 0) break;
       if (w.back_off()) {
@@ -684,10 +722,11 @@ class rw_lock {
         continue;
       }
       c.parked.store(1, std::memory_order_seq_cst);
-      if (!heavy_barrier()) {
-        // The flag stays up (the reader may clear it with a spurious notify): it still says
+      if (!heavy_barrier::run()) {
+        // The flag stays up (a reader may clear it with a spurious notify): it still says
         // that a writer waits on this counter.
-        sched_yield();
+        std::this_thread::sleep_for(poll);
+        if (poll < std::chrono::milliseconds(1)) poll *= 2;
         v = c.n.load(std::memory_order_acquire);
         continue;
       }
@@ -695,10 +734,11 @@ class rw_lock {
       // its load of parked comes after the barrier (it sees 1 and wakes us).
       v = c.n.load(std::memory_order_seq_cst);
       if (v != 0) {
-        c.n.wait(v, std::memory_order_acquire);
+        writer_sleeps_.fetch_add(1, std::memory_order_relaxed);
+        c.parked.wait(1, std::memory_order_acquire);
         w.woke();
+        v = c.n.load(std::memory_order_acquire);
       }
-      v = c.n.load(std::memory_order_acquire);
     }
     c.parked.store(0, std::memory_order_relaxed);
   }
@@ -781,6 +821,8 @@ class rw_lock {
   std::atomic<std::uint32_t> reads_since_write_{0};
   bool track_read_runs_ = false;
   std::atomic<const void*> last_reader_{nullptr};
+
+  static inline std::atomic<std::uint64_t> writer_sleeps_{0};
 
   // The biased readers' counters, one cache line each, after the word's 128-byte unit.
   alignas(128) slot slots_[reader_slot_count];
