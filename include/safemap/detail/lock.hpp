@@ -378,10 +378,6 @@ class __attribute__((visibility("default"))) reader_slots {
   }
 };
 
-inline unsigned reader_slot_index() noexcept {
-  return reader_slots::index();
-}
-
 // The reader/writer lock (see the top of this file). Not recursive: a thread must never take
 // it twice, shared or not (the maps make sure of that with held_locks below).
 class rw_lock {
@@ -471,7 +467,7 @@ class rw_lock {
   // the reader took the word.
   unsigned lock_shared_biased() noexcept {
     if (bias_.load(std::memory_order_relaxed)) {
-      const unsigned i = reader_slot_index();
+      const unsigned i = reader_slots::index();
       if (SAFEMAP_UNLIKELY(i == no_reader_slot)) return lock_shared_without_slot();
       slots_[i].n.fetch_add(1, std::memory_order_seq_cst);
       if (SAFEMAP_LIKELY(bias_.load(std::memory_order_seq_cst))) return i + 1;

@@ -291,12 +291,10 @@ repeat_result run_once(const workload_plan& plan, unsigned threads, const run_op
     // busy machine delaying the calling thread does not stretch the run.
     const bench_clock::time_point deadline = start + opt.duration;
     bench_clock::time_point block_start = bench_clock::now();
-    std::uint64_t block_ops = 0;  // ops since block_start
+    std::uint64_t block_ops = 0;  // ops of the block that started at block_start
     for (;;) {
-      std::uint64_t block = block_len;
       if (fixed) {
         if (n >= opt.ops_per_thread) break;
-        block = std::min<std::uint64_t>(block, opt.ops_per_thread - n);
       } else if (n > 0) {
         // n > 0: every thread completes at least one block, so a thread the machine delayed
         // past the deadline still reports a time per op (a run of 0 ops has none).
@@ -305,11 +303,11 @@ repeat_result run_once(const workload_plan& plan, unsigned threads, const run_op
         const std::int64_t took =
             std::chrono::duration_cast<std::chrono::nanoseconds>(now - block_start).count();
         block_len = next_block_len(block_ops, took, max_block_len, max_block_ns);
-        block = block_len;
         block_start = now;
-        block_ops = 0;
       }
-      block_ops += block;
+      std::uint64_t block =
+          fixed ? std::min<std::uint64_t>(block_len, opt.ops_per_thread - n) : block_len;
+      block_ops = block;
       if (reservoir.wants(n)) {
         const auto a = bench_clock::now();
         ops::op<W>(m, st, plan, i);

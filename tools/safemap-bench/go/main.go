@@ -682,8 +682,12 @@ func runOnce(mapName string, p *plan, threads int, o options) (repeatResult, str
 					op(i)
 					ns := uint64(time.Since(a).Nanoseconds())
 					r.add(ns)
+					// A slow sampled op (a CowMap copy) shortens the blocks until a sampled op
+					// is fast again: one preemption must not put a stop check on every later op.
 					if ns > 20000 {
 						blockLen = 1
+					} else {
+						blockLen = 64
 					}
 					i++
 					n++
