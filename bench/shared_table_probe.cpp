@@ -26,10 +26,13 @@
 #include <thread>
 #include <vector>
 
+#include "peer_hash.hpp"  // fmix64, the benchmarks' key mixer
 #include "safemap/locked_map.hpp"
 #include "safemap/sharded_map.hpp"
 
 namespace {
+
+using safemap_bench::fmix64;
 
 struct options {
   std::string map = "locked";
@@ -39,16 +42,6 @@ struct options {
   unsigned ms = 300;
   unsigned runs = 3;
 };
-
-// splitmix64's finalizer: the bench's integer keys.
-std::uint64_t fmix64(std::uint64_t k) {
-  k ^= k >> 33;
-  k *= 0xff51afd7ed558ccdULL;
-  k ^= k >> 33;
-  k *= 0xc4ceb9fe1a85ec53ULL;
-  k ^= k >> 33;
-  return k;
-}
 
 // One op stream shared by every thread (each starts at its own offset): bit 31 says store.
 std::vector<std::uint32_t> make_ops(const options& o) {

@@ -37,6 +37,25 @@ constexpr long scale = (SAFEMAP_TSAN != 0) ? 8 : 1;
 
 using safemap_test::watchdog;  // fails the binary instead of hanging it
 
+// xorshift64: the tests' cheap random numbers.
+std::uint64_t xorshift(std::uint64_t& x) {
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return x;
+}
+
+// A thread that takes l exclusively, marks `in`, checks that no biased reader is counted while
+// it holds the lock (invariant 1), and lets go.
+std::thread writer_entering(rw_lock& l, std::atomic<bool>& in) {
+  return std::thread([&l, &in] {
+    l.lock();
+    in = true;
+    EXPECT_EQ(l.biased_readers(), 0u);
+    l.unlock();
+  });
+}
+
 // The spin and backoff are counted in PAUSE converted from time: a calibration that read
 // PAUSE as slower than it is (one preempted round did, 90 ns instead of 19) would cut every
 // wait short. Spinning the count for a time must last at least most of that time; a busy
@@ -113,11 +132,7 @@ TEST(RwLock, ReadersHoldTheLockTogetherAndAWriterWaitsForBoth) {
       return;
     }
     while (inside.load() < 2) std::this_thread::yield();
-    std::thread writer([&] {
-      l.lock();
-      writer_in = true;
-      l.unlock();
-    });
+    std::thread writer = writer_entering(l, writer_in);
     // The writer must be waiting: it cannot have entered while both readers are inside.
     EXPECT_FALSE(writer_in.load());
     release = true;
@@ -333,9 +348,7 @@ void lost_wake_up_stress(int read_percent, readers how = readers::word, int thre
   lk::run_threads(threads, [&](int t) {
     std::uint64_t x = 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(t + 1);
     for (long i = 0; i < per_thread; ++i) {
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
+      xorshift(x);
       const bool yield_inside = (x >> 8) % 16 == 0;
       if (static_cast<int>(x % 100) < read_percent) {
         reader_hold r{l, how, &biased_reads};
@@ -499,12 +512,7 @@ TEST(RwLockBias, AWriterRevokesTheBiasAndWaitsForBiasedReadersInside) {
   std::atomic<bool> writer_in{false};
   reader_inside reader(l, readers::biased, &writer_in);
   EXPECT_NE(reader.ticket(), 0u);
-  std::thread writer([&] {
-    l.lock();
-    writer_in = true;
-    EXPECT_EQ(l.biased_readers(), 0u);
-    l.unlock();
-  });
+  std::thread writer = writer_entering(l, writer_in);
   // The writer has taken the word and revoked the bias, then sleeps on the counter.
   while (!l.writer_parked_on_readers()) std::this_thread::yield();
   EXPECT_FALSE(l.biased());
@@ -621,14 +629,8 @@ TEST(RwLockBias, AReleaseRacingAWriterGoingToSleepAlwaysWakesIt) {
     std::atomic<bool> writer_in{false};
     reader_inside reader(l, readers::biased, &writer_in);
     ASSERT_NE(reader.ticket(), 0u);
-    std::thread writer([&] {
-      l.lock();
-      writer_in = true;
-      l.unlock();
-    });
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
+    std::thread writer = writer_entering(l, writer_in);
+    xorshift(x);
     // 0-80 us: the writer spins about 50 us before it parks.
     const auto until =
         std::chrono::steady_clock::now() + std::chrono::microseconds(x % 80'000 / 1000);
@@ -692,11 +694,7 @@ TEST(RwLockBias, TryLockFailsWhileBiasedReadersAreInsideAndTheNextWriterStillWai
   EXPECT_FALSE(l.try_lock()) << "a second try must fail too";
   EXPECT_EQ(l.state(), 0u) << "try_lock lets go of the word it took";
   EXPECT_TRUE(l.biased());
-  std::thread writer([&] {
-    l.lock();
-    writer_in = true;
-    l.unlock();
-  });
+  std::thread writer = writer_entering(l, writer_in);
   while (!l.writer_parked_on_readers()) std::this_thread::yield();
   EXPECT_FALSE(writer_in.load());
   reader.leave();
