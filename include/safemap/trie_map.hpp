@@ -17,10 +17,10 @@
 // after 2^16 and 2^20 stores; it was 128 with an RCU header in every entry and node), against
 // LockedMap's 37, so it is not the map for memory-bound tables. Small trivially copyable values
 // (uint64, int, enums, pointers, small structs without padding) are written in place: a store,
-// swap, compare_and_swap or compute on an existing key is one atomic operation on the entry,
-// with no allocation and no lock ("In-place values"). For a map written in rare batches and read
-// in point-in-time snapshots choose CowMap; for iteration that must be point-in-time, LockedMap
-// or ShardedMap.
+// swap, compare_and_swap or compute on an existing key takes the entry's writer bit with one
+// atomic operation, with no allocation and no node lock ("In-place values"). For a map written in
+// rare batches and read in point-in-time snapshots choose CowMap; for iteration that must be
+// point-in-time, LockedMap or ShardedMap.
 //
 // # The algorithm
 // A trie of 16-way *indirect* nodes over the 64-bit hash, 4 bits per level from the top: the
@@ -87,27 +87,31 @@
 //
 // ## In-place values
 // When V is small (at most 8 bytes), trivially copyable, lock-free as std::atomic<V> and has
-// unique object representations (detail::trie_inline_value: so compare_exchange's bitwise
-// comparison means "unchanged"; float and double, with +0.0 == -0.0, are boxed), an entry holds
-// std::atomic<V> and writes to an existing key change it in place instead of replacing the entry:
-// store is one atomic store, swap one exchange, compare_and_swap one compare_exchange (after V's
-// == on the loaded value, outside any lock), compute one compare_exchange against the value f
-// saw (f runs again if it changed: allowed for lock-free maps, f must be pure). New keys and
-// deletes still publish and retire entries under the slot's lock. A delete must not lose a write
-// that lands in the entry it unlinks, hence the writer word:
-//  V1 an entry's link word is its overflow pointer with 3 low bits: bit 0 *frozen*, bits 1-2 the
-//     number of in-place writers inside. A writer enters with a CAS that fails if frozen (it
-//     then looks again from the root) and waits only while 3 writers are inside; it does one
-//     atomic operation on the value and leaves (release). No user code runs inside.
+// unique object representations (detail::trie_inline_value: so a bitwise comparison means
+// "unchanged"; float and double, with +0.0 == -0.0, are boxed), an entry holds std::atomic<V>
+// and writes to an existing key change it in place instead of replacing the entry, under the
+// entry's writer bit (V1): store stores, swap loads and stores, compare_and_swap stores if the
+// value is bitwise the one V's == accepted outside the bit, compute stores if the value is still
+// the one f saw (f runs again if it changed: allowed for lock-free maps, f must be pure). New keys
+// and deletes still publish and retire entries under the slot's lock. A delete must not lose a
+// write that lands in the entry it unlinks, hence the writer word:
+//  V1 an entry's link word is its overflow pointer with 2 low bits: bit 0 *frozen*, bit 1
+//     *writer*. A writer takes the writer bit with one CAS that fails if frozen (it then looks
+//     again from the root) and waits while another writer holds it; it reads and writes the
+//     value (atomic loads and stores: loads run beside it) and gives the bit back with a plain
+//     release store of the word it replaced. While the bit is held nothing else writes the
+//     word (its pointer is fixed once published, and V2 sets frozen only on a word without the
+//     bit), so that store loses nothing: one atomic read-modify-write per in-place write. No
+//     user code runs while the bit is held.
 //  V2 only the holder of the lock of the node whose slot holds an entry's chain freezes it: it
-//     sets frozen, then waits until no writer is inside (acquire), so the value is final. A
+//     sets frozen with a CAS on a word without the writer bit (acquire), so the value is final. A
 //     delete freezes the entry it removes and the chain prefix it copies (refreshing the
 //     copies' values from the frozen originals), so no write is lost and none lands in a copy
 //     too late; a frozen entry is unlinked before the lock is released and stays frozen, except
 //     when a conditional delete (compare_and_delete, compute -> nullopt) finds the final value
 //     changed: it thaws everything, publishes nothing and retries.
-// A write therefore linearizes at its atomic operation on the value (made before the freeze of
-// any delete that unlinks the entry); a load at its load of the value (the entry was linked
+// A write therefore linearizes at its store of the value (made before the freeze of any delete
+// that unlinks the entry); a load at its load of the value (the entry was linked
 // when the descent found it, and every value it can read was stored while it was linked).
 // range, snapshot and read_view copy each value once (weakly consistent as before).
 //
@@ -293,23 +297,27 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
   // Boxed: const V. In place: std::atomic<V>, written by store/swap/compare_and_swap/compute.
   using value_cell = std::conditional_t<inline_values, std::atomic<V>, const V>;
   // Boxed: the overflow pointer. In place: the overflow pointer with the writer word in its low
-  // bits (V1): bit 0 frozen, bits 1-2 the number of in-place writers inside.
+  // bits (V1): bit 0 frozen, bit 1 held by an in-place writer.
   using link_word = std::conditional_t<inline_values, std::atomic<std::uintptr_t>, entry*>;
   static constexpr std::uintptr_t k_frozen = 1;
   static constexpr std::uintptr_t k_writer = 2;
-  static constexpr std::uintptr_t k_writers = 6;  // mask; full at 3 writers
-  static constexpr std::uintptr_t k_link_bits = 7;
+  static constexpr std::uintptr_t k_link_bits = 3;
 
   // Go's entry: a leaf, immutable but for an in-place value (T3). overflow chains entries with
   // the same full hash. No RCU header: retired entries go through rcu::defer's per-thread
   // batches, so a uint64 -> uint64 entry is 24 bytes (a 32-byte malloc chunk, the smallest).
+  // The link word and the value come first: malloc aligns an entry to 16 bytes, so the two
+  // words an in-place writer writes are always on one cache line. With the key first, an entry
+  // at 48 mod 64 (a quarter of them) had its link word on the next line, and a hot key's
+  // writers then moved two lines between cores per write: swap-collision at 2 and 4 threads ran
+  // at 60-140 ns/op in those runs against 27-35 (docs/benchmarks.md, "Tenth pass").
   struct entry {
     template <class KK, class... Args>
     explicit entry(KK&& k, Args&&... args)
-        : key(std::forward<KK>(k)), value(std::forward<Args>(args)...) {}
-    const K key;
-    value_cell value;
+        : value(std::forward<Args>(args)...), key(std::forward<KK>(k)) {}
     link_word overflow{};  // the pointer is written only before publication (T3)
+    value_cell value;
+    const K key;
   };
   static_assert(alignof(entry) > k_link_bits || !inline_values, "the link word's low bits");
 
@@ -573,8 +581,8 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
 
   // Replaces the value with desired only if the key is present and its value == expected (Go's
   // CompareAndSwap). Concurrency: lock-free when it fails on the first look; in-place values:
-  // one compare_exchange, no lock; otherwise as store. The comparison (V's ==) runs outside any
-  // lock and is repeated if the slot or the value changed meanwhile.
+  // a store under the entry's writer bit (V1), no node lock; otherwise as store. The comparison
+  // (V's ==) runs outside any lock and is repeated if the slot or the value changed meanwhile.
   template <class Q>
   bool compare_and_swap(const Q& key, const V& expected, V desired) {
     rcu::read_guard guard;
@@ -585,14 +593,13 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
         if (cur == nullptr) return false;
         V seen = cur->value.load(std::memory_order_acquire);
         if (!(seen == expected)) return false;  // linearized at the load
-        if (!try_enter(cur)) {                  // being removed or copied: look again from the root
+        std::uintptr_t word = 0;
+        if (!try_enter(cur, word)) {  // being removed or copied: look again from the root
           detail::trie_backoff(spins);
           continue;
         }
-        // Bitwise, which for V means "still the value compared" (unique representations).
-        const bool swapped = cur->value.compare_exchange_strong(
-            seen, desired, std::memory_order_acq_rel, std::memory_order_acquire);
-        leave(cur);
+        const bool swapped = store_if_unchanged(cur, seen, desired);
+        leave(cur, word);
         if (swapped) {
           bump_version();
           return true;
@@ -626,8 +633,8 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
   // Atomically per key: f(std::optional<V> current) -> std::optional<V>; nullopt erases.
   // Returns the new state. Concurrency: f runs without any lock, then the result is published
   // under the slot node's lock if the slot is unchanged (in-place values: a new value for an
-  // existing key is one compare_exchange, no lock); otherwise f runs again on the newer state
-  // (f may run more than once and must be pure). f may call any method of this map.
+  // existing key is a store under the entry's writer bit, no node lock); otherwise f runs again on
+  // the newer state (f may run more than once and must be pure). f may call any method of this map.
   template <class F>
   std::optional<V> compute(const K& key, F f) {
     rcu::read_guard guard;
@@ -848,17 +855,15 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
       const slot_ref at = descend(h);
       // After fresh took the key, a retry compares fresh's copy (as load_or_store).
       if (entry* cur = const_cast<entry*>(chain_find(at.seen, fresh ? fresh->key : key))) {
-        if (!try_enter(cur)) {  // being removed or copied: look again from the root
+        std::uintptr_t word = 0;
+        if (!try_enter(cur, word)) {  // being removed or copied: look again from the root
           detail::trie_backoff(spins);
           continue;
         }
         std::optional<V> old;
-        if (want_old) {
-          old = cur->value.exchange(value, std::memory_order_acq_rel);
-        } else {
-          cur->value.store(value, std::memory_order_release);
-        }
-        leave(cur);
+        if (want_old) old = cur->value.load(std::memory_order_relaxed);  // final while held
+        cur->value.store(value, std::memory_order_release);
+        leave(cur, word);
         bump_version();
         return old;
       }
@@ -914,14 +919,13 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
         }
         continue;  // slot or value changed: the check at the top decides whether f runs again
       }
-      if (!try_enter(cur)) {
+      std::uintptr_t word = 0;
+      if (!try_enter(cur, word)) {
         detail::trie_backoff(spins);
         continue;
       }
-      V expected = seen;
-      const bool swapped = cur->value.compare_exchange_strong(
-          expected, *next, std::memory_order_acq_rel, std::memory_order_acquire);
-      leave(cur);
+      const bool swapped = store_if_unchanged(cur, seen, *next);
+      leave(cur, word);
       if (swapped) {
         bump_version();
         return next;
@@ -935,34 +939,57 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
 
   // ---- in-place writers and the lock holder's freeze (V1, V2) ---------------------------------
 
-  // Enters e's writer word; false if e is frozen (a lock holder is removing or copying it: the
-  // caller looks again from the root). Waits only while 3 writers are inside (each leaves after
-  // one atomic operation).
-  static bool try_enter(entry* e) noexcept {
+  // Takes e's writer bit, leaving in `word` what leave stores back; false if e is frozen (a lock
+  // holder is removing or copying it: the caller looks again from the root). Waits while another
+  // writer holds the bit, which it does for a load and a store.
+  //
+  // One writer at a time, released by a plain store, rather than a count of writers inside
+  // (taken by CAS, released by fetch_sub, around an exchange): an in-place swap made three
+  // atomic read-modify-writes on the entry's line and now makes one. safemap-bench
+  // swap-collision, TrieMap, 1 / 2 / 4 threads: 25.0 / 38.4 / 38.7 ns/op with the count (see
+  // docs/benchmarks.md, "Tenth pass").
+  static bool try_enter(entry* e, std::uintptr_t& word) noexcept {
     std::uintptr_t w = e->overflow.load(std::memory_order_relaxed);
     for (unsigned spins = 0;; ++spins) {
       if ((w & k_frozen) != 0) return false;
-      if ((w & k_writers) == k_writers) {
+      if ((w & k_writer) != 0) {
         detail::trie_backoff(spins);
         w = e->overflow.load(std::memory_order_relaxed);
         continue;
       }
-      if (e->overflow.compare_exchange_weak(w, w + k_writer, std::memory_order_acquire,
+      if (e->overflow.compare_exchange_weak(w, w | k_writer, std::memory_order_acquire,
                                             std::memory_order_relaxed)) {
+        word = w;
         return true;
       }
     }
   }
-  static void leave(entry* e) noexcept {
-    e->overflow.fetch_sub(k_writer, std::memory_order_release);
+  // Gives the writer bit back: no one else writes the word while it is held (V1).
+  static void leave(entry* e, std::uintptr_t word) noexcept {
+    e->overflow.store(word, std::memory_order_release);
   }
-  // Under the node lock of e's slot: no new writer enters; waits for those inside to leave,
-  // after which e's value is final until thawed (acquire: their stores are visible).
+  // Under the writer bit: stores desired if the value is still seen, bitwise (which for V means
+  // "still the value compared": unique representations).
+  static bool store_if_unchanged(entry* e, const V& seen, const V& desired) noexcept {
+    if (!same_bits(e->value.load(std::memory_order_relaxed), seen)) return false;
+    e->value.store(desired, std::memory_order_release);
+    return true;
+  }
+  // Under the node lock of e's slot: waits until no writer holds the bit and sets frozen on the
+  // word, after which no writer enters and e's value is final until thawed (acquire: the last
+  // writer's store is visible).
   static void freeze_locked(entry* e) noexcept {
-    e->overflow.fetch_or(k_frozen, std::memory_order_acq_rel);
-    for (unsigned spins = 0; (e->overflow.load(std::memory_order_acquire) & k_writers) != 0;
-         ++spins) {
-      detail::trie_backoff(spins);
+    std::uintptr_t w = e->overflow.load(std::memory_order_relaxed);
+    for (unsigned spins = 0;; ++spins) {
+      if ((w & k_writer) != 0) {
+        detail::trie_backoff(spins);
+        w = e->overflow.load(std::memory_order_relaxed);
+        continue;
+      }
+      if (e->overflow.compare_exchange_weak(w, w | k_frozen, std::memory_order_acquire,
+                                            std::memory_order_relaxed)) {
+        return;
+      }
     }
   }
   static void thaw_locked(entry* e) noexcept {

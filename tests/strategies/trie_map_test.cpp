@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <barrier>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -642,6 +643,49 @@ TEST(TrieMapInPlace, InPlaceIncrementsSurviveChainCopiesAndFreezes) {
     for (int j = 0; j < 2; ++j) sum += m.load(counter_key(c, j)).value_or(0);
   }
   EXPECT_EQ(sum, increments.load()) << "an in-place increment was lost";
+}
+
+// Swaps racing the freeze of their own entry (V1, V2): in each round the writers' keys sit in
+// front of 48 keys of the same chain, and every erase of one of those copies the writers'
+// entries and freezes the originals while the writers swap. Each writer alone writes its key,
+// so every swap must return the value its previous swap stored: a write that landed in a
+// frozen original after the freeze read it (lost) shows as an older value one swap later.
+TEST(TrieMapInPlace, SwapsRacingTheFreezeOfTheirEntryAreNeverLost) {
+  watchdog dog("swaps racing freezes");
+  constexpr int writers = 3;
+  constexpr int behind = 48;
+  TrieMap<int, std::uint64_t, deep_trie_hash<64>> m;  // keys 0..63: one full hash, one chain
+  const std::size_t rounds = scaled(200, 10);
+  std::barrier sync(writers + 1);
+  std::atomic<bool> erasing_done{false};
+  std::atomic<std::uint64_t> stale{0}, swaps{0};
+  run_threads(writers + 1, [&](unsigned t) {
+    const bool churn = t == writers;
+    for (std::size_t r = 0; r < rounds; ++r) {
+      if (churn) {  // the writers wait at the barrier: the chain is rebuilt alone
+        m.clear();
+        for (int c = 0; c < behind; ++c) m.store(writers + c, 0);
+        for (int w = 0; w < writers; ++w) m.store(w, 0);
+        erasing_done.store(false, std::memory_order_relaxed);
+      }
+      sync.arrive_and_wait();
+      if (churn) {
+        for (int c = 0; c < behind; ++c) m.erase(writers + c);
+        erasing_done.store(true, std::memory_order_release);
+      } else {
+        std::uint64_t last = 0;
+        while (!erasing_done.load(std::memory_order_acquire)) {
+          if (m.swap(static_cast<int>(t), last + 1) != last) stale.fetch_add(1);
+          ++last;
+        }
+        if (m.load(static_cast<int>(t)) != last) stale.fetch_add(1);
+        swaps.fetch_add(last);
+      }
+      sync.arrive_and_wait();
+    }
+  });
+  EXPECT_EQ(stale.load(), 0u) << "a swap was lost (" << swaps.load() << " swaps)";
+  EXPECT_EQ(m.size(), static_cast<std::size_t>(writers));
 }
 
 struct inplace_key_tag {};
