@@ -222,7 +222,7 @@ inline void trie_backoff(unsigned spins) noexcept {
 
 // Whether TrieMap keeps V in its entries as a std::atomic<V> written in place (see "In-place
 // values" in trie_map.hpp): small, trivially copyable, lock-free as an atomic, and with unique
-// object representations, so that compare_exchange's bitwise comparison means "unchanged"
+// object representations, so that a bitwise comparison means "unchanged"
 // (floating-point values, with +0.0 == -0.0 and NaN, take the boxed path), and default
 // constructible (compute keeps the value f saw in a V). std::atomic<V> is only named once V is
 // known to be trivially copyable.
@@ -356,6 +356,10 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
     std::array<slot_t, k_children> children{};
     detail::trie_lock mu;  // guards stores into children and dead (T1, T4)
     std::atomic<bool> dead{false};
+    // Set by the lock holder while it freezes entries of a chain in children (V2): in-place
+    // writers stop taking writer bits here, so the freeze finds each bit clear after at most
+    // the writers already past this check (a hint: correctness rests on the bit and frozen).
+    std::atomic<bool> freezing{false};
 
     bool empty_locked() const noexcept {
       for (const slot_t& c : children) {
@@ -511,8 +515,9 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
   // --- writes ---------------------------------------------------------------------------------
 
   // Inserts or overwrites (Go's Store, which is Swap). Concurrency: an existing key with an
-  // in-place value: one atomic store (V1), lock-free, no allocation; otherwise locks the key's
-  // slot node for one re-check and one store.
+  // in-place value: a store under the entry's writer bit (V1; one CAS, and a wait while another
+  // writer of the key holds it), no node lock, no allocation; otherwise locks the key's slot
+  // node for one re-check and one store.
   void store(K key, V value) {
     rcu::read_guard guard;
     if constexpr (inline_values) {
@@ -523,8 +528,8 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
     }
   }
 
-  // Stores value; returns the previous value if any (Go's Swap). Concurrency: as store (one
-  // atomic exchange for an existing key with an in-place value).
+  // Stores value; returns the previous value if any (Go's Swap). Concurrency: as store (a load
+  // and a store under the writer bit for an existing key with an in-place value).
   std::optional<V> swap(K key, V value) {
     rcu::read_guard guard;
     if constexpr (inline_values) {
@@ -589,12 +594,13 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
     const std::uint64_t h = hash_of(key);
     if constexpr (inline_values) {
       for (unsigned spins = 0;; ++spins) {
-        entry* cur = const_cast<entry*>(chain_find(descend(h).seen, key));
+        const slot_ref at = descend(h);
+        entry* cur = const_cast<entry*>(chain_find(at.seen, key));
         if (cur == nullptr) return false;
         V seen = cur->value.load(std::memory_order_acquire);
         if (!(seen == expected)) return false;  // linearized at the load
         std::uintptr_t word = 0;
-        if (!try_enter(cur, word)) {  // being removed or copied: look again from the root
+        if (!try_enter(cur, at.node, word)) {  // being removed or copied: look again from the root
           detail::trie_backoff(spins);
           continue;
         }
@@ -846,8 +852,9 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
     }
   }
 
-  // store/swap of an in-place value: an existing key's value is stored (or exchanged: want_old)
-  // in place (V1); an absent key gets a new entry. Returns the previous value (want_old only).
+  // store/swap of an in-place value: an existing key's value is stored (after reading the old
+  // one: want_old) in place under its writer bit (V1); an absent key gets a new entry. Returns the
+  // previous value (want_old only).
   std::optional<V> put_in_place(K&& key, V value, bool want_old) {
     const std::uint64_t h = hash_of(key);
     std::unique_ptr<entry> fresh;  // allocated once the key is found absent
@@ -856,7 +863,7 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
       // After fresh took the key, a retry compares fresh's copy (as load_or_store).
       if (entry* cur = const_cast<entry*>(chain_find(at.seen, fresh ? fresh->key : key))) {
         std::uintptr_t word = 0;
-        if (!try_enter(cur, word)) {  // being removed or copied: look again from the root
+        if (!try_enter(cur, at.node, word)) {  // being removed or copied: look again from the root
           detail::trie_backoff(spins);
           continue;
         }
@@ -876,8 +883,8 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
     }
   }
 
-  // compute for in-place values. f runs outside any lock and outside the writer word; a new
-  // value for an existing key is published by compare_exchange against the value f saw, an
+  // compute for in-place values. f runs outside any lock and without the writer bit; a new
+  // value for an existing key is stored under the bit if the value is still the one f saw, an
   // erase by try_commit with that value as the expected one, an insert as everywhere. f runs
   // again only when the key's state changed (another entry, or another value): a retry caused
   // by writes to other keys (f's own included) reuses the result, as in the boxed compute.
@@ -920,7 +927,7 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
         continue;  // slot or value changed: the check at the top decides whether f runs again
       }
       std::uintptr_t word = 0;
-      if (!try_enter(cur, word)) {
+      if (!try_enter(cur, at.node, word)) {
         detail::trie_backoff(spins);
         continue;
       }
@@ -939,19 +946,20 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
 
   // ---- in-place writers and the lock holder's freeze (V1, V2) ---------------------------------
 
-  // Takes e's writer bit, leaving in `word` what leave stores back; false if e is frozen (a lock
-  // holder is removing or copying it: the caller looks again from the root). Waits while another
-  // writer holds the bit, which it does for a load and a store.
+  // Takes e's writer bit, leaving in `word` what leave stores back; false if e is frozen or
+  // about to be (node, whose slot holds e's chain, is freezing: a lock holder is removing or
+  // copying it; the caller looks again from the root). Waits while another writer holds the
+  // bit, which it does for a load and a store.
   //
   // One writer at a time, released by a plain store, rather than a count of writers inside
   // (taken by CAS, released by fetch_sub, around an exchange): an in-place swap made three
   // atomic read-modify-writes on the entry's line and now makes one. safemap-bench
   // swap-collision, TrieMap, 1 / 2 / 4 threads: 25.0 / 38.4 / 38.7 ns/op with the count (see
   // docs/benchmarks.md, "Tenth pass").
-  static bool try_enter(entry* e, std::uintptr_t& word) noexcept {
+  static bool try_enter(entry* e, const indirect* node, std::uintptr_t& word) noexcept {
     std::uintptr_t w = e->overflow.load(std::memory_order_relaxed);
     for (unsigned spins = 0;; ++spins) {
-      if ((w & k_frozen) != 0) return false;
+      if ((w & k_frozen) != 0 || node->freezing.load(std::memory_order_relaxed)) return false;
       if ((w & k_writer) != 0) {
         detail::trie_backoff(spins);
         w = e->overflow.load(std::memory_order_relaxed);
@@ -1115,12 +1123,14 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
     if constexpr (inline_values) {
       if (cur != nullptr) {
         entry* c = copies;
+        i->freezing.store(true, std::memory_order_relaxed);
         for (entry* e = head; e != cur; e = next_of(e), c = next_of(c)) {
           freeze_locked(e);
           c->value.store(e->value.load(std::memory_order_relaxed), std::memory_order_relaxed);
         }
         entry* const victim = const_cast<entry*>(cur);
         freeze_locked(victim);
+        i->freezing.store(false, std::memory_order_relaxed);  // frozen now turns writers away
         if (must_equal != nullptr &&
             !same_bits(victim->value.load(std::memory_order_relaxed), *must_equal)) {
           for (entry* e = head; e != cur; e = next_of(e)) thaw_locked(e);
