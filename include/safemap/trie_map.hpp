@@ -107,7 +107,8 @@
 //     could be inside together); at 4 threads on 2 cores swap-collision shows no collapse.
 //  V2 only the holder of the lock of the node whose slot holds an entry's chain freezes it: it
 //     sets frozen with a CAS on a word without the writer bit (acquire), so the value is final,
-//     and meanwhile sets the node's freezing hint, which turns new writers away (without it,
+//     and meanwhile sets the chain's bit in its node's freezing mask, which turns new writers of
+//     the chain away (without it,
 //     writers passing the bit to one another could keep the freeze waiting with the node
 //     locked). A
 //     delete freezes the entry it removes and the chain prefix it copies (refreshing the
@@ -354,17 +355,20 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
   using slot_t = std::atomic<std::uintptr_t>;
   static_assert(alignof(entry) >= 2, "the low bit of an entry pointer tags it");
 
-  // Go's indirect: one node of the trie. 16 slots, a 4-byte lock and the dead flag: 136 bytes,
+  // Go's indirect: one node of the trie. 16 slots, a 4-byte lock, the dead flag and the
+  // freezing mask: 136 bytes,
   // which malloc serves from a 144-byte chunk (a parent pointer or an RCU header would push it
   // to 160 or 176). The parent is found again from the root when pruning needs it (T1).
   struct indirect {
     std::array<slot_t, k_children> children{};
     detail::trie_lock mu;  // guards stores into children and dead (T1, T4)
     std::atomic<bool> dead{false};
-    // Set by the lock holder while it freezes entries of a chain in children (V2): in-place
-    // writers stop taking writer bits here, so the freeze finds each bit clear after at most
-    // the writers already past this check (a hint: correctness rests on the bit and frozen).
-    std::atomic<bool> freezing{false};
+    // Bit s set by the lock holder while it freezes entries of the chain in children[s] (V2):
+    // in-place writers of that chain stop taking writer bits, so the freeze finds each bit
+    // clear after at most the writers already past this check; writers of the other chains go
+    // on (a hint: correctness rests on the bit and frozen).
+    std::atomic<std::uint16_t> freezing{0};
+    static_assert(k_children <= 16, "one freezing bit per child slot");
 
     bool empty_locked() const noexcept {
       for (const slot_t& c : children) {
@@ -605,7 +609,7 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
         V seen = cur->value.load(std::memory_order_acquire);
         if (!(seen == expected)) return false;  // linearized at the load
         std::uintptr_t word = 0;
-        if (!try_enter(cur, at.node, word)) {  // being removed or copied: look again from the root
+        if (!try_enter(cur, at, word)) {  // being removed or copied: look again from the root
           detail::trie_backoff(spins);
           continue;
         }
@@ -868,7 +872,7 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
       // After fresh took the key, a retry compares fresh's copy (as load_or_store).
       if (entry* cur = const_cast<entry*>(chain_find(at.seen, fresh ? fresh->key : key))) {
         std::uintptr_t word = 0;
-        if (!try_enter(cur, at.node, word)) {  // being removed or copied: look again from the root
+        if (!try_enter(cur, at, word)) {  // being removed or copied: look again from the root
           detail::trie_backoff(spins);
           continue;
         }
@@ -932,7 +936,7 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
         continue;  // slot or value changed: the check at the top decides whether f runs again
       }
       std::uintptr_t word = 0;
-      if (!try_enter(cur, at.node, word)) {
+      if (!try_enter(cur, at, word)) {
         detail::trie_backoff(spins);
         continue;
       }
@@ -952,19 +956,22 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
   // ---- in-place writers and the lock holder's freeze (V1, V2) ---------------------------------
 
   // Takes e's writer bit, leaving in `word` what leave stores back; false if e is frozen or
-  // about to be (node, whose slot holds e's chain, is freezing: a lock holder is removing or
-  // copying it; the caller looks again from the root). Waits while another writer holds the
-  // bit, which it does for a load and a store.
+  // about to be (the bit of at, the slot holding e's chain, is set in its node's freezing mask:
+  // a lock holder is removing or copying it; the caller looks again from the root). Waits while
+  // another writer holds the bit, which it does for a load and a store.
   //
   // One writer at a time, released by a plain store, rather than a count of writers inside
   // (taken by CAS, released by fetch_sub, around an exchange): an in-place swap made three
   // atomic read-modify-writes on the entry's line and now makes one. safemap-bench
   // swap-collision, TrieMap, 1 / 2 / 4 threads: 25.0 / 38.4 / 38.7 ns/op with the count (see
   // docs/benchmarks.md, "Tenth pass").
-  static bool try_enter(entry* e, const indirect* node, std::uintptr_t& word) noexcept {
+  static bool try_enter(entry* e, const slot_ref& at, std::uintptr_t& word) noexcept {
+    const std::uint16_t chain = freezing_bit(at);
     std::uintptr_t w = e->overflow.load(std::memory_order_relaxed);
     for (unsigned spins = 0;; ++spins) {
-      if ((w & k_frozen) != 0 || node->freezing.load(std::memory_order_relaxed)) return false;
+      if ((w & k_frozen) != 0 || (at.node->freezing.load(std::memory_order_relaxed) & chain) != 0) {
+        return false;
+      }
       if ((w & k_writer) != 0) {
         detail::trie_backoff(spins);
         w = e->overflow.load(std::memory_order_relaxed);
@@ -976,6 +983,10 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
         return true;
       }
     }
+  }
+  // The bit of at's slot in its node's freezing mask.
+  static std::uint16_t freezing_bit(const slot_ref& at) noexcept {
+    return static_cast<std::uint16_t>(1u << (at.slot - at.node->children.data()));
   }
   // Gives the writer bit back: no one else writes the word while it is held (V1).
   static void leave(entry* e, std::uintptr_t word) noexcept {
@@ -1128,14 +1139,14 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
     if constexpr (inline_values) {
       if (cur != nullptr) {
         entry* c = copies;
-        i->freezing.store(true, std::memory_order_relaxed);
+        i->freezing.store(freezing_bit(at), std::memory_order_relaxed);  // one chain at a time
         for (entry* e = head; e != cur; e = next_of(e), c = next_of(c)) {
           freeze_locked(e);
           c->value.store(e->value.load(std::memory_order_relaxed), std::memory_order_relaxed);
         }
         entry* const victim = const_cast<entry*>(cur);
         freeze_locked(victim);
-        i->freezing.store(false, std::memory_order_relaxed);  // frozen now turns writers away
+        i->freezing.store(0, std::memory_order_relaxed);  // frozen now turns writers away
         if (must_equal != nullptr &&
             !same_bits(victim->value.load(std::memory_order_relaxed), *must_equal)) {
           for (entry* e = head; e != cur; e = next_of(e)) thaw_locked(e);
