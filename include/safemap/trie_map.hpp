@@ -967,19 +967,28 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
   // docs/benchmarks.md, "Tenth pass").
   static bool try_enter(entry* e, const slot_ref& at, std::uintptr_t& word) noexcept {
     const std::uint16_t chain = freezing_bit(at);
+    return set_when_unheld(e, k_writer, word, [&](std::uintptr_t w) {
+      return (w & k_frozen) != 0 ||
+             (at.node->freezing.load(std::memory_order_relaxed) & chain) != 0;
+    });
+  }
+  // The one way a bit goes into a published entry's link word (V1, V2): wait until no writer
+  // holds the writer bit, then CAS `bit` in (acquire: the last writer's stores are visible),
+  // leaving in `before` the word it replaced. Gives up, returning false, once refused(word).
+  template <class Refused>
+  static bool set_when_unheld(entry* e, std::uintptr_t bit, std::uintptr_t& before,
+                              Refused refused) noexcept {
     std::uintptr_t w = e->overflow.load(std::memory_order_relaxed);
     for (unsigned spins = 0;; ++spins) {
-      if ((w & k_frozen) != 0 || (at.node->freezing.load(std::memory_order_relaxed) & chain) != 0) {
-        return false;
-      }
+      if (refused(w)) return false;
       if ((w & k_writer) != 0) {
         detail::trie_backoff(spins);
         w = e->overflow.load(std::memory_order_relaxed);
         continue;
       }
-      if (e->overflow.compare_exchange_weak(w, w | k_writer, std::memory_order_acquire,
+      if (e->overflow.compare_exchange_weak(w, w | bit, std::memory_order_acquire,
                                             std::memory_order_relaxed)) {
-        word = w;
+        before = w;
         return true;
       }
     }
@@ -1003,18 +1012,8 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
   // word, after which no writer enters and e's value is final until thawed (acquire: the last
   // writer's store is visible).
   static void freeze_locked(entry* e) noexcept {
-    std::uintptr_t w = e->overflow.load(std::memory_order_relaxed);
-    for (unsigned spins = 0;; ++spins) {
-      if ((w & k_writer) != 0) {
-        detail::trie_backoff(spins);
-        w = e->overflow.load(std::memory_order_relaxed);
-        continue;
-      }
-      if (e->overflow.compare_exchange_weak(w, w | k_frozen, std::memory_order_acquire,
-                                            std::memory_order_relaxed)) {
-        return;
-      }
-    }
+    std::uintptr_t before = 0;
+    set_when_unheld(e, k_frozen, before, [](std::uintptr_t) { return false; });
   }
   static void thaw_locked(entry* e) noexcept {
     e->overflow.fetch_and(~k_frozen, std::memory_order_release);
