@@ -6,6 +6,10 @@
 //                    growth; the maps are destroyed outside it)
 //        lookup_hit  find each of the N keys once, in random order, summing the values
 //        lookup_miss find N absent keys
+//        find_many_hit, find_many_miss
+//                    lookup_hit / lookup_miss in batches of 256 keys: safemap::Map::find_many
+//                    (prefetched, overlapped lookups); the peers, which have no batched
+//                    lookup, a loop of find over the same batch
 //        erase       erase all N keys of a freshly filled map, in random order
 //        iterate     walk the whole map once, summing the values
 //        copy        copy-construct a filled map (what CowMap does to publish a write; the
@@ -27,6 +31,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -130,6 +135,58 @@ struct lookup_miss_bench {
     finish(st, n, found);
   }
 };
+
+// Looks up keys into out (same length): safemap's find_many, or a loop of the peer's find.
+template <class M, class K>
+void lookup_batch(const M& m, std::span<const K> keys, std::span<const value_t*> out) {
+  if constexpr (requires { m.find_many(keys, out); }) {
+    m.find_many(keys, out);
+  } else {
+    for (std::size_t i = 0; i < keys.size(); ++i) out[i] = lookup(m, keys[i]);
+  }
+}
+
+// find_many_hit (Hit) and find_many_miss: every key of the shuffled (or absent) set, looked up
+// 256 at a time, the results then read like lookup_hit's.
+template <class M, bool Hit>
+struct find_many_bench {
+  static constexpr std::size_t batch = 256;
+  static void run(benchmark::State& st) {
+    using K = typename M::key_type;
+    const auto n = static_cast<std::size_t>(st.range(0));
+    const auto& ks = keys_for<K>(n);
+    const std::vector<K>& probe = Hit ? ks.shuffled : ks.misses;
+    M m;
+    fill(m, ks.keys);
+    const value_t* out[batch];
+    value_t sum = 0;
+    std::size_t found = 0;
+    for (auto _ : st) {
+      sum = 0;
+      found = 0;
+      for (std::size_t b = 0; b < probe.size(); b += batch) {
+        const std::size_t len = std::min(batch, probe.size() - b);
+        lookup_batch(m, std::span<const K>(probe.data() + b, len),
+                     std::span<const value_t*>(out, len));
+        for (std::size_t i = 0; i < len; ++i) {
+          if (out[i] != nullptr) {
+            sum += *out[i];
+            ++found;
+          }
+        }
+      }
+      escape(sum);
+    }
+    if (found != (Hit ? n : 0) || sum != (Hit ? expected_sum(n) : 0)) {
+      st.SkipWithError("find_many: wrong result");
+    }
+    finish(st, n, sum + found);
+  }
+};
+template <class M>
+using find_many_hit_bench = find_many_bench<M, true>;
+template <class M>
+using find_many_miss_bench = find_many_bench<M, false>;
 
 template <class M>
 struct erase_bench {
@@ -236,6 +293,8 @@ void add_all(const char* key, bool with_1e7_insert) {
   add_op<insert_bench, K>("insert", key, insert_sizes);
   add_op<lookup_hit_bench, K>("lookup_hit", key, sizes);
   add_op<lookup_miss_bench, K>("lookup_miss", key, sizes);
+  add_op<find_many_hit_bench, K>("find_many_hit", key, sizes);
+  add_op<find_many_miss_bench, K>("find_many_miss", key, sizes);
   add_op<erase_bench, K>("erase", key, sizes);
   add_op<iterate_bench, K>("iterate", key, sizes);
   add_op<copy_bench, K>("copy", key, sizes);

@@ -334,9 +334,14 @@ class map_table {
   slot_type* find_slot_unchecked(const Q& key) const {
     if (count_ == 0) return nullptr;
     const std::size_t hash = hash_of(key);
-    const tophash_probe top(hash);
-    // Only the metadata is read until a tophash matches: a miss touches no slot.
-    bucket_ref b = bucket_for(hash);
+    return find_in_chain(key, tophash_probe(hash), bucket_for(hash));
+  }
+
+  // The probe of a lookup from the first bucket of key's chain. Only the metadata is read
+  // until a tophash matches: a miss touches no slot.
+  template <class Q>
+  SAFEMAP_ALWAYS_INLINE slot_type* find_in_chain(const Q& key, const tophash_probe& top,
+                                                 bucket_ref b) const {
     for (;;) {
       const tophash_group g = b->group();
       for (slot_mask m = g.match(top); m; m.clear_lowest()) {
@@ -348,6 +353,62 @@ class map_table {
       if (o == nullptr) return nullptr;
       b = bucket_ref(overflow_type::of(o));
     }
+  }
+
+  // ---- batched lookup ------------------------------------------------------------------------
+
+  // find_slot_unchecked of every key, found(i, slot or nullptr) in key order, with the cache
+  // misses of find_batch lookups overlapped. One lookup out of cache is two dependent misses
+  // (the bucket's metadata, then the slot its tophash picks), and a loop of lookups keeps only
+  // a few in flight: everything before the first miss of the next lookup (its hash, its bucket
+  // address) waits in the core's window behind the last one's compares. Here each group is
+  // hashed and its metadata lines prefetched first, then their tophashes matched and the slot
+  // lines they pick prefetched, then probed. The group is large because this VM's misses are
+  // long (a TLB miss under nested paging walks two page tables): 1e6 uint64 keys, ns per hit
+  // against a loop of find's 47-62, groups of 4 / 8 / 16 / 32 / 64 / 128 / 256: 41-45 / 39-45
+  // / 23-24 / 18 / 14-17 / 15 / 16; at 1e5 (in cache) 16-128 all ran 7.4-8.6 against 8.4-9.5
+  // (a stand-alone loop, docs/benchmarks.md, "Eleventh pass"). Two arrays of 64 on the stack:
+  // 1.5 KiB. The hasher may throw: found has then been called for the keys before the
+  // throwing key's group.
+  static constexpr std::size_t find_batch = 64;
+
+  // key_at(i) is the i-th key (a const reference, or a key type's value), i < n.
+  template <class KeyAt, class Found>
+  void find_many_unchecked(std::size_t n, KeyAt&& key_at, Found&& found) const {
+    if (count_ == 0) {
+      for (std::size_t i = 0; i < n; ++i) found(i, static_cast<slot_type*>(nullptr));
+      return;
+    }
+    std::size_t hashes[find_batch];
+    bucket_ref first[find_batch];
+    for (std::size_t base = 0; base < n; base += find_batch) {
+      const std::size_t len = std::min(find_batch, n - base);
+      for (std::size_t i = 0; i < len; ++i) {
+        hashes[i] = hash_of(key_at(base + i));
+        prefetch_first_bucket(hashes[i]);
+      }
+      for (std::size_t i = 0; i < len; ++i) {
+        first[i] = bucket_for(hashes[i]);
+        const slot_mask m = first[i]->group().match(tophash_probe(hashes[i]));
+        if (m) __builtin_prefetch(first[i].slot(m.lowest()));
+      }
+      for (std::size_t i = 0; i < len; ++i) {
+        found(base + i, find_in_chain(key_at(base + i), tophash_probe(hashes[i]), first[i]));
+      }
+    }
+  }
+
+  // Starts the miss on the metadata line bucket_for(hash) will read, without reading the old
+  // array's evacuation mark (the line itself).
+  SAFEMAP_ALWAYS_INLINE void prefetch_first_bucket(std::size_t hash) const noexcept {
+    if (olddir_ != nullptr) {
+      const std::size_t k = hash & old_bucket_mask();
+      if (k >= nevacuate_) {
+        __builtin_prefetch(old_at(k).m);
+        return;
+      }
+    }
+    __builtin_prefetch(new_at(hash & bucket_mask()).m);
   }
 
   // ---- insert (Go's mapassign) -------------------------------------------------------------
