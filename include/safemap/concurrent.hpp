@@ -25,6 +25,18 @@
 //   snapshot() const -> Map<K, V, Hash, Eq>            a copy
 //   version() const -> uint64_t                        +1 at least on every successful mutation
 //
+// Every map also has two batched lookups (not part of the concept, so a type that models it
+// need not add them):
+//   load_many(span<const K> keys, span<optional<V>> out) const -> size_t
+//                                                      out[i] = load(keys[i]); how many were
+//                                                      found; allocates nothing (RedisMap:
+//                                                      its round trips' buffers)
+//   load_many(const R& keys) const -> vector<optional<V>>   the same for any range of keys
+// Each value is one its key held at some instant during the call, not one point in time for
+// all keys. out shorter than keys: std::length_error, before any lookup. A lookup that throws
+// (hasher, a value's copy) propagates with out set for a prefix of keys. LockedMap and CowMap
+// look up 64 keys at a time with their cache misses overlapped (Map::find_many) under one
+// shared lock or read guard; RedisMap pipelines HMGETs; the other maps load key by key.
 // Values come back by copy: no reference into a concurrent map escapes a lock or a read-side
 // critical section (visit and range hand out references only for the callback's duration).
 #pragma once
@@ -33,8 +45,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <ranges>
+#include <span>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "safemap/map.hpp"
 
@@ -86,6 +101,37 @@ bool invoke_range_callback(F& f, const K& k, const V& v) {
     f(k, v);
     return true;
   }
+}
+
+// load_many's span form for a map whose lookups gain nothing from a batch: load of each key.
+template <class M>
+std::size_t load_each(const M& m, std::span<const typename M::key_type> keys,
+                      std::span<std::optional<typename M::mapped_type>> out, const char* who) {
+  check_many_out(keys.size(), out.size(), who);
+  std::size_t found = 0;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    out[i] = m.load(keys[i]);
+    found += out[i].has_value();
+  }
+  return found;
+}
+
+// load_many's range form: the span form over a contiguous range of K, load of each key over
+// any other range (a view, a list, keys of a type that only converts or compares to K).
+template <class M, std::ranges::input_range R>
+std::vector<std::optional<typename M::mapped_type>> load_many_of(const M& m, const R& keys) {
+  using K = typename M::key_type;
+  std::vector<std::optional<typename M::mapped_type>> out;
+  if constexpr (std::ranges::contiguous_range<const R> && std::ranges::sized_range<const R> &&
+                std::is_same_v<std::ranges::range_value_t<const R>, K>) {
+    out.resize(std::ranges::size(keys));
+    m.load_many(std::span<const K>(std::ranges::data(keys), std::ranges::size(keys)),
+                std::span<std::optional<typename M::mapped_type>>(out));
+  } else {
+    if constexpr (std::ranges::sized_range<const R>) out.reserve(std::ranges::size(keys));
+    for (const auto& k : keys) out.push_back(m.load(k));
+  }
+  return out;
 }
 }  // namespace detail
 

@@ -72,12 +72,15 @@
 // Concurrency: every member function is thread-safe, except construction and destruction.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <ranges>
+#include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -145,6 +148,27 @@ class CowMap : public detail::immutable_visitation<CowMap<K, V, Hash, Eq>, K, V>
       if (const V* v = find_guarded(key)) return *v;
       return std::nullopt;
     }
+  }
+
+  // The values of many keys, in key order (concurrent.hpp): out[i] = load(keys[i]); returns
+  // how many were found. Groups of 64 keys are looked up in one snapshot each, with their
+  // cache misses overlapped (Map::find_many): several times a loop of load out of cache
+  // (docs/benchmarks.md, "Eleventh pass"). Two groups may see different snapshots.
+  // Concurrency: wait-free; one read guard per group.
+  std::size_t load_many(std::span<const K> keys, std::span<std::optional<V>> out) const {
+    detail::check_many_out(keys.size(), out.size(), "safemap::CowMap::load_many");
+    std::size_t found = 0;
+    for (std::size_t base = 0; base < keys.size(); base += load_many_group) {
+      const auto group = keys.subspan(base, std::min(load_many_group, keys.size() - base));
+      rcu::read_guard guard;
+      found += detail::map_access::load_many_unsynchronized(current_guarded(), group,
+                                                            out.subspan(base, group.size()));
+    }
+    return found;
+  }
+  template <std::ranges::input_range R>
+  std::vector<std::optional<V>> load_many(const R& keys) const {
+    return detail::load_many_of(*this, keys);
   }
 
   // Concurrency: wait-free.
@@ -515,6 +539,9 @@ class CowMap : public detail::immutable_visitation<CowMap<K, V, Hash, Eq>, K, V>
   const map_type& current_guarded() const noexcept {
     return current_.load(std::memory_order_acquire)->map;
   }
+
+  // Keys per read guard in load_many: one batch of Map::find_many.
+  static constexpr std::size_t load_many_group = 64;
 
   // Whether load goes through load_copy (detail/config.hpp).
   static constexpr bool copy_after_guard = detail::copy_after_guard<V>;

@@ -75,9 +75,12 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <ranges>
 #include <shared_mutex>
+#include <span>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "safemap/concurrent.hpp"
 #include "safemap/detail/config.hpp"
@@ -137,6 +140,21 @@ class LockedMap {
   template <detail::locked_map_lookup<K, Hash, Eq> Q>
   std::optional<V> load(const Q& key) const {
     return load_impl(key);
+  }
+
+  // The values of many keys, in key order (concurrent.hpp): out[i] = load(keys[i]); returns
+  // how many were found. Groups of 64 keys are looked up with their cache misses overlapped
+  // (Map::find_many), each under one shared acquisition: several times a loop of load out of
+  // cache (docs/benchmarks.md, "Eleventh pass"). Each value is one its key held during the
+  // call; two groups may see different states of the map.
+  // Concurrency: shared lock, one acquisition per group; runs in parallel with other reads.
+  std::size_t load_many(std::span<const K> keys, std::span<std::optional<V>> out) const {
+    detail::check_many_out(keys.size(), out.size(), "safemap::LockedMap::load_many");
+    return core_.load_many(keys, out, held_by_this_thread());
+  }
+  template <std::ranges::input_range R>
+  std::vector<std::optional<V>> load_many(const R& keys) const {
+    return detail::load_many_of(*this, keys);
   }
 
   // Concurrency: shared lock; runs in parallel with other reads.

@@ -93,6 +93,7 @@
 #include <mutex>
 #include <optional>
 #include <ranges>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -726,6 +727,19 @@ class RedisMap : public detail::immutable_visitation<RedisMap<K, V, Hash, Eq>, K
       }
     }
     return out;
+  }
+
+  // load_many into out (the span form every concurrent map has, concurrent.hpp): out[i] = the
+  // value of keys[i]; returns how many were found. The same round trips as the range form.
+  std::size_t load_many(std::span<const K> keys, std::span<std::optional<V>> out) const {
+    detail::check_many_out(keys.size(), out.size(), "safemap::RedisMap::load_many");
+    std::vector<std::optional<V>> values = load_many(keys);
+    std::size_t found = 0;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      found += values[i].has_value();
+      out[i] = std::move(values[i]);
+    }
+    return found;
   }
 
   // Stores every (key, value) pair of `entries` in one script: all of them or none, with one

@@ -115,6 +115,8 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <ranges>
+#include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -282,6 +284,18 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
   }
 
   // --- reads ----------------------------------------------------------------------------------
+
+  // The values of many keys, in key order (concurrent.hpp): out[i] = load(keys[i]); returns
+  // how many were found. Key by key, each as load (a key missing from the read map counts its
+  // miss toward promotion as a load would).
+  // Concurrency: as load, per key.
+  std::size_t load_many(std::span<const K> keys, std::span<std::optional<V>> out) const {
+    return detail::load_each(*this, keys, out, "safemap::SyncMap::load_many");
+  }
+  template <std::ranges::input_range R>
+  std::vector<std::optional<V>> load_many(const R& keys) const {
+    return detail::load_many_of(*this, keys);
+  }
 
   // The value for key, or nullopt (Go's Load). Concurrency: lock-free when the key is in the
   // read map or the read map is not amended; otherwise locks mu_ briefly and counts a miss.

@@ -162,6 +162,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ranges>
+#include <span>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -414,6 +416,17 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
   ~TrieMap() { destroy_tree(root_.load(std::memory_order_relaxed)); }
 
   // --- reads ----------------------------------------------------------------------------------
+
+  // The values of many keys, in key order (concurrent.hpp): out[i] = load(keys[i]); returns
+  // how many were found. Key by key.
+  // Concurrency: lock-free, as load.
+  std::size_t load_many(std::span<const K> keys, std::span<std::optional<V>> out) const {
+    return detail::load_each(*this, keys, out, "safemap::TrieMap::load_many");
+  }
+  template <std::ranges::input_range R>
+  std::vector<std::optional<V>> load_many(const R& keys) const {
+    return detail::load_many_of(*this, keys);
+  }
 
   // The value for key, or nullopt (Go's Load). Concurrency: lock-free; atomic loads only.
   template <class Q>

@@ -49,9 +49,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <optional>
+#include <ranges>
 #include <set>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -818,6 +822,111 @@ void churn_test() {
 // ---- re-entrancy
 // ----------------------------------------------------------------------------------
 
+// ---- batched lookups ---------------------------------------------------------------------------
+
+TYPED_TEST_P(ConformanceTest, LoadManyGivesWhatLoadGivesForEveryKeyAndCountsTheFound) {
+  auto m = make_map<TypeParam>();
+  for (int k = 0; k < 300; k += 2) m.store(k, k * 3 + 1);
+  // 0..399 and back down, with repeats: groups of 64 end inside the stored and absent ranges.
+  std::vector<int> keys;
+  for (int k = 0; k < 400; ++k) keys.push_back(k);
+  for (int k = 399; k >= 0; k -= 7) keys.push_back(k);
+  std::size_t expected_found = 0;
+  for (const int k : keys) expected_found += k < 300 && k % 2 == 0;
+  std::vector<std::optional<int>> out(keys.size(), std::optional<int>(-1));
+  EXPECT_EQ(m.load_many(std::span<const int>(keys), std::span<std::optional<int>>(out)),
+            expected_found);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const int k = keys[i];
+    if (k < 300 && k % 2 == 0) {
+      EXPECT_EQ(out[i], std::optional<int>(k * 3 + 1)) << "key " << k;
+    } else {
+      EXPECT_EQ(out[i], std::nullopt) << "key " << k << ": absent keys overwrite out with nullopt";
+    }
+  }
+  // The range form: a vector (contiguous), a list and a view (key by key); the same answers.
+  EXPECT_EQ(m.load_many(keys), out);
+  const std::list<int> as_list(keys.begin(), keys.end());
+  EXPECT_EQ(m.load_many(as_list), out);
+  const auto doubled =
+      m.load_many(std::views::iota(0, 10) | std::views::transform([](int k) { return k * 2; }));
+  ASSERT_EQ(doubled.size(), 10u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(doubled[i], std::optional<int>(i * 6 + 1));
+  // No keys: nothing found, nothing written.
+  EXPECT_EQ(m.load_many(std::span<const int>(), std::span<std::optional<int>>()), 0u);
+  EXPECT_TRUE(m.load_many(std::vector<int>()).empty());
+}
+
+TYPED_TEST_P(ConformanceTest, LoadManyIntoAShortOutputThrowsLengthErrorAndWritesNothing) {
+  auto m = make_map<TypeParam>();
+  m.store(1, 10);
+  const std::vector<int> keys = {1, 2, 3};
+  std::vector<std::optional<int>> out(2, std::optional<int>(-5));
+  EXPECT_THROW(m.load_many(std::span<const int>(keys), std::span<std::optional<int>>(out)),
+               std::length_error);
+  EXPECT_EQ(out, std::vector<std::optional<int>>(2, std::optional<int>(-5)));
+  // A longer output is fine: the entries past the keys stay as they were.
+  std::vector<std::optional<int>> longer(5, std::optional<int>(-5));
+  EXPECT_EQ(m.load_many(std::span<const int>(keys), std::span<std::optional<int>>(longer)), 1u);
+  EXPECT_EQ(longer, (std::vector<std::optional<int>>{10, std::nullopt, std::nullopt, -5, -5}));
+}
+
+// Readers load_many every key while writers store, swap and erase them; values encode their
+// key, so a value read for the wrong key, or one never stored, shows. Each batch also checks
+// that the count it returns is the number of values it wrote.
+TYPED_TEST_P(ConformanceTest, LoadManyDuringWritesSeesOnlyValuesStoredForEachKey) {
+  auto m = make_map<TypeParam>();
+  constexpr int keys = 200;  // several groups of 64 per batch
+  for (int k = 0; k < keys; k += 3) m.store(k, encode(k, 0));
+  std::vector<int> all(keys);
+  for (int k = 0; k < keys; ++k) all[static_cast<std::size_t>(k)] = k;
+  std::atomic<bool> stop{false};
+  std::atomic<long> batches{0};
+  std::atomic<long> seen{0};
+  std::atomic<long> bad{0};
+  const int writes = static_cast<int>(work_size<TypeParam>(20'000, 4));
+  run_threads(k_threads, [&](unsigned t) {
+    if (t < 3) {  // readers
+      std::vector<std::optional<int>> out(all.size());
+      while (!stop.load(std::memory_order_relaxed) || batches.load() < 8) {
+        const std::size_t n =
+            m.load_many(std::span<const int>(all), std::span<std::optional<int>>(out));
+        std::size_t present = 0;
+        for (int k = 0; k < keys; ++k) {
+          const std::optional<int>& v = out[static_cast<std::size_t>(k)];
+          if (!v) continue;
+          ++present;
+          if (key_of(*v) != k) ++bad;
+        }
+        if (present != n) ++bad;
+        seen += static_cast<long>(present);
+        ++batches;
+      }
+      return;
+    }
+    test_rng rng(t);
+    for (int i = 1; i <= writes; ++i) {
+      const int k = static_cast<int>(rng.below(keys));
+      switch (rng.below(4)) {
+        case 0:
+          m.erase(k);
+          break;
+        case 1:
+          m.swap(k, encode(k, i));
+          break;
+        default:
+          m.store(k, encode(k, i));
+          break;
+      }
+    }
+    if (t == k_threads - 1) stop = true;
+  });
+  EXPECT_EQ(bad.load(), 0) << "load_many returned a value never stored for its key, or a count "
+                              "that does not match what it wrote";
+  EXPECT_GE(batches.load(), 8);
+  EXPECT_GT(seen.load(), 0);
+}
+
 TYPED_TEST_P(ConformanceTest, RangeCallbackCanLoadFromTheSameMap) {
   auto m = make_map<TypeParam>();
   for (int k = 0; k < 20; ++k) m.store(k, k * 2);
@@ -838,9 +947,14 @@ TYPED_TEST_P(ConformanceTest, VisitCallbackCanLoadItsOwnKeyFromTheSameMap) {
   EXPECT_TRUE(m.visit(1, [&](const int& v) {
     EXPECT_EQ(m.load(1), v);
     EXPECT_TRUE(m.contains(1));
+    EXPECT_EQ(m.load_many(std::vector<int>{1, 1}), (std::vector<std::optional<int>>{v, v}));
   }));
   if constexpr (map_traits<TypeParam>::visit_may_read_any_key) {
-    EXPECT_TRUE(m.visit(1, [&](const int& v) { EXPECT_EQ(m.load(2), v * 2); }));
+    EXPECT_TRUE(m.visit(1, [&](const int& v) {
+      EXPECT_EQ(m.load(2), v * 2);
+      EXPECT_EQ(m.load_many(std::vector<int>{2, 3, 1}),
+                (std::vector<std::optional<int>>{v * 2, std::nullopt, v}));
+    }));
   }
 }
 
@@ -1166,6 +1280,9 @@ REGISTER_TYPED_TEST_SUITE_P(
     RangeDuringWritesSeesEachKeyAtMostOnceWithItsOwnValues,
     MixedOperationStressKeepsTheMapConsistent, RangeCallbackCanLoadFromTheSameMap,
     VisitCallbackCanLoadItsOwnKeyFromTheSameMap, RangeCallbackStoreWorksOrIsReportedAsReentrantCall,
+    LoadManyGivesWhatLoadGivesForEveryKeyAndCountsTheFound,
+    LoadManyIntoAShortOutputThrowsLengthErrorAndWritesNothing,
+    LoadManyDuringWritesSeesOnlyValuesStoredForEachKey,
     CvisitReadsTheStoredValueOnAConstOrNonConstMap,
     VisitAllCallsFOnEveryEntryOnceAndReturnsTheCount,
     EraseIfRemovesExactlyTheEntriesThePredicateSelects,

@@ -82,6 +82,9 @@ class safemap_adapter {
     }
   }
 
+  // The map itself, for calls the workloads do not make (bench/batch_bench's load_many).
+  const M& map() const { return m_; }
+
  private:
   M m_;
 };
