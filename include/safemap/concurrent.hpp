@@ -34,9 +34,11 @@
 //   load_many(const R& keys) const -> vector<optional<V>>   the same for any range of keys
 // Each value is one its key held at some instant during the call, not one point in time for
 // all keys. out shorter than keys: std::length_error, before any lookup. A lookup that throws
-// (hasher, a value's copy) propagates with out set for a prefix of keys. LockedMap and CowMap
-// look up 64 keys at a time with their cache misses overlapped (Map::find_many) under one
-// shared lock or read guard; RedisMap pipelines HMGETs; the other maps load key by key.
+// (hasher, a value's copy) propagates with out set for a prefix of keys. LockedMap, CowMap
+// and SyncMap look up 64 keys at a time with their cache misses overlapped (Map::find_many)
+// under one shared lock or read guard; ShardedMap sorts a batch by shard first; RedisMap
+// pipelines HMGETs; TrieMap loads key by key.
+//
 // Values come back by copy: no reference into a concurrent map escapes a lock or a read-side
 // critical section (visit and range hand out references only for the callback's duration).
 #pragma once

@@ -141,15 +141,23 @@ struct map_access {
   static std::size_t load_many_unsynchronized(const M& m, std::size_t n, KeyAt&& key_at,
                                               Out&& out) {
     std::size_t found = 0;
-    m.find_many_unchecked(n, key_at, [&](std::size_t i, auto* s) {
-      if (s != nullptr) {
-        out(i) = s->second;
+    find_many_unsynchronized(m, n, key_at, [&](std::size_t i, const auto* v) {
+      if (v != nullptr) {
+        out(i) = *v;
         ++found;
       } else {
         out(i).reset();
       }
     });
     return found;
+  }
+  // Map::find_many's batched lookup without its checks: found(i, const V* or nullptr) for the
+  // keys key_at(i), i < n, in order.
+  template <class M, class KeyAt, class Found>
+  static void find_many_unsynchronized(const M& m, std::size_t n, KeyAt&& key_at, Found&& found) {
+    m.find_many_unchecked(n, key_at, [&](std::size_t i, auto* s) {
+      found(i, static_cast<const typename M::mapped_type*>(M::value_or_null(s)));
+    });
   }
   template <class M>
   static std::size_t load_many_unsynchronized(

@@ -25,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -216,6 +217,45 @@ TEST(SyncMapPaths, MissesReachingDirtySizePromoteAndLaterLoadsHitTheReadMap) {
   EXPECT_EQ(after.misses, s.misses);
   EXPECT_EQ(after.read_misses, s.read_misses);
   EXPECT_EQ(after.promotions, 1u);
+}
+
+// load_many takes the path load takes for each key: a key missing from an amended read map
+// counts a miss, the miss that reaches the dirty map's size promotes it (inside the batch), and
+// keys after the promotion are served without a miss.
+TEST(SyncMapPaths, LoadManyCountsMissesAsLoadDoesAndPromotesInsideABatch) {
+  SyncMap<int, int> m;
+  store_range(m, 0, 10);
+  std::vector<int> first = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<std::optional<int>> out(first.size());
+  EXPECT_EQ(m.load_many(std::span<const int>(first), std::span<std::optional<int>>(out)), 9u);
+  for (std::size_t i = 0; i < first.size(); ++i) EXPECT_EQ(out[i], first[i] * 10);
+  auto s = m.stats();
+  EXPECT_EQ(s.promotions, 0u);
+  EXPECT_EQ(s.misses, 9u);
+  EXPECT_EQ(s.read_misses, 9u);
+  // Key 9's miss is the tenth: it promotes; 10 and 11 are then absent from a read map that is
+  // no longer amended, which is not a miss.
+  EXPECT_EQ(m.load_many(std::vector<int>{9, 10, 11}),
+            (std::vector<std::optional<int>>{90, std::nullopt, std::nullopt}));
+  s = m.stats();
+  EXPECT_EQ(s.promotions, 1u);
+  EXPECT_FALSE(s.amended);
+  EXPECT_EQ(s.misses, 10u);
+  EXPECT_EQ(s.read_misses, 10u);
+  // Everything from the read map now, in batches longer than one group.
+  std::vector<int> all(200);
+  for (int k = 0; k < 200; ++k) all[static_cast<std::size_t>(k)] = k % 20;
+  const auto values = m.load_many(all);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(values[i], all[i] < 10 ? std::optional<int>(all[i] * 10) : std::nullopt);
+  }
+  const auto after = m.stats();
+  EXPECT_EQ(after.misses, s.misses);
+  EXPECT_EQ(after.read_misses, s.read_misses);
+  // A deleted key of the read map reads as absent.
+  m.erase(3);
+  EXPECT_EQ(m.load_many(std::vector<int>{2, 3, 4}),
+            (std::vector<std::optional<int>>{20, std::nullopt, 40}));
 }
 
 TEST(SyncMapPaths, OverwritingKeysOfTheReadMapTakesNoLock) {
