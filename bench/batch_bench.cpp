@@ -66,11 +66,13 @@ struct key_set {
   }
 };
 
+constexpr std::size_t small_n = 10'000;
+constexpr std::size_t large_n = 1'000'000;
+
+// Built before any benchmark runs (main): the threads of a row only read them.
 const key_set& keys_for(std::size_t n) {
-  static std::unique_ptr<key_set> small, large;
-  std::unique_ptr<key_set>& k = n <= 10'000 ? small : large;
-  if (!k || k->keys.size() != n) k = std::make_unique<key_set>(n);
-  return *k;
+  static const key_set small(small_n), large(large_n);
+  return n == small_n ? small : large;
 }
 
 template <class A>
@@ -131,8 +133,8 @@ void BM_Batch(benchmark::State& state) {
 #define BATCH_BENCH(how, many, A, name) \
   BENCHMARK_TEMPLATE(BM_Batch, A, many) \
       ->Name(how "/" name)              \
-      ->Arg(10'000)                     \
-      ->Arg(1'000'000)                  \
+      ->Arg(small_n)                    \
+      ->Arg(large_n)                    \
       ->Threads(1)                      \
       ->Threads(2)                      \
       ->UseRealTime()                   \
@@ -167,4 +169,11 @@ BATCH_BENCH("load", false, lfht_a, "urcu-lfht");
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  keys_for(small_n);  // both key sets exist before the first row's threads start
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

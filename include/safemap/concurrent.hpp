@@ -29,12 +29,16 @@
 // need not add them):
 //   load_many(span<const K> keys, span<optional<V>> out) const -> size_t
 //                                                      out[i] = load(keys[i]); how many were
-//                                                      found; allocates nothing (RedisMap:
-//                                                      its round trips' buffers)
+//                                                      found; the batch allocates nothing
+//                                                      (RedisMap: its round trips' buffers)
 //   load_many(const R& keys) const -> vector<optional<V>>   the same for any range of keys
 // Each value is one its key held at some instant during the call, not one point in time for
 // all keys. out shorter than keys: std::length_error, before any lookup. A lookup that throws
-// (hasher, a value's copy) propagates with out set for a prefix of keys. LockedMap, CowMap
+// (hasher, a value's copy) propagates; each entry of out then holds its key's value or its
+// previous content (which ones were written is unspecified: ShardedMap goes shard by shard;
+// the entry whose copy threw is left empty), and the map is unchanged, no lock or read guard
+// left held. Values are copied under the
+// lock or read guard, as load's is, 64 per acquisition. LockedMap, CowMap
 // and SyncMap look up 64 keys at a time with their cache misses overlapped (Map::find_many)
 // under one shared lock or read guard; ShardedMap sorts a batch by shard first; RedisMap
 // pipelines HMGETs; TrieMap loads key by key.
@@ -112,26 +116,32 @@ std::size_t load_each(const M& m, std::span<const typename M::key_type> keys,
   check_many_out(keys.size(), out.size(), who);
   std::size_t found = 0;
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    out[i] = m.load(keys[i]);
-    found += out[i].has_value();
+    std::optional<typename M::mapped_type> v = m.load(keys[i]);
+    out[i].reset();  // reset then emplace: V need not be assignable, as load's result need not
+    if (v) {
+      out[i].emplace(std::move(*v));
+      ++found;
+    }
   }
   return found;
 }
 
 // load_many's range form: the span form over a contiguous range of K, load of each key over
 // any other range (a view, a list, keys of a type that only converts or compares to K).
+// keys is iterated as the caller passed it (a filter view or an istream view cannot be
+// iterated const).
 template <class M, std::ranges::input_range R>
-std::vector<std::optional<typename M::mapped_type>> load_many_of(const M& m, const R& keys) {
+std::vector<std::optional<typename M::mapped_type>> load_many_of(const M& m, R&& keys) {
   using K = typename M::key_type;
   std::vector<std::optional<typename M::mapped_type>> out;
-  if constexpr (std::ranges::contiguous_range<const R> && std::ranges::sized_range<const R> &&
-                std::is_same_v<std::ranges::range_value_t<const R>, K>) {
+  if constexpr (std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
+                std::is_same_v<std::ranges::range_value_t<R>, K>) {
     out.resize(std::ranges::size(keys));
     m.load_many(std::span<const K>(std::ranges::data(keys), std::ranges::size(keys)),
                 std::span<std::optional<typename M::mapped_type>>(out));
   } else {
-    if constexpr (std::ranges::sized_range<const R>) out.reserve(std::ranges::size(keys));
-    for (const auto& k : keys) out.push_back(m.load(k));
+    if constexpr (std::ranges::sized_range<R>) out.reserve(std::ranges::size(keys));
+    for (auto&& k : keys) out.push_back(m.load(k));
   }
   return out;
 }

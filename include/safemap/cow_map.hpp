@@ -167,8 +167,8 @@ class CowMap : public detail::immutable_visitation<CowMap<K, V, Hash, Eq>, K, V>
     return found;
   }
   template <std::ranges::input_range R>
-  std::vector<std::optional<V>> load_many(const R& keys) const {
-    return detail::load_many_of(*this, keys);
+  std::vector<std::optional<V>> load_many(R&& keys) const {
+    return detail::load_many_of(*this, std::forward<R>(keys));
   }
 
   // Concurrency: wait-free.

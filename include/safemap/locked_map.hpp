@@ -153,8 +153,8 @@ class LockedMap {
     return core_.load_many(keys, out, held_by_this_thread());
   }
   template <std::ranges::input_range R>
-  std::vector<std::optional<V>> load_many(const R& keys) const {
-    return detail::load_many_of(*this, keys);
+  std::vector<std::optional<V>> load_many(R&& keys) const {
+    return detail::load_many_of(*this, std::forward<R>(keys));
   }
 
   // Concurrency: shared lock; runs in parallel with other reads.

@@ -118,6 +118,14 @@ inline void check_many_out(std::size_t keys, std::size_t out, const char* who) {
   }
 }
 
+// Stores a batched lookup's result for one key: a copy of *v, or nullopt. reset then
+// emplace, so that V needs only to be copy-constructible, as load's result does.
+template <class V>
+void put_value(std::optional<V>& out, const V* v) {
+  out.reset();
+  if (v != nullptr) out.emplace(*v);
+}
+
 template <class T>
 concept transparent = requires {
   typename T::is_transparent;
@@ -142,12 +150,8 @@ struct map_access {
                                               Out&& out) {
     std::size_t found = 0;
     find_many_unsynchronized(m, n, key_at, [&](std::size_t i, const auto* v) {
-      if (v != nullptr) {
-        out(i) = *v;
-        ++found;
-      } else {
-        out(i).reset();
-      }
+      put_value(out(i), v);
+      found += v != nullptr;
     });
     return found;
   }
@@ -247,6 +251,7 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   using table::dir_;
   using table::eq_;
   using table::evacuated_;
+  using table::find_batch;
   using table::find_many_unchecked;
   using table::find_slot_unchecked;
   using table::for_each_live_slot;
@@ -415,18 +420,24 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   // it costs about what the loop does. out must be at least as long as keys (std::length_error
   // otherwise, before anything is read). A throwing hasher propagates with out filled for a
   // prefix of keys and the map unchanged. The pointers stay valid until the next write, as
-  // find()'s do, and the misuse detector checks the batch as it checks one find.
+  // find()'s do. The misuse detector checks each group of 64 as it checks one find (before
+  // and after it).
   size_type find_many(std::span<const K> keys, std::span<const V*> out) const {
     detail::check_many_out(keys.size(), out.size(), "safemap::Map::find_many");
-    read_check();
     size_type found = 0;
-    find_many_unchecked(
-        keys.size(), [&](std::size_t i) -> const K& { return keys[i]; },
-        [&](std::size_t i, slot_type* s) {
-          out[i] = value_or_null(s);
-          found += s != nullptr;
-        });
-    read_check();
+    std::size_t base = 0;
+    do {  // the checks around each group, as around each find (an empty batch is checked too)
+      const std::size_t len = std::min(find_batch, keys.size() - base);
+      read_check();
+      find_many_unchecked(
+          len, [&](std::size_t i) -> const K& { return keys[base + i]; },
+          [&](std::size_t i, slot_type* s) {
+            out[base + i] = value_or_null(s);
+            found += s != nullptr;
+          });
+      read_check();
+      base += len;
+    } while (base < keys.size());
     return found;
   }
 

@@ -699,9 +699,9 @@ class RedisMap : public detail::immutable_visitation<RedisMap<K, V, Hash, Eq>, K
   // The values of many keys, in the order of `keys`: HMGET in chunks, pipelined on one
   // connection. Each value is one the key held during the call (not one point in time).
   template <std::ranges::input_range R>
-  std::vector<std::optional<V>> load_many(const R& keys) const {
+  std::vector<std::optional<V>> load_many(R&& keys) const {
     std::vector<std::string> fields;
-    for (const auto& k : keys) fields.push_back(field(k));
+    for (auto&& k : keys) fields.push_back(field(k));
     std::vector<std::optional<V>> out;
     out.reserve(fields.size());
     auto l = c_->acquire();
@@ -736,8 +736,11 @@ class RedisMap : public detail::immutable_visitation<RedisMap<K, V, Hash, Eq>, K
     std::vector<std::optional<V>> values = load_many(keys);
     std::size_t found = 0;
     for (std::size_t i = 0; i < values.size(); ++i) {
-      found += values[i].has_value();
-      out[i] = std::move(values[i]);
+      out[i].reset();
+      if (values[i]) {
+        out[i].emplace(std::move(*values[i]));
+        ++found;
+      }
     }
     return found;
   }

@@ -226,8 +226,9 @@ class ShardedMap {
   // counting sort of their routing hashes); each shard then looks up its share as LockedMap's
   // load_many does, with the cache misses overlapped, at most 64 lookups per shared
   // acquisition (docs/benchmarks.md, "Eleventh pass"). Each value is one its key held during
-  // the call; two shards, or two groups, may be seen at different instants. From inside a
-  // callback of this map, or with more than 256 shards: key by key, as load.
+  // the call; two shards, or two groups, may be seen at different instants. While this thread
+  // runs a callback of any lock-based safemap map (held_locks not empty), or with more than
+  // 256 shards: key by key, as load (which applies the callback rules).
   // Concurrency: shared locks, one shard at a time.
   std::size_t load_many(std::span<const K> keys, std::span<std::optional<V>> out) const {
     detail::check_many_out(keys.size(), out.size(), "safemap::ShardedMap::load_many");
@@ -261,8 +262,8 @@ class ShardedMap {
     return found;
   }
   template <std::ranges::input_range R>
-  std::vector<std::optional<V>> load_many(const R& keys) const {
-    return detail::load_many_of(*this, keys);
+  std::vector<std::optional<V>> load_many(R&& keys) const {
+    return detail::load_many_of(*this, std::forward<R>(keys));
   }
 
   // Concurrency: the key's shard, shared lock.
@@ -809,6 +810,8 @@ class ShardedMap {
   // and the most shards it sorts into.
   static constexpr std::size_t load_many_group = 1024;
   static constexpr std::size_t load_many_max_shards = 256;
+  static_assert(load_many_group <= 65535 && load_many_max_shards <= 65536,
+                "load_many's indices, counts and shard numbers are 16-bit");
 
   size_type index_of(std::uint64_t h) const noexcept {
     return static_cast<size_type>(h >> shift_) & (nshards_ - 1);

@@ -315,19 +315,15 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
         if (boxes[i] != nullptr) __builtin_prefetch(boxes[i]);
       }
       for (std::size_t i = 0; i < len; ++i) {
-        if (boxes[i] != nullptr) {
-          out[base + i] = boxes[i]->value;
-          ++found;
-        } else {
-          out[base + i].reset();
-        }
+        detail::put_value(out[base + i], boxes[i] != nullptr ? &boxes[i]->value : nullptr);
+        found += boxes[i] != nullptr;
       }
     }
     return found;
   }
   template <std::ranges::input_range R>
-  std::vector<std::optional<V>> load_many(const R& keys) const {
-    return detail::load_many_of(*this, keys);
+  std::vector<std::optional<V>> load_many(R&& keys) const {
+    return detail::load_many_of(*this, std::forward<R>(keys));
   }
 
   // The value for key, or nullopt (Go's Load). Concurrency: lock-free when the key is in the

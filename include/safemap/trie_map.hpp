@@ -424,8 +424,8 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
     return detail::load_each(*this, keys, out, "safemap::TrieMap::load_many");
   }
   template <std::ranges::input_range R>
-  std::vector<std::optional<V>> load_many(const R& keys) const {
-    return detail::load_many_of(*this, keys);
+  std::vector<std::optional<V>> load_many(R&& keys) const {
+    return detail::load_many_of(*this, std::forward<R>(keys));
   }
 
   // The value for key, or nullopt (Go's Load). Concurrency: lock-free; atomic loads only.

@@ -15,6 +15,7 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -618,6 +619,32 @@ TEST(ShardedMapMove, TheShardCountAndRoutingMoveWithTheEntries) {
   EXPECT_EQ(st.shard_sizes.size(), 4u);
   b.store(1, 1);  // NOLINT(bugprone-use-after-move)
   EXPECT_EQ(b.load(1), 1);
+}
+
+// load_many sorts each batch by shard (up to 1,024 keys at a time) and, past 256 shards, goes
+// key by key: every shard count gives what load gives, across the group boundaries.
+TEST(ShardedMapLoadMany, EveryShardCountGivesWhatLoadGives) {
+  for (const std::size_t shards : {1u, 2u, 8u, 64u, 256u, 512u}) {
+    SCOPED_TRACE(shards);
+    safemap::ShardedMap<int, int> m(shards);
+    ASSERT_EQ(m.shard_count(), shards);
+    for (int k = 0; k < 3'000; k += 3) m.store(k, k + 7);
+    for (const std::size_t n : {0u, 1u, 1'023u, 1'024u, 1'025u, 3'000u}) {
+      std::vector<int> keys(n);
+      for (std::size_t i = 0; i < n; ++i) keys[i] = static_cast<int>((i * 11) % 3'000);
+      std::vector<std::optional<int>> out(n + 2, std::optional<int>(-1));
+      std::size_t expected = 0;
+      for (const int k : keys) expected += k % 3 == 0;
+      ASSERT_EQ(m.load_many(std::span<const int>(keys), std::span<std::optional<int>>(out)),
+                expected)
+          << n << " keys";
+      for (std::size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(out[i], m.load(keys[i])) << "key " << keys[i] << " at " << i << " of " << n;
+      }
+      EXPECT_EQ(out[n], -1) << "past the keys, out is left alone";
+      EXPECT_EQ(out[n + 1], -1);
+    }
+  }
 }
 
 }  // namespace

@@ -852,6 +852,16 @@ TYPED_TEST_P(ConformanceTest, LoadManyGivesWhatLoadGivesForEveryKeyAndCountsTheF
       m.load_many(std::views::iota(0, 10) | std::views::transform([](int k) { return k * 2; }));
   ASSERT_EQ(doubled.size(), 10u);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(doubled[i], std::optional<int>(i * 6 + 1));
+  // A batch of 2,500 keys: several of ShardedMap's 1,024-key groups and many groups of 64.
+  std::vector<int> many(2'500);
+  for (std::size_t i = 0; i < many.size(); ++i) many[i] = static_cast<int>((i * 7) % 400);
+  const std::vector<std::optional<int>> many_out = m.load_many(many);
+  ASSERT_EQ(many_out.size(), many.size());
+  for (std::size_t i = 0; i < many.size(); ++i) {
+    const int k = many[i];
+    EXPECT_EQ(many_out[i], k < 300 && k % 2 == 0 ? std::optional<int>(k * 3 + 1) : std::nullopt)
+        << "key " << k << " at " << i;
+  }
   // No keys: nothing found, nothing written.
   EXPECT_EQ(m.load_many(std::span<const int>(), std::span<std::optional<int>>()), 0u);
   EXPECT_TRUE(m.load_many(std::vector<int>()).empty());
@@ -1312,6 +1322,62 @@ TYPED_TEST_P(ValueLifetimeTest, EveryStoredValueIsDestroyedExactlyOnce) {
   churn_test<TypeParam>();
 }
 
-REGISTER_TYPED_TEST_SUITE_P(ValueLifetimeTest, EveryStoredValueIsDestroyedExactlyOnce);
+// A value whose copy throws while this thread arms it and the value is the armed one.
+struct copy_bomb {
+  static inline thread_local int armed = -1;  // the value whose copy throws; -1: none
+  int v = 0;
+  copy_bomb() = default;
+  explicit copy_bomb(int x) : v(x) {}
+  copy_bomb(const copy_bomb& o) : v(o.v) {
+    if (v == armed) throw std::runtime_error("copy_bomb");
+  }
+  copy_bomb& operator=(const copy_bomb& o) {
+    if (o.v == armed) throw std::runtime_error("copy_bomb");
+    v = o.v;
+    return *this;
+  }
+  bool operator==(const copy_bomb& o) const { return v == o.v; }
+};
+
+// load_many whose value copy throws mid-batch: the exception comes out, every entry of out
+// holds its previous content or its key's value (the one whose copy threw may be nullopt),
+// and the map is whole with nothing held (a writer on another thread gets in; a hang fails
+// through the watchdog).
+TYPED_TEST_P(ValueLifetimeTest, LoadManyWhoseValueCopyThrowsLeavesTheMapWholeAndNothingHeld) {
+  using M = rebind_map_t<TypeParam, int, copy_bomb>;
+  auto m = make_map<M>();
+  constexpr int keys = 300;
+  for (int k = 0; k < keys; ++k) m.load_or_store(k, copy_bomb(k * 10));
+  std::vector<int> batch(keys);
+  for (int k = 0; k < keys; ++k) batch[static_cast<std::size_t>(k)] = (k * 37) % keys;
+  std::vector<std::optional<copy_bomb>> out(batch.size(), copy_bomb(-5));
+  copy_bomb::armed = 1'000;  // key 100's value
+  EXPECT_THROW(m.load_many(std::span<const int>(batch), std::span<std::optional<copy_bomb>>(out)),
+               std::runtime_error);
+  copy_bomb::armed = -1;
+  std::size_t written = 0;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!out[i].has_value()) {
+      EXPECT_EQ(batch[i], 100) << "only the entry whose copy threw may be left empty";
+      continue;
+    }
+    if (out[i]->v == -5) continue;
+    EXPECT_EQ(out[i]->v, batch[i] * 10) << "key " << batch[i];
+    ++written;
+  }
+  EXPECT_LT(written, batch.size()) << "the throw must have stopped the batch";
+  watchdog dog("calls after a throwing load_many");
+  std::thread writer([&] { m.load_or_store(keys, copy_bomb(keys * 10)); });
+  writer.join();
+  EXPECT_EQ(m.size(), static_cast<std::size_t>(keys) + 1);
+  const auto again = m.load_many(batch);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    ASSERT_TRUE(again[i].has_value());
+    EXPECT_EQ(again[i]->v, batch[i] * 10);
+  }
+}
+
+REGISTER_TYPED_TEST_SUITE_P(ValueLifetimeTest, EveryStoredValueIsDestroyedExactlyOnce,
+                            LoadManyWhoseValueCopyThrowsLeavesTheMapWholeAndNothingHeld);
 
 }  // namespace safemap_test::conformance

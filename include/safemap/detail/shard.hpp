@@ -179,17 +179,19 @@ struct alignas(128) shard {
   }
 
   // load of every key (LockedMap::load_many): Map's batched lookup under one shared
-  // acquisition per group of keys, so a writer waits behind at most one group's lookups
-  // (64: one batch of Map::find_many, ~1-3 µs out of cache) and the acquisition costs a
-  // sixty-fourth of a load's. From inside a callback (held): Map's checked find, key by key.
+  // acquisition per group of keys, so a writer waits behind at most one group's lookups and
+  // value copies (64: one batch of Map::find_many, ~1-3 µs out of cache for small values)
+  // and the acquisition costs a sixty-fourth of a load's. From inside a callback (held): Map's
+  // checked find, key by key.
   static constexpr std::size_t load_many_group = 64;
 
   std::size_t load_many(std::span<const K> keys, std::span<std::optional<V>> out, bool held) const {
     std::size_t found = 0;
     if (held) {
       for (std::size_t i = 0; i < keys.size(); ++i) {
-        out[i] = load_locked(keys[i]);
-        found += out[i].has_value();
+        const V* v = map.find(keys[i]);
+        put_value(out[i], v);
+        found += v != nullptr;
       }
       return found;
     }
