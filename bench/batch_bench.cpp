@@ -28,6 +28,7 @@
 #include "safemap/reclaim.hpp"
 #include "safemap/sharded_map.hpp"
 #include "safemap/sync_map.hpp"
+#include "safemap/trie_map.hpp"
 #if SAFEMAP_BENCH_HAVE_TBB
 #include "adapters/tbb_adapter.hpp"
 #include "adapters/tbb_unordered_adapter.hpp"
@@ -144,12 +145,15 @@ using locked_a = safemap_adapter<safemap::LockedMap<u64, u64>>;
 using sharded_a = safemap_adapter<safemap::ShardedMap<u64, u64>>;
 using cow_a = safemap_adapter<safemap::CowMap<u64, u64>>;
 using sync_a = safemap_adapter<safemap::SyncMap<u64, u64>>;
+using trie_a = safemap_adapter<safemap::TrieMap<u64, u64>>;
 BATCH_BENCH("load", false, locked_a, "LockedMap");
 BATCH_BENCH("load_many", true, locked_a, "LockedMap");
 BATCH_BENCH("load", false, cow_a, "CowMap");
 BATCH_BENCH("load_many", true, cow_a, "CowMap");
 BATCH_BENCH("load", false, sync_a, "SyncMap");
 BATCH_BENCH("load_many", true, sync_a, "SyncMap");
+BATCH_BENCH("load", false, trie_a, "TrieMap");
+BATCH_BENCH("load_many", true, trie_a, "TrieMap");
 BATCH_BENCH("load", false, sharded_a, "ShardedMap");
 BATCH_BENCH("load_many", true, sharded_a, "ShardedMap");
 #if SAFEMAP_BENCH_HAVE_TBB

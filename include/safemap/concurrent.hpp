@@ -37,11 +37,11 @@
 // (hasher, a value's copy) propagates; each entry of out then holds its key's value or its
 // previous content (which ones were written is unspecified: ShardedMap goes shard by shard;
 // the entry whose copy threw is left empty), and the map is unchanged, no lock or read guard
-// left held. Values are copied under the
-// lock or read guard, as load's is, 64 per acquisition. LockedMap, CowMap
-// and SyncMap look up 64 keys at a time with their cache misses overlapped (Map::find_many)
-// under one shared lock or read guard; ShardedMap sorts a batch by shard first; RedisMap
-// pipelines HMGETs; TrieMap loads key by key.
+// left held. Values are copied under the lock or read guard, as load's is, 64 per
+// acquisition. LockedMap, CowMap and SyncMap look up 64 keys at a time with their cache misses
+// overlapped (Map::find_many) under one shared lock or read guard; ShardedMap sorts a batch by
+// shard first; TrieMap descends the trie for 64 keys together, a level per pass; RedisMap
+// pipelines HMGETs.
 //
 // Values come back by copy: no reference into a concurrent map escapes a lock or a read-side
 // critical section (visit and range hand out references only for the callback's duration).

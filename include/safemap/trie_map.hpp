@@ -291,6 +291,7 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
   using map_type = Map<K, V, Hash, Eq>;
 
  private:
+  static constexpr std::size_t load_many_group = 64;    // keys per read guard in load_many
   static constexpr unsigned k_bits = 4;                 // hash bits per level (Go's nChildrenLog2)
   static constexpr unsigned k_children = 1u << k_bits;  // 16
   static constexpr std::uint64_t k_mask = k_children - 1;
@@ -418,10 +419,54 @@ class TrieMap : public detail::immutable_visitation<TrieMap<K, V, Hash, Eq>, K, 
   // --- reads ----------------------------------------------------------------------------------
 
   // The values of many keys, in key order (concurrent.hpp): out[i] = load(keys[i]); returns
-  // how many were found. Key by key.
+  // how many were found. 64 keys at a time under one read guard descend the trie together,
+  // a level per pass: each pass loads every unfinished key's slot at this level and
+  // prefetches its slot at the next, so the keys' node misses overlap where load takes them
+  // one after another (docs/benchmarks.md, "Eleventh pass").
   // Concurrency: lock-free, as load.
   std::size_t load_many(std::span<const K> keys, std::span<std::optional<V>> out) const {
-    return detail::load_each(*this, keys, out, "safemap::TrieMap::load_many");
+    detail::check_many_out(keys.size(), out.size(), "safemap::TrieMap::load_many");
+    std::size_t found = 0;
+    std::uint64_t hashes[load_many_group];
+    const slot_t* slots[load_many_group];   // the slot each key reads next
+    std::uintptr_t heads[load_many_group];  // what its descent ended on (0 or an entry chain)
+    std::uint8_t todo[load_many_group];     // keys still descending
+    for (std::size_t base = 0; base < keys.size(); base += load_many_group) {
+      const std::size_t len = std::min(load_many_group, keys.size() - base);
+      rcu::read_guard guard;
+      const indirect* const root = root_.load(std::memory_order_acquire);
+      unsigned shift = 64 - k_bits;
+      for (std::size_t i = 0; i < len; ++i) {
+        hashes[i] = hash_of(keys[base + i]);
+        slots[i] = &root->children[(hashes[i] >> shift) & k_mask];
+        todo[i] = static_cast<std::uint8_t>(i);
+      }
+      // Every key is at the same depth in each pass (the levels consume k_bits each).
+      for (std::size_t left = len; left > 0; shift -= k_bits) {
+        std::size_t still = 0;
+        for (std::size_t t = 0; t < left; ++t) {
+          const std::size_t i = todo[t];
+          const std::uintptr_t n = slots[i]->load(std::memory_order_acquire);
+          if (n == 0 || is_entry(n)) {
+            heads[i] = n;
+            if (n != 0) __builtin_prefetch(as_entry(n));
+            continue;
+          }
+          slots[i] = &as_indirect(n)->children[(hashes[i] >> (shift - k_bits)) & k_mask];
+          __builtin_prefetch(slots[i]);
+          todo[still++] = static_cast<std::uint8_t>(i);
+        }
+        left = still;
+      }
+      for (std::size_t i = 0; i < len; ++i) {
+        out[base + i].reset();
+        if (const entry* e = chain_find(heads[i], keys[base + i])) {
+          out[base + i].emplace(value_of(e));
+          ++found;
+        }
+      }
+    }
+    return found;
   }
   template <std::ranges::input_range R>
   std::vector<std::optional<V>> load_many(R&& keys) const {

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include <unistd.h>
+#include <span>
 
 #include "safemap/concurrent.hpp"
 #include "safemap/json.hpp"
@@ -1018,6 +1019,40 @@ TEST(TrieMapSerialization, JsonAndSnapshotFilesRoundTrip) {
   const auto loaded = safemap::load_snapshot<string_map>(path);
   EXPECT_EQ(safemap::to_json(loaded), text);
   std::filesystem::remove_all(dir);
+}
+
+// load_many descends the trie for a group of keys together, a level per pass. Keys whose
+// descents end at different depths (a shallow map of well-spread hashes, and deep_map's
+// 16-level paths ending in collision chains) must each get what load gives, before and after
+// erases that leave chains shorter and slots empty.
+TEST(TrieMapLoadMany, DescentsOfDifferentDepthsGiveWhatLoadGives) {
+  auto check = [](auto& m, int key_space) {
+    std::vector<int> keys;
+    for (int k = -3; k < key_space + 3; ++k) keys.push_back(k);
+    for (int k = key_space - 1; k >= 0; k -= 5) keys.push_back(k);
+    std::vector<std::optional<int>> out(keys.size(), std::optional<int>(-9));
+    const std::size_t found =
+        m.load_many(std::span<const int>(keys), std::span<std::optional<int>>(out));
+    std::size_t expected = 0;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const std::optional<int> v = m.load(keys[i]);
+      ASSERT_EQ(out[i], v) << "key " << keys[i];
+      expected += v.has_value();
+    }
+    EXPECT_EQ(found, expected);
+  };
+  TrieMap<int, int> shallow;
+  deep_map deep;
+  for (int k = 0; k < 1'000; ++k) {
+    shallow.store(k, k * 2 + 1);
+    if (k < 200) deep.store(k, k * 2 + 1);
+  }
+  check(shallow, 1'000);
+  check(deep, 200);
+  for (int k = 0; k < 1'000; k += 3) shallow.erase(k);
+  for (int k = 0; k < 200; k += 3) deep.erase(k);
+  check(shallow, 1'000);
+  check(deep, 200);
 }
 
 }  // namespace
