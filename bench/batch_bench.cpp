@@ -22,28 +22,18 @@
 #include <utility>
 #include <vector>
 
-#include "adapters/safemap_adapter.hpp"
+#include "adapter_bench.hpp"
 #include "safemap/cow_map.hpp"
 #include "safemap/locked_map.hpp"
 #include "safemap/reclaim.hpp"
 #include "safemap/sharded_map.hpp"
 #include "safemap/sync_map.hpp"
 #include "safemap/trie_map.hpp"
-#if SAFEMAP_BENCH_HAVE_TBB
-#include "adapters/tbb_adapter.hpp"
-#include "adapters/tbb_unordered_adapter.hpp"
-#endif
-#if SAFEMAP_BENCH_HAVE_CUCKOO
-#include "adapters/cuckoo_adapter.hpp"
-#endif
-#if SAFEMAP_BENCH_HAVE_LFHT
-#include "adapters/lfht_adapter.hpp"
-#endif
 
 namespace {
 
+using namespace safemap_bench::adapter_bench;
 using safemap_bench::safemap_adapter;
-using u64 = std::uint64_t;
 
 constexpr std::size_t batch = 256;
 
@@ -74,12 +64,6 @@ constexpr std::size_t large_n = 1'000'000;
 const key_set& keys_for(std::size_t n) {
   static const key_set small(small_n), large(large_n);
   return n == small_n ? small : large;
-}
-
-template <class A>
-std::unique_ptr<A>& shared_map() {
-  static std::unique_ptr<A> m;
-  return m;
 }
 
 template <class A, bool Many>
@@ -157,17 +141,13 @@ BATCH_BENCH("load_many", true, trie_a, "TrieMap");
 BATCH_BENCH("load", false, sharded_a, "ShardedMap");
 BATCH_BENCH("load_many", true, sharded_a, "ShardedMap");
 #if SAFEMAP_BENCH_HAVE_TBB
-using tbbu_a = safemap_bench::tbb_unordered_adapter<u64>;
-using tbb_a = safemap_bench::tbb_adapter<u64>;
 BATCH_BENCH("load", false, tbbu_a, "tbb-unordered");
 BATCH_BENCH("load", false, tbb_a, "tbb-hash-map");
 #endif
 #if SAFEMAP_BENCH_HAVE_CUCKOO
-using cuckoo_a = safemap_bench::cuckoo_adapter<u64>;
 BATCH_BENCH("load", false, cuckoo_a, "libcuckoo");
 #endif
 #if SAFEMAP_BENCH_HAVE_LFHT
-using lfht_a = safemap_bench::lfht_adapter;
 BATCH_BENCH("load", false, lfht_a, "urcu-lfht");
 #endif
 

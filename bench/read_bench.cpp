@@ -29,27 +29,17 @@
 #include <memory>
 #include <string>
 
-#include "adapters/safemap_adapter.hpp"
+#include "adapter_bench.hpp"
 #include "safemap/cow_map.hpp"
 #include "safemap/map.hpp"
 #include "safemap/reclaim.hpp"
 #include "safemap/sync_map.hpp"
 #include "safemap/trie_map.hpp"
-#if SAFEMAP_BENCH_HAVE_TBB
-#include "adapters/tbb_adapter.hpp"
-#include "adapters/tbb_unordered_adapter.hpp"
-#endif
-#if SAFEMAP_BENCH_HAVE_CUCKOO
-#include "adapters/cuckoo_adapter.hpp"
-#endif
-#if SAFEMAP_BENCH_HAVE_LFHT
-#include "adapters/lfht_adapter.hpp"
-#endif
 
 namespace {
 
+using namespace safemap_bench::adapter_bench;
 using safemap_bench::safemap_adapter;
-using u64 = std::uint64_t;
 
 constexpr u64 period = 1024;  // safemap-bench's go_mostly_period: hits + misses
 
@@ -74,12 +64,6 @@ inline u64 run_ops(const A& m, u64 ops) {
     if (m.load(k, v)) checksum += v == k ? v + 1 : ~u64{0};
   }
   return checksum;
-}
-
-template <class A>
-std::unique_ptr<A>& shared_map() {
-  static std::unique_ptr<A> m;
-  return m;
 }
 
 template <class A, workload W>
@@ -149,17 +133,13 @@ READ_BENCH(sync_a, "SyncMap");
 READ_BENCH(cow_a, "CowMap");
 READ_BENCH(trie_a, "TrieMap");
 #if SAFEMAP_BENCH_HAVE_TBB
-using tbbu_a = safemap_bench::tbb_unordered_adapter<u64>;
-using tbb_a = safemap_bench::tbb_adapter<u64>;
 READ_BENCH(tbbu_a, "tbb-unordered");
 READ_BENCH(tbb_a, "tbb-hash-map");
 #endif
 #if SAFEMAP_BENCH_HAVE_CUCKOO
-using cuckoo_a = safemap_bench::cuckoo_adapter<u64>;
 READ_BENCH(cuckoo_a, "libcuckoo");
 #endif
 #if SAFEMAP_BENCH_HAVE_LFHT
-using lfht_a = safemap_bench::lfht_adapter;
 READ_BENCH(lfht_a, "urcu-lfht");
 #endif
 

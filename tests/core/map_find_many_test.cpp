@@ -284,13 +284,7 @@ TEST(MapFindMany, FindsEveryKeyAtEveryStepOfASameSizeGrowth) {
   std::vector<std::uint64_t> erased;
   test_rng rng(7);
   std::vector<std::uint64_t> keys;
-  for (int i = 0; i < 90; ++i) {  // 16 buckets hold up to 104 entries before doubling
-    const std::uint64_t k = rng.next();
-    m.insert_or_assign(k, k);
-    ref[k] = k;
-    keys.push_back(k);
-  }
-  while (m.stats().growing) m.erase(0);
+  fill_before_churn(m, ref, keys, rng);
   const unsigned B = m.stats().log2_buckets;
   bool saw_same_size = false;
   for (int round = 0; round < 100000 && !saw_same_size; ++round) {
@@ -739,49 +733,19 @@ TEST(MapFindManyMisuse, AFindManyInsideAWriteOfTheSameMapIsReported) {
   EXPECT_EQ(m.size(), 11u);
 }
 
-// Blocks inside the comparison of probe_key, once, while a gate is armed: a batch holding
-// probe_key then stands in the middle of its probes (as misuse_test.cpp's probe_gate_eq).
-struct batch_gate_eq {
-  static constexpr int probe_key = 7;
-  static inline std::atomic<write_gate*> gate{nullptr};
-  bool operator()(int a, int b) const {
-    if (a == probe_key) {
-      if (write_gate* g = gate.exchange(nullptr)) g->enter_and_wait();
-    }
-    return a == b;
-  }
-};
-
 // find_many checks the writing flag again as it ends: a write that started while the batch
 // was probing (the batch's second group here) is reported rather than its results trusted.
 TEST(MapFindManyMisuse, AWriteThatStartsDuringABatchIsReportedAtTheBatchsEnd) {
   scoped_misuse_handler guard(&throw_misuse);
-  safemap::Map<int, gated_value, safemap::Hash<int>, batch_gate_eq> m;
+  safemap::Map<int, gated_value, safemap::Hash<int>, probe_gate_eq> m;
   m.reserve(1000);  // no growth below: the racing insert only fills a free slot
   for (int i = 0; i < 100; ++i) m.insert_or_assign(i, gated_value(i));
   std::vector<int> keys;
-  for (int i = 0; i < 130; ++i) keys.push_back(i == 70 ? batch_gate_eq::probe_key : 200 + i);
+  for (int i = 0; i < 130; ++i) keys.push_back(i == 70 ? probe_gate_eq::probe_key : 200 + i);
   std::vector<const gated_value*> out(keys.size(), nullptr);
-  write_gate reader_gate;
-  batch_gate_eq::gate = &reader_gate;
-  std::atomic<int> outcome{-1};  // -1 unset, 0 not reported, 1 + kind when reported
-  std::thread reader([&] {
-    try {
-      (void)m.find_many(keys, out);
-      outcome = 0;
-    } catch (const safemap::misuse_error& e) {
-      outcome = 1 + static_cast<int>(e.kind);
-    }
-  });
-  reader_gate.wait_entered();  // the batch is past its first check, inside a probe
-  write_gate writer_gate;
-  std::thread writer([&] { m.try_emplace(1000, &writer_gate, 1000); });
-  writer_gate.wait_entered();  // the write holds the writing bit
-  reader_gate.release();
-  reader.join();
-  writer_gate.release();
-  writer.join();
-  EXPECT_EQ(outcome.load(), 1 + static_cast<int>(safemap::misuse_kind::concurrent_read_write))
+  const int outcome =
+      outcome_of_a_read_overlapped_at_its_end(m, 1000, [&] { (void)m.find_many(keys, out); });
+  EXPECT_EQ(outcome, 1 + static_cast<int>(safemap::misuse_kind::concurrent_read_write))
       << "the batch that a write overlapped at its end was not reported";
   EXPECT_EQ(m.size(), 101u);
   EXPECT_EQ(m.at(1000).value, 1000);

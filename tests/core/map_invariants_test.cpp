@@ -125,13 +125,7 @@ TEST(MapGrowth, SameSizeGrowthCompactsOverflowChainsLeftByChurn) {
   std::unordered_map<std::uint64_t, std::uint64_t> ref;
   test_rng rng(7);
   std::vector<std::uint64_t> keys;
-  for (int i = 0; i < 90; ++i) {  // 16 buckets hold up to 104 entries before doubling
-    const std::uint64_t k = rng.next();
-    m.insert_or_assign(k, k);
-    ref[k] = k;
-    keys.push_back(k);
-  }
-  while (m.stats().growing) m.erase(0);
+  fill_before_churn(m, ref, keys, rng);
   const unsigned B = m.stats().log2_buckets;
   ASSERT_EQ(B, 4u);
   bool saw_same_size = false;

@@ -257,19 +257,6 @@ TEST(MisuseDetection, UnsynchronizedWritesTakeNoWritingBit) {
   EXPECT_TRUE(m.insert_or_assign(101, probing_value(7))) << "no bit left behind";
 }
 
-// Blocks inside the comparison of probe_key, once, while a gate is armed: a lookup of
-// probe_key then stands in the middle of its probe.
-struct probe_gate_eq {
-  static constexpr int probe_key = 7;
-  static inline std::atomic<write_gate*> gate{nullptr};
-  bool operator()(int a, int b) const {
-    if (a == probe_key) {
-      if (write_gate* g = gate.exchange(nullptr)) g->enter_and_wait();
-    }
-    return a == b;
-  }
-};
-
 // Go checks the writing flag only as a read starts; Map checks again as it ends, so a write
 // that started while the lookup was probing is reported rather than its result trusted.
 TEST(MisuseDetection, AWriteThatStartsDuringALookupIsReportedAtTheLookupsEnd) {
@@ -277,26 +264,9 @@ TEST(MisuseDetection, AWriteThatStartsDuringALookupIsReportedAtTheLookupsEnd) {
   safemap::Map<int, gated_value, safemap::Hash<int>, probe_gate_eq> m;
   m.reserve(1000);  // no growth below: the racing insert only fills a free slot
   for (int i = 0; i < 100; ++i) m.insert_or_assign(i, gated_value(i));
-  write_gate reader_gate;
-  probe_gate_eq::gate = &reader_gate;
-  std::atomic<int> outcome{-1};  // -1 unset, 0 not reported, 1 + kind when reported
-  std::thread reader([&] {
-    try {
-      (void)m.find(probe_gate_eq::probe_key);
-      outcome = 0;
-    } catch (const safemap::misuse_error& e) {
-      outcome = 1 + static_cast<int>(e.kind);
-    }
-  });
-  reader_gate.wait_entered();  // the lookup is past its first check, inside the probe
-  write_gate writer_gate;
-  std::thread writer([&] { m.try_emplace(1000, &writer_gate, 1000); });
-  writer_gate.wait_entered();  // the write holds the writing bit
-  reader_gate.release();
-  reader.join();
-  writer_gate.release();
-  writer.join();
-  EXPECT_EQ(outcome.load(), 1 + static_cast<int>(safemap::misuse_kind::concurrent_read_write))
+  const int outcome = outcome_of_a_read_overlapped_at_its_end(
+      m, 1000, [&] { (void)m.find(probe_gate_eq::probe_key); });
+  EXPECT_EQ(outcome, 1 + static_cast<int>(safemap::misuse_kind::concurrent_read_write))
       << "the lookup that a write overlapped at its end was not reported";
   EXPECT_EQ(m.size(), 101u);
   EXPECT_EQ(m.at(1000).value, 1000);

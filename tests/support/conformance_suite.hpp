@@ -587,6 +587,27 @@ constexpr int key_of(int value) {
   return value % 1000;
 }
 
+// A writer thread's part of the read-during-writes tests: `writes` random erases, swaps and
+// stores of keys below `keys`, every stored value encoding its key (seeded by the thread).
+template <class M>
+void churn_writes(M& m, unsigned thread, int writes, int keys) {
+  test_rng rng(thread);
+  for (int i = 0; i < writes; ++i) {
+    const int k = static_cast<int>(rng.below(static_cast<std::uint64_t>(keys)));
+    switch (rng.below(4)) {
+      case 0:
+        m.erase(k);
+        break;
+      case 1:
+        m.swap(k, encode(k, i));
+        break;
+      default:
+        m.store(k, encode(k, i));
+        break;
+    }
+  }
+}
+
 TYPED_TEST_P(ConformanceTest, RangeDuringWritesSeesEachKeyAtMostOnceWithItsOwnValues) {
   auto m = make_map<TypeParam>();
   constexpr int keys = 64;
@@ -609,21 +630,7 @@ TYPED_TEST_P(ConformanceTest, RangeDuringWritesSeesEachKeyAtMostOnceWithItsOwnVa
       }
       return;
     }
-    test_rng rng(t);
-    for (int i = 0; i < writes; ++i) {
-      const int k = static_cast<int>(rng.below(keys));
-      switch (rng.below(4)) {
-        case 0:
-          m.erase(k);
-          break;
-        case 1:
-          m.swap(k, encode(k, i));
-          break;
-        default:
-          m.store(k, encode(k, i));
-          break;
-      }
-    }
+    churn_writes(m, t, writes, keys);
     if (t == k_threads - 1) stop = true;
   });
   EXPECT_EQ(bad.load(), 0) << "range saw a key twice, or a value never stored for its key";
@@ -914,21 +921,7 @@ TYPED_TEST_P(ConformanceTest, LoadManyDuringWritesSeesOnlyValuesStoredForEachKey
       }
       return;
     }
-    test_rng rng(t);
-    for (int i = 1; i <= writes; ++i) {
-      const int k = static_cast<int>(rng.below(keys));
-      switch (rng.below(4)) {
-        case 0:
-          m.erase(k);
-          break;
-        case 1:
-          m.swap(k, encode(k, i));
-          break;
-        default:
-          m.store(k, encode(k, i));
-          break;
-      }
-    }
+    churn_writes(m, t, writes, keys);
     if (t == k_threads - 1) stop = true;
   });
   EXPECT_EQ(bad.load(), 0) << "load_many returned a value never stored for its key, or a count "

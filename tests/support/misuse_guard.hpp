@@ -116,4 +116,46 @@ void while_writing(M& m, K key, int value, Probe&& probe) {
   std::forward<Probe>(probe)();
 }
 
+// Blocks inside the comparison of probe_key, once, while a gate is armed: a lookup of
+// probe_key then stands in the middle of its probe.
+struct probe_gate_eq {
+  static constexpr int probe_key = 7;
+  static inline std::atomic<write_gate*> gate{nullptr};
+  bool operator()(int a, int b) const {
+    if (a == probe_key) {
+      if (write_gate* g = gate.exchange(nullptr)) g->enter_and_wait();
+    }
+    return a == b;
+  }
+};
+
+// Runs read() (a lookup of probe_gate_eq::probe_key in m, which maps int to gated_value and
+// compares with probe_gate_eq) on a thread of its own; once the read stands inside its probe,
+// starts m.try_emplace(write_key, ...) on another and, once that write holds the writing bit,
+// lets the read finish, then the write. Returns what the read saw: 0 not reported, 1 + the
+// kind of the misuse_error it threw (a throwing handler must be installed).
+template <class M, class Read>
+int outcome_of_a_read_overlapped_at_its_end(M& m, int write_key, Read&& read) {
+  write_gate reader_gate;
+  probe_gate_eq::gate = &reader_gate;
+  std::atomic<int> outcome{-1};
+  std::thread reader([&] {
+    try {
+      read();
+      outcome = 0;
+    } catch (const safemap::misuse_error& e) {
+      outcome = 1 + static_cast<int>(e.kind);
+    }
+  });
+  reader_gate.wait_entered();  // the read is past its first check, inside a probe
+  write_gate writer_gate;
+  std::thread writer([&] { m.try_emplace(write_key, &writer_gate, write_key); });
+  writer_gate.wait_entered();  // the write holds the writing bit
+  reader_gate.release();
+  reader.join();
+  writer_gate.release();
+  writer.join();
+  return outcome.load();
+}
+
 }  // namespace safemap_test

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace safemap_test {
 
@@ -142,6 +143,22 @@ int insert_until_growing(M& m, int next, std::size_t min_old_buckets = 8) {
     m.insert_or_assign(typename M::key_type(next), typename M::mapped_type(next));
     ++next;
   }
+}
+
+// The deterministic start of the churn that leads a Map to a same-size growth: 90 keys from
+// rng, in m, ref and keys (16 buckets hold up to 104 entries before doubling), and m's growth
+// to 16 buckets finished. m must have a fixed hash seed and stay non-empty afterwards (an
+// emptied map reseeds) for what follows to stay deterministic.
+template <class M>
+void fill_before_churn(M& m, std::unordered_map<std::uint64_t, std::uint64_t>& ref,
+                       std::vector<std::uint64_t>& keys, test_rng& rng) {
+  for (int i = 0; i < 90; ++i) {
+    const std::uint64_t k = rng.next();
+    m.insert_or_assign(k, k);
+    ref[k] = k;
+    keys.push_back(k);
+  }
+  while (m.stats().growing) m.erase(0);
 }
 
 }  // namespace safemap_test
