@@ -3,10 +3,11 @@
 // # What it is
 // A CowMap is one pointer to an immutable safemap::Map (a "snapshot") plus the version number
 // of that snapshot. Readers load the pointer and search the snapshot; a point read (load,
-// contains, visit, size, version) writes no shared memory. A walk (range, read_view, and
-// iterating the Map that read() passes) does write one shared word per walk, not per entry:
-// Map's iterator count on the snapshot, an atomic increment and decrement (it pauses growth,
-// which an immutable snapshot never does, but Map cannot tell). A writer takes the writer mutex,
+// contains, visit, size, version) and a walk (range, read_view) write no shared memory: they
+// walk the snapshot without Map's iteration pin (map_access::for_each_unsynchronized; the pin
+// pauses growth, which an immutable snapshot never does). Iterating the Map that read()
+// passes does pin it: an atomic increment and decrement of the snapshot's iterator count, one
+// shared word per walk, not per entry. A writer takes the writer mutex,
 // copies the current snapshot, changes the copy, publishes it with one atomic store and hands the
 // old snapshot to deferred reclamation (reclaim.hpp), which frees it once every reader that could
 // still see it is done.
@@ -192,13 +193,14 @@ class CowMap : public detail::immutable_visitation<CowMap<K, V, Hash, Eq>, K, V>
 
   // Calls f(const K&, const V&) for each entry of one snapshot (a point-in-time view); f may
   // return bool, false stops. Concurrency: lock-free; f runs inside the read guard and may call
-  // any method of this map, writes included (they do not affect this walk). Writes the
-  // snapshot's shared iterator count twice per walk (see the top of this file).
+  // any method of this map, writes included (they do not affect this walk). Writes nothing
+  // shared (see the top of this file).
   template <class F>
   void range(F f) const {
     rcu::read_guard guard;
-    current_guarded().for_each(
-        [&f](const K& k, const V& v) { return detail::invoke_range_callback(f, k, v); });
+    detail::map_access::for_each_unsynchronized(current_guarded(), [&f](const K& k, const V& v) {
+      return detail::invoke_range_callback(f, k, v);
+    });
   }
 
   // Calls f(const Map&) on the current snapshot and returns its result: a consistent view of
@@ -217,7 +219,9 @@ class CowMap : public detail::immutable_visitation<CowMap<K, V, Hash, Eq>, K, V>
   void read_view(F&& f) const {
     rcu::read_guard guard;
     const map_type& m = current_guarded();
-    f([&m](auto&& g) { m.for_each([&g](const K& k, const V& v) { g(k, v); }); });
+    f([&m](auto&& g) {
+      detail::map_access::for_each_unsynchronized(m, [&g](const K& k, const V& v) { g(k, v); });
+    });
   }
 
   // Exact: the size of the published snapshot. Concurrency: wait-free.

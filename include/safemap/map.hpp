@@ -171,6 +171,14 @@ struct map_access {
         m, keys.size(), [&](std::size_t i) -> const auto& { return keys[i]; },
         [&](std::size_t i) -> auto& { return out[i]; });
   }
+  // Map::for_each(f) (const) for a caller that keeps m unchanged for the whole walk: an
+  // immutable snapshot (CowMap's, SyncMap's read map), or a lock that keeps writers out while
+  // f cannot write (a locked map's range, whose callbacks' writes are refused). Skips the
+  // walk's misuse checks and its pin (map_iterator::walk).
+  template <class M, class F>
+  static void for_each_unsynchronized(const M& m, F&& f) {
+    M::template for_each_impl<false>(m, f);
+  }
   // Whether a write would also advance a growth or free a retired block (see
   // map_table::has_write_work): a lock-holding caller that skips a no-op write asks first.
   template <class M>
@@ -798,15 +806,19 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
 
   // ---- iteration helpers -------------------------------------------------------------------
 
-  template <class Self, class F>
+  // The iterator's walk (begin() to end()) as one loop: map_iterator::walk (checked = false:
+  // map_access::for_each_unsynchronized).
+  template <bool checked = true, class Self, class F>
   static void for_each_impl(Self& self, F& f) {
-    for (auto it = self.begin(); it != self.end(); ++it) {
-      if constexpr (std::is_convertible_v<decltype(f(it->first, it->second)), bool>) {
-        if (!f(it->first, it->second)) return;
+    using walker = std::conditional_t<std::is_const_v<Self>, const_iterator, iterator>;
+    walker::template walk<checked>(&self, [&f](auto& e) {
+      if constexpr (std::is_convertible_v<decltype(f(e.first, e.second)), bool>) {
+        return static_cast<bool>(f(e.first, e.second));
       } else {
-        f(it->first, it->second);
+        f(e.first, e.second);
+        return true;
       }
-    }
+    });
   }
 
   // ---- data: the table (map_table, the private base) holds everything else ------------------

@@ -302,7 +302,7 @@ class ShardedMap {
       {
         read_lock lock(s.lock, std::defer_lock);
         if (!already_held) lock.lock();
-        buffer.fill(s.map);
+        buffer.fill(s.map, !already_held);
       }
       for (const auto& [k, v] : buffer.entries()) {
         if (!detail::invoke_range_callback(f, k, v)) return;
@@ -739,11 +739,13 @@ class ShardedMap {
     range_buffer& operator=(const range_buffer&) = delete;
 
     // Precondition: empty (clear() after the previous fill). Called under the shard's lock,
-    // so m.size() is exact.
-    void fill(const map_type& m) {
+    // so m.size() is exact. freshly_locked: range took that lock itself, so nothing writes m
+    // during the copy and the walk skips Map's pin and checks; otherwise (a range from inside
+    // a callback that holds it) the walk keeps them.
+    void fill(const map_type& m, bool freshly_locked) {
       if (m.size() <= inline_capacity) {
         entry* slots = inline_entries();
-        m.for_each([&](const K& k, const V& v) {
+        walk(m, freshly_locked, [&](const K& k, const V& v) {
           ::new (static_cast<void*>(slots + inline_size_)) entry(k, v);
           ++inline_size_;  // after the construction: a throw leaves only whole entries
         });
@@ -753,7 +755,7 @@ class ShardedMap {
       }
       std::vector<entry>& v = vector();
       v.reserve(m.size());
-      m.for_each([&](const K& k, const V& x) { v.emplace_back(k, x); });
+      walk(m, freshly_locked, [&](const K& k, const V& x) { v.emplace_back(k, x); });
       data_ = v.data();
       size_ = v.size();
     }
@@ -766,6 +768,14 @@ class ShardedMap {
     }
 
    private:
+    template <class F>
+    static void walk(const map_type& m, bool freshly_locked, F&& f) {
+      if (freshly_locked) {
+        detail::map_access::for_each_unsynchronized(m, f);
+      } else {
+        m.for_each(f);
+      }
+    }
     struct per_thread {
       std::vector<entry> v;
       bool busy = false;

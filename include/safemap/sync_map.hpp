@@ -380,11 +380,10 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
         read = read_.load(std::memory_order_relaxed);
       }
     }
-    for (const auto& kv : read->m) {
-      box* b = kv.second->load();
-      if (b == nullptr) continue;
-      if (!detail::invoke_range_callback(f, kv.first, b->value)) break;
-    }
+    detail::map_access::for_each_unsynchronized(read->m, [&f](const K& k, entry* const& e) {
+      box* b = e->load();
+      return b == nullptr || detail::invoke_range_callback(f, k, b->value);
+    });
   }
 
   // The view json.hpp serializes without copying: calls f(walk), where walk(g) calls
@@ -404,9 +403,9 @@ class SyncMap : public detail::immutable_visitation<SyncMap<K, V, Hash, Eq>, K, 
       }
     }
     f([read](auto&& g) {
-      for (const auto& kv : read->m) {
-        if (box* b = kv.second->load()) g(kv.first, static_cast<const V&>(b->value));
-      }
+      detail::map_access::for_each_unsynchronized(read->m, [&g](const K& k, entry* const& e) {
+        if (box* b = e->load()) g(k, static_cast<const V&>(b->value));
+      });
     });
   }
 

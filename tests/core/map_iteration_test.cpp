@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <ostream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -90,9 +91,13 @@ bool prepare(fixture<M>& f, test_rng& rng, std::size_t n, start_state state) {
   return false;
 }
 
+// How an iteration walks the map: an iterator from begin() to end(), or Map::for_each (its
+// own loop, map_iterator::walk, with the same semantics).
+enum class walk_kind { iterator, for_each };
+
 // One iteration over f.m with random same-thread mutations, checked against f.ref.
 template <class M>
-void iterate_with_mutations(fixture<M>& f, test_rng& rng, const std::string& where) {
+void iterate_with_mutations(fixture<M>& f, test_rng& rng, const std::string& where, walk_kind how) {
   const auto shape = f.m.stats();
   std::unordered_set<std::uint64_t> initial;
   for (const auto& kv : f.ref) initial.insert(kv.first);
@@ -100,13 +105,13 @@ void iterate_with_mutations(fixture<M>& f, test_rng& rng, const std::string& whe
   std::unordered_map<std::uint64_t, int> visits;
   const unsigned mutate_one_in = 1 + static_cast<unsigned>(rng.below(4));
 
-  for (auto it = f.m.begin(); it != f.m.end(); ++it) {
-    const std::uint64_t k = it->first;
+  // One visit: the entry (k, v) the walk stands on.
+  const auto visit = [&](const std::uint64_t k, std::uint64_t& v) {
     auto r = f.ref.find(k);
     ASSERT_NE(r, f.ref.end()) << "visited key " << k << " which is not in the map, " << where;
-    ASSERT_EQ(it->second, r->second) << "value of key " << k << ", " << where;
+    ASSERT_EQ(v, r->second) << "value of key " << k << ", " << where;
     ASSERT_EQ(++visits[k], 1) << "visited key " << k << " twice, " << where;
-    if (!rng.chance(1, mutate_one_in)) continue;
+    if (!rng.chance(1, mutate_one_in)) return;
 
     switch (rng.below(7)) {
       case 0:  // erase the current entry
@@ -127,9 +132,9 @@ void iterate_with_mutations(fixture<M>& f, test_rng& rng, const std::string& whe
         for (int i = 0; i < n; ++i) f.insert_fresh(rng.next());
         break;
       }
-      case 5:  // write through the iterator
-        it->second = rng.next();
-        f.ref[k] = it->second;
+      case 5:  // write through the iterator (the callback's reference)
+        v = rng.next();
+        f.ref[k] = v;
         break;
       default: {  // overwrite another entry through the map
         const std::uint64_t other = f.keys[rng.below(f.keys.size())];
@@ -146,7 +151,18 @@ void iterate_with_mutations(fixture<M>& f, test_rng& rng, const std::string& whe
     ASSERT_EQ(now.growing, shape.growing) << "growth state changed during iteration, " << where;
     ASSERT_EQ(now.same_size_grow, shape.same_size_grow) << where;
     ASSERT_EQ(now.evacuated, shape.evacuated) << "evacuated during iteration, " << where;
+  };
+  if (how == walk_kind::iterator) {
+    for (auto it = f.m.begin(); it != f.m.end() && !testing::Test::HasFatalFailure(); ++it) {
+      visit(it->first, it->second);
+    }
+  } else {
+    f.m.for_each([&](const std::uint64_t& k, std::uint64_t& v) {
+      visit(k, v);
+      return !testing::Test::HasFatalFailure();
+    });
   }
+  if (testing::Test::HasFatalFailure()) return;
 
   for (std::uint64_t k : initial) {
     if (erased_during.count(k) == 0) {
@@ -172,7 +188,7 @@ void PrintTo(const iteration_case& c, std::ostream* os) {
 class MapIterationWithMutation : public testing::TestWithParam<iteration_case> {};
 
 template <class M>
-void run_case(const iteration_case& c, std::uint64_t seed) {
+void run_case(const iteration_case& c, std::uint64_t seed, walk_kind how) {
   test_rng rng(seed);
   int reached = 0;
   for (int round = 0; round < c.rounds; ++round) {
@@ -186,7 +202,7 @@ void run_case(const iteration_case& c, std::uint64_t seed) {
     if (c.state != start_state::quiet) {
       ASSERT_TRUE(shape.growing) << where;
     }
-    ASSERT_NO_FATAL_FAILURE(iterate_with_mutations(f, rng, where));
+    ASSERT_NO_FATAL_FAILURE(iterate_with_mutations(f, rng, where, how));
     // The growth resumes and completes once the iterator is gone. (Key 0 is never a fresh
     // key; an insert and an erase are two writes even when the map is empty.)
     for (int i = 0; f.m.stats().growing; ++i) {
@@ -200,13 +216,20 @@ void run_case(const iteration_case& c, std::uint64_t seed) {
   EXPECT_GE(reached, c.rounds / 2) << "could not reach the start state often enough";
 }
 
-TEST_P(MapIterationWithMutation, EntriesPresentThroughoutAreVisitedExactlyOnce) {
-  const iteration_case& c = GetParam();
+void run_case(const iteration_case& c, walk_kind how) {
   if (c.constant_hash) {
-    run_case<safemap::Map<std::uint64_t, std::uint64_t, constant_hash>>(c, 100);
+    run_case<safemap::Map<std::uint64_t, std::uint64_t, constant_hash>>(c, 100, how);
   } else {
-    run_case<safemap::Map<std::uint64_t, std::uint64_t>>(c, 200);
+    run_case<safemap::Map<std::uint64_t, std::uint64_t>>(c, 200, how);
   }
+}
+
+TEST_P(MapIterationWithMutation, EntriesPresentThroughoutAreVisitedExactlyOnce) {
+  run_case(GetParam(), walk_kind::iterator);
+}
+
+TEST_P(MapIterationWithMutation, ForEachVisitsEntriesPresentThroughoutExactlyOnce) {
+  run_case(GetParam(), walk_kind::for_each);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -303,6 +326,72 @@ TEST(MapIterationPinning, EveryCopyOfAnIteratorPinsUntilItEnds) {
   moved = m.cend();  // assigning end releases it
   m.insert_or_assign(n, n);
   EXPECT_GT(m.stats().log2_buckets, B);
+}
+
+// Map::for_each pins the map as an iterator does: inserts from its callback go into chains,
+// and the postponed growth starts once for_each returns, whether it ran to the end, was
+// stopped, or its callback threw.
+TEST(MapIterationPinning, ForEachPinsUntilItReturnsOrThrows) {
+  for (int ending = 0; ending < 3; ++ending) {
+    int_map m;
+    int n = fill_to_threshold(m);
+    const auto before = m.stats();
+    const int extra = 3 * n;
+    int calls = 0;
+    const auto body = [&](const int&, int&) {
+      if (calls++ == 0) {
+        for (int i = 0; i < extra; ++i) {
+          m.insert_or_assign(n, n);
+          ++n;
+          const auto s = m.stats();
+          EXPECT_EQ(s.log2_buckets, before.log2_buckets)
+              << "grew inside for_each, ending " << ending;
+          EXPECT_FALSE(s.growing) << "grew inside for_each, ending " << ending;
+        }
+      }
+      if (ending == 1) return false;  // stop at the first entry
+      if (ending == 2) throw std::runtime_error("callback failed");
+      return true;
+    };
+    if (ending == 2) {
+      EXPECT_THROW(m.for_each(body), std::runtime_error);
+    } else {
+      m.for_each(body);
+    }
+    EXPECT_EQ(calls == 1, ending != 0) << "ending " << ending;
+    EXPECT_GE(calls, ending == 0 ? static_cast<int>(before.size) : 1);
+    m.insert_or_assign(n, n);  // the pin is gone: this insert starts the growth
+    ++n;
+    EXPECT_TRUE(m.stats().growing || m.stats().log2_buckets > before.log2_buckets)
+        << "ending " << ending;
+    for (int i = 0; i < n; ++i) ASSERT_EQ(m.at(i), i) << "ending " << ending;
+  }
+}
+
+// Each walk starts at a random bucket and slot offset, as Go's does: callers cannot come to
+// depend on an order. (Two walks of 4096 entries agree on their first key with probability
+// about 1/512 each; 64 walks all agreeing means the start is not random.)
+TEST(MapIterationOrder, EveryWalkStartsSomewhereElse) {
+  int_map m;
+  for (int i = 0; i < 4096; ++i) m.insert_or_assign(i, i);
+  const auto first_of_for_each = [&] {
+    int first = -1;
+    m.for_each([&](const int& k, int&) {
+      first = k;
+      return false;
+    });
+    return first;
+  };
+  const int for_each_first = first_of_for_each();
+  const int begin_first = m.begin()->first;
+  bool for_each_moved = false;
+  bool begin_moved = false;
+  for (int i = 0; i < 64; ++i) {
+    for_each_moved = for_each_moved || first_of_for_each() != for_each_first;
+    begin_moved = begin_moved || m.begin()->first != begin_first;
+  }
+  EXPECT_TRUE(for_each_moved);
+  EXPECT_TRUE(begin_moved);
 }
 
 TEST(MapIterationPinning, ReserveDuringIterationIsANoOp) {
@@ -439,6 +528,43 @@ TEST(MapIterationReaders, ManyThreadsMayIterateAndLookUpAConstMapAtOnce) {
   }
   for (auto& r : readers) r.join();
   for (int t = 0; t < 4; ++t) EXPECT_EQ(failures[t], 0) << "reader " << t;
+}
+
+// The walk of the concurrent maps that keep a Map unchanged while they walk it (an immutable
+// snapshot, a locked shard): map_access::for_each_unsynchronized visits each entry exactly
+// once, quiet or mid-growth (the old buckets' entries split by hash, as the iterator does),
+// stops when asked, and changes nothing (no growth step, no pin left behind).
+TEST(MapIterationUnsynchronized, VisitsEveryEntryOnceAndChangesNothing) {
+  using access = safemap::detail::map_access;
+  for (const start_state state :
+       {start_state::quiet, start_state::growing, start_state::same_size_growing}) {
+    test_rng rng(7 + static_cast<int>(state));
+    const std::size_t n = state == start_state::same_size_growing ? 300 : 3000;
+    fixture<safemap::Map<std::uint64_t, std::uint64_t>> f;
+    for (int attempt = 0; attempt < 20 && !prepare(f, rng, n, state); ++attempt) f = {};
+    ASSERT_TRUE(state == start_state::quiet || f.m.stats().growing) << name_of(state);
+    const auto before = f.m.stats();
+    const auto& cm = f.m;
+    std::unordered_map<std::uint64_t, int> visits;
+    access::for_each_unsynchronized(cm, [&](const std::uint64_t& k, const std::uint64_t& v) {
+      ++visits[k];
+      EXPECT_EQ(v, f.ref.at(k)) << name_of(state);
+    });
+    ASSERT_EQ(visits.size(), f.ref.size()) << name_of(state);
+    for (const auto& [k, n] : visits) ASSERT_EQ(n, 1) << "key " << k << ", " << name_of(state);
+    int calls = 0;
+    access::for_each_unsynchronized(
+        cm, [&](const std::uint64_t&, const std::uint64_t&) { return ++calls < 5; });
+    EXPECT_EQ(calls, 5) << name_of(state);
+    const auto after = f.m.stats();
+    EXPECT_EQ(after.growing, before.growing) << name_of(state);
+    EXPECT_EQ(after.evacuated, before.evacuated) << name_of(state);
+    // No pin was left: the growth goes on (or the next one starts) with the next writes.
+    std::uint64_t k = 1;
+    for (int i = 0; i < 100000 && f.m.stats().growing; ++i) f.insert_fresh(k++);
+    EXPECT_FALSE(f.m.stats().growing) << name_of(state);
+    EXPECT_TRUE(same_contents(f.m, f.ref)) << name_of(state);
+  }
 }
 
 }  // namespace

@@ -240,7 +240,9 @@ struct alignas(128) shard {
     return true;
   }
 
-  // map.for_each(g) with g(const K&, const V&) (returning bool: false stops).
+  // map.for_each(g) with g(const K&, const V&) (returning bool: false stops). Under the lock
+  // this call takes, the walk needs no pin or misuse checks: no writer gets in, and a write
+  // from g is refused by the map's re-entrancy check before it touches the table.
   template <class G, class Marks>
   void for_each(G&& g, bool held, Marks&& marks) const {
     if (held) {
@@ -249,7 +251,7 @@ struct alignas(128) shard {
     }
     read_guard guard(lock);
     auto marked = marks(mode::shared);
-    map.for_each(g);
+    map_access::for_each_unsynchronized(map, g);
   }
 
   // --- writes (exclusive lock) ---------------------------------------------------------------
