@@ -200,10 +200,19 @@ class map_iterator {
   // Map::for_each: the walk of begin() ... end() as one loop, with the same order, checks,
   // pin and semantics (f may insert and erase through this thread), but with its position in
   // registers instead of an iterator's fields reloaded around an out-of-line step per entry:
-  // a 1024-entry LockedMap::range took 2.1-2.4 µs through the iterator and takes 1.2 with
-  // this loop, std::unordered_map's walk under a std::shared_mutex 1.2 (safemap-bench's range
-  // row, one thread; docs/benchmarks.md, twelfth pass). f(reference) returns false to stop,
-  // true to go on.
+  // a 1024-entry LockedMap::range took 2.0-2.5 µs through the iterator and takes 1.0 with
+  // this loop, std::unordered_map's walk under a std::shared_mutex 1.2-1.3 (safemap-bench's
+  // range row, one thread; docs/benchmarks.md, twelfth pass). f(reference) returns false to
+  // stop, true to go on.
+  //
+  // The misuse checks: as many as the iterator makes (one as the walk begins, one per step,
+  // the last at the end), but a step's check comes once the step has found its entry, where
+  // the iterator's operator++ checks before it scans. So a write by another thread that
+  // starts and ends while a step scans empty slots goes unreported here; detection is
+  // best-effort either way (map.hpp, "# Misuse detection"). A version that checked as each
+  // step starts made LockedMap's range at 2 threads 655 -> 1,040 ns in three alternating runs
+  // (19:29, load 0.8), although that range takes the unchecked walk, which the version did
+  // not change (presumably the code GCC laid out around it); it was not kept.
   //
   // checked = false (map_access::for_each_unsynchronized): for a caller that keeps the map
   // unchanged for the whole walk (an immutable snapshot; a lock that keeps writers out, with
