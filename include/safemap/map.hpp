@@ -179,6 +179,19 @@ struct map_access {
   static void for_each_unsynchronized(const M& m, F&& f) {
     M::template for_each_impl<false>(m, f);
   }
+  // The walk of a caller that holds a lock over m (a LockedMap/ShardedMap shard), the one rule
+  // for every such walk: when this call's caller took the lock itself (freshly_locked), no
+  // writer gets in and its callbacks' writes are refused before they touch the table, so it is
+  // for_each_unsynchronized; when the lock was already held by a callback running on this
+  // thread, it is Map::for_each, pinned and checked, as that callback's own code would be.
+  template <class M, class F>
+  static void for_each_locked(const M& m, bool freshly_locked, F&& f) {
+    if (freshly_locked) {
+      M::template for_each_impl<false>(m, f);
+    } else {
+      M::template for_each_impl<true>(m, f);
+    }
+  }
   // Whether a write would also advance a growth or free a retired block (see
   // map_table::has_write_work): a lock-holding caller that skips a no-op write asks first.
   template <class M>

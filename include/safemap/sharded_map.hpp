@@ -341,7 +341,8 @@ class ShardedMap {
     map_type out(size());  // allocated before locking: writers wait only for the copying
     auto copy_all = [&] {
       for (size_type i = 0; i < nshards_; ++i) {
-        shards_[i].map.for_each([&](const K& k, const V& v) { out.try_emplace(k, v); });
+        detail::map_access::for_each_locked(shards_[i].map, !already_held,
+                                            [&](const K& k, const V& v) { out.try_emplace(k, v); });
       }
     };
     if (already_held) {
@@ -745,7 +746,7 @@ class ShardedMap {
     void fill(const map_type& m, bool freshly_locked) {
       if (m.size() <= inline_capacity) {
         entry* slots = inline_entries();
-        walk(m, freshly_locked, [&](const K& k, const V& v) {
+        detail::map_access::for_each_locked(m, freshly_locked, [&](const K& k, const V& v) {
           ::new (static_cast<void*>(slots + inline_size_)) entry(k, v);
           ++inline_size_;  // after the construction: a throw leaves only whole entries
         });
@@ -755,7 +756,8 @@ class ShardedMap {
       }
       std::vector<entry>& v = vector();
       v.reserve(m.size());
-      walk(m, freshly_locked, [&](const K& k, const V& x) { v.emplace_back(k, x); });
+      detail::map_access::for_each_locked(m, freshly_locked,
+                                          [&](const K& k, const V& x) { v.emplace_back(k, x); });
       data_ = v.data();
       size_ = v.size();
     }
@@ -768,14 +770,6 @@ class ShardedMap {
     }
 
    private:
-    template <class F>
-    static void walk(const map_type& m, bool freshly_locked, F&& f) {
-      if (freshly_locked) {
-        detail::map_access::for_each_unsynchronized(m, f);
-      } else {
-        m.for_each(f);
-      }
-    }
     struct per_thread {
       std::vector<entry> v;
       bool busy = false;

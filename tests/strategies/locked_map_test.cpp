@@ -269,6 +269,11 @@ TEST(LockedMapReentrancy, WritesFromVisitAndComputeCallbacksAreReported) {
   lk::writes_from_visit_and_compute_are_reported<LockedMap<int, long>>(make_locked<>);
 }
 
+TEST(LockedMapReentrancy, ReadViewAndSnapshotSeeEverythingAndRefuseWrites) {
+  safemap_test::scoped_misuse_handler handler(&safemap_test::throw_misuse);
+  lk::read_view_and_snapshot_see_everything_and_refuse_writes<LockedMap<int, long>>(make_locked<>);
+}
+
 TEST(LockedMapReentrancy, HandlerThatReturnsStillSeesTheReportAndTheWriteIsRefused) {
   LockedMap<int, long> m;
   lk::handler_that_returns_still_sees_the_report_and_the_write_is_refused(m);

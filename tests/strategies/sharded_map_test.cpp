@@ -555,6 +555,12 @@ TEST(ShardedMapReentrancy, EveryWriteFromVisitOrComputeIsReportedAndTheMapStaysU
   lk::writes_from_visit_and_compute_are_reported<ShardedMap<int, long>>(make_sharded<4>);
 }
 
+TEST(ShardedMapReentrancy, ReadViewAndSnapshotSeeEverythingAndRefuseWrites) {
+  safemap_test::scoped_misuse_handler handler(&safemap_test::throw_misuse);
+  lk::read_view_and_snapshot_see_everything_and_refuse_writes<ShardedMap<int, long>>(
+      make_sharded<4>);
+}
+
 TEST(ShardedMapReentrancy, SingleShardMapAllowsWholeMapReadsFromACallback) {
   ShardedMap<int, long> m(1);
   m.store(1, 1);

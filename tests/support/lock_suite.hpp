@@ -1332,6 +1332,56 @@ void writes_from_visit_and_compute_are_reported(Make make) {
   }
 }
 
+// read_view and snapshot from outside any callback walk the shards under locks they took
+// themselves, without Map's pin (map_access::for_each_locked): a write that got through to a
+// shard mid-walk could grow its table under the walk. So every write call from the view's
+// body, and from the walk's callback, must be reported as reentrant_call and change nothing;
+// reads from the body work; the walk and the snapshot see every entry once; and afterwards
+// every lock is free and the map grows as before. The handler in force must throw.
+template <class M, class Make>
+void read_view_and_snapshot_see_everything_and_refuse_writes(Make make) {
+  constexpr int n = 300;
+  for (const auto& [name, write] : write_calls<M>()) {
+    SCOPED_TRACE(name);
+    auto map = make();
+    M& m = *map;
+    for (int k = 0; k < n; ++k) m.store(k, k * 2L);
+    const auto version = m.version();
+    std::vector<int> visits(n, 0);
+    bool foreign = false;
+    m.read_view([&](auto&& walk) {
+      EXPECT_EQ(m.load(7), 14) << "a read from the view's body";
+      EXPECT_TRUE(reported_as_reentrant([&] { write(m); })) << "from the body";
+      walk([&](const int& k, const long& v) {
+        if (k < 0 || k >= n || v != k * 2L) {
+          foreign = true;
+          return;
+        }
+        ++visits[static_cast<std::size_t>(k)];
+        if (k == 5) {
+          EXPECT_TRUE(reported_as_reentrant([&] { write(m); })) << "from the walk";
+        }
+      });
+    });
+    EXPECT_FALSE(foreign) << "the walk saw an entry that was never stored";
+    EXPECT_EQ(std::count(visits.begin(), visits.end(), 1), n) << "every entry exactly once";
+    EXPECT_EQ(m.version(), version) << "the refused writes changed nothing";
+    const auto snap = m.snapshot();
+    EXPECT_EQ(snap.size(), static_cast<std::size_t>(n));
+    for (int k = 0; k < n; ++k) {
+      const long* v = snap.find(k);
+      ASSERT_NE(v, nullptr) << k;
+      EXPECT_EQ(*v, k * 2L);
+    }
+    std::thread([&] {  // every lock is free, and the shards grow (no pin was left behind)
+      for (int k = n; k < 20 * n; ++k) m.store(k, 1L);
+    })
+        .join();
+    EXPECT_EQ(m.size(), static_cast<std::size_t>(20 * n));
+    write(m);  // outside any callback the same call works
+  }
+}
+
 // A handler that returns instead of throwing: the report is still seen once, and the write
 // from the callback is refused all the same (report_reentrant_write throws after it).
 template <class M>

@@ -133,11 +133,16 @@ class map_iterator {
     offset_ = o.offset_;
     acquire();
   }
-  void acquire() const noexcept {
-    if (m_ != nullptr) m_->iterators_.fetch_add(1, std::memory_order_relaxed);
+  // The pin (invariant 1): one count in the map's iterators_ per live iterator or walk.
+  static void pin(map_ptr m) noexcept {
+    if (m != nullptr) m->iterators_.fetch_add(1, std::memory_order_relaxed);
   }
+  static void unpin(map_ptr m) noexcept {
+    if (m != nullptr) m->iterators_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  void acquire() const noexcept { pin(m_); }
   void release() noexcept {
-    if (m_ != nullptr) m_->iterators_.fetch_sub(1, std::memory_order_relaxed);
+    unpin(m_);
     m_ = nullptr;
     cur_ = nullptr;
   }
@@ -223,16 +228,12 @@ class map_iterator {
   static void walk(map_ptr m, F&& f) {
     if constexpr (checked) m->iteration_check();
     if (m->count_ == 0) return;
-    struct pin {
+    struct pin_scope {  // the walk's pin, dropped however the walk ends
       map_ptr m;
-      explicit pin(map_ptr p) noexcept : m(p) {
-        if (m != nullptr) m->iterators_.fetch_add(1, std::memory_order_relaxed);
-      }
-      ~pin() {
-        if (m != nullptr) m->iterators_.fetch_sub(1, std::memory_order_relaxed);
-      }
-      pin(const pin&) = delete;
-      pin& operator=(const pin&) = delete;
+      explicit pin_scope(map_ptr p) noexcept : m(p) { pin(m); }
+      ~pin_scope() { unpin(m); }
+      pin_scope(const pin_scope&) = delete;
+      pin_scope& operator=(const pin_scope&) = delete;
     } pinned(checked ? m : nullptr);
     const table* t = m;
     const std::size_t n = t->nbuckets();

@@ -246,12 +246,12 @@ struct alignas(128) shard {
   template <class G, class Marks>
   void for_each(G&& g, bool held, Marks&& marks) const {
     if (held) {
-      map.for_each(g);
+      map_access::for_each_locked(map, false, g);
       return;
     }
     read_guard guard(lock);
     auto marked = marks(mode::shared);
-    map_access::for_each_unsynchronized(map, g);
+    map_access::for_each_locked(map, true, g);
   }
 
   // --- writes (exclusive lock) ---------------------------------------------------------------
@@ -552,9 +552,10 @@ class shard_locks {
 // from f need no relock, writes are reported by the map.
 template <class Shard, class Marks, class F>
 void read_view(const Shard* shards, std::size_t n, bool held, Marks&& marks, F& f) {
-  auto walk = [shards, n](auto&& g) {
+  auto walk = [shards, n, freshly_locked = !held](auto&& g) {
     for (std::size_t i = 0; i < n; ++i) {
-      shards[i].map.for_each([&g](const auto& k, const auto& v) { g(k, v); });
+      map_access::for_each_locked(shards[i].map, freshly_locked,
+                                  [&g](const auto& k, const auto& v) { g(k, v); });
     }
   };
   if (held) {
