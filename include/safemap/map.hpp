@@ -180,10 +180,13 @@ struct map_access {
     M::template for_each_impl<false>(m, f);
   }
   // The walk of a caller that holds a lock over m (a LockedMap/ShardedMap shard), the one rule
-  // for every such walk: when this call's caller took the lock itself (freshly_locked), no
-  // writer gets in and its callbacks' writes are refused before they touch the table, so it is
-  // for_each_unsynchronized; when the lock was already held by a callback running on this
-  // thread, it is Map::for_each, pinned and checked, as that callback's own code would be.
+  // for every such walk: when this call's caller took the lock itself (freshly_locked), it is
+  // for_each_unsynchronized. No other thread's write gets past the lock; a write from the
+  // map's callbacks run under it is refused by the re-entrancy check before it touches the
+  // table; and a write from code the map does not mark (a K or V copy constructor, a hasher)
+  // blocks on the same lock, which is not recursive, so it never runs during the walk either.
+  // When the lock was already held by a callback running on this thread, it is Map::for_each,
+  // pinned and checked, as that callback's own code would be.
   template <class M, class F>
   static void for_each_locked(const M& m, bool freshly_locked, F&& f) {
     if (freshly_locked) {
@@ -820,7 +823,7 @@ class Map : private detail::map_table<K, V, Hash, Eq, Alloc> {
   // ---- iteration helpers -------------------------------------------------------------------
 
   // The iterator's walk (begin() to end()) as one loop: map_iterator::walk (checked = false:
-  // map_access::for_each_unsynchronized).
+  // map_access::for_each_unsynchronized and for_each_locked).
   template <bool checked = true, class Self, class F>
   static void for_each_impl(Self& self, F& f) {
     using walker = std::conditional_t<std::is_const_v<Self>, const_iterator, iterator>;

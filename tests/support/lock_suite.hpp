@@ -339,6 +339,17 @@ std::vector<std::pair<const char*, std::function<void(M&)>>> write_calls() {
       {"compute",
        [](M& m) { m.compute(1, [](std::optional<long>) { return std::optional<long>(10L); }); }},
       {"clear", [](M& m) { m.clear(); }},
+      {"merge",
+       [](M& m) {
+         typename M::map_type entries;
+         entries.insert_or_assign(1000, 10L);
+         m.merge(std::move(entries));
+       }},
+      {"erase_if", [](M& m) { m.erase_if([](const int& k, const long&) { return k == 1; }); }},
+      {"visit", [](M& m) { m.visit(1, [](long& v) { v = 10; }); }},
+      {"visit_all", [](M& m) { m.visit_all([](const int&, long& v) { v = 10; }); }},
+      {"insert_or_visit", [](M& m) { m.insert_or_visit(1, 10L, [](long& v) { v = 10; }); }},
+      {"emplace_or_visit", [](M& m) { m.emplace_or_visit(1, 10L, [](long& v) { v = 10; }); }},
   };
 }
 
@@ -1337,16 +1348,22 @@ void writes_from_visit_and_compute_are_reported(Make make) {
 // shard mid-walk could grow its table under the walk. So every write call from the view's
 // body, and from the walk's callback, must be reported as reentrant_call and change nothing;
 // reads from the body work; the walk and the snapshot see every entry once; and afterwards
-// every lock is free and the map grows as before. The handler in force must throw.
+// every lock is free and every shard's table grows again (a pin left behind would stop its
+// growth: inserts would go on into overflow buckets at the same size). This checks what an
+// unpinned walk relies on, not which walk ran (the pin is not observable from outside). A
+// refusal that broke would deadlock on the shard's lock: the watchdog fails the test then.
+// The handler in force must throw.
 template <class M, class Make>
 void read_view_and_snapshot_see_everything_and_refuse_writes(Make make) {
   constexpr int n = 300;
+  watchdog dog("read_view and snapshot with refused writes");
   for (const auto& [name, write] : write_calls<M>()) {
     SCOPED_TRACE(name);
     auto map = make();
     M& m = *map;
     for (int k = 0; k < n; ++k) m.store(k, k * 2L);
     const auto version = m.version();
+    const unsigned log2_buckets = m.stats().table.log2_buckets;
     std::vector<int> visits(n, 0);
     bool foreign = false;
     m.read_view([&](auto&& walk) {
@@ -1378,6 +1395,9 @@ void read_view_and_snapshot_see_everything_and_refuse_writes(Make make) {
     })
         .join();
     EXPECT_EQ(m.size(), static_cast<std::size_t>(20 * n));
+    // 20x the entries: 4 doublings at the same load (stats().table.log2_buckets is the
+    // largest shard's B); a table that could not grow would keep its B.
+    EXPECT_GE(m.stats().table.log2_buckets, log2_buckets + 3) << "a shard's table did not grow";
     write(m);  // outside any callback the same call works
   }
 }

@@ -219,7 +219,8 @@ class map_iterator {
   // (19:29, load 0.8), although that range takes the unchecked walk, which the version did
   // not change (presumably the code GCC laid out around it); it was not kept.
   //
-  // checked = false (map_access::for_each_unsynchronized): for a caller that keeps the map
+  // checked = false (map_access::for_each_unsynchronized, and for_each_locked under a lock
+  // its caller took itself): for a caller that keeps the map
   // unchanged for the whole walk (an immutable snapshot; a lock that keeps writers out, with
   // callbacks that cannot write). No misuse checks, and no pin: the pin is two atomic
   // read-modify-writes of the map's iterator count, a line that every reader of a shared

@@ -549,7 +549,9 @@ class shard_locks {
 // every reference stays valid until f returns. Unless held (this thread already holds every
 // shard: a callback of the map runs on it), every shard's shared lock is taken in index order
 // (as shard_locks does) and held, and marks() marks the whole map for f's duration: reads
-// from f need no relock, writes are reported by the map.
+// from f need no relock, writes are reported by the map. The walk is then unpinned
+// (map_access::for_each_locked): calling it after f has returned, or from another thread,
+// walks tables no lock protects (undefined, like any reference kept past f).
 template <class Shard, class Marks, class F>
 void read_view(const Shard* shards, std::size_t n, bool held, Marks&& marks, F& f) {
   auto walk = [shards, n, freshly_locked = !held](auto&& g) {
