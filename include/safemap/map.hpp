@@ -172,9 +172,9 @@ struct map_access {
         [&](std::size_t i) -> auto& { return out[i]; });
   }
   // Map::for_each(f) (const) for a caller that keeps m unchanged for the whole walk: an
-  // immutable snapshot (CowMap's, SyncMap's read map), or a lock that keeps writers out while
-  // f cannot write (a locked map's range, whose callbacks' writes are refused). Skips the
-  // walk's misuse checks and its pin (map_iterator::walk).
+  // immutable snapshot (CowMap's, SyncMap's read map), or a lock its caller took itself
+  // (LockedMap/ShardedMap, through for_each_locked below). Skips the walk's misuse checks and
+  // its pin (map_iterator::walk).
   template <class M, class F>
   static void for_each_unsynchronized(const M& m, F&& f) {
     M::template for_each_impl<false>(m, f);
@@ -190,9 +190,9 @@ struct map_access {
   template <class M, class F>
   static void for_each_locked(const M& m, bool freshly_locked, F&& f) {
     if (freshly_locked) {
-      M::template for_each_impl<false>(m, f);
+      for_each_unsynchronized(m, f);
     } else {
-      M::template for_each_impl<true>(m, f);
+      m.for_each(f);
     }
   }
   // Whether a write would also advance a growth or free a retired block (see

@@ -220,11 +220,11 @@ class map_iterator {
   // not change (presumably the code GCC laid out around it); it was not kept.
   //
   // checked = false (map_access::for_each_unsynchronized, and for_each_locked under a lock
-  // its caller took itself): for a caller that keeps the map
-  // unchanged for the whole walk (an immutable snapshot; a lock that keeps writers out, with
-  // callbacks that cannot write). No misuse checks, and no pin: the pin is two atomic
-  // read-modify-writes of the map's iterator count, a line that every reader of a shared
-  // snapshot writes and so passes from core to core.
+  // its caller took itself): for a caller that keeps the map unchanged for the whole walk (an
+  // immutable snapshot; a lock that keeps writers out, with callbacks that cannot write). No
+  // misuse checks, and no pin: the pin is two atomic read-modify-writes of the map's iterator
+  // count, a line that every reader of a shared snapshot writes and so passes from core to
+  // core.
   template <bool checked, class F>
   static void walk(map_ptr m, F&& f) {
     if constexpr (checked) m->iteration_check();
